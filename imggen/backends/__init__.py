@@ -1,0 +1,1 @@
+"""One module per provider behind small protocols: generate, edit, upscale, judge."""

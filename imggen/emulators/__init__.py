@@ -1,0 +1,1 @@
+"""Local stand-ins for the providers' HTTP APIs, for tests and offline rehearsal (never used by pipelines)."""

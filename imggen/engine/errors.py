@@ -1,0 +1,55 @@
+"""What can go wrong with one task, sorted into the kinds the runner treats differently.
+
+Backends raise :class:`TaskError` with a :class:`ErrorKind`; the runner decides from the kind
+alone whether to wait, back off, record or stop. Backends never retry on their own.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ErrorKind(str, enum.Enum):
+    """How the runner treats a failed attempt."""
+
+    RATE_LIMITED = "rate_limited"  # wait as the server says; does not spend the attempt budget
+    TRANSIENT = "transient"  # 5xx, timeouts, dropped connections: back off, bounded attempts
+    PERMANENT = "permanent"  # e.g. a content-policy refusal: record, never retry
+    FATAL = "fatal"  # bad key, quota exhausted: stop the whole run cleanly
+
+
+@dataclass(frozen=True)
+class RateHint:
+    """What a provider's rate-limit headers said about the requests budget."""
+
+    limit_per_min: float | None = None  # the server's requests-per-minute limit
+    remaining: int | None = None  # requests left in the current window
+    reset_s: float | None = None  # seconds until the window refills
+
+
+class TaskError(Exception):
+    """A failed attempt at one task, with the kind that decides what happens next.
+
+    ``message`` must never contain a secret; backends build it from provider error codes and
+    messages, and the engine redacts known secrets again before storing or showing it.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        connection_error: bool = False,
+        rate: RateHint | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = ErrorKind(kind)
+        self.message = message
+        self.retry_after = retry_after
+        self.connection_error = connection_error
+        self.rate = rate
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.message}"

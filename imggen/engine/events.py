@@ -1,0 +1,89 @@
+"""Progress events a run emits, and the live counters they carry.
+
+A reporter is any callable taking one event: the rich terminal display, the log file, a notebook
+widget panel, or a test's list. Reporters run on the run's loop and must return quickly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Union
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a run's counters."""
+
+    total: int  # tasks in this plan
+    done: int = 0  # finished, including those finished by earlier runs
+    failed: int = 0
+    running: int = 0
+    healed: int = 0  # outputs found on disk, counted done without calling the backend
+    done_at_start: int = 0  # finished before this run began (not part of the rate)
+    spent: float = 0.0  # money spent in this run
+    retries: int = 0
+    rate_limit_hits: int = 0
+    state: str = "running"
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def remaining(self) -> int:
+        return max(self.total - self.done - self.failed, 0)
+
+    @property
+    def rate_per_min(self) -> float:
+        """Tasks finished per minute in this run."""
+        elapsed = time.monotonic() - self.started_at
+        finished = self.done + self.failed - self.done_at_start
+        return 60.0 * finished / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rate_per_min
+        return 60.0 * self.remaining / rate if rate > 0 else None
+
+    def evolve(self, **changes: object) -> "Progress":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    key: str
+    status: str  # "done", "healed" or "failed"
+    progress: Progress
+    error_kind: str | None = None
+    message: str | None = None
+    cost: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskRetrying:
+    key: str
+    error_kind: str
+    message: str
+    wait_s: float
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """Paused, resumed, stopping."""
+
+    progress: Progress
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    progress: Progress
+    message: str | None = None
+
+
+Event = Union[RunStarted, TaskFinished, TaskRetrying, StateChanged, RunFinished]
+Reporter = Callable[[Event], None]

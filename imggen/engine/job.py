@@ -1,0 +1,68 @@
+"""One call that runs a list of tasks in an output folder with the standard files around it.
+
+It opens the folder's ledger, runs the tasks, and keeps ``generation_state.json`` and the stats
+file up to date; pipelines, the demo and the notebook helper all start their work here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..storage.lock import folder_lock
+from .control import RunControl
+from .events import Reporter
+from .ledger import Ledger
+from .reporters import LogReporter
+from .runner import Runner, RunnerConfig, RunSummary, Work
+from .stats import write_generation_state, write_processing_stats
+from .tasks import Task
+
+
+@dataclass
+class JobFiles:
+    """Where a job keeps its ledger and views, relative to its output root unless absolute."""
+
+    root: Path
+    state: Path = Path("generation_state.json")
+    stats: Path = Path("processing_stats.json")
+    log: Path = Path("run.log")
+    extra_views: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.state, self.stats, self.log = (self.root / p for p in (self.state, self.stats, self.log))
+
+
+async def run_job(
+    files: JobFiles | str | os.PathLike,
+    tasks: Iterable[Task],
+    work: Work,
+    *,
+    config: RunnerConfig = RunnerConfig(),
+    control: RunControl | None = None,
+    reporters: Sequence[Reporter] = (),
+    handle_signals: bool = False,
+) -> RunSummary:
+    """Run ``tasks`` through ``work`` with the ledger, state file and stats file of ``files``.
+
+    Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
+    """
+    files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
+    views = [
+        lambda ledger: write_generation_state(ledger, files.state),
+        lambda ledger: write_processing_stats(ledger, files.stats),
+        *files.extra_views,
+    ]
+    with folder_lock(files.root), Ledger(files.root) as ledger:
+        runner = Runner(
+            ledger,
+            work,
+            config=config,
+            control=control,
+            reporters=[LogReporter(files.log), *reporters],
+            views=views,
+        )
+        return await runner.run(tasks, handle_signals=handle_signals)

@@ -1,0 +1,260 @@
+"""The durable record of every task of one output folder: an SQLite database in WAL mode.
+
+One row per task key holds its payload, status, attempts, error, outputs, timings, cost and
+provenance. Resume is reopening the file. Each state change is committed at once, so a killed
+process loses at most the tasks it had in flight, which go back to ``pending`` on the next open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from .errors import ErrorKind
+from .tasks import Outcome, Task
+
+LEDGER_NAME = "ledger.sqlite"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    est_cost REAL NOT NULL DEFAULT 0,
+    plan INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    rate_limit_hits INTEGER NOT NULL DEFAULT 0,
+    connection_errors INTEGER NOT NULL DEFAULT 0,
+    error_kind TEXT,
+    error TEXT,
+    cost REAL NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    duration_s REAL,
+    healed INTEGER NOT NULL DEFAULT 0,
+    provenance TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    state TEXT NOT NULL DEFAULT 'running',
+    message TEXT
+);
+"""
+
+# Replanning leaves finished work untouched. Unfinished tasks join the new plan with the new payload; a failed one is tried again
+# unless its failure was permanent (then only when asked).
+_UPSERT = """
+INSERT INTO tasks (key, payload, outputs, est_cost, plan) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT(key) DO UPDATE SET
+    plan = excluded.plan,
+    est_cost = excluded.est_cost,
+    payload = excluded.payload,
+    outputs = excluded.outputs,
+    status = CASE WHEN status = 'failed' AND (error_kind != 'permanent' OR ?) THEN 'pending' ELSE status END
+WHERE status != 'done'
+"""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """A task as read back from the ledger for running."""
+
+    seq: int
+    task: Task
+
+
+class Ledger:
+    """Open (or create) the ledger of an output folder. Use from one thread; reopen elsewhere to read."""
+
+    def __init__(self, root: str | Path, *, name: str = LEDGER_NAME) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / name
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps the key index of a big plan in memory
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -----------------------------------------------------------------------------
+    def begin_run(self) -> int:
+        """Start a run: tasks left ``running`` by a killed process go back to ``pending``."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE tasks SET status = 'pending' WHERE status = 'running'")
+            self._db.execute(
+                "UPDATE runs SET state = 'interrupted', finished_at = started_at WHERE finished_at IS NULL"
+            )
+            cursor = self._db.execute("INSERT INTO runs (started_at) VALUES (?)", (time.time(),))
+        return int(cursor.lastrowid)
+
+    def end_run(self, run_id: int, state: str, message: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE runs SET finished_at = ?, state = ?, message = ? WHERE id = ?",
+            (time.time(), state, message, run_id),
+        )
+
+    def run_durations(self) -> tuple[float | None, float | None, float]:
+        """First start, last finish, and the summed wall time of every run."""
+        first, last, total = self._db.execute(
+            "SELECT MIN(started_at), MAX(finished_at), TOTAL(finished_at - started_at) FROM runs"
+        ).fetchone()
+        return first, last, float(total or 0.0)
+
+    # -- planning -------------------------------------------------------------------------
+    def plan(self, tasks: Iterable[Task], run_id: int, *, retry_failed: bool = False) -> int:
+        """Record ``tasks`` as this run's plan, keeping finished work. Returns how many were planned.
+
+        Finished keys are read into memory first and skipped in Python, so resuming a large finished
+        job costs a set lookup per task instead of a database write.
+        """
+        done = set(self.keys(DONE))
+        planned = 0
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            nonlocal planned
+            for task in tasks:
+                planned += 1
+                if task.key in done:
+                    continue
+                outputs = orjson.dumps(task.outputs) if task.outputs else b"[]"
+                yield task.key, orjson.dumps(task.payload), outputs, task.cost, run_id, retry_failed
+
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(_UPSERT, rows())
+        return planned
+
+    def pending(self, plan: int, *, page: int = 1000) -> Iterator[LedgerRow]:
+        """Yield this plan's pending tasks in plan order, reading a page at a time.
+
+        Pages walk the table in ``seq`` order, so a whole run reads each row at most once; an extra
+        index on plan and status would cost more at planning than it saves here.
+        """
+        after = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT seq, key, payload, outputs, est_cost FROM tasks "
+                "WHERE plan = ? AND status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                (plan, after, page),
+            ).fetchall()
+            if not rows:
+                return
+            for seq, key, payload, outputs, est_cost in rows:
+                yield LedgerRow(seq, Task(key, json.loads(payload), tuple(json.loads(outputs)), est_cost))
+            after = rows[-1][0]
+
+    # -- state changes (each one committed) -----------------------------------------------
+    def mark_started(self, key: str) -> None:
+        self._db.execute(
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, "
+            "started_at = COALESCE(started_at, ?) WHERE key = ?",
+            (time.time(), key),
+        )
+
+    def note_attempt_error(self, key: str, kind: ErrorKind, message: str, *, connection_error: bool) -> None:
+        self._db.execute(
+            "UPDATE tasks SET rate_limit_hits = rate_limit_hits + ?, "
+            "connection_errors = connection_errors + ?, error_kind = ?, error = ? WHERE key = ?",
+            (kind is ErrorKind.RATE_LIMITED, connection_error, kind.value, message, key),
+        )
+
+    def mark_done(self, key: str, outcome: Outcome, *, healed: bool = False) -> None:
+        now = time.time()
+        self._db.execute(
+            "UPDATE tasks SET status = 'done', outputs = ?, cost = cost + ?, provenance = ?, healed = ?, "
+            "error_kind = NULL, error = NULL, finished_at = ?, duration_s = ? - COALESCE(started_at, ?) "
+            "WHERE key = ?",
+            (
+                json.dumps(list(outcome.outputs)),
+                outcome.cost,
+                json.dumps(outcome.provenance, default=str) if outcome.provenance else None,
+                healed,
+                now,
+                now,
+                now,
+                key,
+            ),
+        )
+
+    def mark_failed(self, key: str, kind: ErrorKind, message: str) -> None:
+        now = time.time()
+        self._db.execute(
+            "UPDATE tasks SET status = 'failed', error_kind = ?, error = ?, finished_at = ?, "
+            "duration_s = ? - COALESCE(started_at, ?) WHERE key = ?",
+            (kind.value, message, now, now, now, key),
+        )
+
+    def release(self, key: str) -> None:
+        """Put an interrupted task back to ``pending`` (it was stopped, not failed)."""
+        self._db.execute("UPDATE tasks SET status = 'pending' WHERE key = ? AND status = 'running'", (key,))
+
+    # -- reading --------------------------------------------------------------------------
+    def counts(self, plan: int | None = None) -> dict[str, int]:
+        """Tasks per status, for the whole ledger or the unfinished tasks of one plan.
+
+        Finished tasks keep the plan that finished them, so per plan only the unfinished counts mean much.
+        """
+        where, args = ("WHERE plan = ?", (plan,)) if plan is not None else ("", ())
+        counts = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
+        for status, n in self._db.execute(f"SELECT status, COUNT(*) FROM tasks {where} GROUP BY status", args):
+            counts[status] = n
+        return counts
+
+    def totals(self) -> dict[str, float]:
+        """Summed attempts, rate-limit hits, connection errors, cost and healed tasks."""
+        row = self._db.execute(
+            "SELECT TOTAL(attempts), TOTAL(rate_limit_hits), TOTAL(connection_errors), TOTAL(cost), "
+            "TOTAL(healed) FROM tasks"
+        ).fetchone()
+        names = ("attempts", "rate_limit_hits", "connection_errors", "cost", "healed")
+        return dict(zip(names, row))
+
+    def keys(self, status: str) -> Iterator[str]:
+        """Keys with ``status``, in plan order."""
+        for (key,) in self._db.execute("SELECT key FROM tasks WHERE status = ? ORDER BY seq", (status,)):
+            yield key
+
+    def failures(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT key, error_kind, error, attempts, finished_at FROM tasks WHERE status = 'failed' ORDER BY seq"
+        )
+        names = ("key", "error_kind", "error", "attempts", "failed_at")
+        return [dict(zip(names, row)) for row in rows]
+
+    def last_finished_seq(self) -> int:
+        (seq,) = self._db.execute("SELECT MAX(seq) FROM tasks WHERE status IN ('done', 'failed')").fetchone()
+        return seq or 0
+
+    def task(self, key: str) -> dict[str, Any] | None:
+        """Everything recorded about one task, or None."""
+        cursor = self._db.execute("SELECT * FROM tasks WHERE key = ?", (key,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        record = dict(zip((column[0] for column in cursor.description), row))
+        for field in ("payload", "outputs", "provenance"):
+            if record[field] is not None:
+                record[field] = json.loads(record[field])
+        return record

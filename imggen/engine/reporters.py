@@ -1,0 +1,104 @@
+"""Reporters that show a run's progress events: a rich display for terminals and a log file.
+
+The notebook panel in :mod:`imggen.notebook` is a third reporter; any callable taking an event is one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from ..settings import RedactingFilter
+from .events import Event, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
+from .events import Progress as RunProgress
+
+
+class RichReporter:
+    """A live progress bar: done/total, rate, ETA, failures and money spent."""
+
+    def __init__(self, description: str = "generating", console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}/min"),
+            TimeRemainingColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("[green]${task.fields[spent]}"),
+            TextColumn("{task.fields[state]}"),
+            console=self._console,
+            transient=False,
+        )
+        self._description = description
+        self._task_id = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._bar.start()
+            self._task_id = self._bar.add_task(self._description, total=event.progress.total, **_fields(event.progress))
+            self._bar.update(self._task_id, completed=event.progress.done + event.progress.failed)
+            return
+        if self._task_id is None:
+            return
+        progress = event.progress
+        self._bar.update(self._task_id, completed=progress.done + progress.failed, **_fields(progress))
+        if isinstance(event, TaskFinished) and event.status == "failed":
+            self._bar.console.print(f"[red]failed[/red] {event.key}: {event.message}")
+        elif isinstance(event, (StateChanged, RunFinished)) and event.message:
+            self._bar.console.print(f"[yellow]{event.message}[/yellow]")
+        if isinstance(event, RunFinished):
+            self._bar.refresh()
+            self._bar.stop()
+
+
+def _fields(progress: RunProgress) -> dict[str, object]:
+    return {
+        "rate": f"{progress.rate_per_min:.0f}",
+        "failed": progress.failed,
+        "spent": f"{progress.spent:.2f}",
+        "state": progress.state,
+    }
+
+
+class LogReporter:
+    """Appends one line per finished, failed or retried task, and the run's start and end, to a log file."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "imggen.run") -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._handler = logging.FileHandler(path, encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self._handler.addFilter(RedactingFilter())
+        self._log = logging.getLogger(f"{name}.{id(self)}")
+        self._log.propagate = False
+        self._log.setLevel(logging.INFO)
+        self._log.addHandler(self._handler)
+
+    def __call__(self, event: Event) -> None:
+        progress = event.progress
+        if isinstance(event, RunStarted):
+            self._log.info("run started: %d tasks, %d already done", progress.total, progress.done)
+        elif isinstance(event, TaskFinished):
+            level = logging.WARNING if event.status == "failed" else logging.INFO
+            detail = f" [{event.error_kind}] {event.message}" if event.status == "failed" else ""
+            self._log.log(level, "%s %s%s", event.status, event.key, detail)
+        elif isinstance(event, TaskRetrying):
+            self._log.info("retry %s in %.1fs after %s: %s", event.key, event.wait_s, event.error_kind, event.message)
+        elif isinstance(event, StateChanged):
+            self._log.info("state %s%s", progress.state, f": {event.message}" if event.message else "")
+        elif isinstance(event, RunFinished):
+            self._log.info(
+                "run %s: %d done, %d failed, %d pending, $%.4f spent%s",
+                progress.state, progress.done, progress.failed, progress.remaining, progress.spent,
+                f" ({event.message})" if event.message else "",
+            )
+            self.close()
+
+    def close(self) -> None:
+        self._handler.close()
+        self._log.removeHandler(self._handler)

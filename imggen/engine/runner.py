@@ -1,0 +1,344 @@
+"""The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
+
+It owns the concurrency cap, the requests-per-minute limiter (aiolimiter), the retry policy per
+error kind, the budget cap, run control and progress events. It knows nothing of providers or
+dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
+
+Retry policy (see :class:`~imggen.engine.errors.ErrorKind`):
+
+* rate limited: every worker holds off until the server's wait has passed; the attempt budget is
+  not spent. The retry loop is written out here rather than with a retry library because the
+  attempt budget counts only transient failures and a rate-limit wait is shared by all workers.
+* transient: exponential backoff with full jitter, at most ``max_attempts`` attempts in this run.
+* permanent: recorded as failed, never retried (a rerun skips it unless ``retry_failed``).
+* fatal: the run stops cleanly; the task goes back to pending; the message says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable, Iterable, Iterator, Sequence
+
+from aiolimiter import AsyncLimiter
+
+from ..settings import redact, secret_values
+from ..storage.atomic import is_valid_image
+from .control import ControlState, RunControl, SignalHandlers
+from .errors import ErrorKind, RateHint, TaskError
+from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
+from .ledger import Ledger, LedgerRow
+from .tasks import Outcome, Task
+
+log = logging.getLogger("imggen.engine")
+
+Work = Callable[[Task], Awaitable[Outcome]]
+View = Callable[[Ledger], None]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` task starts in any ``period_s`` seconds."""
+
+    requests: float
+    period_s: float = 60.0
+
+    @classmethod
+    def per_minute(cls, rpm: float | None) -> "RateLimit | None":
+        return cls(rpm) if rpm else None
+
+    def limiter(self) -> AsyncLimiter:
+        # A bucket of one spaced at period/requests: never a burst, so no window of period_s
+        # ever holds more than ``requests`` starts, and the steady rate is the full limit.
+        return AsyncLimiter(1, self.period_s / self.requests)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    concurrency: int = 8
+    rate_limit: RateLimit | None = None
+    max_attempts: int = 3  # attempts per task per run for transient errors
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After
+    budget: float | None = None  # hard cap on money spent in this run
+    retry_failed: bool = False  # also retry tasks that failed permanently before
+    view_interval_s: float = 10.0  # how often views (state files) are rewritten during a run
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.budget is not None and self.budget < 0:
+            raise ValueError("budget cannot be negative")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended. ``state`` is finished, stopped, budget or fatal."""
+
+    state: str
+    progress: Progress
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "finished" and self.progress.failed == 0
+
+
+class Runner:
+    """Run tasks through ``work`` with everything the engine promises. One ``run`` at a time."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        work: Work,
+        *,
+        config: RunnerConfig = RunnerConfig(),
+        control: RunControl | None = None,
+        reporters: Sequence[Reporter] = (),
+        views: Sequence[View] = (),
+        outputs_valid: Callable[[Sequence[str]], bool] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.work = work
+        self.config = config
+        self.control = control or RunControl()
+        self.reporters = list(reporters)
+        self.views = list(views)
+        self.outputs_valid = outputs_valid or self._outputs_are_images
+        self._limiter = config.rate_limit.limiter() if config.rate_limit else None
+        self._secrets = secret_values()
+
+    # -- public -------------------------------------------------------------------------------
+    async def run(self, tasks: Iterable[Task], *, handle_signals: bool = False) -> RunSummary:
+        loop = asyncio.get_running_loop()
+        self._in_flight: set[asyncio.Task] = set()
+        self._hold_until = 0.0
+        self._reserved = 0.0
+        self._end_state: str | None = None
+        self._end_message: str | None = None
+        self._views_written_at = time.monotonic()
+        self._changed_since_view = False
+
+        run_id = self.ledger.begin_run()
+        total = self.ledger.plan(tasks, run_id, retry_failed=self.config.retry_failed)
+        unfinished = self.ledger.counts(run_id)
+        done = total - unfinished["pending"] - unfinished["failed"]
+        self._progress = Progress(
+            total=total, done=done, failed=unfinished["failed"], done_at_start=done + unfinished["failed"]
+        )
+        self.control.bind(loop, on_immediate_stop=self._cancel_in_flight, on_change=self._on_control)
+        self._emit(RunStarted(self._progress))
+        source = self.ledger.pending(run_id)
+        try:
+            with SignalHandlers(self.control, loop, self._say) if handle_signals else contextlib.nullcontext():
+                workers = [loop.create_task(self._worker(source)) for _ in range(self.config.concurrency)]
+                results = await asyncio.gather(*workers, return_exceptions=True)
+            for result in results:  # workers cancelled by an immediate stop end with CancelledError
+                if isinstance(result, Exception):
+                    raise result
+        finally:
+            self.control.unbind()
+            state = self._final_state()
+            self.ledger.end_run(run_id, state, self._end_message)
+            self._write_views(force=self._changed_since_view)
+            self._progress = self._progress.evolve(state=state, running=0)
+            self._emit(RunFinished(self._progress, self._end_message))
+        return RunSummary(state, self._progress, self._end_message)
+
+    # -- workers ---------------------------------------------------------------------------
+    async def _worker(self, source: Iterator[LedgerRow]) -> None:
+        while await self.control.proceed() and self._end_state is None:
+            row = next(source, None)
+            if row is None:
+                return
+            task = row.task
+            if task.outputs and self.outputs_valid(task.outputs):
+                self._finish_healed(task)
+                continue
+            if not self._reserve_budget(task):
+                return
+            job = asyncio.current_task()
+            self._in_flight.add(job)
+            try:
+                await self._run_task(task)
+            finally:
+                self._in_flight.discard(job)
+                self._reserved -= task.cost
+
+    async def _run_task(self, task: Task) -> None:
+        transient_failures = 0
+        while True:
+            if not await self._wait_turn():
+                self.ledger.release(task.key)
+                return
+            self.ledger.mark_started(task.key)
+            self._set_running(+1)
+            try:
+                outcome, error = await self.work(task), None
+            except asyncio.CancelledError:
+                self.ledger.release(task.key)
+                raise
+            except Exception as exc:
+                outcome, error = None, exc
+            finally:
+                self._set_running(-1)
+
+            if outcome is not None:
+                self.ledger.mark_done(task.key, outcome)
+                if outcome.rate is not None:
+                    self._adapt(outcome.rate)
+                self._finish(task.key, "done", cost=outcome.cost)
+                return
+            kind, message, wait = self._classify(task, error, transient_failures + 1)
+            if kind is ErrorKind.RATE_LIMITED:
+                self._hold_all(wait)
+                self._progress = self._progress.evolve(rate_limit_hits=self._progress.rate_limit_hits + 1)
+            elif kind is ErrorKind.TRANSIENT and transient_failures + 1 < self.config.max_attempts:
+                transient_failures += 1
+                self._progress = self._progress.evolve(retries=self._progress.retries + 1)
+            elif kind is ErrorKind.FATAL:
+                self.ledger.release(task.key)
+                self._stop_run("fatal", message)
+                return
+            else:
+                self.ledger.mark_failed(task.key, kind, message)
+                self._finish(task.key, "failed", error_kind=kind.value, message=message)
+                return
+            self._emit(TaskRetrying(task.key, kind.value, message, wait, self._progress))
+            if kind is ErrorKind.TRANSIENT:
+                await asyncio.sleep(wait)
+
+    def _classify(self, task: Task, error: BaseException | None, attempt: int) -> tuple[ErrorKind, str, float]:
+        """Record a failed attempt; return its kind, its redacted message and how long to wait."""
+        if isinstance(error, TaskError):
+            kind, message = error.kind, redact(error.message, self._secrets)
+            self.ledger.note_attempt_error(task.key, kind, message, connection_error=error.connection_error)
+            if error.rate is not None:
+                self._adapt(error.rate)
+            return kind, message, self._wait_after(error, attempt)
+        # Anything else is a bug in the work function: recorded as a permanent failure, never retried.
+        log.error("task %s raised", task.key, exc_info=error)
+        message = redact(f"{type(error).__name__}: {error}", self._secrets)
+        self.ledger.note_attempt_error(task.key, ErrorKind.PERMANENT, message, connection_error=False)
+        return ErrorKind.PERMANENT, message, 0.0
+
+    async def _wait_turn(self) -> bool:
+        """Wait out any rate-limit hold and the limiter; False if the run stopped meanwhile."""
+        while True:
+            delay = self._hold_until - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            if not await self.control.proceed() or self._end_state is not None:
+                return False
+            if self._hold_until <= time.monotonic():
+                return True
+
+    def _wait_after(self, error: TaskError, attempt: int) -> float:
+        if error.kind is ErrorKind.RATE_LIMITED:
+            if error.retry_after is not None:
+                return max(error.retry_after, 0.0)
+            if error.rate is not None and error.rate.reset_s:
+                return error.rate.reset_s
+            return self.config.default_rate_limit_wait_s
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    def _hold_all(self, seconds: float) -> None:
+        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+
+    def _adapt(self, hint: RateHint) -> None:
+        """Follow the server: hold when its window is spent, slow down if its limit is lower than ours."""
+        if hint.remaining == 0 and hint.reset_s:
+            self._hold_all(hint.reset_s)
+        if hint.limit_per_min:
+            current = self.config.rate_limit
+            period = current.period_s if current else 60.0
+            server = hint.limit_per_min * period / 60.0
+            if current is None or server < current.requests:
+                self._limiter = RateLimit(server, period).limiter()
+
+    def _reserve_budget(self, task: Task) -> bool:
+        budget = self.config.budget
+        if budget is not None and self._progress.spent + self._reserved + task.cost > budget + 1e-9:
+            self._stop_run(
+                "budget",
+                f"budget of ${budget:.2f} reached (spent ${self._progress.spent:.2f}); "
+                "rerun with a larger --budget to continue",
+            )
+            return False
+        self._reserved += task.cost
+        return True
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _finish(self, key: str, status: str, *, cost: float = 0.0, error_kind: str | None = None,
+                message: str | None = None) -> None:
+        progress = self._progress
+        if status == "failed":
+            progress = progress.evolve(failed=progress.failed + 1)
+        else:
+            progress = progress.evolve(done=progress.done + 1, spent=progress.spent + cost)
+        self._progress = progress
+        self._changed_since_view = True
+        self._emit(TaskFinished(key, status, progress, error_kind, message, cost))
+        self._write_views(force=False)
+
+    def _finish_healed(self, task: Task) -> None:
+        self.ledger.mark_done(task.key, Outcome(outputs=task.outputs, provenance={"healed": True}), healed=True)
+        self._progress = self._progress.evolve(healed=self._progress.healed + 1)
+        self._finish(task.key, "healed")
+
+    def _set_running(self, delta: int) -> None:
+        self._progress = self._progress.evolve(running=self._progress.running + delta)
+
+    def _stop_run(self, state: str, message: str) -> None:
+        if self._end_state is None:
+            self._end_state, self._end_message = state, message
+            log.warning("stopping run: %s", message)
+            self._emit(StateChanged(self._progress.evolve(state="stopping"), message))
+
+    def _final_state(self) -> str:
+        if self._end_state is not None:
+            return self._end_state
+        return "stopped" if self.control.state is ControlState.STOPPING else "finished"
+
+    def _cancel_in_flight(self) -> None:
+        for job in list(self._in_flight):
+            job.cancel()
+
+    def _on_control(self, state: ControlState) -> None:
+        self._progress = self._progress.evolve(state=state.value)
+        self._emit(StateChanged(self._progress))
+
+    def _say(self, message: str) -> None:
+        log.warning(message)
+        self._emit(StateChanged(self._progress, message))
+
+    def _emit(self, event: Event) -> None:
+        for reporter in self.reporters:
+            try:
+                reporter(event)
+            except Exception:  # a broken display must not break a paid run
+                log.exception("reporter %r failed", reporter)
+
+    def _write_views(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not self.views or not (force or now - self._views_written_at >= self.config.view_interval_s):
+            return
+        if not (force or self._changed_since_view):
+            return
+        for view in self.views:
+            view(self.ledger)
+        self._views_written_at, self._changed_since_view = now, False
+
+    def _outputs_are_images(self, outputs: Sequence[str]) -> bool:
+        return all(is_valid_image(Path(self.ledger.root) / path) for path in outputs)

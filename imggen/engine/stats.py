@@ -1,0 +1,64 @@
+"""Stats and the resume-state view, computed from the ledger and written atomically as JSON.
+
+``processing_stats.json`` carries the style-matrix seed's fields (duration, attempts, successes,
+failures, rate-limit hits, connection errors, success rate); ``generation_state.json`` is the seed's
+state file (completed samples, failed records, last chunk index, timestamp), now a view of the
+ledger rather than the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..storage.atomic import atomic_write_json, atomic_writer
+from .ledger import Ledger
+
+SEED_CHUNK_SIZE = 5  # the seed processed samples in chunks of five
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat() if timestamp else None
+
+
+def processing_stats(ledger: Ledger) -> dict[str, Any]:
+    """The seed's statistics for everything in the ledger, plus totals and cost."""
+    counts = ledger.counts()
+    totals = ledger.totals()
+    first, last, duration = ledger.run_durations()
+    finished = counts["done"] + counts["failed"]
+    return {
+        "start_time": _iso(first),
+        "end_time": _iso(last),
+        "total_duration_seconds": round(duration, 3),
+        "total_tasks": sum(counts.values()),
+        "total_attempts": int(totals["attempts"]),
+        "successful_downloads": counts["done"],
+        "failed_downloads": counts["failed"],
+        "pending": counts["pending"] + counts["running"],
+        "rate_limit_hits": int(totals["rate_limit_hits"]),
+        "connection_errors": int(totals["connection_errors"]),
+        "success_rate": round(counts["done"] / finished, 4) if finished else 0.0,
+        "healed_from_disk": int(totals["healed"]),
+        "total_cost_usd": round(totals["cost"], 4),
+    }
+
+
+def write_processing_stats(ledger: Ledger, path: str | os.PathLike) -> Path:
+    return atomic_write_json(path, processing_stats(ledger))
+
+
+def write_generation_state(ledger: Ledger, path: str | os.PathLike) -> Path:
+    """Write the seed's ``generation_state.json`` atomically, streaming the completed keys."""
+    with atomic_writer(path, "w") as out:
+        out.write('{\n  "completed_samples": [')
+        for index, key in enumerate(ledger.keys("done")):
+            out.write(("," if index else "") + "\n    " + json.dumps(key, ensure_ascii=False))
+        out.write('\n  ],\n  "failed_samples": ')
+        out.write(json.dumps(ledger.failures(), ensure_ascii=False))
+        out.write(f',\n  "last_chunk_index": {ledger.last_finished_seq() // SEED_CHUNK_SIZE}')
+        out.write(f',\n  "timestamp": {json.dumps(datetime.now(timezone.utc).isoformat())}\n}}\n')
+    return Path(path)

@@ -1,0 +1,1 @@
+"""Where results go: atomic local writes, safe paths from untrusted names, S3."""

@@ -1,0 +1,59 @@
+"""Shared test helpers: a recording work function and small image files."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imggen.engine.tasks import Outcome, Task
+
+
+def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Recorder:
+    """A work function that records when each call starts and ends and how many run at once."""
+
+    def __init__(self, delay: float = 0.0, script=None) -> None:
+        self.delay = delay
+        self.script = script  # optional callable(task, call_number) that may raise
+        self.calls: list[str] = []
+        self.starts: list[float] = []
+        self.running = 0
+        self.max_running = 0
+
+    async def __call__(self, task: Task) -> Outcome:
+        self.calls.append(task.key)
+        self.starts.append(time.monotonic())
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.script is not None:
+                self.script(task, self.calls.count(task.key))
+            return Outcome(cost=task.cost)
+        finally:
+            self.running -= 1
+
+
+def make_tasks(n: int, cost: float = 0.0) -> list[Task]:
+    return [Task(f"t{i:03d}", {"i": i}, cost=cost) for i in range(n)]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "out"

@@ -1,0 +1,145 @@
+"""The runner's promises: concurrency cap, rate limit, retry policy by error kind, budget."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from imggen.engine.errors import ErrorKind, RateHint, TaskError
+from imggen.engine.ledger import Ledger
+from imggen.engine.runner import RateLimit, Runner, RunnerConfig
+
+from conftest import Recorder, make_tasks
+
+
+async def run(out, work, tasks, **config):
+    with Ledger(out) as ledger:
+        summary = await Runner(ledger, work, config=RunnerConfig(**config)).run(tasks)
+        records = {task.key: ledger.task(task.key) for task in tasks}
+    return summary, records
+
+
+async def test_concurrency_cap_is_never_exceeded(out):
+    work = Recorder(delay=0.02)
+    summary, _ = await run(out, work, make_tasks(60), concurrency=5)
+    assert summary.state == "finished" and summary.progress.done == 60
+    assert work.max_running == 5
+
+
+async def test_rate_limit_holds_over_every_window_and_uses_it_fully(out):
+    work = Recorder()
+    limit = RateLimit(requests=10, period_s=0.5)
+    began = time.monotonic()
+    summary, _ = await run(out, work, make_tasks(31), concurrency=8, rate_limit=limit)
+    elapsed = time.monotonic() - began
+    assert summary.progress.done == 31
+    starts = sorted(work.starts)
+    # No window of period_s holds more than `requests` starts.
+    for first, eleventh in zip(starts, starts[10:]):
+        assert eleventh - first >= limit.period_s - 0.005
+    # ...and the limit is used: 31 starts need 3 full periods, not much more.
+    assert elapsed < 3 * limit.period_s + 0.4
+
+
+async def test_retry_after_is_honoured_and_spends_no_attempt(out):
+    hits: list[float] = []
+
+    def script(task, call):
+        if task.key == "t000" and call <= 3:
+            hits.append(time.monotonic())
+            raise TaskError(ErrorKind.RATE_LIMITED, "slow down", retry_after=0.2)
+
+    work = Recorder(script=script)
+    summary, records = await run(out, work, make_tasks(3), concurrency=1, max_attempts=1)
+    assert summary.progress.done == 3
+    assert records["t000"]["attempts"] == 4 and records["t000"]["rate_limit_hits"] == 3
+    # Every call after a 429 waited at least the server's Retry-After, whichever task it was for.
+    for hit in hits:
+        later = [start for start in work.starts if start > hit]
+        assert later and min(later) - hit >= 0.2
+
+
+async def test_rate_hint_with_no_remaining_requests_holds_new_starts(out):
+    def script(task, call):
+        if task.key == "t000" and call == 1:
+            raise TaskError(ErrorKind.RATE_LIMITED, "window spent", rate=RateHint(remaining=0, reset_s=0.3))
+
+    work = Recorder(script=script)
+    await run(out, work, make_tasks(2), concurrency=1)
+    assert work.starts[1] - work.starts[0] >= 0.3
+
+
+async def test_permanent_error_is_attempted_once_and_recorded(out):
+    def script(task, call):
+        if task.key == "t001":
+            raise TaskError(ErrorKind.PERMANENT, "content_policy_violation: refused")
+
+    work = Recorder(script=script)
+    summary, records = await run(out, work, make_tasks(3))
+    assert work.calls.count("t001") == 1
+    assert records["t001"]["status"] == "failed" and records["t001"]["error_kind"] == "permanent"
+    assert "content_policy_violation" in records["t001"]["error"]
+    assert summary.progress.done == 2 and summary.progress.failed == 1
+
+
+async def test_transient_errors_back_off_then_succeed_or_give_up(out):
+    def script(task, call):
+        if task.key == "t000" and call < 3:
+            raise TaskError(ErrorKind.TRANSIENT, "502 bad gateway")
+        if task.key == "t001":
+            raise TaskError(ErrorKind.TRANSIENT, "timed out", connection_error=True)
+
+    work = Recorder(script=script)
+    summary, records = await run(out, work, make_tasks(2), max_attempts=3, backoff_base_s=0.01)
+    assert records["t000"]["status"] == "done" and records["t000"]["attempts"] == 3
+    assert records["t001"]["status"] == "failed" and records["t001"]["attempts"] == 3
+    assert records["t001"]["connection_errors"] == 3
+
+
+async def test_a_bug_in_the_work_function_is_recorded_not_retried(out):
+    def script(task, call):
+        raise KeyError("prompt")
+
+    work = Recorder(script=script)
+    summary, records = await run(out, work, make_tasks(1))
+    assert work.calls == ["t000"]
+    assert records["t000"]["status"] == "failed" and "KeyError" in records["t000"]["error"]
+
+
+async def test_fatal_error_stops_the_run_cleanly_and_a_rerun_finishes(out):
+    quota = {"left": 4}
+
+    def script(task, call):
+        if quota["left"] == 0:
+            raise TaskError(ErrorKind.FATAL, "insufficient_quota: add credit, then rerun")
+        quota["left"] -= 1
+
+    work = Recorder(delay=0.01, script=script)
+    tasks = make_tasks(20)
+    summary, records = await run(out, work, tasks, concurrency=2)
+    assert summary.state == "fatal" and "add credit" in summary.message
+    statuses = [record["status"] for record in records.values()]
+    assert statuses.count("done") == 4 and "running" not in statuses and "failed" not in statuses
+    calls_before = len(work.calls)
+    assert calls_before <= 4 + 2  # nothing new started after the fatal answer, beyond those in flight
+
+    quota["left"] = 100
+    summary, records = await run(out, work, tasks, concurrency=2)
+    assert summary.state == "finished" and summary.progress.done == 20
+    assert len(work.calls) - calls_before == 16  # only the unfinished tasks ran again
+
+
+async def test_budget_is_a_hard_cap(out):
+    work = Recorder(delay=0.01)
+    summary, records = await run(out, work, make_tasks(10, cost=1.0), concurrency=3, budget=3.5)
+    assert summary.state == "budget"
+    assert summary.progress.spent <= 3.5 and len(work.calls) == 3
+    assert sum(r["status"] == "pending" for r in records.values()) == 7
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        RunnerConfig(concurrency=0)
+    with pytest.raises(ValueError):
+        RunnerConfig(budget=-1)
