@@ -118,6 +118,7 @@ class Runner:
 
     # -- public -------------------------------------------------------------------------------
     async def run(self, tasks: Iterable[Task], *, handle_signals: bool = False) -> RunSummary:
+        """Plan ``tasks`` and run the unfinished ones. With ``handle_signals``, Ctrl-C stops the run."""
         loop = asyncio.get_running_loop()
         self._in_flight: set[asyncio.Task] = set()
         self._hold_until = 0.0
@@ -126,7 +127,11 @@ class Runner:
         self._end_message: str | None = None
         self._views_written_at = time.monotonic()
         self._changed_since_view = False
+        self._progress = Progress(total=0, state="planning")
+        with SignalHandlers(self.control, loop, self._say) if handle_signals else contextlib.nullcontext():
+            return await self._plan_and_run(loop, tasks)
 
+    async def _plan_and_run(self, loop: asyncio.AbstractEventLoop, tasks: Iterable[Task]) -> RunSummary:
         run_id = self.ledger.begin_run()
         total = self.ledger.plan(tasks, run_id, retry_failed=self.config.retry_failed)
         unfinished = self.ledger.counts(run_id)
@@ -138,9 +143,8 @@ class Runner:
         self._emit(RunStarted(self._progress))
         source = self.ledger.pending(run_id)
         try:
-            with SignalHandlers(self.control, loop, self._say) if handle_signals else contextlib.nullcontext():
-                workers = [loop.create_task(self._worker(source)) for _ in range(self.config.concurrency)]
-                results = await asyncio.gather(*workers, return_exceptions=True)
+            workers = [loop.create_task(self._worker(source)) for _ in range(self.config.concurrency)]
+            results = await asyncio.gather(*workers, return_exceptions=True)
             for result in results:  # workers cancelled by an immediate stop end with CancelledError
                 if isinstance(result, Exception):
                     raise result
