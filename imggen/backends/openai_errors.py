@@ -1,0 +1,115 @@
+"""Turning the ``openai`` client's exceptions and headers into the engine's terms.
+
+:func:`task_error` sorts an exception into an :class:`~imggen.engine.errors.ErrorKind` (the table
+is in the function) with the server's requested wait and rate hint; :func:`rate_hint` reads the
+``x-ratelimit-*`` headers. Messages are built from the error's code and the server's message with
+the API key removed; the client's own ``str(exc)`` is never used.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from typing import Mapping
+
+import openai
+
+from imggen.engine.errors import ErrorKind, RateHint, TaskError
+
+QUOTA_CODES = {"insufficient_quota", "credit_balance_exhausted"}
+REFUSAL_CODES = {"content_policy_violation", "moderation_blocked"}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_go_duration(text: str) -> float | None:
+    """``"6m0s"`` → 360.0, ``"12ms"`` → 0.012, a bare number → seconds; None if unreadable."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def rate_hint(headers: Mapping[str, str]) -> RateHint | None:
+    """The requests budget the ``x-ratelimit-*-requests`` headers report, or None if absent."""
+    limit = headers.get("x-ratelimit-limit-requests")
+    remaining = headers.get("x-ratelimit-remaining-requests")
+    reset = headers.get("x-ratelimit-reset-requests")
+    if limit is None and remaining is None and reset is None:
+        return None
+
+    def number(text: str | None, kind: type) -> float | int | None:
+        try:
+            return kind(text) if text is not None else None
+        except ValueError:
+            return None
+
+    return RateHint(
+        limit_per_min=number(limit, float),
+        remaining=number(remaining, int),
+        reset_s=parse_go_duration(reset) if reset is not None else None,
+    )
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The server's wait in seconds: ``retry-after-ms`` first, then ``retry-after`` (seconds or date)."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def task_error(exc: Exception, *, secret: str | None, what: str) -> TaskError:
+    """The engine's error for an ``openai`` exception raised while doing ``what``.
+
+    401 and 403 → FATAL (bad key or account); 429 ``insufficient_quota`` → FATAL; other 429 →
+    RATE_LIMITED with the server's wait; content-policy/moderation 400 → PERMANENT; other 4xx →
+    PERMANENT; 408/409/5xx, timeouts and connection errors → TRANSIENT.
+    """
+    if isinstance(exc, openai.APITimeoutError):
+        return TaskError(ErrorKind.TRANSIENT, f"OpenAI {what} timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return TaskError(ErrorKind.TRANSIENT, f"could not reach OpenAI for {what} (connection error)",
+                         connection_error=True)
+    if not isinstance(exc, openai.APIStatusError):
+        return TaskError(ErrorKind.TRANSIENT, f"OpenAI {what} failed: {type(exc).__name__}")
+    status, code = exc.status_code, exc.code or (exc.type if exc.status_code == 429 else None)
+    server_message = redact(str((exc.body or {}).get("message", "") if isinstance(exc.body, dict) else ""), secret)
+    detail = f"OpenAI {what}: HTTP {status}" + (f" {code}" if code else "")
+    detail += f": {server_message}" if server_message else ""
+    headers = exc.response.headers
+    if status == 401:
+        return TaskError(ErrorKind.FATAL, f"OpenAI rejected the API key (HTTP 401{' ' + code if code else ''}); "
+                         "check OPENAI_API_KEY")
+    if status == 403:
+        return TaskError(ErrorKind.FATAL, detail)
+    if status == 429 and code in QUOTA_CODES:
+        return TaskError(ErrorKind.FATAL, f"OpenAI quota exhausted ({code}): add credit to the account and rerun; "
+                         "finished images are kept")
+    if status == 429:
+        return TaskError(ErrorKind.RATE_LIMITED, detail, retry_after=retry_after(headers), rate=rate_hint(headers))
+    if status in (408, 409) or status >= 500:
+        return TaskError(ErrorKind.TRANSIENT, detail)
+    if code in REFUSAL_CODES:
+        return TaskError(ErrorKind.PERMANENT, f"OpenAI refused the prompt ({code}): {server_message}")
+    return TaskError(ErrorKind.PERMANENT, detail)

@@ -1,0 +1,186 @@
+"""The OpenAI backend: one image from the Images API, and the grid-tile judge on vision chat.
+
+Built on the official ``openai.AsyncOpenAI`` client (``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
+are honoured) with ``max_retries=0``: the engine owns retries, this module only sorts failures
+into :class:`~imggen.engine.errors.TaskError` kinds (see :mod:`imggen.backends.openai_errors`).
+Models are checked against the registry before any request is sent, so a retired model or a
+size the model does not take fails at once without spending money.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import openai
+from PIL import Image
+
+from imggen.backends.image_download import MAX_IMAGE_BYTES, check_image, download_image
+from imggen.backends.openai_errors import rate_hint, task_error
+from imggen.backends.openai_models import (
+    DEFAULT_MODEL, DEFAULT_VISION_MODEL, ModelUnavailableError, cost_from_usage, find_problem, get_model, price,
+)
+from imggen.engine.errors import ErrorKind, RateHint, TaskError
+
+JUDGE_QUESTION = (
+    "This image is a {grid}x{grid} grid of tiles, numbered 0 to {last} row by row from the top left. "
+    "Which tiles are unique, i.e. not a duplicate of any other tile? "
+    "Answer with only a JSON list of the unique tile numbers, for example [0, 4]."
+)
+_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One generated image and what it took."""
+
+    data: bytes  # the encoded image (PNG unless another output_format was asked for)
+    model: str
+    params: dict[str, Any]  # what was sent, plus "resolved" size/quality/... when the API reports them
+    revised_prompt: str | None = None
+    usage: dict[str, Any] | None = None
+    cost: float | None = None  # US dollars; None where no price is published
+    rate: RateHint | None = None
+
+
+def parse_tile_answer(text: str, tile_count: int) -> list[int]:
+    """The sorted tile indices in a vision model's answer (a JSON list, possibly in a code fence,
+    or an object holding one list); TRANSIENT :class:`TaskError` when it is anything else."""
+    fenced = _FENCE.match(text)
+    try:
+        answer = json.loads(fenced.group(1) if fenced else text)
+    except json.JSONDecodeError:
+        answer = None
+    if isinstance(answer, dict) and len(answer) == 1:
+        answer = next(iter(answer.values()))
+    valid = (
+        isinstance(answer, list)
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < tile_count for i in answer)
+        and len(set(answer)) == len(answer)
+    )
+    if not valid:
+        raise TaskError(ErrorKind.TRANSIENT, f"the vision model did not answer a JSON list of tile numbers "
+                        f"0..{tile_count - 1}: {text[:120]!r}")
+    return sorted(answer)
+
+
+class OpenAIImageBackend:
+    """Generates images and judges grids through one OpenAI account."""
+
+    def __init__(
+        self, *, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 180.0,
+        allow_retired: bool = False, today: dt.date | None = None, download_attempts: int = 3,
+        max_download_bytes: int = MAX_IMAGE_BYTES,
+    ) -> None:
+        """``api_key``/``base_url`` default to ``OPENAI_API_KEY``/``OPENAI_BASE_URL``.
+        ``allow_retired`` lets a retired model's legacy contract be rehearsed against the emulator."""
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout_s = timeout_s
+        self._allow_retired = allow_retired
+        self._today = today
+        self._download_attempts = download_attempts
+        self._max_download_bytes = max_download_bytes
+        self._client: openai.AsyncOpenAI | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _openai(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            try:
+                self._client = openai.AsyncOpenAI(
+                    api_key=self._api_key, base_url=self._base_url, max_retries=0, timeout=self._timeout_s
+                )
+            except openai.OpenAIError:
+                raise TaskError(ErrorKind.FATAL, "no OpenAI API key: set OPENAI_API_KEY") from None
+        return self._client
+
+    def _failure(self, exc: Exception, what: str) -> TaskError:
+        return task_error(exc, secret=self._client.api_key if self._client else self._api_key, what=what)
+
+    async def generate(
+        self, prompt: str, *, model: str = DEFAULT_MODEL, size: str | None = None, quality: str | None = None,
+        **extra: Any,
+    ) -> GeneratedImage:
+        """One image for ``prompt``; ``extra`` are the model's other parameters (style, background, ...)."""
+        try:
+            spec = get_model(model, self._today, allow_retired=self._allow_retired)
+        except ModelUnavailableError as exc:
+            raise TaskError(ErrorKind.FATAL, str(exc)) from None
+        problem = find_problem(spec, size=size, quality=quality, params=extra)
+        if problem is not None:
+            raise TaskError(ErrorKind.PERMANENT, problem.describe(spec.id))
+        asked = {"model": model, "size": size, "quality": quality, **extra}
+        params = {k: v for k, v in asked.items() if v is not None}
+        client = self._openai()
+        try:
+            raw = await client.images.with_raw_response.generate(prompt=prompt, **params)
+            response = raw.parse()
+        except openai.APIError as exc:
+            raise self._failure(exc, "image generation") from None
+        if not response.data:
+            raise TaskError(ErrorKind.TRANSIENT, "OpenAI answered without an image")
+        item = response.data[0]
+        data = await self._image_bytes(item.b64_json, item.url)
+        usage = response.usage.model_dump(exclude_none=True) if response.usage else None
+        resolved = {k: getattr(response, k, None) for k in ("size", "quality", "background", "output_format")}
+        resolved = {k: v for k, v in resolved.items() if v}
+        cost = price(spec, resolved.get("size", size or spec.default_size),
+                     resolved.get("quality", quality or spec.default_quality))
+        return GeneratedImage(
+            data=data, model=model, params={**params, "resolved": resolved} if resolved else params,
+            revised_prompt=item.revised_prompt, usage=usage,
+            cost=cost if cost is not None else cost_from_usage(spec, usage), rate=rate_hint(raw.headers),
+        )
+
+    async def _image_bytes(self, b64_json: str | None, url: str | None) -> bytes:
+        if b64_json:
+            try:
+                return check_image(base64.b64decode(b64_json, validate=True), "the returned image")
+            except (binascii.Error, ValueError):
+                raise TaskError(ErrorKind.PERMANENT, "the returned image is not valid base64") from None
+        if url:
+            if self._session is None:
+                self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+            return await download_image(self._session, url, attempts=self._download_attempts,
+                                        max_bytes=self._max_download_bytes)
+        raise TaskError(ErrorKind.TRANSIENT, "OpenAI answered with neither image data nor a URL")
+
+    async def judge_unique_tiles(
+        self, image_bytes: bytes, grid: int, *, model: str = DEFAULT_VISION_MODEL
+    ) -> list[int]:
+        """Indices (0-based, row-major) of the tiles of a ``grid`` x ``grid`` image that a vision
+        model finds unique."""
+        with Image.open(io.BytesIO(image_bytes)) as picture:
+            mime = Image.MIME.get(picture.format or "PNG", "image/png")
+        data_uri = f"data:{mime};base64,{base64.b64encode(image_bytes).decode('ascii')}"
+        content = [
+            {"type": "text", "text": JUDGE_QUESTION.format(grid=grid, last=grid * grid - 1)},
+            {"type": "image_url", "image_url": {"url": data_uri, "detail": "high"}},
+        ]
+        try:
+            completion = await self._openai().chat.completions.create(
+                model=model, messages=[{"role": "user", "content": content}]
+            )
+        except openai.APIError as exc:
+            raise self._failure(exc, "tile judging") from None
+        answer = completion.choices[0].message.content if completion.choices else None
+        return parse_tile_answer(answer or "", grid * grid)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> OpenAIImageBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,135 @@
+"""``POST /v1/chat/completions`` of the OpenAI emulator: a vision model that judges grid tiles.
+
+It accepts the vision input format (``text`` and ``image_url`` parts; the URL may be a ``data:``
+URI or an http(s) URL it fetches). When the question names an ``NxN`` grid and one image is
+attached, it splits the image and answers with the JSON list of unique tile indices (see
+:mod:`imggen.emulators.tile_judge`); with several images attached, each image is one tile. With
+``response_format={"type": "json_object"}`` the list comes as ``{"unique_tiles": [...]}``.
+Anything else gets a short text saying what it can answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from PIL import Image, UnidentifiedImageError
+
+from imggen.emulators.openai_replies import apply_fault, error_response, rate_limited, read_json
+from imggen.emulators.openai_state import RECORD, STATE
+from imggen.emulators.tile_judge import grid_size_from_text, split_grid, unique_tiles
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+_TOKENS_PER_IMAGE = 85  # a low-detail image's prompt tokens, for a plausible usage block
+
+
+class _BadImage(Exception):
+    pass
+
+
+def _parts(messages: list[Any]) -> tuple[str, list[str]]:
+    """All text and all image URLs of the user messages, in order."""
+    texts, urls = [], []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "text":
+                texts.append(part.get("text", ""))
+            elif part.get("type") == "image_url":
+                urls.append((part.get("image_url") or {}).get("url", ""))
+    return "\n".join(texts), urls
+
+
+async def _load_image(url: str) -> Image.Image:
+    if url.startswith("data:"):
+        try:
+            data = base64.b64decode(url.partition(",")[2], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _BadImage() from exc
+    elif url.startswith(("http://", "https://")):
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                response.raise_for_status()
+                data = await response.content.read(MAX_IMAGE_BYTES + 1)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _BadImage() from exc
+    else:
+        raise _BadImage()
+    if len(data) > MAX_IMAGE_BYTES:
+        raise _BadImage()
+    try:
+        picture = Image.open(io.BytesIO(data))
+        picture.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise _BadImage() from exc
+    return picture
+
+
+def _answer(text: str, pictures: list[Image.Image], threshold: float, as_object: bool) -> str:
+    grid = grid_size_from_text(text)
+    if len(pictures) == 1 and grid:
+        tiles = split_grid(pictures[0], grid)
+    elif len(pictures) > 1:
+        tiles = pictures
+    else:
+        return ("I can only say which tiles of an NxN grid image are unique: attach one grid image and name its "
+                "size (for example 3x3), or attach the tiles as separate images.")
+    unique = unique_tiles(tiles, threshold)
+    return json.dumps({"unique_tiles": unique} if as_object else unique)
+
+
+async def create_chat_completion(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    record = request[RECORD]
+    body = await read_json(request)
+    if isinstance(body, web.Response):
+        return body
+    record.model = body.get("model")
+    if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list) or not body["messages"]:
+        missing = "model" if not isinstance(body.get("model"), str) else "messages"
+        return error_response(400, f"Missing required parameter: '{missing}'.", code="missing_required_parameter",
+                              param=missing)
+    text, urls = _parts(body["messages"])
+    record.prompt = text
+    admitted, wait_s, window = state.chat_window.try_admit(1)
+    if not admitted:
+        return rate_limited(body["model"], "requests per min (RPM)", window, wait_s, 1)
+    record.admitted = time.time()
+    fault = await apply_fault(state.faults.next_fault(), state.config.slow_s)
+    if fault is not None:
+        return fault
+    try:
+        pictures = [await _load_image(url) for url in urls]
+    except _BadImage:
+        return error_response(
+            400, "You uploaded an unsupported image. Please make sure your image is below 50 MB in size and is of "
+            "one the following formats: ['png', 'jpeg', 'gif', 'webp'].", code="invalid_image_format")
+    as_object = (body.get("response_format") or {}).get("type") == "json_object"
+    content = _answer(text, pictures, state.config.tile_threshold, as_object)
+    await asyncio.sleep(state.latency())
+    prompt_tokens = max(len(text) // 4, 1) + _TOKENS_PER_IMAGE * len(pictures)
+    completion_tokens = max(len(content) // 4, 1)
+    return web.json_response({
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+        "model": body["model"], "service_tier": "default",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens,
+                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+    })

@@ -1,0 +1,113 @@
+"""The OpenAI emulator's settings and the live state its request handlers share.
+
+Settings (:class:`OpenAIEmulatorConfig`) say how the emulated service behaves: its limits, its
+latency, its faults, how small it draws. :class:`EmulatorState` holds what changes while it runs:
+the two rate windows, the fault plan and quota, the generated files served by URL, and the
+request log tests read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from imggen.emulators.fault_plan import FaultPlan, FaultRates
+from imggen.emulators.rate_window import SlidingWindow
+
+
+@dataclass(frozen=True)
+class OpenAIEmulatorConfig:
+    """How the emulated OpenAI service behaves.
+
+    ``render_scale`` / ``render_max_side``: the emulator draws the picture at the requested size
+    times ``render_scale``, shrunk so its longer side is at most ``render_max_side`` pixels. The
+    response still reports the requested size; only the pixels are fewer, which keeps tests fast.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port
+    images_per_minute: int = 60  # counted in images (n per request), as the API's IPM limit
+    chat_requests_per_minute: int = 500
+    window_s: float = 60.0  # the rate window; tests shorten it
+    latency_s: float = 0.0  # added before each successful generation or chat answer
+    jitter_s: float = 0.0  # latency varies uniformly by +- this much
+    api_key: str | None = None  # when set, any other key gets 401 invalid_api_key
+    render_scale: float = 1.0
+    render_max_side: int | None = None
+    error_rate: float = 0.0  # share of requests answered 500 or 503
+    drop_rate: float = 0.0  # share of requests whose connection is closed without a response
+    slow_rate: float = 0.0  # share of requests delayed by slow_s
+    slow_s: float = 30.0
+    blocked_word: str = "BLOCKED_PROMPT"  # a prompt containing it is refused by the safety system
+    quota_images: int | None = None  # images the account may generate before insufficient_quota
+    url_ttl_s: float = 3600.0  # URL responses expire like the API's (60 minutes)
+    allow_retired: bool = True  # serve retired models' legacy contract (e.g. dall-e-3 URLs)
+    today: dt.date | None = None  # the date model retirement is judged on (default: today)
+    tile_threshold: float = 10.0  # the vision judge's "same tile" distance (0-255)
+    seed: int = 0  # random faults and jitter replay with the same seed
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator saw it; ``status`` None: no response was sent (the connection
+    was dropped, or the client gave up first)."""
+
+    method: str
+    path: str
+    time: float  # wall-clock arrival, seconds since the epoch
+    model: str | None = None
+    prompt: str | None = None
+    images: int = 0  # images generated (0 unless a generation succeeded)
+    admitted: float | None = None  # wall-clock time the rate window let it through, if it did
+    status: int | None = None
+
+
+@dataclass
+class StoredFile:
+    data: bytes
+    content_type: str
+    created: float = field(default_factory=time.monotonic)
+
+
+class EmulatorState:
+    """What the handlers share while the server runs."""
+
+    def __init__(self, config: OpenAIEmulatorConfig) -> None:
+        self.config = config
+        self.image_window = SlidingWindow(config.images_per_minute, config.window_s)
+        self.chat_window = SlidingWindow(config.chat_requests_per_minute, config.window_s)
+        self.faults = FaultPlan(
+            FaultRates(server_error=config.error_rate, drop=config.drop_rate, slow=config.slow_rate),
+            quota_images=config.quota_images, seed=config.seed,
+        )
+        self.requests: list[RequestRecord] = []
+        self._files: dict[str, StoredFile] = {}
+        self._files_lock = threading.Lock()
+        self._jitter = random.Random(config.seed)
+
+    def latency(self) -> float:
+        jitter = self._jitter.uniform(-self.config.jitter_s, self.config.jitter_s) if self.config.jitter_s else 0.0
+        return max(self.config.latency_s + jitter, 0.0)
+
+    def store_file(self, name: str, data: bytes, content_type: str) -> None:
+        with self._files_lock:
+            expired = [k for k, f in self._files.items() if time.monotonic() - f.created > self.config.url_ttl_s]
+            for key in expired:
+                del self._files[key]
+            self._files[name] = StoredFile(data, content_type)
+
+    def get_file(self, name: str) -> StoredFile | None:
+        with self._files_lock:
+            stored = self._files.get(name)
+        if stored is None or time.monotonic() - stored.created > self.config.url_ttl_s:
+            return None
+        return stored
+
+
+STATE = web.AppKey("openai_emulator_state", EmulatorState)
+RECORD = web.RequestKey("openai_emulator_record", RequestRecord)  # filled in by the handlers

@@ -1,0 +1,369 @@
+"""The OpenAI backend and model registry, against the local emulator with the real ``openai`` client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import aiohttp
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from imggen.backends.image_download import download_image
+from imggen.backends.openai_errors import parse_go_duration
+from imggen.backends.openai_images import OpenAIImageBackend, parse_tile_answer
+from imggen.backends.openai_models import (
+    DEFAULT_MODEL, ModelUnavailableError, cost_from_usage, estimate_cost, get_model, load_registry, model_ids,
+    price,
+)
+from imggen.emulators.openai_server import OpenAIEmulatorConfig, start_openai_emulator
+from imggen.emulators.prompt_pictures import draw_prompt_picture
+from imggen.engine.errors import ErrorKind, TaskError
+
+KEY = "sk-test-4f9d2c7a1b3e5f60718293a4b5c6d7e8"
+AS_OF = dt.date.fromisoformat(load_registry()["as_of"])
+
+
+@pytest.fixture(autouse=True)
+def no_real_openai_settings(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture
+async def start():
+    """Start an emulator with the given settings and a backend on it; close both after the test."""
+    opened = []
+
+    async def _start(*, backend_options=None, **settings):
+        server = await start_openai_emulator(OpenAIEmulatorConfig(**{"render_max_side": 32, **settings}))
+        backend = OpenAIImageBackend(**{"api_key": KEY, "base_url": server.base_url, "today": AS_OF,
+                                        **(backend_options or {})})
+        opened.append((server, backend))
+        return server, backend
+
+    yield _start
+    for server, backend in opened:
+        await backend.aclose()
+        await server.stop()
+
+
+async def failure(coroutine) -> TaskError:
+    with pytest.raises(TaskError) as caught:
+        await coroutine
+    return caught.value
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+def test_retired_models_are_refused_naming_their_replacements():
+    with pytest.raises(ModelUnavailableError, match="gpt-image-2.5-sunburst or gpt-image-2.5-flare"):
+        get_model("gpt-image-1", AS_OF)
+    with pytest.raises(ValueError, match="2026-05-12"):
+        get_model("dall-e-3", AS_OF)
+    with pytest.raises(ValueError, match="unknown OpenAI image model 'gpt-image-9'"):
+        get_model("gpt-image-9", AS_OF)
+
+
+def test_model_status_follows_the_shutdown_date():
+    assert get_model("gpt-image-1-mini", AS_OF).status == "legacy"
+    with pytest.raises(ModelUnavailableError, match="gpt-image-2.6-sunburst"):
+        get_model("gpt-image-1-mini", dt.date(2026, 12, 1))
+    assert get_model("dall-e-3", dt.date(2026, 5, 11)).status == "legacy"
+    assert get_model(DEFAULT_MODEL, dt.date(2030, 1, 1)).status == "current"
+
+
+def test_the_registry_file_is_consistent_with_itself():
+    models = load_registry()["models"]
+    for model_id in model_ids():
+        entry = models[models[model_id]["snapshot_of"]] if "snapshot_of" in models[model_id] else models[model_id]
+        spec = get_model(model_id, AS_OF, allow_retired=True)
+        assert spec.status == entry["status"], model_id  # the stored status is the one on as_of
+        assert all(r in models and get_model(r, AS_OF).status == "current" for r in spec.replacements), model_id
+        for quality, by_size in spec.price_per_image.items():
+            assert quality in spec.qualities and set(by_size) <= set(spec.sizes), model_id
+        assert spec.price_per_image or spec.token_prices_per_million or "price" in spec.note, model_id
+    assert get_model(DEFAULT_MODEL, AS_OF).status == "current"
+
+
+def test_prices_come_from_the_registry_and_unknown_prices_stay_unknown():
+    table = load_registry()["models"]["dall-e-3"]["price_per_image"]
+    assert price("dall-e-3", "1792x1024", "hd") == table["hd"]["1792x1024"]
+    assert price("gpt-image-2", "1024x1024", "high") is None  # no published price
+    assert price("gpt-image-1.5", "auto", "auto") is None
+    spec = get_model("gpt-image-2.6-sunburst", AS_OF)
+    usage = {"input_tokens": 10, "output_tokens": 1000, "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}}
+    prices = spec.token_prices_per_million
+    expected = (10 * prices["text_input"] + 1000 * prices["image_output"]) / 1e6
+    assert cost_from_usage(spec, usage) == pytest.approx(expected)
+
+
+def test_snapshots_share_their_models_contract():
+    snapshot = get_model("gpt-image-2.5-flare-2026-09-08", AS_OF)
+    assert snapshot.id == "gpt-image-2.5-flare-2026-09-08"
+    assert snapshot.qualities == get_model("gpt-image-2.5-flare", AS_OF).qualities
+
+
+# --- generation -------------------------------------------------------------------------------
+
+
+async def test_gpt_image_generation_returns_png_usage_cost_and_rate(start):
+    server, backend = await start(images_per_minute=9)
+    result = await backend.generate("a paper boat", model="gpt-image-2.6-sunburst", size="1024x1536", quality="high")
+    assert Image.open(io.BytesIO(result.data)).format == "PNG"
+    assert result.revised_prompt is None and result.usage["output_tokens"] > 0
+    assert result.cost == pytest.approx(cost_from_usage(get_model("gpt-image-2.6-sunburst", AS_OF), result.usage))
+    assert (result.rate.limit_per_min, result.rate.remaining) == (9.0, 8)
+    assert 0 < result.rate.reset_s <= 60
+    assert result.params["resolved"] == {"size": "1024x1536", "quality": "high", "background": "opaque",
+                                         "output_format": "png"}
+    assert server.requests[-1].prompt == "a paper boat"
+
+
+async def test_auto_quality_is_priced_at_the_quality_the_api_reports(start):
+    _, backend = await start()
+    result = await backend.generate("x", model="gpt-image-1.5", size="1024x1024")
+    reported = result.params["resolved"]["quality"]
+    assert result.cost == price("gpt-image-1.5", "1024x1024", reported) is not None
+
+
+async def test_url_answers_are_downloaded(start):
+    server, backend = await start(backend_options={"allow_retired": True})
+    result = await backend.generate("a lighthouse", model="dall-e-3", size="1792x1024", quality="hd", style="vivid")
+    assert result.data == draw_prompt_picture("a lighthouse", 32, 18)  # the picture the emulator served
+    assert result.revised_prompt.startswith("a lighthouse")
+    assert result.cost == price("dall-e-3", "1792x1024", "hd")
+    generation, download = server.requests
+    assert (generation.path, generation.status, download.status) == ("/v1/images/generations", 200, 200)
+    assert download.path.startswith("/files/")
+
+
+async def test_b64_answers_of_a_url_model_are_decoded(start):
+    server, backend = await start(backend_options={"allow_retired": True})
+    result = await backend.generate("a lighthouse", model="dall-e-3", response_format="b64_json")
+    assert result.data == draw_prompt_picture("a lighthouse", 32, 32)
+    assert len(server.requests) == 1
+
+
+async def test_expired_urls_fail_transiently(start):
+    _, backend = await start(url_ttl_s=0.0, backend_options={"allow_retired": True})
+    error = await failure(backend.generate("x", model="dall-e-3"))
+    assert error.kind is ErrorKind.TRANSIENT and "HTTP 404" in error.message
+
+
+async def test_bad_requests_fail_before_anything_is_sent(start):
+    server, backend = await start()
+    retired = await failure(backend.generate("x", model="dall-e-3"))
+    assert retired.kind is ErrorKind.FATAL and "gpt-image-2.6-sunburst" in retired.message
+    wrong_size = await failure(backend.generate("x", model="gpt-image-1.5", size="512x512"))
+    assert wrong_size.kind is ErrorKind.PERMANENT and "size='512x512'" in wrong_size.message
+    assert server.requests == []
+
+
+# --- error mapping ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "connection_error"),
+    [("server_error", ErrorKind.TRANSIENT, False), ("overloaded", ErrorKind.TRANSIENT, False),
+     ("drop", ErrorKind.TRANSIENT, True), ("slow", ErrorKind.TRANSIENT, False),
+     ("rate_limit", ErrorKind.RATE_LIMITED, False), ("slow_down", ErrorKind.RATE_LIMITED, False)],
+)
+async def test_faults_map_to_error_kinds(start, fault, kind, connection_error):
+    server, backend = await start(slow_s=2.0, backend_options={"timeout_s": 0.5})
+    server.fail_next(fault)
+    error = await failure(backend.generate("x", model="gpt-image-2"))
+    assert (error.kind, error.connection_error) == (kind, connection_error)
+    if kind is ErrorKind.RATE_LIMITED:
+        assert error.retry_after == 1.0 and error.rate is not None
+
+
+async def test_the_servers_own_rate_limit_says_how_long_to_wait(start):
+    _, backend = await start(images_per_minute=1, window_s=30)
+    await backend.generate("x", model="gpt-image-2")
+    error = await failure(backend.generate("y", model="gpt-image-2"))
+    assert error.kind is ErrorKind.RATE_LIMITED
+    assert 29 < error.retry_after <= 30 and error.rate.remaining == 0 and error.rate.limit_per_min == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "code"), [("gpt-image-2", "moderation_blocked"), ("dall-e-3", "content_policy_violation")]
+)
+async def test_refused_prompts_are_permanent(start, model, code):
+    _, backend = await start(backend_options={"allow_retired": True})
+    error = await failure(backend.generate("a BLOCKED_PROMPT", model=model))
+    assert error.kind is ErrorKind.PERMANENT and code in error.message
+
+
+async def test_exhausted_quota_stops_the_run_and_says_what_to_do(start):
+    server, backend = await start(quota_images=1)
+    await backend.generate("x", model="gpt-image-2")
+    error = await failure(backend.generate("y", model="gpt-image-2"))
+    assert error.kind is ErrorKind.FATAL and "add credit" in error.message and "rerun" in error.message
+    server.set_quota(None)
+    assert (await backend.generate("y", model="gpt-image-2")).data
+
+
+async def test_other_400s_are_permanent(start):
+    _, backend = await start(backend_options={"allow_retired": True})
+    error = await failure(backend.generate("x" * 4001, model="dall-e-3"))  # dall-e-3 takes 4000 characters
+    assert error.kind is ErrorKind.PERMANENT and "string_above_max_length" in error.message
+
+
+async def test_a_wrong_or_missing_key_is_fatal(start):
+    server, _ = await start(api_key="sk-the-right-one-000000")
+    wrong = OpenAIImageBackend(api_key=KEY, base_url=server.base_url, today=AS_OF)
+    error = await failure(wrong.generate("x", model="gpt-image-2"))
+    await wrong.aclose()
+    assert error.kind is ErrorKind.FATAL and "API key" in error.message
+    missing = OpenAIImageBackend(base_url=server.base_url, today=AS_OF)
+    error = await failure(missing.generate("x", model="gpt-image-2"))
+    assert error.kind is ErrorKind.FATAL and "OPENAI_API_KEY" in error.message
+
+
+async def test_the_client_reads_key_and_url_from_the_environment(start, monkeypatch):
+    server, _ = await start(api_key=KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    async with OpenAIImageBackend(today=AS_OF) as backend:
+        assert (await backend.generate("x", model="gpt-image-2")).data
+
+
+async def test_no_error_message_contains_the_api_key(start):
+    """Every failure the backend raises, including a server that echoes the key back."""
+    server, backend = await start(quota_images=0, api_key=KEY, backend_options={"allow_retired": True})
+    errors = [await failure(backend.generate("x", model="gpt-image-2")),  # quota
+              await failure(backend.generate("a BLOCKED_PROMPT", model="dall-e-3")),
+              await failure(backend.generate("x", model="gpt-image-1.5", size="1x1"))]
+    for fault in ("server_error", "drop", "rate_limit"):
+        server.fail_next(fault)
+        errors.append(await failure(backend.generate("x", model="gpt-image-2")))
+    wrong_key = "sk-wrong-7d1e0c9b8a7f6e5d4c3b2a1908f7e6d5"
+    async with OpenAIImageBackend(api_key=wrong_key, base_url=server.base_url, today=AS_OF) as wrong:
+        errors.append(await failure(wrong.generate("x", model="gpt-image-2")))
+
+    async def echo_key(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": f"bad request from {request.headers['Authorization']}",
+                                            "type": "invalid_request_error", "param": None, "code": None}}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/images/generations", echo_key)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with OpenAIImageBackend(api_key=KEY, base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1",
+                                      today=AS_OF) as echoing:
+            echoed = await failure(echoing.generate("x", model="gpt-image-2"))
+    finally:
+        await runner.cleanup()
+    assert "bad request from Bearer" in echoed.message
+    for error in [*errors, echoed]:
+        for secret in (KEY, wrong_key, KEY[-12:], wrong_key[-12:]):
+            assert secret not in str(error) and secret not in error.message
+
+
+# --- the tile judge ---------------------------------------------------------------------------
+
+
+def grid_png(tile_prompts: list[str], grid: int, tile: int = 40) -> bytes:
+    canvas = Image.new("RGB", (grid * tile, grid * tile))
+    for index, prompt in enumerate(tile_prompts):
+        canvas.paste(Image.open(io.BytesIO(draw_prompt_picture(prompt, tile, tile))),
+                     ((index % grid) * tile, (index // grid) * tile))
+    out = io.BytesIO()
+    canvas.save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("grid", [2, 3, 4])
+async def test_the_judge_names_the_truly_unique_tiles(start, grid):
+    _, backend = await start()
+    prompts = [f"tile {i % (grid * grid // 2 + 1)}" for i in range(grid * grid)]  # the first tiles repeat
+    expected = [i for i, p in enumerate(prompts) if prompts.count(p) == 1]
+    assert 0 < len(expected) < grid * grid
+    assert await backend.judge_unique_tiles(grid_png(prompts, grid), grid, model="gpt-4.1-mini") == expected
+
+
+async def test_judge_failures_map_like_generation_failures(start):
+    server, backend = await start()
+    server.fail_next("overloaded")
+    error = await failure(backend.judge_unique_tiles(grid_png(["a"] * 4, 2), 2))
+    assert error.kind is ErrorKind.TRANSIENT and "tile judging" in error.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [("[3, 1]", [1, 3]), ("```json\n[0, 2]\n```", [0, 2]), ("```\n[]\n```", []), ('{"unique_tiles": [4]}', [4])],
+)
+def test_tile_answers_are_read_leniently(answer, expected):
+    assert parse_tile_answer(answer, 9) == expected
+
+
+@pytest.mark.parametrize("answer", ["tiles 1 and 3", "[9]", "[1, 1]", "[true]", '{"a": [1], "b": [2]}', ""])
+def test_invalid_tile_answers_are_transient(answer):
+    with pytest.raises(TaskError) as caught:
+        parse_tile_answer(answer, 9)
+    assert caught.value.kind is ErrorKind.TRANSIENT
+
+
+# --- downloads and headers --------------------------------------------------------------------
+
+
+async def test_downloads_retry_bounded_and_refuse_non_images_and_oversize():
+    png = draw_prompt_picture("x", 16, 16)
+    calls = {"flaky": 0}
+
+    async def flaky(request):
+        calls["flaky"] += 1
+        return web.Response(status=503) if calls["flaky"] < 3 else web.Response(body=png, content_type="image/png")
+
+    def always(**response):
+        async def handler(request):
+            return web.Response(**response)
+        return handler
+
+    routes = {
+        "/flaky": flaky,
+        "/down": always(status=500),
+        "/html": always(text="<html>", content_type="text/html"),
+        "/fake": always(body=b"not a png", content_type="image/png"),
+        "/huge": always(body=png + b"\0" * 2000, content_type="image/png"),
+    }
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            assert await download_image(session, base + "/flaky", attempts=3, backoff_s=0.01) == png
+            down = await failure(download_image(session, base + "/down", attempts=2, backoff_s=0.01))
+            assert down.kind is ErrorKind.TRANSIENT and "2 times" in down.message
+            for path in ("/html", "/fake"):
+                assert (await failure(download_image(session, base + path))).kind is ErrorKind.PERMANENT
+            huge = await failure(download_image(session, base + "/huge", max_bytes=len(png) + 100))
+            assert huge.kind is ErrorKind.PERMANENT and "larger" in huge.message
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("12ms", 0.012), ("1s", 1.0), ("6m0s", 360.0), ("1m30.5s", 90.5),
+                                               ("2", 2.0), ("soon", None)])
+def test_reset_durations_are_read_as_seconds(text, seconds):
+    assert parse_go_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_budget_estimates_use_published_prices_then_token_prices():
+    assert estimate_cost("gpt-image-1.5", "1024x1024", "low") == price("gpt-image-1.5", "1024x1024", "low")
+    assert estimate_cost("gpt-image-1.5", "auto", "auto") == max(
+        price("gpt-image-1.5", size, "high") for size in load_registry()["standard_sizes"])
+    sunburst = get_model("gpt-image-2.6-sunburst", AS_OF)
+    tokens = load_registry()["gpt_image_1_output_tokens"]["medium"]["1536x1024"]
+    assert estimate_cost(sunburst, "1536x1024", "medium") == pytest.approx(
+        tokens * sunburst.token_prices_per_million["image_output"] / 1e6)
+    assert estimate_cost("gpt-image-2", "1024x1024", "high") is None  # nothing published
