@@ -7,6 +7,7 @@ stats files, and progress.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import colorsys
 import io
@@ -14,8 +15,13 @@ import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+from rich.console import Console
 
+from .console import report_summary
 from .engine.errors import ErrorKind, TaskError
+from .engine.job import JobFiles, run_job
+from .engine.reporters import RichReporter
+from .engine.runner import RateLimit, RunnerConfig
 from .engine.tasks import Outcome, Task
 from .storage.atomic import atomic_write_bytes
 
@@ -58,3 +64,29 @@ class DemoWork:
             raise TaskError(ErrorKind.TRANSIENT, "simulated timeout (the demo fails every fifth image once)")
         atomic_write_bytes(self.root / task.outputs[0], draw_placeholder(index, task.payload["subject"]))
         return Outcome(outputs=task.outputs, provenance={"backend": "demo placeholder"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``imggen demo``: draw placeholder images through the engine into an output folder."""
+    parser = argparse.ArgumentParser(prog="imggen demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("demo-output"), help="output folder (default: %(default)s)")
+    parser.add_argument("--count", type=int, default=40, help="images to draw (default: %(default)s)")
+    parser.add_argument("--rpm", type=float, default=600, help="requests per minute (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=8, help="tasks in flight (default: %(default)s)")
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds per simulated call (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    console = Console(stderr=True)
+    config = RunnerConfig(concurrency=args.concurrency, rate_limit=RateLimit.per_minute(args.rpm), backoff_base_s=0.5)
+    summary = asyncio.run(
+        run_job(
+            JobFiles(args.output),
+            demo_tasks(args.count),
+            DemoWork(args.output, latency_s=args.latency),
+            config=config,
+            reporters=[RichReporter("demo", console)],
+            handle_signals=True,
+        )
+    )
+    console.print(f"images in {args.output / 'images'}; stats in {args.output / 'processing_stats.json'}")
+    return report_summary(summary, console)

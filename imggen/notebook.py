@@ -1,0 +1,182 @@
+"""Run a job from a notebook: live widgets in Jupyter, a blocking run with text progress under papermill.
+
+Interactive: the job becomes a background task on the kernel's own event loop and the cell returns
+at once, so Pause / Resume / Stop clicks arrive while it runs on every ipykernel version (button
+handlers may run on a subshell thread; :class:`~imggen.engine.control.RunControl` is thread-safe).
+Headless (papermill, nbconvert): the same call awaits the job in the cell, printing a progress line
+every few seconds, so the notebook ends only when the job does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+import ipywidgets as widgets
+
+from .engine.control import RunControl
+from .engine.events import Event, Progress, RunFinished, RunStarted, StateChanged, TaskFinished
+from .engine.runner import RunSummary
+
+StartJob = Callable[[RunControl, Callable[[Event], None]], Awaitable[RunSummary]]
+
+WIDGET_UPDATES_PER_S = 5
+HEADLESS_LINE_EVERY_S = 5.0
+_RUNNING_JOBS: set[asyncio.Task] = set()  # strong references, or the loop may drop a running job
+
+
+def is_interactive_frontend() -> bool:
+    """True in Jupyter front ends, False under papermill, nbconvert or a plain interpreter.
+
+    nbclient (behind papermill and nbconvert) sends every cell with ``allow_stdin`` false;
+    JupyterLab and Notebook send it true.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None:
+        return False
+    return bool(kernel.get_parent("shell").get("content", {}).get("allow_stdin", False))
+
+
+class NotebookJob:
+    """A job started from a notebook: its control, its live counters, and (interactive) its widgets."""
+
+    def __init__(self, title: str, interactive: bool) -> None:
+        self.title = title
+        self.interactive = interactive
+        self.control = RunControl()
+        self.progress: Progress | None = None
+        self.summary: RunSummary | None = None
+        self.error: BaseException | None = None
+        self.task: asyncio.Task | None = None
+        self._last_draw = 0.0
+        self._last_line = 0.0
+        if interactive:
+            self._build_widgets()
+
+    # -- what a user calls -------------------------------------------------------------------
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    @property
+    def state(self) -> str:
+        if self.summary is not None:
+            return self.summary.state
+        return self.progress.state if self.progress else "starting"
+
+    async def wait(self) -> None:
+        """Wait for the end of the job. Returns None so the cell does not display the widgets twice."""
+        if self.state == "paused":
+            raise RuntimeError("the job is paused: resume it first (a paused job would never end)")
+        if self.task is not None:
+            await asyncio.shield(self.task)
+
+    def __repr__(self) -> str:
+        progress = self.progress
+        counts = f" {progress.done}/{progress.total} done, {progress.failed} failed" if progress else ""
+        return f"<NotebookJob {self.title!r} {self.state}{counts}>"
+
+    # -- the reporter ------------------------------------------------------------------------
+    def __call__(self, event: Event) -> None:
+        self.progress = event.progress
+        final = isinstance(event, (RunStarted, RunFinished, StateChanged))
+        if self.interactive:
+            self._draw(event, force=final)
+        elif final or time.monotonic() - self._last_line >= HEADLESS_LINE_EVERY_S:
+            self._print_line(event)
+
+    def _print_line(self, event: Event) -> None:
+        self._last_line = time.monotonic()
+        message = f" ({event.message})" if getattr(event, "message", None) and not isinstance(event, TaskFinished) else ""
+        print(f"[{self.title}] {_describe(event.progress)}{message}", flush=True)
+
+    # -- widgets -------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.pause_button = widgets.Button(description="Pause", icon="pause")
+        self.resume_button = widgets.Button(description="Resume", icon="play")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger")
+        self.bar = widgets.IntProgress(value=0, min=0, max=1, description=self.title)
+        self.status = widgets.Label("starting")
+        self.stats = widgets.HTML("")
+        for widget, css in (
+            (self.pause_button, "imggen-pause"),
+            (self.resume_button, "imggen-resume"),
+            (self.stop_button, "imggen-stop"),
+            (self.bar, "imggen-progress"),
+            (self.status, "imggen-status"),
+            (self.stats, "imggen-stats"),
+        ):
+            widget.add_class(css)
+        self.pause_button.on_click(lambda _button: self.control.pause())
+        self.resume_button.on_click(lambda _button: self.control.resume())
+        self.stop_button.on_click(lambda _button: self.control.stop())
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.pause_button, self.resume_button, self.stop_button]),
+                widgets.HBox([self.bar, self.status]),
+                self.stats,
+            ]
+        )
+
+    def _draw(self, event: Event, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_draw < 1.0 / WIDGET_UPDATES_PER_S:
+            return
+        self._last_draw = now
+        progress = event.progress
+        self.bar.max = max(progress.total, 1)
+        self.bar.value = progress.done + progress.failed
+        self.status.value = progress.state
+        self.stats.value = f"<code>{_describe(progress)}</code>"
+        if isinstance(event, (StateChanged, RunFinished)) and event.message:
+            self.stats.value += f"<br>{event.message}"
+
+
+def _describe(progress: Progress) -> str:
+    eta = f", ETA {progress.eta_s:.0f}s" if progress.eta_s is not None and progress.remaining else ""
+    return (
+        f"{progress.state}: {progress.done}/{progress.total} done, {progress.failed} failed, "
+        f"{progress.running} running, {progress.rate_per_min:.0f}/min, ${progress.spent:.2f} spent{eta}"
+    )
+
+
+async def run_in_notebook(start: StartJob, *, title: str = "imggen", interactive: bool | None = None) -> NotebookJob:
+    """Start a job from a notebook cell: ``job = await run_in_notebook(start, interactive=interactive)``.
+
+    ``start(control, reporter)`` must return the job's coroutine, passing both on to the pipeline.
+    ``interactive=None`` decides from the front end: widgets in Jupyter (the cell returns at once),
+    a blocking run with text progress under papermill.
+    """
+    from IPython.display import display
+
+    interactive = is_interactive_frontend() if interactive is None else interactive
+    job = NotebookJob(title, interactive)
+
+    async def body() -> None:
+        try:
+            job.summary = await start(job.control, job)
+        except BaseException as error:  # shown in the panel; headless runs re-raise below
+            job.error = error
+            if job.interactive:
+                job.status.value = "error"
+                job.stats.value = f"<b>{type(error).__name__}</b>: {error}"
+            raise
+
+    job.task = asyncio.get_running_loop().create_task(body())
+    _RUNNING_JOBS.add(job.task)
+    job.task.add_done_callback(_RUNNING_JOBS.discard)
+    if interactive:
+        display(job.widget)
+        return job
+    await job.task
+    return job

@@ -1,0 +1,125 @@
+"""Notebook widgets with a real kernel: clicks sent as JupyterLab sends them, on the main shell and on a subshell.
+
+JupyterLab 4.4+ delivers widget messages on a kernel subshell, where the handler runs on another
+thread; Resume must still wake the paused job with no other traffic to the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+SETUP = """
+import asyncio
+from imggen.engine.job import run_job
+from imggen.engine.runner import RunnerConfig
+from imggen.engine.tasks import Outcome, Task
+from imggen.notebook import run_in_notebook
+
+calls = []
+
+async def work(task):
+    calls.append(task.key)
+    await asyncio.sleep(0.02)
+    return Outcome()
+
+tasks = [Task(f"t{i:04d}", {}) for i in range(3000)]
+job = await run_in_notebook(
+    lambda control, reporter: run_job(OUT, tasks, work, config=RunnerConfig(concurrency=2),
+                                      control=control, reporters=[reporter]),
+    title="test", interactive=True,
+)
+"""
+
+
+class Kernel:
+    def __init__(self, client) -> None:
+        self.client = client
+        self.subshell_id: str | None = None
+
+    def run(self, code: str, timeout: float = 30) -> str:
+        chunks: list[str] = []
+
+        def hook(message) -> None:
+            if message["msg_type"] == "stream":
+                chunks.append(message["content"]["text"])
+            if message["msg_type"] == "error":
+                chunks.append("\n".join(message["content"]["traceback"]))
+
+        reply = self.client.execute_interactive(code, output_hook=hook, timeout=timeout)
+        assert reply["content"]["status"] == "ok", "".join(chunks)
+        return "".join(chunks)
+
+    def value(self, expression: str):
+        return json.loads(self.run(f"import json; print(json.dumps({expression}))"))
+
+    def open_subshell(self) -> None:
+        self.client.control_channel.send(self.client.session.msg("create_subshell_request", {}))
+        self.subshell_id = self.client.get_control_msg(timeout=10)["content"]["subshell_id"]
+
+    def click(self, button: str) -> None:
+        model_id = self.value(f"job.{button}_button.model_id")
+        message = self.client.session.msg(
+            "comm_msg", {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
+        )
+        if self.subshell_id is not None:
+            message["header"]["subshell_id"] = self.subshell_id
+        self.client.shell_channel.send(message)
+
+
+@pytest.fixture
+def kernel():
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        yield Kernel(client)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def wait_until(kernel: Kernel, expression: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not kernel.value(expression):
+        assert time.monotonic() < deadline, f"never true: {expression}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["main", "subshell"])
+def test_pause_resume_stop_clicks_reach_the_running_job(kernel, tmp_path, route):
+    began = time.monotonic()
+    kernel.run(SETUP.replace("OUT", repr(str(tmp_path / "job"))))
+    assert time.monotonic() - began < 5, "the interactive cell must return while the job runs"
+    if route == "subshell":
+        kernel.open_subshell()
+    wait_until(kernel, "len(calls) >= 10")
+
+    kernel.click("pause")
+    wait_until(kernel, "job.state == 'paused'")
+    time.sleep(0.2)  # calls in flight finish
+    paused_at = kernel.value("len(calls)")
+    time.sleep(1.0)
+    assert kernel.value("len(calls)") == paused_at, "a task started while paused"
+    assert kernel.value("job.status.value") == "paused"
+
+    kernel.click("resume")
+    time.sleep(1.0)  # no other message to the kernel: the click alone must wake the job
+    assert kernel.value("len(calls)") > paused_at + 10
+
+    kernel.click("stop")
+    wait_until(kernel, "job.state == 'stopped'")
+    done = kernel.value("job.summary.progress.done")
+    assert 0 < done < 3000
+    assert kernel.value("job.status.value") == "stopped"
+
+
+@pytest.mark.slow
+def test_headless_run_blocks_the_cell_and_prints_progress(kernel, tmp_path):
+    code = SETUP.replace("OUT", repr(str(tmp_path / "job"))).replace("interactive=True", "interactive=False")
+    code = code.replace("range(3000)", "range(40)")
+    output = kernel.run(code, timeout=60)
+    assert "[test] finished: 40/40 done, 0 failed" in output
+    assert kernel.value("job.state") == "finished"
