@@ -14,5 +14,5 @@ def test_readme_python_example_runs(tmp_path):
     (example,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("finished 10 0.4")
+    assert result.stdout == "finished 10 $0.40\n"
     assert len(list((tmp_path / "my-run" / "out").iterdir())) == 10
