@@ -1,6 +1,6 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the concurrency cap, the requests-per-minute limiter (aiolimiter), the retry policy per
+It owns the concurrency cap, the requests-per-minute limit (see :mod:`.limiter`), the retry policy per
 error kind, the budget cap, run control and progress events. It knows nothing of providers or
 dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
 
@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, Iterator, Sequence
 
-from aiolimiter import AsyncLimiter
-
 from ..settings import redact, secret_values
 from ..storage.atomic import is_valid_image
 from .control import ControlState, RunControl, SignalHandlers
 from .errors import ErrorKind, RateHint, TaskError
 from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
 from .ledger import Ledger, LedgerRow
+from .limiter import RequestLimiter
 from .tasks import Outcome, Task
 
 log = logging.getLogger("imggen.engine")
@@ -52,10 +51,8 @@ class RateLimit:
     def per_minute(cls, rpm: float | None) -> "RateLimit | None":
         return cls(rpm) if rpm else None
 
-    def limiter(self) -> AsyncLimiter:
-        # A bucket of one spaced at period/requests: never a burst, so no window of period_s
-        # ever holds more than ``requests`` starts, and the steady rate is the full limit.
-        return AsyncLimiter(1, self.period_s / self.requests)
+    def limiter(self) -> RequestLimiter:
+        return RequestLimiter(self.requests, self.period_s)
 
 
 @dataclass(frozen=True)
