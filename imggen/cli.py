@@ -12,6 +12,7 @@ import sys
 
 SUBCOMMANDS = {
     "demo": ("imggen.demo", "run a small built-in job offline (no keys, no GPU, no network)"),
+    "styles": ("imggen.pipelines.styles.cli", "draw every sample of a prompt set in every style (OpenAI or local FLUX.2 klein)"),
     "tiny-checkpoint": ("imggen.backends.tiny_flux2", "build a tiny random FLUX.2 klein checkpoint, offline"),
     "emulate": ("imggen.emulators.cli", "serve a local OpenAI or Replicate API emulator on 127.0.0.1"),
 }

@@ -6,11 +6,10 @@ thread; Resume must still wake the paused job with no other traffic to the kerne
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
-from jupyter_client.manager import start_new_kernel
+from kernel_helpers import started_kernel, wait_until
 
 SETUP = """
 import asyncio
@@ -35,56 +34,10 @@ job = await run_in_notebook(
 """
 
 
-class Kernel:
-    def __init__(self, client) -> None:
-        self.client = client
-        self.subshell_id: str | None = None
-
-    def run(self, code: str, timeout: float = 30) -> str:
-        chunks: list[str] = []
-
-        def hook(message) -> None:
-            if message["msg_type"] == "stream":
-                chunks.append(message["content"]["text"])
-            if message["msg_type"] == "error":
-                chunks.append("\n".join(message["content"]["traceback"]))
-
-        reply = self.client.execute_interactive(code, output_hook=hook, timeout=timeout)
-        assert reply["content"]["status"] == "ok", "".join(chunks)
-        return "".join(chunks)
-
-    def value(self, expression: str):
-        return json.loads(self.run(f"import json; print(json.dumps({expression}))"))
-
-    def open_subshell(self) -> None:
-        self.client.control_channel.send(self.client.session.msg("create_subshell_request", {}))
-        self.subshell_id = self.client.get_control_msg(timeout=10)["content"]["subshell_id"]
-
-    def click(self, button: str) -> None:
-        model_id = self.value(f"job.{button}_button.model_id")
-        message = self.client.session.msg(
-            "comm_msg", {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}
-        )
-        if self.subshell_id is not None:
-            message["header"]["subshell_id"] = self.subshell_id
-        self.client.shell_channel.send(message)
-
-
 @pytest.fixture
 def kernel():
-    manager, client = start_new_kernel(kernel_name="python3")
-    try:
-        yield Kernel(client)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
-
-
-def wait_until(kernel: Kernel, expression: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not kernel.value(expression):
-        assert time.monotonic() < deadline, f"never true: {expression}"
-        time.sleep(0.05)
+    with started_kernel() as started:
+        yield started
 
 
 @pytest.mark.slow

@@ -1,0 +1,1 @@
+"""The three jobs: style matrix, instruction images, training set."""

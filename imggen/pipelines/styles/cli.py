@@ -1,0 +1,88 @@
+"""``imggen styles``: draw every sample of a prompt set in every style, resumably, from the command line.
+
+Exit codes: 0 all images done; 1 some images failed (e.g. refused by the content policy);
+2 stopped early (Ctrl-C, budget, quota) or could not start (bad input file, retired model,
+missing OPENAI_API_KEY). Rerunning the same command continues where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from imggen.backends.openai_models import DEFAULT_MODEL
+from imggen.console import EXIT_STOPPED, report_summary
+from imggen.engine.reporters import RichReporter
+
+from .run import (
+    BACKENDS, DEFAULT_CONCURRENCY, CannotStart, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imggen styles", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--prompts", type=Path, required=True,
+        help="prompt-set file: .json, .jsonl or .csv with dataset, sample_id, text")
+    add("--output", type=Path, required=True, help="output folder (images/, code/generation_state.json, ...)")
+    add("--styles", dest="styles_file", type=Path, help="styles file (default: the ten packaged styles)")
+    add("--style", dest="style_names", nargs="+", metavar="NAME", help="draw only these styles")
+    add("--datasets", nargs="+", metavar="NAME", help="draw only these datasets")
+    add("--max-samples", type=int, metavar="N", help="at most N samples per dataset")
+    add("--backend", choices=BACKENDS, default="openai", help="openai (needs OPENAI_API_KEY) or flux2 (local)")
+    add("--model", help=f"OpenAI image model (default: {DEFAULT_MODEL})")
+    add("--size", help="image size, e.g. 1024x1024 (flux2: any multiple of 16, e.g. 512x512)")
+    add("--quality", help="OpenAI quality, e.g. low, medium, high (dall-e-3: standard or hd)")
+    add("--dalle-style", choices=("vivid", "natural"), help="dall-e-3 only (default: vivid, as the seed)")
+    add("--allow-retired", action="store_true",
+        help="allow a retired model (to rehearse against a local emulator)")
+    add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder (flux2)")
+    add("--flux-steps", type=int, help="denoising steps (flux2; default: the checkpoint's preset)")
+    add("--rpm", type=float, help="requests per minute (default: follow the server's rate-limit headers)")
+    add("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (default: %(default)s)")
+    add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")
+    add("--retry-failed", action="store_true", help="also retry images refused in earlier runs")
+    add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
+    return parser
+
+
+def request_from(args: argparse.Namespace) -> StyleRequest:
+    return StyleRequest(
+        prompts=args.prompts, output=args.output, styles_file=args.styles_file, styles=args.style_names,
+        datasets=args.datasets, max_samples=args.max_samples, backend=args.backend, model=args.model,
+        size=args.size, quality=args.quality, dalle_style=args.dalle_style, allow_retired=args.allow_retired,
+        flux_ckpt=args.flux_ckpt, flux_steps=args.flux_steps, rpm=args.rpm, concurrency=args.concurrency,
+        budget=args.budget, retry_failed=args.retry_failed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    request = request_from(args)
+    try:
+        if request.backend == "openai" and not args.dry_run:
+            openai_api_key()
+        plan = plan_styles(request)
+    except CannotStart as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_STOPPED
+    console.print(escape(describe_plan(plan)), soft_wrap=True)
+    if args.dry_run:
+        console.print("dry run: nothing was sent")
+        return 0
+    try:
+        summary = asyncio.run(run_styles(plan, reporters=[RichReporter("styles", console)], handle_signals=True))
+    except CannotStart as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_STOPPED
+    console.print(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}")
+    return report_summary(summary, console)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

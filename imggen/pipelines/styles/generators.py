@@ -1,0 +1,103 @@
+"""The two ways the style matrix draws one image: the OpenAI Images API, or the local FLUX.2 klein model.
+
+Each generator turns one prompt into a :class:`Picture` (PNG bytes, what made it, what it cost)
+and knows nothing of files or datasets; :mod:`~imggen.pipelines.styles.work` stores the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_models import ImageModelSpec
+from imggen.engine.errors import RateHint
+
+from .layout import as_png
+
+
+@dataclass(frozen=True)
+class Picture:
+    png: bytes
+    provenance: dict[str, Any]  # backend, model, parameters and (dall-e-3) revised_prompt
+    cost: float | None = None  # US dollars; None: unknown, the task's estimate is booked instead
+    rate: RateHint | None = None
+
+
+class Generator(Protocol):
+    async def __call__(self, prompt: str, key: str) -> Picture: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class OpenAIGenerator:
+    """One image per call from an OpenAI image model, with the request's parameters."""
+
+    backend: OpenAIImageBackend
+    spec: ImageModelSpec
+    size: str | None = None
+    quality: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # dall-e-3's style, for example
+
+    async def __call__(self, prompt: str, key: str) -> Picture:
+        image = await self.backend.generate(prompt, model=self.spec.id, size=self.size, quality=self.quality,
+                                            **self.extra)
+        provenance = {"backend": "openai", "model": image.model, "parameters": image.params,
+                      "revised_prompt": image.revised_prompt}
+        return Picture(as_png(image.data), provenance, image.cost, image.rate)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+def seed_for(key: str) -> int:
+    """A stable seed per image key, so a rerun redraws the same picture."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
+
+
+class Flux2Generator:
+    """One image per call from a local FLUX.2 klein checkpoint, run in a worker thread one at a time."""
+
+    def __init__(self, backend: Any, *, height: int | None = None, width: int | None = None) -> None:
+        self.backend = backend  # an imggen.backends.flux2.Flux2Backend
+        self.height, self.width = height, width
+        self._one_at_a_time = asyncio.Lock()
+
+    @classmethod
+    async def load(
+        cls, checkpoint: str | Path, *, size: str | None = None, steps: int | None = None
+    ) -> "Flux2Generator":
+        """Load the checkpoint in a thread so a notebook's loop stays responsive meanwhile."""
+        from imggen.backends.flux2 import Flux2Backend  # imports torch
+
+        backend = await asyncio.to_thread(Flux2Backend, checkpoint, num_inference_steps=steps)
+        width, height = parse_flux_size(size)
+        backend.check_size(height, width)
+        return cls(backend, height=height, width=width)
+
+    async def __call__(self, prompt: str, key: str) -> Picture:
+        seed = seed_for(key)
+        async with self._one_at_a_time:
+            (image,) = await asyncio.to_thread(
+                self.backend.generate, [prompt], seeds=[seed], height=self.height, width=self.width
+            )
+        provenance = dict(image.info["provenance"])
+        model = provenance.pop("model")
+        return Picture(as_png(image), {"backend": "flux2", "model": model, "parameters": provenance}, 0.0)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def parse_flux_size(size: str | None) -> tuple[int | None, int | None]:
+    """``"64x64"`` → ``(64, 64)``; None (or ``auto``) lets the model choose."""
+    if size in (None, "auto"):
+        return None, None
+    width, sep, height = size.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
+    return int(width), int(height)

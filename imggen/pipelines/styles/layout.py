@@ -1,0 +1,151 @@
+"""Where the style matrix puts its files, relative to the output root, and how an image is stored.
+
+The seed's layout, with its places kept relative to the output root::
+
+    OUTPUT/
+      images/by_style/{style}/{dataset}_{sampleID}_{style}.png     the stored copy
+      images/by_dataset/{dataset}/{dataset}_{sampleID}_{style}.png a hard link to it (a copy where
+                                                                   the file system has no hard links)
+      images/processing_stats.json                                 the seed's statistics
+      images/metadata.jsonl                                        one line per image, for
+                                                                   datasets.load_dataset("imagefolder")
+      code/generation_state.json                                   the seed's resume state (a view)
+      ledger.sqlite, run.log                                       the engine's ledger and log
+
+Dataset, sample and style names come from user files and pass through
+:func:`~imggen.storage.paths.safe_name` before they become path components (names made of letters,
+digits, ``.``, ``_`` and ``-`` stay as they are), and every write goes through
+:func:`~imggen.storage.paths.safe_path`, so nothing lands outside the output root. Each PNG carries
+its provenance (prompt, style, dataset, sample id, model, parameters, revised prompt) in ``iTXt``
+text chunks, added without re-encoding the image the provider returned.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
+
+from PIL import Image
+
+from imggen.engine.ledger import Ledger
+from imggen.storage.atomic import atomic_write_bytes, atomic_writer
+from imggen.storage.paths import safe_name, safe_path
+
+IMAGES = "images"
+STATE_FILE = Path("code/generation_state.json")
+STATS_FILE = Path("images/processing_stats.json")
+METADATA_FILE = Path("images/metadata.jsonl")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+METADATA_COLUMNS = ("dataset", "sample_id", "style", "text", "prompt", "model")
+
+
+@dataclass(frozen=True)
+class ImagePlace:
+    """One image's key and its two places (POSIX paths relative to the output root)."""
+
+    key: str
+    by_style: str
+    by_dataset: str
+
+    @property
+    def outputs(self) -> tuple[str, str]:
+        return self.by_style, self.by_dataset
+
+
+def image_place(dataset: str, sample_id: str, style: str) -> ImagePlace:
+    """``{dataset}_{sampleID}_{style}.png`` under ``images/by_style/{style}`` and ``images/by_dataset/{dataset}``."""
+    dataset_dir, style_dir = safe_name(dataset), safe_name(style)
+    stem = safe_name(f"{dataset_dir}_{safe_name(sample_id)}_{style_dir}")
+    name = f"{stem}.png"
+    return ImagePlace(
+        key=stem,
+        by_style=f"{IMAGES}/by_style/{style_dir}/{name}",
+        by_dataset=f"{IMAGES}/by_dataset/{dataset_dir}/{name}",
+    )
+
+
+def resolve(root: str | os.PathLike, relative: str) -> Path:
+    """An output path under ``root``; raises :class:`~imggen.storage.paths.UnsafePath` if it would escape."""
+    return safe_path(root, *PurePosixPath(relative).parts)
+
+
+# -- PNG provenance ----------------------------------------------------------------------------
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _itxt(keyword: str, text: str) -> bytes:
+    # keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translated keyword NUL, UTF-8 text
+    return _chunk(b"iTXt", keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
+
+
+def as_png(data: bytes | Image.Image) -> bytes:
+    """PNG bytes of an image: PNG input is kept byte for byte, anything else is converted."""
+    if isinstance(data, bytes) and data.startswith(PNG_SIGNATURE):
+        return data
+    image = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def with_text_chunks(png: bytes, fields: Mapping[str, Any]) -> bytes:
+    """``png`` with one ``iTXt`` chunk per field (dicts and lists as JSON; None left out), after IHDR."""
+    if not png.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    (ihdr_length,) = struct.unpack(">I", png[8:12])
+    header_end = 8 + 12 + ihdr_length  # signature, then IHDR's length, type, data and CRC
+    chunks = b"".join(
+        _itxt(name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True))
+        for name, value in fields.items()
+        if value is not None
+    )
+    return png[:header_end] + chunks + png[header_end:]
+
+
+# -- storing -----------------------------------------------------------------------------------
+def store_image(root: str | os.PathLike, place: ImagePlace, png: bytes) -> None:
+    """Write the by-style copy atomically, then give it its by-dataset name."""
+    stored = resolve(root, place.by_style)
+    atomic_write_bytes(stored, png)
+    link_by_dataset(root, place)
+
+
+def link_by_dataset(root: str | os.PathLike, place: ImagePlace) -> None:
+    """Make the by-dataset name point at the stored copy: a hard link, or a copy where links fail."""
+    stored, linked = resolve(root, place.by_style), resolve(root, place.by_dataset)
+    if linked.exists() and os.path.samefile(stored, linked):
+        return
+    linked.parent.mkdir(parents=True, exist_ok=True)
+    temporary = linked.with_name(f".{linked.name}.{uuid.uuid4().hex}.link")
+    try:
+        os.link(stored, temporary)
+    except OSError:  # no hard links here (some network and FAT file systems)
+        atomic_write_bytes(linked, stored.read_bytes())
+        return
+    os.replace(temporary, linked)
+
+
+# -- the metadata view -------------------------------------------------------------------------
+def write_metadata(ledger: Ledger, root: str | os.PathLike) -> Path:
+    """``images/metadata.jsonl``: one line per finished image, with its by-style file name relative
+    to ``images/`` and the columns :data:`METADATA_COLUMNS` plus ``revised_prompt``."""
+    path = Path(root) / METADATA_FILE
+    with atomic_writer(path, "w") as out:
+        for key in ledger.keys("done"):
+            record = ledger.task(key)
+            if not record or not record["outputs"]:
+                continue
+            payload, provenance = record["payload"], record["provenance"] or {}
+            line = {"file_name": str(PurePosixPath(record["outputs"][0]).relative_to(IMAGES))}
+            line.update({column: payload.get(column) for column in METADATA_COLUMNS})
+            line["revised_prompt"] = provenance.get("revised_prompt")
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,258 @@
+"""The style matrix from request to finished run: every sample of a prompt set drawn in every style.
+
+:class:`StyleRequest` says what to draw and how; :func:`plan_styles` reads and checks the inputs
+and the model (a retired model, a size it does not take or a missing price for ``budget`` stop it
+here, before any request) and returns the task list with its cost estimate; :func:`run_styles`
+runs a plan through the engine. The CLI (``imggen styles``) and the notebook
+(``notebooks/01_style_matrix.ipynb``) both call these three. File places are in
+:mod:`~imggen.pipelines.styles.layout`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_models import (
+    DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, estimate_cost, find_problem, get_model,
+)
+from imggen.engine.control import RunControl
+from imggen.engine.errors import TaskError
+from imggen.engine.events import Reporter
+from imggen.engine.job import JobFiles, run_job
+from imggen.engine.runner import RateLimit, RunnerConfig, RunSummary
+from imggen.engine.tasks import Task
+from imggen.settings import load_settings
+
+from .generators import Flux2Generator, Generator, OpenAIGenerator
+from .inputs import (
+    InputError, InputProblem, PromptRecord, Style, choose_styles, load_prompts, load_styles, select_records,
+)
+from .layout import STATE_FILE, STATS_FILE, image_place, write_metadata
+from .work import StyleWork
+
+BACKENDS = ("openai", "flux2")
+DEFAULT_CONCURRENCY = 8
+SEED_DALLE_PARAMS = {"size": "1024x1024", "quality": "hd", "style": "vivid"}  # the seed's full-HD DALL-E 3 images
+
+
+class CannotStart(Exception):
+    """The request cannot run as given; the message says why and what to change. Nothing was sent."""
+
+
+@dataclass
+class StyleRequest:
+    """Everything a style-matrix run needs. Paths may be strings."""
+
+    prompts: str | os.PathLike
+    output: str | os.PathLike
+    styles_file: str | os.PathLike | None = None  # None: the ten packaged styles
+    styles: Sequence[str] | None = None  # style names to draw (all when None)
+    datasets: Sequence[str] | None = None  # datasets to draw (all when None)
+    max_samples: int | None = None  # per dataset
+    backend: str = "openai"
+    model: str | None = None  # OpenAI image model (default: the registry's current default)
+    size: str | None = None  # OpenAI: the model's sizes; flux2: any WIDTHxHEIGHT in multiples of 16
+    quality: str | None = None
+    dalle_style: str | None = None  # dall-e-3 only: vivid or natural
+    allow_retired: bool = False  # rehearse a retired model's contract against a local emulator
+    flux_ckpt: str | os.PathLike | None = None
+    flux_steps: int | None = None
+    rpm: float | None = None  # requests per minute (None: follow the server's rate-limit headers)
+    concurrency: int = DEFAULT_CONCURRENCY
+    budget: float | None = None  # US dollars; a hard cap for this run
+    retry_failed: bool = False  # also retry images refused before (e.g. by the content policy)
+
+
+@dataclass
+class StylePlan:
+    """A checked request: the tasks to run, the records skipped, and what it should cost."""
+
+    request: StyleRequest
+    tasks: list[Task]
+    records: list[PromptRecord]
+    styles: list[Style]
+    problems: list[InputProblem] = field(default_factory=list)
+    spec: ImageModelSpec | None = None  # None for the local backend
+    image_params: dict = field(default_factory=dict)  # size, quality and the model's extra parameters
+    cost_known: bool = True
+
+    @property
+    def estimated_cost(self) -> float | None:
+        """An upper estimate in US dollars, or None where the model has no published price."""
+        return sum(task.cost for task in self.tasks) if self.cost_known else None
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.id if self.spec else f"FLUX.2 klein ({Path(self.request.flux_ckpt).name})"
+
+
+# -- planning ----------------------------------------------------------------------------------
+def _model_and_params(request: StyleRequest) -> tuple[ImageModelSpec, dict]:
+    try:
+        spec = get_model(request.model or DEFAULT_MODEL, allow_retired=request.allow_retired)
+    except ModelUnavailableError as exc:
+        hint = " (--allow-retired rehearses it against a local emulator)" if "shut down" in str(exc) else ""
+        raise CannotStart(f"{exc}{hint}") from None
+    seed_defaults = SEED_DALLE_PARAMS if spec.family == "dall-e" else {}
+    params = {
+        "size": request.size or seed_defaults.get("size"),
+        "quality": request.quality or seed_defaults.get("quality"),
+    }
+    extra = {"style": request.dalle_style or seed_defaults["style"]} if spec.family == "dall-e" else {}
+    if request.dalle_style and spec.family != "dall-e":
+        raise CannotStart(f"--dalle-style applies to dall-e-3 only, not {spec.id}")
+    problem = find_problem(spec, size=params["size"], quality=params["quality"], params=extra)
+    if problem is not None:
+        raise CannotStart(problem.describe(spec.id))
+    return spec, {**params, "extra": extra}
+
+
+def _cost_per_image(spec: ImageModelSpec, params: dict, prompt: str) -> float | None:
+    """The published or token-based image price plus the prompt's text tokens (at most one per byte)."""
+    image = estimate_cost(spec, params["size"] or spec.default_size, params["quality"] or spec.default_quality)
+    if image is None:
+        return None
+    text_price = spec.token_prices_per_million.get("text_input", 0.0)
+    return image + len(prompt.encode("utf-8")) * text_price / 1_000_000
+
+
+def _check_request(request: StyleRequest) -> None:
+    if request.backend not in BACKENDS:
+        raise CannotStart(f"unknown backend {request.backend!r}; use one of {', '.join(BACKENDS)}")
+    if request.backend == "flux2" and not request.flux_ckpt:
+        raise CannotStart("the flux2 backend needs a checkpoint folder: --flux_ckpt PATH")
+    if request.concurrency < 1:
+        raise CannotStart("concurrency must be at least 1")
+    if request.max_samples is not None and request.max_samples < 1:
+        raise CannotStart("max-samples must be at least 1")
+
+
+def plan_styles(request: StyleRequest) -> StylePlan:
+    """Read and check the inputs and the model; one task per (sample, style). Sends nothing."""
+    _check_request(request)
+    spec, params = _model_and_params(request) if request.backend == "openai" else (None, {})
+    try:
+        prompt_set = load_prompts(request.prompts)
+        all_styles, style_problems = load_styles(request.styles_file)
+        styles = choose_styles(all_styles, request.styles)
+    except InputError as exc:
+        raise CannotStart(str(exc)) from None
+    records = select_records(prompt_set.records, datasets=request.datasets, max_samples=request.max_samples)
+    problems = [*prompt_set.problems, *style_problems]
+    if not records:
+        found = sorted({record.dataset for record in prompt_set.records})
+        wanted = f" of dataset(s) {', '.join(request.datasets)}" if request.datasets else ""
+        listed = "".join(f"\n  {problem}" for problem in problems)
+        raise CannotStart(f"{request.prompts}: no usable record{wanted}; datasets found: {', '.join(found) or 'none'}"
+                          f"{listed}")
+    tasks, owners, cost_known = [], {}, True
+    model_name = spec.id if spec else Path(request.flux_ckpt).name
+    for record in records:
+        for style in styles:
+            prompt = style.prompt(record.text)
+            if spec is not None and len(prompt) > spec.max_prompt_chars:
+                problems.append(InputProblem(
+                    str(request.prompts), record.where,
+                    f"style {style.name!r}: the prompt has {len(prompt)} characters; "
+                    f"{spec.id} takes at most {spec.max_prompt_chars}"))
+                continue
+            place = image_place(record.dataset, record.sample_id, style.name)
+            if place.key in owners:
+                problems.append(InputProblem(str(request.prompts), record.where, f"its file name {place.key}.png "
+                                             f"is already used by {owners[place.key]}; skipped"))
+                continue
+            owners[place.key] = record.where
+            cost = _cost_per_image(spec, params, prompt) if spec is not None else 0.0
+            cost_known = cost_known and cost is not None
+            payload = {"dataset": record.dataset, "sample_id": record.sample_id, "style": style.name,
+                       "text": record.text, "prompt": prompt, "model": model_name}
+            tasks.append(Task(place.key, payload, outputs=place.outputs, cost=cost or 0.0))
+    if request.budget is not None and not cost_known:
+        raise CannotStart(f"no published price for {spec.id}, so --budget cannot be enforced; "
+                          "choose a model with a price or run without a budget")
+    return StylePlan(request, tasks, records, styles, problems, spec, params, cost_known)
+
+
+def describe_plan(plan: StylePlan) -> str:
+    """A few lines for people: what will be drawn, what it should cost, what was skipped."""
+    output = Path(plan.request.output)
+    on_disk = sum(all((output / path).exists() for path in task.outputs) for task in plan.tasks)
+    datasets = sorted({record.dataset for record in plan.records})
+    cost = plan.estimated_cost
+    lines = [
+        f"{len(plan.tasks)} images: {len(plan.records)} samples ({', '.join(datasets)}) x {len(plan.styles)} styles "
+        f"({', '.join(style.name for style in plan.styles)}) with {plan.model_name}",
+        f"already on disk: {on_disk}; to draw: {len(plan.tasks) - on_disk}",
+        "estimated cost: unknown (no published price)" if cost is None
+        else f"estimated cost: at most ${cost:.2f} for all {len(plan.tasks)} images",
+    ]
+    lines += [f"skipped: {problem}" for problem in plan.problems]
+    return "\n".join(lines)
+
+
+# -- running -----------------------------------------------------------------------------------
+def openai_api_key() -> str:
+    """The OpenAI key from the environment or ``.env``; CannotStart when there is none."""
+    key = load_settings().openai_api_key
+    if key is None or not key.get_secret_value().strip():
+        raise CannotStart("no OpenAI API key: set OPENAI_API_KEY in the environment or in .env "
+                          "(or draw locally with --backend flux2 --flux_ckpt PATH)")
+    return key.get_secret_value()
+
+
+async def open_generator(plan: StylePlan) -> Generator:
+    request = plan.request
+    if plan.spec is None:
+        try:
+            return await Flux2Generator.load(request.flux_ckpt, size=request.size, steps=request.flux_steps)
+        except (FileNotFoundError, ValueError, TaskError) as exc:
+            raise CannotStart(str(exc)) from None
+    backend = OpenAIImageBackend(api_key=openai_api_key(), base_url=load_settings().openai_base_url,
+                                 allow_retired=request.allow_retired)
+    params = plan.image_params
+    return OpenAIGenerator(backend, plan.spec, params["size"], params["quality"], params["extra"])
+
+
+def job_files(output: str | os.PathLike) -> JobFiles:
+    """The engine's files in the seed's places, plus the ``metadata.jsonl`` view."""
+    root = Path(output)
+    return JobFiles(root, state=STATE_FILE, stats=STATS_FILE, extra_views=[lambda ledger: write_metadata(ledger, root)])
+
+
+async def run_styles(
+    what: StyleRequest | StylePlan,
+    *,
+    control: RunControl | None = None,
+    reporters: Sequence[Reporter] = (),
+    handle_signals: bool = False,
+    on_problem: Callable[[InputProblem], None] = lambda problem: print(f"skipped: {problem}", flush=True),
+) -> RunSummary:
+    """Run the style matrix. Given a request, it is planned first and each skipped record goes to
+    ``on_problem``; given a plan (from :func:`plan_styles`), its problems were already shown."""
+    if isinstance(what, StyleRequest):
+        plan = plan_styles(what)
+        for problem in plan.problems:
+            on_problem(problem)
+    else:
+        plan = what
+    request = plan.request
+    generate = await open_generator(plan)
+    config = RunnerConfig(
+        concurrency=request.concurrency, rate_limit=RateLimit.per_minute(request.rpm), budget=request.budget,
+        retry_failed=request.retry_failed,
+    )
+    try:
+        return await run_job(job_files(request.output), plan.tasks, StyleWork(request.output, generate),
+                             config=config, control=control, reporters=reporters, handle_signals=handle_signals)
+    finally:
+        await generate.aclose()
+
+
+def read_stats(output: str | os.PathLike) -> dict:
+    """The run's ``images/processing_stats.json``."""
+    return json.loads((Path(output) / STATS_FILE).read_text(encoding="utf-8"))

@@ -1,0 +1,51 @@
+"""What one style-matrix task does: draw the sample's text in one style and store it in both places.
+
+The order keeps every paid image exactly once: the PNG is written (atomically) before the task
+is marked done, and when a killed run left the by-style copy without its by-dataset link, the
+next run only makes the link and calls no backend.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from imggen.engine.tasks import Outcome, Task
+from imggen.storage.atomic import is_valid_image
+
+from .generators import Generator
+from .layout import ImagePlace, link_by_dataset, resolve, store_image, with_text_chunks
+
+
+def place_of(task: Task) -> ImagePlace:
+    by_style, by_dataset = task.outputs
+    return ImagePlace(task.key, by_style, by_dataset)
+
+
+class StyleWork:
+    """The engine's work function for the style matrix: ``await work(task) -> Outcome``."""
+
+    def __init__(self, root: str | os.PathLike, generate: Generator) -> None:
+        self.root = Path(root)
+        self.generate = generate
+
+    async def __call__(self, task: Task) -> Outcome:
+        place = place_of(task)
+        if is_valid_image(resolve(self.root, place.by_style)):
+            link_by_dataset(self.root, place)
+            return Outcome(outputs=place.outputs, provenance={"healed": True})
+        payload = task.payload
+        picture = await self.generate(payload["prompt"], task.key)
+        fields = {
+            "prompt": payload["prompt"],
+            "style": payload["style"],
+            "dataset": payload["dataset"],
+            "sample_id": payload["sample_id"],
+            "model": picture.provenance["model"],
+            "parameters": picture.provenance["parameters"],
+            "revised_prompt": picture.provenance.get("revised_prompt"),
+            "Software": "imggen",
+        }
+        store_image(self.root, place, with_text_chunks(picture.png, fields))
+        cost = picture.cost if picture.cost is not None else task.cost
+        return Outcome(outputs=place.outputs, cost=cost, provenance=picture.provenance, rate=picture.rate)
