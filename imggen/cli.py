@@ -12,7 +12,14 @@ import sys
 
 SUBCOMMANDS = {
     "demo": ("imggen.demo", "run a small built-in job offline (no keys, no GPU, no network)"),
-    "styles": ("imggen.pipelines.styles.cli", "draw every sample of a prompt set in every style (OpenAI or local FLUX.2 klein)"),
+    "styles": (
+        "imggen.pipelines.styles.cli",
+        "draw every sample of a prompt set in every style (OpenAI or local FLUX.2 klein)",
+    ),
+    "instructions": (
+        "imggen.pipelines.instructions.cli",
+        "one FLUX.2 klein image per predicted instruction, on every GPU (or a Ray cluster)",
+    ),
     "tiny-checkpoint": ("imggen.backends.tiny_flux2", "build a tiny random FLUX.2 klein checkpoint, offline"),
     "emulate": ("imggen.emulators.cli", "serve a local OpenAI or Replicate API emulator on 127.0.0.1"),
 }

@@ -1,0 +1,221 @@
+"""A pool of model workers fed from one queue, with the crash policy.
+
+Each worker (a local process or a Ray actor) has a *slot*: a coroutine on the run's loop that
+pulls the next batch from the shared :class:`~imggen.distributed.dispatch.Dispatcher` whenever its
+worker is free, so fast workers take more work (dynamic balancing, not an even split). Workers are
+started on the first submission, so a rerun with nothing left to do loads no model.
+
+Crash policy: a worker that dies while running a batch turns each item of it into a transient
+:class:`~imggen.engine.errors.TaskError` (the runner retries it, usually on another worker), and its
+slot starts a replacement while the pool's restart allowance lasts (by default one restart per
+worker); after that the pool continues with fewer workers. A worker that cannot load its model is
+not replaced (loading again would fail the same way). When no worker is left, every waiting and
+later item fails with a fatal error that carries the last worker's message, and the run stops.
+
+The wire format of results is plain tuples, because exceptions with keyword-only arguments do not
+survive pickling: ``("ok", value)`` or ``("error", kind, message)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections import deque
+from typing import Any, Callable, Hashable, Protocol
+
+from ..engine.errors import ErrorKind, TaskError
+from .dispatch import Dispatcher
+
+log = logging.getLogger("imggen.distributed")
+
+# payloads -> one value or TaskError per payload, or a concurrent Future of that list (results that are
+# still being saved while the worker starts its next batch)
+Handler = Callable[[list], "list | concurrent.futures.Future"]
+# factory(device=..., threads=...) -> handler, run in the worker; a handler may have close() to finish deferred work
+HandlerFactory = Callable[..., Handler]
+
+
+class WorkerDied(RuntimeError):
+    """A worker process or actor ended; ``loading`` is true if it never finished loading its model."""
+
+    def __init__(self, message: str, *, loading: bool = False) -> None:
+        super().__init__(message)
+        self.loading = loading
+
+
+class Worker(Protocol):
+    name: str
+
+    async def ready(self) -> None:
+        """Wait until the model is loaded; raise :class:`WorkerDied` if it never will be."""
+
+    async def run(self, payloads: list) -> list:
+        """Run one batch; the wire results, one per payload. Raise :class:`WorkerDied` if the worker dies.
+        Two calls may be in flight at once (the next batch waits in the worker's inbox)."""
+
+    async def close(self) -> None:
+        """Ask the worker to finish and end it."""
+
+
+def call_handler(handler: Handler, payloads: list, reply: Callable[[list[tuple]], None]) -> None:
+    """Run ``handler`` on a batch inside a worker; ``reply`` gets the wire results, at once or, for
+    deferred results, from the thread that completes them."""
+    try:
+        results = handler(payloads)
+    except Exception as error:
+        reply(_to_wire(error, payloads))
+        return
+    if isinstance(results, concurrent.futures.Future):
+        results.add_done_callback(lambda done: reply(_to_wire(done.exception() or done.result(), payloads)))
+    else:
+        reply(_to_wire(results, payloads))
+
+
+def _to_wire(results: list | BaseException, payloads: list) -> list[tuple]:
+    if isinstance(results, TaskError):
+        results = [results] * len(payloads)
+    elif isinstance(results, BaseException):  # a bug or an unexpected library error: permanent, never retried
+        results = [TaskError(ErrorKind.PERMANENT, f"{type(results).__name__}: {results}")] * len(payloads)
+    return [
+        ("error", result.kind.value, result.message) if isinstance(result, TaskError) else ("ok", result)
+        for result in results
+    ]
+
+
+def _from_wire(result: tuple) -> tuple[Any, TaskError | None]:
+    if result[0] == "ok":
+        return result[1], None
+    return None, TaskError(ErrorKind(result[1]), result[2])
+
+
+class WorkerPool:
+    """``await pool.submit(payload, group)`` runs one item on some worker and returns its value."""
+
+    PIPELINE_DEPTH = 2  # batches sent to a worker before its first one returns: it never waits for the parent
+
+    def __init__(
+        self,
+        launch: Callable[[int], Worker],
+        size: int,
+        *,
+        batch_size: int = 1,
+        max_restarts: int | None = None,
+        describe: str = "worker",
+    ) -> None:
+        if size < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.size = size
+        self.batch_size = batch_size
+        self.describe = describe
+        self._launch = launch
+        self._restarts_left = size if max_restarts is None else max_restarts
+        self._dispatcher: Dispatcher | None = None
+        self._slots: list[asyncio.Task] = []
+        self._workers: dict[int, Worker] = {}
+        self._alive = 0
+        self._last_error = "no worker started"
+
+    @property
+    def capacity(self) -> int:
+        """Items worth keeping in flight: per worker, a batch running, one in its inbox, one queued here."""
+        return (self.PIPELINE_DEPTH + 1) * self.size * self.batch_size
+
+    async def submit(self, payload: Any, group: Hashable = None) -> Any:
+        if self._dispatcher is None:
+            self._start()
+        value, error = _from_wire(await self._dispatcher.submit(payload, group))
+        if error is not None:
+            raise error
+        return value
+
+    async def close(self) -> None:
+        """Stop the slots and end every worker (a batch in flight is abandoned; its files stay atomic)."""
+        for slot in self._slots:
+            slot.cancel()
+        await asyncio.gather(*self._slots, return_exceptions=True)
+        await asyncio.gather(*(worker.close() for worker in self._workers.values()), return_exceptions=True)
+        self._workers.clear()
+        self._slots.clear()
+
+    async def __aenter__(self) -> "WorkerPool":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- slots -------------------------------------------------------------------------------
+    def _start(self) -> None:
+        self._dispatcher = Dispatcher(self.batch_size)
+        self._alive = self.size
+        loop = asyncio.get_running_loop()
+        self._slots = [loop.create_task(self._slot(index)) for index in range(self.size)]
+
+    async def _slot(self, index: int) -> None:
+        try:
+            while await self._serve(index):
+                if self._restarts_left <= 0:
+                    log.warning("%s %d is not replaced (no restarts left); continuing with fewer", self.describe, index)
+                    break
+                self._restarts_left -= 1
+                log.warning("starting a replacement for %s %d", self.describe, index)
+        finally:
+            self._workers.pop(index, None)
+            self._alive -= 1
+            if self._alive == 0:
+                self._dispatcher.close(
+                    TaskError(ErrorKind.FATAL, f"no {self.describe} left to generate images: {self._last_error}")
+                )
+
+    async def _serve(self, index: int) -> bool:
+        """Run one worker until it dies; True if it should be replaced."""
+        worker = self._launch(index)
+        self._workers[index] = worker
+        try:
+            await worker.ready()
+        except WorkerDied as died:
+            self._last_error = f"{worker.name} could not load the model: {died}"
+            log.error("%s", self._last_error)
+            await worker.close()
+            return False
+        in_flight: deque[tuple[list, asyncio.Task]] = deque()
+        try:
+            while True:
+                while len(in_flight) < self.PIPELINE_DEPTH:
+                    batch = self._dispatcher.take_batch() if in_flight else await self._dispatcher.next_batch()
+                    if not batch:
+                        break
+                    job = asyncio.ensure_future(worker.run([item.payload for item in batch]))
+                    in_flight.append((batch, job))
+                batch, job = in_flight[0]
+                try:
+                    results = await job
+                except WorkerDied as died:
+                    self._last_error = f"{worker.name} died: {died}"
+                    await self._fail_in_flight(in_flight)
+                    await worker.close()
+                    return True
+                in_flight.popleft()
+                for item, result in zip(batch, results):
+                    _settle(item, result)
+        except BaseException:
+            for batch, job in in_flight:  # the slot was cancelled: nobody waits for these any more
+                job.cancel()
+                for item in batch:
+                    if not item.future.done():
+                        item.future.cancel()
+            raise
+
+    async def _fail_in_flight(self, in_flight: deque) -> None:
+        """Every batch the dead worker held becomes a transient error, so the runner retries it."""
+        await asyncio.gather(*(job for _, job in in_flight), return_exceptions=True)
+        items = [item for batch, _ in in_flight for item in batch]
+        log.error("%s with %d item(s) in flight; they will be retried", self._last_error, len(items))
+        for item in items:
+            _settle(item, ("error", ErrorKind.TRANSIENT.value, f"{self._last_error}; retrying"))
+        in_flight.clear()
+
+
+def _settle(item, result: tuple) -> None:
+    if not item.future.done():
+        item.future.set_result(result)

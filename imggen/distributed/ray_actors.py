@@ -1,0 +1,117 @@
+"""The same worker pool on a Ray cluster: one actor per GPU (``num_gpus=1``), each loading its model once.
+
+``ray_pool(...)`` joins the cluster named by ``RAY_ADDRESS`` (or one already initialised in this
+process), else starts a local Ray, and shuts down only a Ray it started. Ray gives each GPU actor
+its own ``CUDA_VISIBLE_DEVICES``, so inside an actor the device is ``cuda:0``. With
+``device="cpu"`` the actors ask for no GPU (one CPU each), which is how the tests run it.
+
+Every node must have the package installed and see the same paths (checkpoint, inputs and the
+output root on a shared filesystem): actors read reference images and write the images themselves.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import os
+from typing import AsyncIterator
+
+from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler
+
+log = logging.getLogger("imggen.distributed")
+
+
+class ModelActor:
+    """A Ray actor holding one loaded handler. Load errors are kept and reported by :meth:`ready`."""
+
+    def __init__(self, factory: HandlerFactory, device: str, threads: int | None) -> None:
+        self.handler, self.load_error = None, None
+        try:
+            self.handler = factory(device=device, threads=threads)
+        except Exception as error:  # noqa: BLE001 - reported to the driver, which decides
+            self.load_error = f"{type(error).__name__}: {error}"
+
+    def ready(self) -> str | None:
+        return self.load_error
+
+    def run(self, payloads: list) -> list:
+        reply: concurrent.futures.Future = concurrent.futures.Future()
+        call_handler(self.handler, payloads, reply.set_result)
+        return reply.result()
+
+
+class RayWorker:
+    """The driver's end of one actor."""
+
+    def __init__(self, actor_class, name: str, factory: HandlerFactory, device: str, threads: int | None) -> None:
+        import ray
+
+        self._ray = ray
+        self.name = name
+        self.actor = actor_class.remote(factory, device, threads)
+
+    async def ready(self) -> None:
+        load_error = await self._call(self.actor.ready.remote(), loading=True)
+        if load_error:
+            raise WorkerDied(load_error, loading=True)
+
+    async def run(self, payloads: list) -> list:
+        return await self._call(self.actor.run.remote(payloads), loading=False)
+
+    async def close(self) -> None:
+        self._ray.kill(self.actor)
+
+    async def _call(self, ref, *, loading: bool):
+        try:
+            return await ref
+        except self._ray.exceptions.RayActorError as error:
+            raise WorkerDied(str(error).strip().splitlines()[0], loading=loading) from None
+
+
+def _connect(ray) -> bool:
+    """Join RAY_ADDRESS or an initialised Ray, else start a local one; True if this call started it."""
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    log.info("joined Ray at %s", address or "a new local instance")
+    return True
+
+
+@contextlib.asynccontextmanager
+async def ray_pool(
+    factory: HandlerFactory,
+    *,
+    device: str | None,
+    num_gpus: int,
+    batch_size: int = 1,
+    max_restarts: int | None = None,
+) -> AsyncIterator[WorkerPool]:
+    """A pool of Ray actors: one per cluster GPU (or ``num_gpus`` of them), or ``num_gpus`` CPU actors."""
+    import ray
+
+    started_here = _connect(ray)
+    try:
+        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+        device = device or ("cuda" if cluster_gpus else "cpu")
+        if device == "cpu":
+            count, gpus_each, actor_device, threads = max(num_gpus, 1), 0, "cpu", 1
+        else:
+            if cluster_gpus == 0 or num_gpus > cluster_gpus:
+                raise RuntimeError(f"asked for {num_gpus if num_gpus > 0 else 'all'} GPU(s); the Ray cluster has {cluster_gpus}")
+            count, gpus_each, actor_device, threads = (cluster_gpus if num_gpus < 0 else num_gpus), 1, "cuda:0", None
+        actor_class = ray.remote(ModelActor).options(num_gpus=gpus_each, num_cpus=1)
+        serial = itertools.count()
+
+        def launch(index: int) -> RayWorker:
+            return RayWorker(actor_class, f"Ray actor {index} ({actor_device}) #{next(serial)}", factory,
+                             actor_device, threads)
+
+        async with WorkerPool(launch, count, batch_size=batch_size, max_restarts=max_restarts,
+                              describe="Ray actor") as pool:
+            yield pool
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,11 @@
+"""Seed 001, instruction images: one FLUX.2 klein image per instruction a planning model predicted.
+
+Input ``predicted_instructions/{planning_model}/results.jsonl``; output
+``generated_images/{dataset}/{planning_model}/{generation_model}/{question_id}/img_{i}.png`` with a
+``stats.json`` and ``run.log`` per folder. Runs on every local GPU (one worker process each) or on
+a Ray cluster (one actor per GPU); resumable through the engine's ledger in the output root.
+"""
+
+from .run import InstructionsOptions, InstructionsResult, run_instructions
+
+__all__ = ["InstructionsOptions", "InstructionsResult", "run_instructions"]

@@ -1,0 +1,102 @@
+"""``imggen instructions``: the seed's image_generation.py arguments, plus the engine, device, seed and batch size."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from rich.console import Console
+
+from ...console import report_summary
+from ...engine.reporters import RichReporter
+from .run import ENGINES, InstructionsOptions, run_instructions
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imggen instructions",
+        description="Generate one FLUX.2 klein image per predicted instruction, on every GPU "
+        "(one worker process per GPU, or one Ray actor per GPU with --engine ray). Resumable.",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--planning_model", metavar="NAME",
+                       help="one planning model (a folder under --predicted_instructions_root)")
+    which.add_argument("--all_planning_models", action="store_true",
+                       help="every folder under --predicted_instructions_root")
+    parser.add_argument("--flux_ckpt", type=Path, default=Path("checkpoints/flux2-klein-4B"),
+                        help="FLUX.2 klein checkpoint folder (default: %(default)s)")
+    parser.add_argument("--predicted_instructions_root", type=Path, default=Path("predicted_instructions"),
+                        help="folder holding {planning_model}/results.jsonl (default: %(default)s)")
+    parser.add_argument("--output_root", type=Path, default=Path("generated_images"),
+                        help="root of all outputs (default: %(default)s)")
+    parser.add_argument("--image_root", type=Path, default=Path("."),
+                        help="folder the image_paths in results.jsonl are relative to (default: the current one)")
+    parser.add_argument("--num_inference_steps", type=int, default=None,
+                        help="denoising steps (default: the checkpoint's preset: 4 for the distilled klein, "
+                        "50 for klein-base; the seed's 28 makes distilled klein 7x slower for no gain)")
+    parser.add_argument("--height", type=int, default=None, help="image height, a multiple of 16 (default: the model's)")
+    parser.add_argument("--width", type=int, default=None, help="image width, a multiple of 16 (default: the model's)")
+    parser.add_argument("--num_gpus", type=int, default=-1,
+                        help="GPUs to use, -1 for all visible (respects CUDA_VISIBLE_DEVICES); "
+                        "with --device cpu, the number of CPU workers (default: %(default)s)")
+    parser.add_argument("--no_skip_existing", action="store_true",
+                        help="generate again the images that already exist (a new round in the ledger)")
+    parser.add_argument("--max_samples", type=int, default=-1,
+                        help="only the first N records of each results.jsonl, -1 for all (default: %(default)s)")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: one process per GPU here; ray: one actor per GPU on the Ray cluster "
+                        "at RAY_ADDRESS, or a local Ray (default: %(default)s)")
+    parser.add_argument("--device", default=None,
+                        help="cuda, cpu, or one device such as cuda:1 (default: cuda if there is a GPU)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="run seed; each image's seed is derived from it, the question id and the "
+                        "instruction's index (default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=1,
+                        help="images per pipeline call, from instructions sharing the same conditioning "
+                        "images (default: %(default)s)")
+    parser.add_argument("--dtype", default=None, help="bfloat16, float16 or float32 (default: bfloat16 on GPU, float32 on CPU)")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> InstructionsOptions:
+    return InstructionsOptions(
+        planning_model=None if args.all_planning_models else args.planning_model,
+        flux_ckpt=args.flux_ckpt,
+        predicted_instructions_root=args.predicted_instructions_root,
+        output_root=args.output_root,
+        image_root=args.image_root,
+        num_inference_steps=args.num_inference_steps,
+        height=args.height,
+        width=args.width,
+        num_gpus=args.num_gpus,
+        skip_existing=not args.no_skip_existing,
+        max_samples=args.max_samples,
+        engine=args.engine,
+        device=args.device,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        options = options_from_args(args)
+        result = asyncio.run(
+            run_instructions(options, reporters=[RichReporter("instructions", console)], handle_signals=True)
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        return EXIT_BAD_INPUT
+    for record in result.bad_records:
+        console.print(f"[yellow]bad record[/yellow] {record}")
+    if result.bad_records:
+        console.print(f"{len(result.bad_records)} bad record(s) skipped (listed in {options.output_root / 'run.log'})")
+    console.print(f"stats: {len(result.stats_files)} stats.json file(s) under {options.output_root}")
+    code = report_summary(result.summary, console)
+    return code if code or not result.bad_records else 1

@@ -1,0 +1,158 @@
+"""From the inputs to the task list: one task per instruction, with a stable key, a seed and its output path.
+
+A question's images are ``img_0.png .. img_{n-1}.png`` in its folder; a question without
+instructions gets an empty folder. Each image's seed is derived from (run seed, dataset, question
+id, instruction index), so an image's pixels do not depend on which worker made it, in which
+order, or on the planning model (two planning models' images of one question share their noise).
+
+Skipping existing images is the engine's resume: a task whose key is done in the ledger, or whose
+file is already a valid image, is not generated again. ``--no_skip_existing`` starts a new
+*round* for each folder in the plan: the tasks get new keys (``...png#round2``), their existing
+images are deleted while the plan is recorded (inside the run's folder lock), and the ledger keeps
+the earlier rounds' records as they were. An interrupted regeneration continues on a plain rerun
+(which keeps the current round); giving ``--no_skip_existing`` again starts yet another round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ...engine.tasks import Task
+from ...storage import paths
+from ...storage.atomic import atomic_write_json
+from .layout import RESERVED_NAMES, STATE_FOLDER, Group
+from .records import RESULTS_FILE, BadRecord, Question, read_questions
+
+ROUNDS_FILE = "rounds.json"
+
+
+def image_seed(seed: int, dataset: str, question_id: object, index: int) -> int:
+    """A 63-bit seed for one image, fixed by the run seed, the question and the instruction's index."""
+    text = json.dumps([seed, dataset, str(question_id), index])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def task_key(image_path: str, round_number: int) -> str:
+    return image_path if round_number == 0 else f"{image_path}#round{round_number}"
+
+
+@dataclass
+class Entry:
+    """One question of one folder, in input order; ``question`` is None for a bad record with an id."""
+
+    question_id: object
+    question: Question | None
+    keys: tuple[str, ...] = ()
+
+
+@dataclass
+class Plan:
+    root: Path
+    generation_model: str
+    seed: int
+    height: int | None
+    width: int | None
+    regenerate: bool
+    groups: dict[Group, list[Entry]] = field(default_factory=dict)
+    bad_records: list[BadRecord] = field(default_factory=list)
+    rounds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def image_count(self) -> int:
+        return sum(len(entry.keys) for entries in self.groups.values() for entry in entries)
+
+    def tasks(self) -> Iterator[Task]:
+        """The tasks, in input order. Consumed by the runner inside the folder lock, so the side
+        effects here (new rounds, deleting images to regenerate, empty folders) happen only in the
+        run that holds the folder."""
+        if self.regenerate:
+            atomic_write_json(self.root / STATE_FOLDER / ROUNDS_FILE, self.rounds)
+        for group, entries in self.groups.items():
+            for entry in entries:
+                if entry.question is None:
+                    continue
+                folder = group.question_folder(self.root, entry.question_id)
+                folder.mkdir(parents=True, exist_ok=True)
+                yield from self._question_tasks(group, entry, folder)
+
+    def _question_tasks(self, group: Group, entry: Entry, folder: Path) -> Iterator[Task]:
+        question = entry.question
+        for index, (instruction, key) in enumerate(zip(question.instructions, entry.keys)):
+            image_path = group.image_path(entry.question_id, index)
+            absolute = self.root / image_path
+            if self.regenerate:
+                absolute.unlink(missing_ok=True)
+            payload = {
+                "key": key,
+                "path": str(absolute),
+                "prompt": instruction,
+                "references": list(question.image_paths),
+                "seed": image_seed(self.seed, question.dataset, entry.question_id, index),
+                "height": self.height,
+                "width": self.width,
+                "source": question.source,
+            }
+            yield Task(key, payload, outputs=(image_path,))
+
+
+def planning_model_names(predicted_root: Path, chosen: str | None) -> list[str]:
+    """The planning model given, or every folder under the predictions root (sorted)."""
+    if chosen is not None:
+        return [chosen]
+    if not predicted_root.is_dir():
+        raise FileNotFoundError(f"{predicted_root} is not a folder of planning-model predictions")
+    return sorted(child.name for child in predicted_root.iterdir() if child.is_dir() and not child.name.startswith("."))
+
+
+def load_rounds(root: Path) -> dict[str, int]:
+    path = root / STATE_FOLDER / ROUNDS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_plan(
+    *,
+    predicted_root: Path,
+    planning_models: list[str],
+    output_root: Path,
+    image_root: Path,
+    generation_model: str,
+    seed: int = 0,
+    height: int | None = None,
+    width: int | None = None,
+    max_samples: int = -1,
+    regenerate: bool = False,
+) -> Plan:
+    """Read every planning model's results.jsonl into folders of questions and their task keys."""
+    root = output_root.resolve()
+    plan = Plan(root, generation_model, seed, height, width, regenerate, rounds=load_rounds(root))
+    bumped: set[str] = set()
+    for planning_model in planning_models:
+        results = predicted_root / planning_model / RESULTS_FILE
+        if not results.is_file():
+            plan.bad_records.append(BadRecord(str(results), "file not found; planning model skipped"))
+            continue
+        for record in read_questions(results, image_root=image_root, max_samples=max_samples):
+            if isinstance(record, Question) and paths.safe_name(record.dataset) in RESERVED_NAMES:
+                record = BadRecord(record.source, f"dataset name {record.dataset!r} is reserved in the output root")
+            if isinstance(record, BadRecord):
+                plan.bad_records.append(record)
+                if record.dataset is None or paths.safe_name(record.dataset) in RESERVED_NAMES:
+                    continue
+                group = Group(record.dataset, planning_model, generation_model)
+                plan.groups.setdefault(group, []).append(Entry(record.question_id, None))
+                continue
+            group = Group(record.dataset, planning_model, generation_model)
+            if regenerate and group.prefix not in bumped:
+                bumped.add(group.prefix)
+                plan.rounds[group.prefix] = plan.rounds.get(group.prefix, 0) + 1
+            round_number = plan.rounds.get(group.prefix, 0)
+            keys = tuple(
+                task_key(group.image_path(record.question_id, index), round_number)
+                for index in range(len(record.instructions))
+            )
+            plan.groups.setdefault(group, []).append(Entry(record.question_id, record, keys))
+    return plan

@@ -1,0 +1,130 @@
+"""What a model worker does with a batch of instruction tasks: load the conditioning images, call
+FLUX.2 klein once for the batch, write each PNG atomically (on a saving thread, so the next batch generates meanwhile), and
+return each image's provenance.
+
+:class:`RenderSpec` is the picklable recipe a worker process or Ray actor calls once to build its
+:class:`InstructionRenderer` (the pipeline is loaded there, never in the parent). Every item of a
+batch has the same references and size (the pool batches by that group). Errors name the input
+record's ``file:line``. If ``call_log`` is set, each worker appends one line per image it asks the
+pipeline for (the task key) to that file before the call: a cheap way to count model calls.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...engine.errors import ErrorKind, TaskError
+from ...storage.atomic import InvalidImage, atomic_write_bytes, check_image_bytes
+
+CALL_LOG_ENV = "IMGGEN_PIPELINE_CALL_LOG"
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    checkpoint: str
+    num_inference_steps: int | None = None
+    dtype: str | None = None
+    call_log: str | None = None
+
+    def __call__(self, *, device: str, threads: int | None) -> "InstructionRenderer":
+        return InstructionRenderer(self, device=device, threads=threads)
+
+
+def load_reference(path: str, source: str):
+    """A conditioning image as RGB, or a permanent TaskError naming the record and the file."""
+    from PIL import Image
+
+    try:
+        data = Path(path).read_bytes()
+        check_image_bytes(data)
+    except (OSError, InvalidImage) as error:
+        raise TaskError(ErrorKind.PERMANENT, f"{source}: conditioning image {path} is unreadable: {error}") from None
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def png_with_provenance(image, provenance: dict[str, Any]) -> bytes:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("imggen", json.dumps(provenance, ensure_ascii=False, default=str))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+class InstructionRenderer:
+    """One loaded FLUX.2 klein pipeline on one device."""
+
+    def __init__(self, spec: RenderSpec, *, device: str, threads: int | None) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        import diffusers
+        import transformers
+        from tqdm import tqdm
+
+        from ...backends.flux2 import Flux2Backend
+
+        diffusers.utils.logging.disable_progress_bar()  # loading bars from every worker would garble the display
+        transformers.utils.logging.disable_progress_bar()
+        tqdm.set_lock(threading.RLock())  # not tqdm's default process lock, which a worker would leak at exit
+        self.spec = spec
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # which process made an image, for the ledger
+        self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imggen-save")
+        self.backend = Flux2Backend(
+            spec.checkpoint, device=device, dtype=spec.dtype, num_inference_steps=spec.num_inference_steps
+        )
+
+    def __call__(self, payloads: list[dict]) -> list[TaskError] | concurrent.futures.Future:
+        """Generate the batch now; the returned future resolves to each image's provenance once saved."""
+        first = payloads[0]
+        try:
+            references = [load_reference(path, first["source"]) for path in first["references"]]
+            self._log_calls(payloads)
+            started = time.perf_counter()
+            images = self.backend.generate(
+                [payload["prompt"] for payload in payloads],
+                references=references,
+                seeds=[payload["seed"] for payload in payloads],
+                height=first["height"],
+                width=first["width"],
+            )
+        except TaskError as error:
+            if error.message.startswith(first["source"]):
+                return [error] * len(payloads)
+            return [TaskError(error.kind, f"{first['source']}: {error.message}")] * len(payloads)
+        pipeline_s = (time.perf_counter() - started) / len(payloads)  # this image's share of the call
+        return self._saver.submit(self._save, payloads, images, pipeline_s)
+
+    def _save(self, payloads: list[dict], images: list, pipeline_s: float) -> list[dict]:
+        """Write each PNG atomically (on the saving thread, while the next batch generates)."""
+        results = []
+        for payload, image in zip(payloads, images):
+            provenance = {**image.info["provenance"], "source": payload["source"], "prompt": payload["prompt"],
+                          "worker": self.worker, "pipeline_s": round(pipeline_s, 6)}
+            atomic_write_bytes(payload["path"], png_with_provenance(image, provenance))
+            results.append(provenance)
+        return results
+
+    def close(self) -> None:
+        self._saver.shutdown(wait=True)
+
+    def _log_calls(self, payloads: list[dict]) -> None:
+        if self.spec.call_log:
+            line = "".join(f"{payload['key']}\n" for payload in payloads).encode()
+            fd = os.open(self.spec.call_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)

@@ -1,0 +1,173 @@
+"""The instruction-image job: read the plan, run it on the model workers through the engine, then
+write each folder's ``stats.json`` and ``run.log`` once every worker has finished.
+
+The engine runs in this process (ledger, retries, progress, run control); the ``work`` function
+hands each task to the worker pool and waits for it. Workers write the image (atomically), then
+this process marks the ledger, so a crash between the two is healed by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import AsyncIterator, Sequence
+
+from ...distributed.pool import WorkerPool
+from ...distributed.processes import local_pool, worker_devices
+from ...engine.control import RunControl
+from ...engine.events import Reporter
+from ...engine.job import JobFiles, run_job
+from ...engine.ledger import DONE, Ledger
+from ...engine.runner import RunnerConfig, RunSummary
+from ...engine.tasks import Outcome, Task
+from ...storage.atomic import atomic_write_json
+from .layout import RUN_LOG, STATE_FOLDER, STATS_FILE, generation_stats
+from .plan import Plan, build_plan, planning_model_names
+from .render import CALL_LOG_ENV, RenderSpec
+
+log = logging.getLogger("imggen.instructions")
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class InstructionsOptions:
+    """Everything a run takes; the CLI's arguments under the same names."""
+
+    planning_model: str | None = None  # None: every folder under predicted_instructions_root
+    flux_ckpt: Path = Path("checkpoints/flux2-klein-4B")
+    predicted_instructions_root: Path = Path("predicted_instructions")
+    output_root: Path = Path("generated_images")
+    image_root: Path = Path(".")  # image_paths in results.jsonl are relative to this
+    num_inference_steps: int | None = None  # None: the checkpoint's preset (4 for klein, 50 for klein-base)
+    height: int | None = None
+    width: int | None = None
+    num_gpus: int = -1
+    skip_existing: bool = True
+    max_samples: int = -1
+    engine: str = "local"
+    device: str | None = None  # None: cuda when there is a GPU, else cpu
+    seed: int = 0
+    batch_size: int = 1
+    dtype: str | None = None  # None: bfloat16 on GPU, float32 on CPU
+
+    def __post_init__(self) -> None:
+        for name in ("flux_ckpt", "predicted_instructions_root", "output_root", "image_root"):
+            setattr(self, name, Path(getattr(self, name)).expanduser())
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+    @property
+    def generation_model(self) -> str:
+        return self.flux_ckpt.resolve().name
+
+
+@dataclass
+class InstructionsResult:
+    summary: RunSummary
+    plan: Plan
+    stats_files: list[Path] = field(default_factory=list)
+
+    @property
+    def bad_records(self) -> list:
+        return self.plan.bad_records
+
+
+async def run_instructions(
+    options: InstructionsOptions,
+    *,
+    control: RunControl | None = None,
+    reporters: Sequence[Reporter] = (),
+    handle_signals: bool = False,
+) -> InstructionsResult:
+    """Generate one image per instruction for the chosen planning model(s); see the module docs."""
+    if not (options.flux_ckpt / "model_index.json").is_file():
+        raise FileNotFoundError(f"{options.flux_ckpt} is not a FLUX.2 klein checkpoint folder (no model_index.json)")
+    plan = build_plan(
+        predicted_root=options.predicted_instructions_root,
+        planning_models=planning_model_names(options.predicted_instructions_root, options.planning_model),
+        output_root=options.output_root,
+        image_root=options.image_root,
+        generation_model=options.generation_model,
+        seed=options.seed,
+        height=options.height,
+        width=options.width,
+        max_samples=options.max_samples,
+        regenerate=not options.skip_existing,
+    )
+    root = plan.root
+    root.mkdir(parents=True, exist_ok=True)
+    global_log = root / RUN_LOG
+    log_start = global_log.stat().st_size if global_log.exists() else 0
+    _append_lines(global_log, [f"bad record {record}" for record in plan.bad_records], level="WARNING")
+    spec = RenderSpec(str(options.flux_ckpt.resolve()), options.num_inference_steps, options.dtype,
+                      os.environ.get(CALL_LOG_ENV))
+
+    async with _worker_pool(options, spec) as pool:
+
+        async def work(task: Task) -> Outcome:
+            payload = task.payload
+            group = (tuple(payload["references"]), payload["height"], payload["width"])
+            provenance = await pool.submit(payload, group)
+            return Outcome(outputs=task.outputs, provenance=provenance)
+
+        files = JobFiles(root, state=Path(STATE_FOLDER, "generation_state.json"),
+                         stats=Path(STATE_FOLDER, "processing_stats.json"), log=Path(RUN_LOG))
+        summary = await run_job(
+            files, plan.tasks(), work,
+            config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0),
+            control=control, reporters=reporters, handle_signals=handle_signals,
+        )
+    _append_lines(global_log, [
+        f"instructions: {sum(len(entries) for entries in plan.groups.values())} questions in "
+        f"{len(plan.groups)} folder(s), {plan.image_count} images planned, {len(plan.bad_records)} bad record(s)"
+    ])
+    stats_files = write_folder_reports(plan, global_log, log_start)
+    return InstructionsResult(summary, plan, stats_files)
+
+
+@contextlib.asynccontextmanager
+async def _worker_pool(options: InstructionsOptions, spec: RenderSpec) -> AsyncIterator[WorkerPool]:
+    if options.engine == "ray":
+        from ...distributed.ray_actors import ray_pool
+
+        async with ray_pool(spec, device=options.device, num_gpus=options.num_gpus,
+                            batch_size=options.batch_size) as pool:
+            yield pool
+    else:
+        devices = worker_devices(options.device, options.num_gpus)
+        async with local_pool(spec, devices, batch_size=options.batch_size) as pool:
+            yield pool
+
+
+def write_folder_reports(plan: Plan, global_log: Path, log_start: int) -> list[Path]:
+    """Each folder's stats.json (from the ledger) and its share of this run's log lines."""
+    with Ledger(plan.root) as ledger:
+        done = set(ledger.keys(DONE))
+    with open(global_log, encoding="utf-8") as handle:
+        handle.seek(log_start)
+        this_run = handle.read().splitlines(keepends=True)
+    prefixes = [group.prefix + "/" for group in plan.groups]
+    written = []
+    for group, entries in plan.groups.items():
+        folder = group.folder(plan.root)
+        counts = [(entry.question_id, sum(key in done for key in entry.keys)) for entry in entries]
+        written.append(atomic_write_json(folder / STATS_FILE, generation_stats(counts)))
+        mine = group.prefix + "/"
+        lines = [line for line in this_run if mine in line or not any(p in line for p in prefixes)]
+        with open(folder / RUN_LOG, "a", encoding="utf-8") as handle:
+            handle.writelines(lines)
+    return written
+
+
+def _append_lines(path: Path, messages: list[str], level: str = "INFO") -> None:
+    if not messages:
+        return
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]  # logging's default time format
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(f"{stamp} {level} {message}\n" for message in messages)

@@ -1,0 +1,73 @@
+"""The worker pool on spawned processes: workers pull work as they free up, a dead worker's items
+are retried elsewhere and the worker replaced, a model that cannot load stops the run, and items
+that share conditioning images are batched together."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import pytest
+
+from imggen.distributed.dispatch import Dispatcher
+from imggen.distributed.processes import local_pool, threads_per_worker, worker_devices
+from imggen.engine.errors import ErrorKind, TaskError
+
+from instructions_fixtures import ScriptedHandler
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_a_faster_worker_takes_more_items_from_the_shared_queue():
+    handler = ScriptedHandler(delays={"slow": 0.25, "fast": 0.01})
+    async with local_pool(handler, ["slow", "fast"]) as pool:
+        results = await asyncio.gather(*(pool.submit(i) for i in range(40)))
+    assert [r["payload"] for r in results] == list(range(40))
+    by_device = collections.Counter(r["device"] for r in results)
+    assert by_device["fast"] > 3 * by_device["slow"], by_device
+
+
+async def test_a_dead_worker_turns_its_item_into_a_transient_error_and_is_replaced(tmp_path):
+    handler = ScriptedHandler(crash_marker=str(tmp_path / "crashed"))
+    async with local_pool(handler, ["cpu"], max_restarts=1) as pool:
+        first = await pool.submit("before")
+        with pytest.raises(TaskError) as died:
+            await pool.submit("crash")
+        assert died.value.kind is ErrorKind.TRANSIENT
+        assert "died" in died.value.message and "exited with code 3" in died.value.message
+        again = await pool.submit("crash")  # what the runner's retry does: it now succeeds
+    assert again["payload"] == "crash" and again["pid"] != first["pid"]
+
+
+async def test_with_no_worker_left_every_item_fails_fatally_with_the_reason():
+    async with local_pool(ScriptedHandler(load_error="checkpoint is broken"), ["cpu", "cpu"]) as pool:
+        outcomes = await asyncio.gather(pool.submit(1), pool.submit(2), return_exceptions=True)
+        late = await asyncio.gather(pool.submit(3), return_exceptions=True)
+    for error in outcomes + late:
+        assert isinstance(error, TaskError) and error.kind is ErrorKind.FATAL
+        assert "RuntimeError: checkpoint is broken" in error.message
+
+
+async def test_batches_take_only_items_of_the_same_group_up_to_the_batch_size():
+    dispatcher = Dispatcher(batch_size=3)
+    for index, group in enumerate("aabaaab"):
+        dispatcher.submit(index, group)
+    batches = [[item.payload for item in await dispatcher.next_batch()] for _ in range(3)]
+    assert batches == [[0, 1, 3], [2, 6], [4, 5]]
+
+
+def test_devices_one_worker_per_visible_gpu_or_n_cpu_workers(monkeypatch):
+    import imggen.distributed.processes as processes
+
+    assert worker_devices("cpu", 3) == ["cpu"] * 3
+    assert worker_devices("cpu", -1) == ["cpu"]
+    assert worker_devices("cuda:1", -1) == ["cuda:1"]
+    monkeypatch.setattr(processes, "_cuda_count", lambda: 4)  # what torch reports under CUDA_VISIBLE_DEVICES
+    assert worker_devices(None, -1) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert worker_devices("cuda", 2) == ["cuda:0", "cuda:1"]
+    with pytest.raises(RuntimeError, match="only 4 GPU"):
+        worker_devices("cuda", 5)
+    monkeypatch.setattr(processes, "_cuda_count", lambda: 0)
+    assert worker_devices(None, 2) == ["cpu", "cpu"]
+    monkeypatch.setattr(processes.os, "cpu_count", lambda: 8)
+    assert threads_per_worker(["cpu", "cpu"]) == 4 and threads_per_worker(["cuda:0"]) is None
