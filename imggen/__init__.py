@@ -23,5 +23,15 @@ __all__ = [
     "RunnerConfig",
     "Task",
     "TaskError",
+    "TrainingDataGenerator",
     "run_job",
 ]
+
+
+def __getattr__(name: str):
+    # The training-set API is imported on first use: it pulls in the provider clients.
+    if name == "TrainingDataGenerator":
+        from .pipelines.trainset import TrainingDataGenerator
+
+        return TrainingDataGenerator
+    raise AttributeError(f"module 'imggen' has no attribute {name!r}")

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "demo": ("imggen.demo", "run a small built-in job offline (no keys, no GPU, no network)"),
+    "demo": ("imggen.demo.cli", "run all three pipelines offline with an HTML report (no keys, no GPU, no network)"),
     "styles": (
         "imggen.pipelines.styles.cli",
         "draw every sample of a prompt set in every style (OpenAI or local FLUX.2 klein)",
@@ -19,6 +19,10 @@ SUBCOMMANDS = {
     "instructions": (
         "imggen.pipelines.instructions.cli",
         "one FLUX.2 klein image per predicted instruction, on every GPU (or a Ray cluster)",
+    ),
+    "trainset": (
+        "imggen.pipelines.trainset.cli",
+        "build a training set of unique, upscaled tiles from one source image",
     ),
     "tiny-checkpoint": ("imggen.backends.tiny_flux2", "build a tiny random FLUX.2 klein checkpoint, offline"),
     "emulate": ("imggen.emulators.cli", "serve a local OpenAI or Replicate API emulator on 127.0.0.1"),

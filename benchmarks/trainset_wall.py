@@ -1,0 +1,152 @@
+"""Wall time for a 20-image training set: the pipeline against the seed's sequential flow, same emulators, same run.
+
+The seed's latencies (grid 30 s, judge 5 s, upscale 30 s per call) are divided by ``--k``
+(default 30: grid 1 s, judge 0.17 s, upscale 1 s). Both flows use the real replicate, openai and
+boto3 clients against the local Replicate and OpenAI emulators and a moto S3 server, all three served
+by a child process (the providers are remote: their work does not compete with the client's event
+loop for the interpreter). The seed's
+flow: grid, judge, split, upscale in batches of 3 (one call after another, as the seed's ~90 s per
+batch says), upload, repeated until the target. The critical path is one grid + one judge + one
+upscale. Needs ``moto[server]``.
+
+Prints ``RESULT ours_s=<a> seed_s=<b> critical_path_s=<c> speedup=<b/a>``; target ours_s <= 1.5 x critical_path_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.replicate_backend import ReplicateBackend
+from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread
+from imggen.emulators.replicate_server import running_replicate_emulator
+from imggen.emulators.replicate_state import ReplicateEmulatorConfig
+from imggen.pipelines.trainset import DescriptionPool, DescriptionRotation, TrainingDataGenerator
+from imggen.pipelines.trainset.judges import GptTileJudge, judge_grid
+from imggen.pipelines.trainset.prompts import build_grid_prompt
+from imggen.pipelines.trainset.stores import owner_prefix
+from imggen.pipelines.trainset.tiles import tile_png
+from imggen.storage.s3 import S3Store
+
+SEED_GRID_S, SEED_JUDGE_S, SEED_UPSCALE_S = 30.0, 5.0, 30.0
+SOURCE = Path(__file__).resolve().parents[1] / "data" / "trainset" / "sample_source.png"
+BUCKET = "trainset-benchmark"
+TOKEN, KEY = "r8_benchmark_token_0123456789", "sk-benchmark-key-0123456789"
+
+
+@contextlib.contextmanager
+def services(k: float):
+    """Emulators at the scaled latencies and a moto S3 server; yields the environment that points at them."""
+    replicate_config = ReplicateEmulatorConfig(api_token=TOKEN, grid_latency_s=SEED_GRID_S / k,
+                                               upscale_latency_s=SEED_UPSCALE_S / k, grid_megapixels=0.25)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with running_replicate_emulator(replicate_config) as replicate, openai_emulator_in_thread(
+        OpenAIEmulatorConfig(api_key=KEY, latency_s=SEED_JUDGE_S / k)
+    ) as openai_server:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
+                     aws_secret_access_key="y").create_bucket(Bucket=BUCKET)
+        try:
+            yield {
+                "REPLICATE_API_TOKEN": TOKEN, "REPLICATE_BASE_URL": replicate.base_url,
+                "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": openai_server.base_url,
+                "AWS_ACCESS_KEY": "AKIABENCHMARK", "AWS_ACCESS_SECRET": "benchmark-secret",
+                "AWS_REGION": "us-east-1", "AWS_USER_FILES_BUCKET": BUCKET, "AWS_ENDPOINT_URL": endpoint,
+            }
+        finally:
+            moto.stop()
+
+
+@contextlib.contextmanager
+def provider_process(k: float):
+    """Serve the three services from a child process; point this process's environment at them."""
+    child = subprocess.Popen([sys.executable, __file__, "--serve", "--k", str(k)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        os.environ.update(json.loads(child.stdout.readline()))
+        yield
+    finally:
+        child.stdin.close()  # the child serves until its stdin closes
+        child.wait(timeout=30)
+
+
+def serve(k: float) -> None:
+    with services(k) as environment:
+        print(json.dumps(environment), flush=True)
+        sys.stdin.read()
+
+
+async def ours(target: int, work_dir: Path) -> float:
+    generator = TrainingDataGenerator(work_dir=work_dir / "ours", judge="gpt", storage="s3")
+    generator.target_training_images = target
+    began = time.perf_counter()
+    result = await generator.arun(str(SOURCE), "bench", "ours")
+    elapsed = time.perf_counter() - began
+    assert len(result.images) == target, result.summary
+    return elapsed
+
+
+async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
+    """The seed's loop: one grid at a time, judged, split, upscaled in batches of 3 one by one, uploaded."""
+    replicate, openai_backend = ReplicateBackend(), OpenAIImageBackend()
+    judge = GptTileJudge(openai_backend)
+    store = S3Store.from_settings(prefix=owner_prefix("bench", "seed"))
+    rotation = DescriptionRotation(DescriptionPool.builtin(), work_dir / "seed_rotation.json")
+    source = SOURCE.read_bytes()
+    urls: list[str] = []
+    began = time.perf_counter()
+    try:
+        while len(urls) < target:
+            grid = await replicate.generate_grid(build_grid_prompt(rotation.draw(9), 3), source)
+            verdict = await judge_grid(judge, grid.data, 3)
+            tiles = [tile_png(grid.data, 3, index) for index in verdict.tiles][: target - len(urls)]
+            for start in range(0, len(tiles), batch_size):
+                for tile in tiles[start:start + batch_size]:
+                    upscaled = await replicate.upscale(tile)
+                    stored = await store.put(f"training-image{len(urls) + 1}.jpg", upscaled.data, "image/jpeg")
+                    urls.append(stored.url)
+    finally:
+        await replicate.aclose()
+        await openai_backend.aclose()
+    return time.perf_counter() - began
+
+
+async def measure(target: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        await ours(1, Path(folder) / "warm-up")  # one image first: both flows then run on warm imports and clients
+        ours_s = await ours(target, Path(folder))
+        seed_s = await seed_flow(target, Path(folder))
+    return ours_s, seed_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=float, default=30.0, help="divide the seed's latencies by this (default: 30)")
+    parser.add_argument("--target", type=int, default=20, help="training images (default: 20)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.k)
+    with provider_process(args.k):
+        ours_s, seed_s = asyncio.run(measure(args.target))
+    critical = (SEED_GRID_S + SEED_JUDGE_S + SEED_UPSCALE_S) / args.k
+    print(f"ours: {ours_s:.2f} s ({ours_s / critical:.2f} x the critical path); seed's flow: {seed_s:.2f} s")
+    print(f"RESULT ours_s={ours_s:.2f} seed_s={seed_s:.2f} critical_path_s={critical:.2f} speedup={seed_s / ours_s:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The training-set pipeline (seed 002): grids from one source image, unique tiles, upscaled, stored.
+
+``TrainingDataGenerator`` and ``ReplicateService`` are the seed's API; ``run_trainset`` with
+``open_parts`` is the same job for async callers; ``imggen trainset`` is its command.
+"""
+
+from .descriptions import Description, DescriptionPool, DescriptionRotation
+from .generator import TrainingImage, TrainsetOptions, TrainsetParts, TrainsetResult, job_root, run_trainset
+from .parts import TrainsetChoices, open_parts
+from .service import ReplicateService, TrainingDataGenerator
+
+__all__ = [
+    "Description",
+    "DescriptionPool",
+    "DescriptionRotation",
+    "ReplicateService",
+    "TrainingDataGenerator",
+    "TrainingImage",
+    "TrainsetChoices",
+    "TrainsetOptions",
+    "TrainsetParts",
+    "TrainsetResult",
+    "job_root",
+    "open_parts",
+    "run_trainset",
+]

@@ -1,0 +1,103 @@
+"""``imggen trainset``: build (or continue) the training set of one actor from one source image."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from rich.console import Console
+
+from imggen.console import EXIT_STOPPED, report_summary
+from imggen.engine.errors import TaskError
+from imggen.engine.reporters import RichReporter
+from imggen.storage.lock import FolderBusy
+from imggen.storage.paths import UnsafePath
+
+from .generator import TrainsetOptions, run_trainset
+from .parts import TrainsetChoices, open_parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imggen trainset",
+        description="Generate grids from one source image, keep the unique tiles, upscale and store them "
+        "until the target count is reached. Rerun the same command to continue an interrupted run.",
+    )
+    add = parser.add_argument
+    add("--source", required=True, help="the source image: https URL, local path or data URI")
+    add("--user-id", required=True, help="owner of the images (sanitized into paths and S3 keys)")
+    add("--actor-id", required=True, help="the character the set is for (sanitized)")
+    add("--target", type=int, default=20, help="training images wanted (default: %(default)s)")
+    add("--grid", type=int, default=3, help="tiles per side of each grid: 3, 4, 5... (default: %(default)s)")
+    add("--storage", choices=("s3", "local"), help="where images go (default: s3 when AWS_USER_FILES_BUCKET is set)")
+    add("--output", type=Path, default=Path("trainset-output"),
+        help="run folders (ledger, grids, upscales) and local storage (default: %(default)s)")
+    add("--judge", choices=("gpt", "hash"), help="tile judge (default: gpt when OPENAI_API_KEY is set, else hash)")
+    add("--upscaler", default=None, help="topaz, lanczos, or the path of a model file for spandrel (default: topaz)")
+    add("--local", action="store_true",
+        help="run on this machine: FLUX.2 klein (--flux_ckpt), hash judge, Lanczos, local folder")
+    add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder")
+    add("--flux-size", type=int, default=1024, help="side of a locally drawn grid in pixels (default: %(default)s)")
+    add("--flux-steps", type=int, default=None, help="denoising steps (default: the checkpoint's preset)")
+    add("--descriptions", type=Path, help="your own pool of tile subjects (JSON: {category: [subject, ...]})")
+    add("--max-grids", type=int, default=10, help="grid attempts per run (default: %(default)s)")
+    add("--grid-concurrency", type=int, default=4, help="grids drawn at once (default: %(default)s)")
+    add("--upscale-concurrency", type=int, default=24, help="upscales in flight at once (default: %(default)s)")
+    add("--budget", type=float, default=None, help="stop before spending more than this many USD in this run")
+    add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
+    add("--vision-model", default=None, help="OpenAI vision model for --judge gpt")
+    add("--replicate-wait", type=int, default=2,
+        help="seconds a Replicate create call may hold for a fast result (0: answer at once and poll; "
+        "a kill inside the hold may pay that prediction again) (default: %(default)s)")
+    add("--output-format", choices=("jpg", "png"), default="jpg", help="image format (default: %(default)s)")
+    return parser
+
+
+def choices_from(args: argparse.Namespace) -> TrainsetChoices:
+    if args.local and args.flux_ckpt is None:
+        raise SystemExit("imggen trainset: --local needs --flux_ckpt PATH (imggen tiny-checkpoint builds a tiny one)")
+    local = args.local
+    return TrainsetChoices(
+        judge=args.judge or ("hash" if local else None),
+        upscaler=args.upscaler or ("lanczos" if local else "topaz"),
+        storage=args.storage or ("local" if local else None),
+        flux_checkpoint=args.flux_ckpt,
+        flux_size=args.flux_size,
+        flux_steps=args.flux_steps,
+        vision_model=args.vision_model,
+        output_format=args.output_format,
+        replicate_wait_s=args.replicate_wait or None,
+    )
+
+
+async def run(args: argparse.Namespace, console: Console):
+    options = TrainsetOptions(
+        target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
+        upscale_concurrency=args.upscale_concurrency, descriptions=args.descriptions, budget=args.budget,
+    )
+    choices = choices_from(args)
+    async with open_parts(choices, user_id=args.user_id, actor_id=args.actor_id, local_root=args.output) as parts:
+        return await run_trainset(
+            args.source, args.user_id, args.actor_id, parts=parts, work_dir=args.output, options=options,
+            debug_dir=args.debug_dir, reporters=[RichReporter("training images", console)], handle_signals=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        result = asyncio.run(run(args, console))
+    except (TaskError, FolderBusy, UnsafePath, ValueError, FileNotFoundError, RuntimeError) as error:
+        console.print(f"[red]imggen trainset:[/red] {getattr(error, 'message', error)}")
+        return EXIT_STOPPED
+    for url in result.training_image_urls:
+        print(url)
+    console.print(f"{len(result.images)}/{args.target} training images from {result.total_grids_generated} grids; "
+                  f"run folder {result.job_root}")
+    return report_summary(result.summary, console)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Tile subjects for training-set grids: the description pool and the per-actor rotation through it.
+
+The built-in pool (``imggen/data/tile_descriptions.json``) holds 63 subjects in 7 categories of 9;
+a user's own file of the same shape replaces it. :class:`DescriptionRotation` hands out subjects
+so that none repeats until the whole pool has been used, mixing categories within a grid, and
+keeps its place in a small JSON file so the rotation continues across runs for the same actor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from imggen.storage.atomic import atomic_write_json
+
+
+@dataclass(frozen=True)
+class Description:
+    """One tile subject and the category it belongs to."""
+
+    category: str
+    text: str
+
+
+class DescriptionPool(tuple):
+    """An ordered, non-empty tuple of :class:`Description`."""
+
+    @classmethod
+    def builtin(cls) -> "DescriptionPool":
+        text = resources.files("imggen").joinpath("data", "tile_descriptions.json").read_text(encoding="utf-8")
+        return cls.from_mapping(json.loads(text), source="imggen/data/tile_descriptions.json")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "DescriptionPool":
+        """Read ``{"categories": {name: [subject, ...]}}`` (or the bare mapping) from a JSON file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: cannot read a description pool: {error}") from None
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "descriptions") -> "DescriptionPool":
+        categories = data.get("categories", data) if isinstance(data, Mapping) else None
+        if not isinstance(categories, Mapping):
+            raise ValueError(f"{source}: expected an object of categories, each a list of subjects")
+        items = []
+        for category, subjects in categories.items():
+            if str(category).startswith("_"):
+                continue
+            if not isinstance(subjects, list) or not all(isinstance(s, str) and s.strip() for s in subjects):
+                raise ValueError(f"{source}: category {category!r} must be a list of non-empty strings")
+            items.extend(Description(str(category), subject.strip()) for subject in subjects)
+        if not items:
+            raise ValueError(f"{source}: the description pool is empty")
+        return cls(items)
+
+    @classmethod
+    def load(cls, choice: "DescriptionPool | str | os.PathLike | Mapping | None") -> "DescriptionPool":
+        """The built-in pool (None), a pool, a JSON file path, or a mapping of categories."""
+        if choice is None:
+            return cls.builtin()
+        if isinstance(choice, DescriptionPool):
+            return choice
+        if isinstance(choice, Mapping):
+            return cls.from_mapping(choice)
+        return cls.from_file(choice)
+
+    @property
+    def categories(self) -> list[str]:
+        return list(dict.fromkeys(item.category for item in self))
+
+
+class DescriptionRotation:
+    """Draws subjects without repeats until the pool is used up, remembering its place in ``state_path``.
+
+    Each cycle walks the pool in an order that alternates categories (shuffled within each
+    category, differently every cycle). A draw that runs past the end of a cycle continues in the
+    next one without repeating a subject already in the same draw, while the pool is big enough.
+    """
+
+    def __init__(self, pool: DescriptionPool, state_path: str | os.PathLike) -> None:
+        self.pool = pool
+        self.state_path = Path(state_path)
+        state = self._read_state()
+        self.cycle: int = state["cycle"]
+        self.used: set[int] = set(state["used"])
+
+    def draw(self, count: int) -> list[Description]:
+        """``count`` subjects, saved as used before they are returned."""
+        chosen: list[int] = []
+        while len(chosen) < count:
+            fresh = [i for i in self._order(self.cycle) if i not in self.used]
+            fresh = [i for i in fresh if i not in chosen] if len(self.pool) >= count else fresh
+            if not fresh:
+                self.cycle, self.used = self.cycle + 1, set()
+                continue
+            pick = fresh[0]
+            chosen.append(pick)
+            self.used.add(pick)
+        atomic_write_json(self.state_path, {"cycle": self.cycle, "used": sorted(self.used)})
+        return [self.pool[i] for i in chosen]
+
+    def _order(self, cycle: int) -> list[int]:
+        by_category: dict[str, list[int]] = {}
+        for index, item in enumerate(self.pool):
+            by_category.setdefault(item.category, []).append(index)
+        for category, indices in by_category.items():
+            random.Random(f"{cycle}|{category}").shuffle(indices)
+        lanes = list(by_category.values())
+        return [lane[row] for row in range(max(map(len, lanes))) for lane in lanes if row < len(lane)]
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            used = [int(i) for i in state["used"] if 0 <= int(i) < len(self.pool)]
+            return {"cycle": int(state["cycle"]), "used": used}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {"cycle": 0, "used": []}

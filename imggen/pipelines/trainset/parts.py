@@ -1,0 +1,106 @@
+"""Building a run's drawer, judge, upscaler and store from plain choices (CLI flags, constructor arguments).
+
+Remote choices use the Replicate and OpenAI backends (keys from the arguments or the
+environment); local ones need no key: FLUX.2 klein draws the grid from a checkpoint folder, the
+hash judge picks tiles, Lanczos or a spandrel model upscales, a folder stores. Backends hold
+connections tied to the running event loop, so parts are opened inside it and closed after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from imggen.settings import load_settings
+
+from .drawers import Flux2GridDrawer, ReplicateGridDrawer
+from .generator import TrainsetParts
+from .judges import GptTileJudge, HashTileJudge
+from .stores import make_store
+from .upscalers import make_upscaler
+
+log = logging.getLogger("imggen.trainset")
+
+
+@dataclass(frozen=True)
+class TrainsetChoices:
+    judge: str | None = None  # gpt | hash; None: gpt when an OpenAI key is set, else hash
+    upscaler: str = "topaz"  # topaz | lanczos | path of a model file (spandrel)
+    storage: str | None = None  # s3 | local; None: s3 when AWS_USER_FILES_BUCKET is set, else local
+    flux_checkpoint: str | os.PathLike | None = None  # set: FLUX.2 klein draws the grids locally
+    flux_size: int = 1024  # side of a locally drawn grid, in pixels
+    flux_steps: int | None = None  # None: the checkpoint's preset
+    replicate_token: str | None = None  # None: REPLICATE_API_TOKEN
+    openai_api_key: str | None = None  # None: OPENAI_API_KEY
+    vision_model: str | None = None  # None: the OpenAI backend's default vision model
+    output_format: str = "jpg"
+    # Replicate's create call holds up to this many seconds (``Prefer: wait``): a prediction done by
+    # then comes back finished, with no polling delay. Its id is journalled when the call answers, so
+    # only a kill inside this hold can lose a prediction to pay again; None answers at once.
+    replicate_wait_s: int | None = 2
+    poll_interval_s: float = 0.25  # then polls start here and back off ...
+    max_poll_interval_s: float = 1.0  # ... to at most this: ~1 GET/s per prediction, far under the API limit
+
+    @classmethod
+    def local(cls, flux_checkpoint: str | os.PathLike, **overrides) -> "TrainsetChoices":
+        """Everything on this machine: FLUX.2 klein, the hash judge, Lanczos, a local folder."""
+        return cls(**{"judge": "hash", "upscaler": "lanczos", "storage": "local",
+                      "flux_checkpoint": flux_checkpoint, **overrides})
+
+    def resolved_judge(self) -> str:
+        if self.judge is not None:
+            return self.judge
+        settings = load_settings()
+        return "gpt" if self.openai_api_key or settings.openai_api_key else "hash"
+
+    def resolved_storage(self) -> str:
+        if self.storage is not None:
+            return self.storage
+        return "s3" if load_settings().aws_user_files_bucket else "local"
+
+
+@contextlib.asynccontextmanager
+async def open_parts(
+    choices: TrainsetChoices, *, user_id: str, actor_id: str, local_root: str | os.PathLike
+) -> AsyncIterator[TrainsetParts]:
+    """The parts for ``choices``; backends are closed when the block ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        replicate = None
+        if choices.flux_checkpoint is None or choices.upscaler == "topaz":
+            from imggen.backends.replicate_backend import ReplicateBackend
+
+            replicate = ReplicateBackend(
+                api_token=choices.replicate_token, wait_s=choices.replicate_wait_s,
+                poll_interval_s=choices.poll_interval_s,
+                max_poll_interval_s=choices.max_poll_interval_s,
+            )
+            stack.push_async_callback(replicate.aclose)
+        if choices.flux_checkpoint is not None:
+            drawer = Flux2GridDrawer(Path(choices.flux_checkpoint), size=choices.flux_size,
+                                     num_inference_steps=choices.flux_steps)
+        else:
+            drawer = ReplicateGridDrawer(replicate, output_format=choices.output_format)
+        judge_name = choices.resolved_judge()
+        if judge_name == "gpt":
+            from imggen.backends.openai_images import OpenAIImageBackend
+
+            openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
+            stack.push_async_callback(openai_backend.aclose)
+            judge = GptTileJudge(openai_backend, model=choices.vision_model)
+        elif judge_name == "hash":
+            judge = HashTileJudge()
+        else:
+            raise ValueError(f"unknown judge {judge_name!r}: choose gpt or hash")
+        storage = choices.resolved_storage()
+        log.info("training set: %s grids, %s judge, %s upscaler, %s storage",
+                 drawer.name, judge_name, choices.upscaler, storage)
+        yield TrainsetParts(
+            drawer=drawer,
+            judge=judge,
+            upscaler=make_upscaler(choices.upscaler, replicate_backend=replicate, output_format=choices.output_format),
+            store=make_store(storage, user_id=user_id, actor_id=actor_id, local_root=local_root),
+        )

@@ -1,0 +1,164 @@
+"""The seed's Python API: ``TrainingDataGenerator`` and ``ReplicateService``, synchronous as the seed's were.
+
+``TrainingDataGenerator().generate_training_data(source_image_url, user_id, actor_id)`` returns
+the seed's dict and works from scripts and from notebook cells alike (see :mod:`.sync`). Its
+attributes ``target_training_images``, ``max_generation_attempts`` and ``batch_size`` keep the
+seed's meaning; everything the seed listed as a future enhancement is a constructor option.
+``arun`` is the same job as a coroutine, with run control and progress reporters.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+from imggen.engine.control import RunControl
+from imggen.engine.events import Event, Reporter, TaskFinished
+
+from .descriptions import DescriptionPool
+from .generator import TrainsetOptions, TrainsetResult, run_trainset
+from .parts import TrainsetChoices, open_parts
+from .sync import run_sync
+
+log = logging.getLogger("imggen.trainset")
+
+
+class BatchLog:
+    """The seed's progress logging: a line for every ``batch_size`` finished training images."""
+
+    def __init__(self, batch_size: int, target: int) -> None:
+        self.batch_size = max(1, batch_size)
+        self.target = target
+        self.finished = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TaskFinished) and event.status != "failed":
+            self.finished += 1
+            if self.finished % self.batch_size == 0 or self.finished == self.target:
+                batch = (self.finished - 1) // self.batch_size + 1
+                log.info("batch %d done: %d/%d training images", batch, self.finished, self.target)
+
+
+class TrainingDataGenerator:
+    """Turns one source image into ``target_training_images`` diverse, upscaled training images."""
+
+    def __init__(
+        self,
+        replicate_token: str | None = None,
+        openai_api_key: str | None = None,
+        debug_dir: str | os.PathLike | None = None,
+        *,
+        work_dir: str | os.PathLike = "trainset-output",
+        grid: int = 3,
+        judge: str | None = None,
+        upscaler: str = "topaz",
+        storage: str | None = None,
+        descriptions: DescriptionPool | str | os.PathLike | None = None,
+        flux_checkpoint: str | os.PathLike | None = None,
+        flux_size: int = 1024,
+        grid_concurrency: int = 4,
+        upscale_concurrency: int = 24,
+        vision_model: str | None = None,
+        output_format: str = "jpg",
+    ) -> None:
+        """Keys default to REPLICATE_API_TOKEN and OPENAI_API_KEY. ``work_dir`` keeps each actor's
+        run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
+        ``judge``: gpt or hash; ``upscaler``: topaz, lanczos or a model file; ``storage``: s3 or
+        local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally.
+        """
+        self.target_training_images = 20
+        self.max_generation_attempts = 10
+        self.batch_size = 3
+        self.debug_dir = Path(debug_dir) if debug_dir is not None else None
+        self.work_dir = Path(work_dir)
+        self.grid = grid
+        self.descriptions = descriptions
+        self.grid_concurrency = grid_concurrency
+        self.upscale_concurrency = upscale_concurrency
+        self.choices = TrainsetChoices(
+            judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
+            replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
+            output_format=output_format,
+        )
+
+    def options(self) -> TrainsetOptions:
+        return TrainsetOptions(
+            target=self.target_training_images,
+            grid=self.grid,
+            max_grids=self.max_generation_attempts,
+            grid_concurrency=self.grid_concurrency,
+            upscale_concurrency=self.upscale_concurrency,
+            descriptions=self.descriptions,
+        )
+
+    async def arun(
+        self,
+        source_image_url: str,
+        user_id: str,
+        actor_id: str,
+        *,
+        control: RunControl | None = None,
+        reporters: Sequence[Reporter] = (),
+        handle_signals: bool = False,
+    ) -> TrainsetResult:
+        """The job as a coroutine; rerunning it for the same actor continues where it stopped."""
+        options = self.options()
+        async with open_parts(self.choices, user_id=user_id, actor_id=actor_id, local_root=self.work_dir) as parts:
+            return await run_trainset(
+                source_image_url, user_id, actor_id, parts=parts, work_dir=self.work_dir, options=options,
+                debug_dir=self.debug_dir, control=control,
+                reporters=[BatchLog(self.batch_size, options.target), *reporters], handle_signals=handle_signals,
+            )
+
+    def generate_training_data(self, source_image_url: str, user_id: str, actor_id: str) -> dict:
+        """The seed's call: ``{"training_image_urls", "total_grids_generated", "total_training_images"}``."""
+        result = run_sync(lambda: self.arun(source_image_url, user_id, actor_id))
+        if len(result.images) < self.target_training_images:
+            log.warning("Only generated %d/%d images (%s); rerun to continue", len(result.images),
+                        self.target_training_images, result.summary.message or result.summary.state)
+        return result.as_seed_dict()
+
+
+class ReplicateService:
+    """The seed's Replicate calls, synchronous, returning the output URL (valid for an hour)."""
+
+    def __init__(self, api_token: str | None = None, base_url: str | None = None) -> None:
+        self._api_token = api_token
+        self._base_url = base_url
+
+    def generate_grid_with_flux_kontext(
+        self, prompt: str, input_image_base64: str, aspect_ratio: str = "1:1", output_format: str = "jpg"
+    ) -> str:
+        image = _image_input(input_image_base64)
+        return self._call(lambda backend: backend.generate_grid(
+            prompt, image, aspect_ratio=aspect_ratio, output_format=output_format))
+
+    def upscale_with_topaz(
+        self, image_base64: str, enhance_model: str = "Standard V2", upscale_factor: str = "2x",
+        output_format: str = "jpg",
+    ) -> str:
+        image = _image_input(image_base64)
+        return self._call(lambda backend: backend.upscale(
+            image, enhance_model=enhance_model, upscale_factor=upscale_factor, output_format=output_format))
+
+    def _call(self, request) -> str:
+        async def call() -> str:
+            from imggen.backends.replicate_backend import ReplicateBackend
+
+            backend = ReplicateBackend(api_token=self._api_token, base_url=self._base_url)
+            try:
+                return (await request(backend)).url
+            finally:
+                await backend.aclose()
+
+        return run_sync(call)
+
+
+def _image_input(image: str) -> bytes | str:
+    """Plain base64 as bytes; data URIs and URLs as they are."""
+    if image.startswith(("data:", "http://", "https://")):
+        return image
+    return base64.b64decode(image, validate=True)

@@ -1,0 +1,368 @@
+"""The grids behind a training set, and the unique tiles they yield, handed to training-image slots.
+
+Each slot of the run asks for a tile with :meth:`TilePool.claim`. The pool draws grids in
+parallel (at most ``grid_concurrency`` at once) only while the waiting slots outnumber the tiles
+already available plus the most the grids in flight can still yield, so it never starts more
+grids than needed besides those in flight, and stops at ``max_grids`` attempts per run.
+
+The pool owns one folder (``grids/`` of the run). Every grid is a task ``grid-{n}`` in the
+engine ledger of that folder: its prompt and subjects are fixed when first planned, the image is saved before the
+judge runs, and the judge's verdict is the record's provenance, so a rerun pays for no grid twice
+and reuses the unclaimed tiles of earlier runs. Which slot got which tile is kept in
+``tile_assignments.json``. Grid failures go to the runner through a waiting slot (rate limits,
+transient and fatal errors take the runner's usual paths); a permanently refused grid is recorded
+and replaced by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.events import Event, StateChanged
+from imggen.engine.ledger import Ledger
+from imggen.engine.tasks import Outcome, Task
+from imggen.settings import redact
+from imggen.storage.atomic import atomic_write_bytes, atomic_write_json, is_valid_image
+
+from .descriptions import DescriptionRotation
+from .drawers import GridDrawer
+from .journal import PredictionJournal
+from .judges import TileJudge, judge_grid
+from .prompts import build_grid_prompt
+from .tiles import tile_png
+
+log = logging.getLogger("imggen.trainset")
+
+ASSIGNMENTS = "tile_assignments.json"
+DEFAULT_RATE_LIMIT_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """Tile ``tile`` (0-based, row-major) of grid number ``grid``."""
+
+    grid: int
+    tile: int
+
+    @property
+    def key(self) -> str:
+        return f"upscale-{self.grid}-{self.tile}"
+
+
+@dataclass(frozen=True)
+class ClaimedTile:
+    ref: TileRef
+    image: bytes  # the tile as PNG
+
+
+@dataclass(frozen=True)
+class DrawnGrid:
+    """A finished grid: its number, image, tiles per side and the tiles its judge kept."""
+
+    number: int
+    path: Path
+    grid: int
+    unique_tiles: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    grid: int = 3  # tiles per side
+    max_grids: int = 10  # grid attempts per run (the seed's max_generation_attempts)
+    grid_concurrency: int = 4  # grids drawn at once
+
+
+def grid_number(key: str) -> int:
+    return int(key.removeprefix("grid-"))
+
+
+class TilePool:
+    def __init__(
+        self,
+        root: Path,
+        source: bytes,
+        *,
+        drawer: GridDrawer,
+        judge: TileJudge,
+        rotation: DescriptionRotation,
+        plan: GridPlan,
+        journal: PredictionJournal,
+        debug_dir: Path | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self._source = source
+        self._drawer = drawer
+        self._judge = judge
+        self._rotation = rotation
+        self._plan = plan
+        self._journal = journal
+        self._debug_dir = debug_dir
+        self._waiters: deque[tuple[int, asyncio.Future]] = deque()
+        self._available: list[TileRef] = []
+        self._in_flight: dict[int, tuple[asyncio.Task, int]] = {}  # grid number -> (task, most tiles it can give)
+        self._shapes: dict[int, int] = {}  # grid number -> tiles per side
+        self._paths: dict[int, str] = {}  # grid number -> its image, relative to the root
+        self._kept: dict[int, tuple[int, ...]] = {}  # grid number -> the tiles its judge kept
+        self._unbilled: dict[int, float] = {}
+        self._drawn_cost: dict[int, float] = {}
+        self._attempts = 0
+        self._hold_until = 0.0
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._closed: TaskError | None = None
+        self._ledger: Ledger | None = None
+        self._run_id = 0
+        self._done: set[int] = set()  # grid numbers drawn and judged, in any run
+        self._failed: set[int] = set()  # grid numbers refused for good
+        self._assigned: dict[int, TileRef] = {}  # slot -> its tile
+        self._rejected: set[TileRef] = set()  # tiles whose upscale was refused
+
+    # -- life cycle (open inside the run's folder lock) -------------------------------------
+    def open(self) -> None:
+        self._ledger = Ledger(self.root)
+        self._run_id = self._ledger.begin_run()
+        self._assigned, self._rejected = self._read_assignments()
+        self._failed = {grid_number(key) for key in self._ledger.keys("failed")}
+        for key in self._ledger.keys("done"):
+            record = self._ledger.task(key)
+            self._add_grid(grid_number(key), record["payload"]["grid"], record["provenance"]["unique_tiles"],
+                           record["outputs"][0])
+
+    async def close(self, *, cancel: bool) -> None:
+        """Finish (or, with ``cancel``, abandon) the grids in flight, then close the grid ledger.
+
+        Abandoned Replicate grids stay in the prediction journal and are collected by the next run.
+        """
+        tasks = [task for task, _ in self._in_flight.values()]
+        for task in tasks if cancel else ():
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        if self._ledger is not None:
+            self._ledger.end_run(self._run_id, "finished")
+            self._ledger.close()
+
+    @property
+    def grids_generated(self) -> int:
+        return len(self._done)
+
+    def drawn_grids(self) -> list[DrawnGrid]:
+        return [DrawnGrid(n, self.root / self._paths[n], self._shapes[n], self._kept[n]) for n in sorted(self._done)]
+
+    def __call__(self, event: Event) -> None:
+        """A reporter: when the run starts stopping, waiting slots give up (they stay pending)."""
+        if isinstance(event, StateChanged) and event.progress.state == "stopping" and self._closed is None:
+            self._closed = TaskError(ErrorKind.TRANSIENT, "the run is stopping; no new grid is started")
+            self._fail_waiters(self._closed)
+
+    # -- what slots call ----------------------------------------------------------------------
+    async def claim(self, slot: int) -> ClaimedTile:
+        """The tile for ``slot``: the one it had before, or the next unique tile (drawing grids as needed)."""
+        ref = self._assigned.get(slot)
+        if ref is None or ref in self._rejected:
+            if self._closed is not None:
+                raise self._closed
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append((slot, future))
+            self._serve()
+            self._launch()
+            ref = await future
+        grid_image = (self.root / self._paths[ref.grid]).read_bytes()
+        image = await asyncio.to_thread(tile_png, grid_image, self._shapes[ref.grid], ref.tile)
+        return ClaimedTile(ref, image)
+
+    def bill(self, ref: TileRef) -> float:
+        """The price of ``ref``'s grid the first time one of its tiles is finished, else 0."""
+        return self._unbilled.pop(ref.grid, 0.0)
+
+    def reject(self, slot: int, ref: TileRef) -> None:
+        """Never use ``ref`` again (its upscale was refused); ``slot`` gets another tile next time."""
+        self._rejected.add(ref)
+        self._assigned.pop(slot, None)
+        self._save_assignments()
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def _serve(self) -> None:
+        served = []
+        while self._waiters and self._available:
+            slot, future = self._waiters.popleft()
+            if not future.done():
+                self._assigned[slot] = self._available.pop(0)
+                served.append((future, self._assigned[slot]))
+        if served:
+            self._save_assignments()  # once for the lot, before any slot goes on with its tile
+        for future, ref in served:
+            future.set_result(ref)
+
+    def _live_waiters(self) -> int:
+        return sum(not future.done() for _, future in self._waiters)
+
+    def _launch(self) -> None:
+        """Start grids while the waiting slots outnumber what is available and in flight."""
+        if self._closed is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._hold_until:
+            if self._hold_timer is None:
+                self._hold_timer = loop.call_at(self._hold_until, self._end_hold)
+            return
+        while True:
+            uncovered = self._live_waiters() - len(self._available)
+            if uncovered <= sum(most for _, most in self._in_flight.values()):
+                return
+            if len(self._in_flight) >= self._plan.grid_concurrency:
+                return
+            if self._attempts >= self._plan.max_grids:
+                if not self._in_flight:
+                    self._closed = TaskError(
+                        ErrorKind.FATAL,
+                        f"no unique tile left after {self._attempts} grid attempts in this run "
+                        "(max_generation_attempts); raise it and rerun to continue",
+                    )
+                    self._fail_waiters(self._closed)
+                return
+            number = self._next_number()
+            self._attempts += 1
+            task = loop.create_task(self._grid_attempt(number), name=f"grid-{number}")
+            self._in_flight[number] = (task, self._plan.grid**2)
+
+    def _end_hold(self) -> None:
+        self._hold_timer = None
+        self._launch()
+
+    def _next_number(self) -> int:
+        number = 1
+        while number in self._done or number in self._failed or number in self._in_flight:
+            number += 1
+        return number
+
+    def _fail_waiters(self, error: TaskError) -> None:
+        while self._waiters:
+            _, future = self._waiters.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+    def _fail_first_waiter(self, error: TaskError) -> None:
+        while self._waiters:
+            _, future = self._waiters.popleft()
+            if not future.done():
+                future.set_exception(error)
+                return
+
+    # -- one grid -----------------------------------------------------------------------------
+    async def _grid_attempt(self, number: int) -> None:
+        key = f"grid-{number}"
+        try:
+            shape, tiles, cost, relative = await self._make_grid(number, key)
+        except asyncio.CancelledError:
+            self._ledger.release(key)
+            raise
+        except TaskError as error:
+            self._grid_failed(number, key, error)
+        except Exception as error:  # a bug: recorded and shown through a slot, never retried
+            log.exception("grid %s raised", key)
+            self._grid_failed(number, key, TaskError(ErrorKind.PERMANENT, f"{key}: {type(error).__name__}: {error}"))
+        else:
+            self._unbilled[number] = cost
+            self._add_grid(number, shape, tiles, relative)
+        finally:
+            self._in_flight.pop(number, None)
+            self._serve()
+            self._launch()
+
+    async def _make_grid(self, number: int, key: str) -> tuple[int, list[int], float, str]:
+        record = self._ledger.task(key)
+        payload = record["payload"] if record else self._new_payload(number)
+        shape = payload["grid"]
+        relative = self._grid_path(number)
+        self._ledger.plan([Task(key, payload, (relative,))], self._run_id)
+        self._ledger.mark_started(key)
+        path = self.root / relative
+        provenance = {}
+        if is_valid_image(path):  # drawn by an earlier attempt or run
+            data = path.read_bytes()
+            verdict = await judge_grid(self._judge, data, shape)
+        else:
+            made = await self._drawer.draw(
+                payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key, journal=self._journal
+            )
+            data, provenance, self._drawn_cost[number] = made.data, made.provenance, made.cost
+            # The judge looks while the file is written (off the event loop); both end before the ledger is marked.
+            written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
+            try:
+                verdict = await judge_grid(self._judge, data, shape)
+            finally:
+                await written
+        await self._journal.forget(key)
+        if verdict.fallback:
+            log.warning("%s: the %s judge found no unique tile; using the corners and centre", key, self._judge.name)
+        cost = self._drawn_cost.pop(number, 0.0)
+        self._ledger.mark_done(key, Outcome((relative,), cost, {
+            **provenance, "drawer": self._drawer.name, "judge": self._judge.name,
+            "unique_tiles": verdict.tiles, "judge_fallback": verdict.fallback,
+        }))
+        if self._debug_dir is not None:
+            debug_copy = self._debug_dir / f"grid{number}.{self._drawer.output_format}"
+            await asyncio.to_thread(atomic_write_bytes, debug_copy, data)
+        return shape, verdict.tiles, cost, relative
+
+    def _new_payload(self, number: int) -> dict:
+        shape = self._plan.grid
+        subjects = self._rotation.draw(shape * shape)
+        return {
+            "grid": shape,
+            "seed": number,
+            "prompt": build_grid_prompt(subjects, shape),
+            "subjects": [{"category": s.category, "text": s.text} for s in subjects],
+        }
+
+    def _grid_failed(self, number: int, key: str, error: TaskError) -> None:
+        message = redact(error.message)
+        if error.kind is ErrorKind.PERMANENT:
+            log.warning("%s failed for good, drawing another grid instead: %s", key, message)
+            self._ledger.mark_failed(key, error.kind, message)
+            self._failed.add(number)
+            return
+        self._ledger.note_attempt_error(key, error.kind, message, connection_error=error.connection_error)
+        self._ledger.release(key)
+        if error.kind is ErrorKind.RATE_LIMITED:
+            self._attempts -= 1  # nothing was drawn; the attempt is not spent
+            wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_S
+            self._hold_until = max(self._hold_until, asyncio.get_running_loop().time() + wait)
+        if error.kind is ErrorKind.FATAL:
+            self._closed = error
+            self._fail_waiters(error)
+        else:
+            self._fail_first_waiter(error)
+
+    def _add_grid(self, number: int, shape: int, tiles: list[int], relative: str) -> None:
+        self._done.add(number)
+        self._shapes[number] = shape
+        self._paths[number] = relative
+        self._kept[number] = tuple(tiles)
+        taken = set(self._assigned.values()) | self._rejected
+        self._available += [ref for ref in (TileRef(number, t) for t in tiles) if ref not in taken]
+
+    def _grid_path(self, number: int) -> str:
+        return f"grid{number}.{self._drawer.output_format}"
+
+    # -- the slot -> tile record --------------------------------------------------------------
+    def _read_assignments(self) -> tuple[dict[int, TileRef], set[TileRef]]:
+        try:
+            state = json.loads((self.root / ASSIGNMENTS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}, set()
+        assigned = {int(slot): TileRef(*ref) for slot, ref in state.get("assigned", {}).items()}
+        return assigned, {TileRef(*ref) for ref in state.get("rejected", [])}
+
+    def _save_assignments(self) -> None:
+        atomic_write_json(self.root / ASSIGNMENTS, {
+            "assigned": {str(slot): [ref.grid, ref.tile] for slot, ref in sorted(self._assigned.items())},
+            "rejected": sorted([ref.grid, ref.tile] for ref in self._rejected),
+        })

@@ -1,0 +1,85 @@
+"""``imggen trainset`` killed with SIGKILL while grids or upscales are being paid for, then rerun: nothing is paid twice.
+
+The emulators run in this process, so their counters see every prediction the killed command
+created. Predictions outlast the command's two-second ``Prefer: wait`` hold, so they are journalled
+while still running. The command is frozen (SIGSTOP) before the kill, and killed only once every prediction
+the server created is either recorded in the run's prediction journal or already saved.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE
+from imggen.pipelines.trainset import job_root
+from trainset_fixtures import BUCKET, running_services, source_file  # noqa: F401 - fixture
+
+USER, ACTOR = "u1", "a1"
+
+
+def start(services, source: Path, output: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "imggen.pipelines.trainset.cli", "--source", str(source), "--user-id", USER,
+               "--actor-id", ACTOR, "--output", str(output), "--judge", "gpt", "--storage", "s3"]
+    env = {**os.environ, **services.environment()}
+    return subprocess.Popen(command, env=env, cwd=output.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def journal(root: Path, kind: str) -> int:
+    return len(list((root / "predictions").glob(f"{kind}-*.json")))
+
+
+def kill_when(process: subprocess.Popen, ready, timeout_s: float = 60.0) -> None:
+    """SIGKILL ``process`` at a moment when ``ready()`` holds with the process frozen."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if ready():
+            process.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)  # requests already sent reach the server meanwhile
+            if ready():
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the kill point never came")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["grids created", "upscales created"])
+def test_sigkill_then_rerun_pays_for_no_grid_or_upscale_twice(moment, source_file, tmp_path):
+    output = tmp_path / "runs"
+    output.mkdir()
+    root = job_root(output, USER, ACTOR)
+    with running_services(grid_latency_s=2.6, upscale_latency_s=2.6) as services:
+        created = services.replicate.counts.created
+
+        def grids_in_flight() -> bool:
+            return created[FLUX_KONTEXT_PRO] >= 1 and journal(root, "grid") == created[FLUX_KONTEXT_PRO]
+
+        def upscales_in_flight() -> bool:
+            saved = len(list((root / "upscales").glob("*.jpg")))
+            return 3 <= created[TOPAZ_IMAGE_UPSCALE] == journal(root, "upscale") + saved and saved < 20
+
+        process = start(services, source_file, output)
+        kill_when(process, grids_in_flight if moment == "grids created" else upscales_in_flight)
+        paid_before_kill = dict(created)
+
+        rerun = start(services, source_file, output)
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err
+        keys = services.s3().list_objects_v2(Bucket=BUCKET)["Contents"]
+
+    assert len(out.split()) == 20 and len(keys) == 20
+    assert created[FLUX_KONTEXT_PRO] == 3  # the grids created before the kill were collected, not redrawn
+    assert created[TOPAZ_IMAGE_UPSCALE] == 20
+    assert paid_before_kill[FLUX_KONTEXT_PRO] >= 1
+    assert not list((root / "predictions").glob("*.json"))  # every journalled prediction was collected

@@ -1,0 +1,44 @@
+"""notebooks/03_training_set.ipynb run headless by papermill against the emulators and a moto S3 server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from trainset_fixtures import BUCKET, OPENAI_KEY, REPLICATE_TOKEN, services, source_file  # noqa: F401 - fixtures
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_training_set.ipynb"
+
+
+def test_the_parameters_cell_parses_cleanly_and_holds_no_key():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    names = []
+    for line in cell.source.splitlines():
+        assert line.count("=") == 1, f"papermill cannot infer {line!r}"
+        names.append(line.split("=")[0].strip())
+    assert not [name for name in names if any(word in name for word in ("key", "token", "secret"))]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_papermill_builds_the_set_in_s3_and_shows_grids_and_results(services, source_file, tmp_path):
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+        parameters={"source": str(source_file), "user_id": "nb-user", "actor_id": "nb-actor", "target": 6,
+                    "storage": "s3", "judge": "gpt", "output": str(tmp_path / "runs"), "interactive": False},
+    )
+    keys = [o["Key"] for o in services.s3().list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert sorted(keys) == sorted(f"nb-user/nb-actor/training-image{i}.jpg" for i in range(1, 7))
+    saved = (tmp_path / "ran.ipynb").read_text()
+    assert REPLICATE_TOKEN not in saved and OPENAI_KEY not in saved
+    ran = nbformat.reads(saved, as_version=4)
+    outputs = [o for cell in ran.cells for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "[training set] finished: 6/6 done, 0 failed" in text
+    assert "'total_training_images': 6" in text and "'total_grids_generated': 1" in text
+    pictures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) == 2  # the grid with its chosen tiles, and the training images
