@@ -23,7 +23,7 @@ def test_help_lists_the_commands():
 
 def test_demo_runs_and_a_rerun_does_nothing_twice(tmp_path):
     out = tmp_path / "demo"
-    args = [*IMGGEN, "demo", "--output", str(out), "--count", "12", "--latency", "0.01"]
+    args = [*IMGGEN, "demo", "engine", "--output", str(out), "--count", "12", "--latency", "0.01"]
     first = subprocess.run(args, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert "finished: 12/12 done" in first.stderr
@@ -57,7 +57,7 @@ def wait_for_images(out: Path, count: int, process: subprocess.Popen) -> None:
 @pytest.mark.parametrize("interrupts, latency", [(1, "0.5"), (2, "60")])
 def test_ctrl_c_stops_with_a_consistent_ledger_and_a_rerun_finishes(tmp_path, interrupts, latency):
     out = tmp_path / "demo"
-    args = [*IMGGEN, "demo", "--output", str(out), "--count", "60", "--concurrency", "4"]
+    args = [*IMGGEN, "demo", "engine", "--output", str(out), "--count", "60", "--concurrency", "4"]
     process = subprocess.Popen([*args, "--latency", latency], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if interrupts == 1:
         wait_for_images(out, 3, process)

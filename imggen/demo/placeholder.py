@@ -1,4 +1,4 @@
-"""The built-in demo job: labelled placeholder images drawn on the CPU, run through the whole engine.
+"""The engine's placeholder job: labelled images drawn on the CPU, run through the whole engine.
 
 It needs no key, GPU or network, and shows what every pipeline gets from the engine: a rate
 limit, retries (every fifth image fails once with a simulated timeout), resume, the state and
@@ -17,13 +17,13 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from rich.console import Console
 
-from .console import report_summary
-from .engine.errors import ErrorKind, TaskError
-from .engine.job import JobFiles, run_job
-from .engine.reporters import RichReporter
-from .engine.runner import RateLimit, RunnerConfig
-from .engine.tasks import Outcome, Task
-from .storage.atomic import atomic_write_bytes
+from ..console import report_summary
+from ..engine.errors import ErrorKind, TaskError
+from ..engine.job import JobFiles, run_job
+from ..engine.reporters import RichReporter
+from ..engine.runner import RateLimit, RunnerConfig
+from ..engine.tasks import Outcome, Task
+from ..storage.atomic import atomic_write_bytes
 
 DEMO_SUBJECTS = ("lighthouse", "fox", "teapot", "glacier", "violin", "cactus", "tram", "owl")
 
@@ -67,9 +67,9 @@ class DemoWork:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``imggen demo``: draw placeholder images through the engine into an output folder."""
-    parser = argparse.ArgumentParser(prog="imggen demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("demo-output"), help="output folder (default: %(default)s)")
+    """``imggen demo engine``: draw placeholder images through the engine into an output folder."""
+    parser = argparse.ArgumentParser(prog="imggen demo engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("engine-demo-output"), help="output folder (default: %(default)s)")
     parser.add_argument("--count", type=int, default=40, help="images to draw (default: %(default)s)")
     parser.add_argument("--rpm", type=float, default=600, help="requests per minute (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, default=8, help="tasks in flight (default: %(default)s)")

@@ -1,0 +1,69 @@
+"""The demo's HTML report: a contact sheet per pipeline, its stats and cost, and where the outputs are."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Iterable
+
+from .tour import Stage
+
+THUMBNAILS_PER_PIPELINE = 24
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+_STATS_NAMES = ("processing_stats.json", "stats.json")
+
+NOISE_NOTE = (
+    "These images come from a tiny FLUX.2 klein model with random weights, built on this machine so the demo "
+    "needs no download: it draws noise. Every file, ledger, stat and resume path is the real one. For real "
+    "pictures, point <code>--flux_ckpt</code> (or the notebooks' <code>flux_ckpt</code>) at a FLUX.2 klein "
+    "checkpoint, or use the providers: set <code>OPENAI_API_KEY</code> for the style matrix and the GPT judge, "
+    "<code>REPLICATE_API_TOKEN</code> for flux-kontext-pro grids and Topaz upscaling, and the AWS variables for S3."
+)
+
+
+def write_report(root: Path, executed: Iterable[tuple[Stage, Path]]) -> Path:
+    sections = [_section(root, stage, notebook) for stage, notebook in executed]
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>imggen demo</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}img{width:96px;height:96px;"
+        "object-fit:cover;margin:2px;image-rendering:pixelated}pre{background:#f4f4f4;padding:1em;"
+        "overflow:auto}.note{background:#fff6d5;padding:1em;border-radius:4px}</style>"
+        f"<h1>imggen demo</h1><p class='note'>{NOISE_NOTE}</p>{''.join(sections)}"
+    )
+    report = root / "report.html"
+    report.write_text(page, encoding="utf-8")
+    return report
+
+
+def _section(root: Path, stage: Stage, notebook: Path) -> str:
+    folder = root / stage.output
+    images = _distinct_images(folder)
+    thumbs = "".join(
+        f"<img src='{html.escape(str(p.relative_to(root)))}' title='{html.escape(p.name)}'>"
+        for p in images[:THUMBNAILS_PER_PIPELINE]
+    )
+    stats = [p for name in _STATS_NAMES for p in sorted(folder.rglob(name))]
+    stats_html = "".join(
+        f"<p><code>{html.escape(str(p.relative_to(root)))}</code></p>"
+        f"<pre>{html.escape(json.dumps(json.loads(p.read_text()), indent=2))}</pre>"
+        for p in stats[:3]
+    )
+    cost = sum(json.loads(p.read_text()).get("total_cost_usd", 0.0) for p in stats)
+    return (
+        f"<h2>{html.escape(stage.title)}</h2>"
+        f"<p>{len(images)} images in <code>{html.escape(str(folder))}</code>; cost ${cost:.2f}; "
+        f"executed notebook <code>{html.escape(str(notebook))}</code></p>{thumbs}{stats_html}"
+    )
+
+
+def _distinct_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, each stored file once (the style matrix hard-links its twins)."""
+    seen, images = set(), []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            identity = (path.stat().st_dev, path.stat().st_ino)
+            if identity not in seen:
+                seen.add(identity)
+                images.append(path)
+    return images
