@@ -10,6 +10,7 @@ every few seconds, so the notebook ends only when the job does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Awaitable, Callable
 
@@ -54,6 +55,7 @@ class NotebookJob:
         self.error: BaseException | None = None
         self.task: asyncio.Task | None = None
         self._last_draw = 0.0
+        self._trailing_draw: asyncio.TimerHandle | None = None
         self._last_line = 0.0
         if interactive:
             self._build_widgets()
@@ -129,10 +131,15 @@ class NotebookJob:
         )
 
     def _draw(self, event: Event, *, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_draw < 1.0 / WIDGET_UPDATES_PER_S:
+        """Update the widgets at most WIDGET_UPDATES_PER_S times a second, always ending on the latest event."""
+        wait = self._last_draw + 1.0 / WIDGET_UPDATES_PER_S - time.monotonic()
+        if self._trailing_draw is not None:
+            self._trailing_draw.cancel()
+            self._trailing_draw = None
+        if wait > 0 and not force:
+            self._trailing_draw = asyncio.get_running_loop().call_later(wait, functools.partial(self._draw, event, force=True))
             return
-        self._last_draw = now
+        self._last_draw = time.monotonic()
         progress = event.progress
         self.bar.max = max(progress.total, 1)
         self.bar.value = progress.done + progress.failed
@@ -143,7 +150,8 @@ class NotebookJob:
 
 
 def _describe(progress: Progress) -> str:
-    eta = f", ETA {progress.eta_s:.0f}s" if progress.eta_s is not None and progress.remaining else ""
+    running = progress.state == "running" and progress.remaining and progress.eta_s is not None
+    eta = f", ETA {progress.eta_s:.0f}s" if running else ""
     return (
         f"{progress.state}: {progress.done}/{progress.total} done, {progress.failed} failed, "
         f"{progress.running} running, {progress.rate_per_min:.0f}/min, ${progress.spent:.2f} spent{eta}"
