@@ -1,4 +1,4 @@
-"""The README's Python example runs as pasted."""
+"""The README's engine example runs as pasted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ README = Path(__file__).parents[1] / "README.md"
 
 
 def test_readme_python_example_runs(tmp_path):
-    (example,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (example,) = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+                  if "run_job" in block]
     result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "finished 10 $0.40\n"
