@@ -9,24 +9,33 @@ fetch kept failing (a rerun regenerates), PERMANENT when the server sent somethi
 from __future__ import annotations
 
 import asyncio
-import io
 
 import aiohttp
-from PIL import Image, UnidentifiedImageError
 
 from imggen.engine.errors import ErrorKind, TaskError
+from imggen.storage.atomic import InvalidImage, check_image_bytes
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 
 def check_image(data: bytes, source: str) -> bytes:
-    """``data`` if it decodes as an image, else a PERMANENT :class:`TaskError` naming ``source``."""
+    """``data`` if it decodes fully as an image of an acceptable size (no decompression bomb), else a
+    PERMANENT :class:`TaskError` naming ``source`` and the problem."""
     try:
-        with Image.open(io.BytesIO(data)) as picture:
-            picture.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise TaskError(ErrorKind.PERMANENT, f"{source} is not a readable image") from exc
+        check_image_bytes(data)
+    except InvalidImage as exc:
+        raise TaskError(ErrorKind.PERMANENT, f"{source} was refused: {exc}") from None
     return data
+
+
+async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The whole body of ``response``, read in chunks; PERMANENT :class:`TaskError` past ``max_bytes``."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > max_bytes:
+            raise TaskError(ErrorKind.PERMANENT, f"the image is larger than {max_bytes} bytes")
+    return bytes(body)
 
 
 async def _fetch_once(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes:
@@ -41,10 +50,7 @@ async def _fetch_once(session: aiohttp.ClientSession, url: str, max_bytes: int) 
             raise TaskError(ErrorKind.PERMANENT, f"the image URL sent {sent}, not an image")
         if (response.content_length or 0) > max_bytes:
             raise TaskError(ErrorKind.PERMANENT, f"the image is larger than {max_bytes} bytes")
-        data = await response.content.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise TaskError(ErrorKind.PERMANENT, f"the image is larger than {max_bytes} bytes")
-        return data
+        return await read_capped(response, max_bytes)
 
 
 async def download_image(

@@ -23,11 +23,12 @@ import aiohttp
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
+from imggen.backends.image_download import MAX_IMAGE_BYTES, read_capped
 from imggen.emulators.openai_replies import apply_fault, error_response, rate_limited, read_json
 from imggen.emulators.openai_state import RECORD, STATE
 from imggen.emulators.tile_judge import grid_size_from_text, split_grid, unique_tiles
+from imggen.engine.errors import TaskError
 
-MAX_IMAGE_BYTES = 50 * 1024 * 1024
 _TOKENS_PER_IMAGE = 85  # a low-detail image's prompt tokens, for a plausible usage block
 
 
@@ -63,8 +64,8 @@ async def _load_image(url: str) -> Image.Image:
         try:
             async with aiohttp.ClientSession() as session, session.get(url) as response:
                 response.raise_for_status()
-                data = await response.content.read(MAX_IMAGE_BYTES + 1)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                data = await read_capped(response, MAX_IMAGE_BYTES)
+        except (aiohttp.ClientError, asyncio.TimeoutError, TaskError) as exc:
             raise _BadImage() from exc
     else:
         raise _BadImage()

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 # Refuse images that decode to more pixels than this (a 12k x 12k image); Pillow's own guard warns
 # at a lower bound and errors only at twice it, so the check here is explicit.
@@ -77,8 +77,10 @@ def check_image_bytes(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tup
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage(f"refused a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise InvalidImage("not a readable image: unknown or corrupt format") from None
     except Exception as exc:  # Pillow raises many types for corrupt data
-        raise InvalidImage(f"not a decodable image: {exc}") from None
+        raise InvalidImage(f"not a readable image: {exc}") from None
     return size
 
 
