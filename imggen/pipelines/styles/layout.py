@@ -36,7 +36,7 @@ from PIL import Image
 
 from imggen.engine.ledger import Ledger
 from imggen.storage.atomic import atomic_write_bytes, atomic_writer
-from imggen.storage.paths import safe_name, safe_path
+from imggen.storage.paths import MAX_NAME_LENGTH, safe_name, safe_path
 
 IMAGES = "images"
 STATE_FILE = Path("code/generation_state.json")
@@ -62,7 +62,8 @@ class ImagePlace:
 def image_place(dataset: str, sample_id: str, style: str) -> ImagePlace:
     """``{dataset}_{sampleID}_{style}.png`` under ``images/by_style/{style}`` and ``images/by_dataset/{dataset}``."""
     dataset_dir, style_dir = safe_name(dataset), safe_name(style)
-    stem = safe_name(f"{dataset_dir}_{safe_name(sample_id)}_{style_dir}")
+    # Short enough that the name with its extension is still a safe name, kept as it is.
+    stem = safe_name(f"{dataset_dir}_{safe_name(sample_id)}_{style_dir}", max_length=MAX_NAME_LENGTH - len(".png"))
     name = f"{stem}.png"
     return ImagePlace(
         key=stem,
