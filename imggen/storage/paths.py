@@ -39,3 +39,11 @@ def safe_path(root: str | os.PathLike, *parts: object) -> Path:
     if candidate != root_path and root_path not in candidate.parents:
         raise UnsafePath(f"{candidate} is outside {root_path}")
     return candidate
+
+
+def is_existing_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` names an existing file; False also for names the system rejects (NUL, too long)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False

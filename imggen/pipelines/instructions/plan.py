@@ -132,7 +132,7 @@ def build_plan(
     bumped: set[str] = set()
     for planning_model in planning_models:
         results = predicted_root / planning_model / RESULTS_FILE
-        if not results.is_file():
+        if not paths.is_existing_file(results):
             plan.bad_records.append(BadRecord(str(results), "file not found; planning model skipped"))
             continue
         for record in read_questions(results, image_root=image_root, max_samples=max_samples):

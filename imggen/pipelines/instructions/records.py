@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ...storage.paths import is_existing_file
+
 REQUIRED_FIELDS = ("id", "dataset", "image_paths", "instructions")
 RESULTS_FILE = "results.jsonl"
 
@@ -43,13 +45,13 @@ class BadRecord:
 def remap_image_path(path: str, image_root: Path) -> Path | None:
     """The existing file for ``path``: as written, else with its ``dataset/`` folder as ``datasets/``."""
     candidate = image_root / path
-    if candidate.is_file():
+    if is_existing_file(candidate):
         return candidate.resolve()
     parts = Path(path).parts
     if "dataset" in parts:
         index = parts.index("dataset")
         remapped = image_root.joinpath(*parts[:index], "datasets", *parts[index + 1:])
-        if remapped.is_file():
+        if is_existing_file(remapped):
             return remapped.resolve()
     return None
 
