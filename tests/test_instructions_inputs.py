@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imggen.pipelines.instructions.cli import build_parser, options_from_args
 from imggen.pipelines.instructions.layout import Group, generation_stats
 from imggen.pipelines.instructions.plan import build_plan, image_seed, planning_model_names
 from imggen.pipelines.instructions.records import BadRecord, Question, read_questions, remap_image_path
+from imggen.pipelines.instructions.render import load_reference
 
 from instructions_fixtures import PLANNER, noise_image, sample_inputs, write_results
 
@@ -151,3 +153,14 @@ def test_cli_has_the_seed_arguments_and_their_defaults():
     assert everything.planning_model is None and not everything.skip_existing
     assert (everything.num_inference_steps, everything.height, everything.width, everything.num_gpus) == (4, 512, 768, 2)
     assert (everything.engine, everything.device, everything.seed, everything.batch_size) == ("ray", "cpu", 5, 3)
+
+
+def test_a_conditioning_image_is_decoded_once_and_read_again_when_replaced(tmp_path):
+    path = tmp_path / "source.png"
+    Image.new("RGB", (64, 64), "red").save(path)
+    first = load_reference(str(path), "results.jsonl:1")
+    assert load_reference(str(path), "results.jsonl:2") is first  # the next instruction reuses it
+
+    Image.new("RGB", (48, 48), "blue").save(path)
+    replaced = load_reference(str(path), "results.jsonl:3")
+    assert replaced.size == (48, 48) and replaced.getpixel((0, 0)) == (0, 0, 255)

@@ -12,6 +12,7 @@ pipeline for (the task key) to that file before the call: a cheap way to count m
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import io
 import json
 import os
@@ -26,6 +27,7 @@ from ...engine.errors import ErrorKind, TaskError
 from ...storage.atomic import InvalidImage, atomic_write_bytes, check_image_bytes
 
 CALL_LOG_ENV = "IMGGEN_PIPELINE_CALL_LOG"
+REFERENCE_CACHE_SIZE = 8  # decoded conditioning images a worker keeps
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,23 @@ class RenderSpec:
 
 
 def load_reference(path: str, source: str):
-    """A conditioning image as RGB, or a permanent TaskError naming the record and the file."""
-    from PIL import Image
+    """A conditioning image as RGB, or a permanent TaskError naming the record and the file.
 
+    The instructions of one question share its images, so decoded images are kept (the last few,
+    keyed by path, size and modification time: a replaced file is read again)."""
     try:
-        data = Path(path).read_bytes()
-        check_image_bytes(data)
+        stat = os.stat(path)
+        return _decoded_reference(path, stat.st_size, stat.st_mtime_ns)
     except (OSError, InvalidImage) as error:
         raise TaskError(ErrorKind.PERMANENT, f"{source}: conditioning image {path} is unreadable: {error}") from None
+
+
+@functools.lru_cache(maxsize=REFERENCE_CACHE_SIZE)
+def _decoded_reference(path: str, size: int, mtime_ns: int):
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    check_image_bytes(data)
     with Image.open(io.BytesIO(data)) as image:
         return image.convert("RGB")
 
