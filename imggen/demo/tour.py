@@ -18,8 +18,15 @@ import papermill
 
 from ..backends.tiny_flux2 import build_tiny_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS, SAMPLES = REPO / "notebooks", REPO / "data"
+
+def _shipped(folder: str) -> Path:
+    """The repository's ``folder`` (a clone or an editable install), else the wheel's bundled copy."""
+    package = Path(__file__).resolve().parents[1]
+    in_repository = package.parent / folder
+    return in_repository if (package.parent / "pyproject.toml").exists() else package / "_bundled" / folder
+
+
+NOTEBOOKS, SAMPLES = _shipped("notebooks"), _shipped("data")
 PROVIDER_VARIABLES = (
     "OPENAI_API_KEY", "OPENAI_BASE_URL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
     "AWS_ACCESS_KEY", "AWS_ACCESS_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
@@ -66,7 +73,7 @@ STAGES = (
 
 
 def missing_files() -> list[Path]:
-    """The notebooks and samples the tour needs; they ship with the repository, not the package."""
+    """The notebooks and samples the tour needs (in the repository, and bundled in a built wheel)."""
     needed = [NOTEBOOKS / stage.notebook for stage in STAGES] + [SAMPLES / "prompts", SAMPLES / "instructions"]
     return [path for path in needed + [SAMPLES / "trainset"] if not path.exists()]
 
