@@ -25,6 +25,8 @@ class Kernel:
         def hook(message) -> None:
             if message["msg_type"] == "stream":
                 chunks.append(message["content"]["text"])
+            if message["msg_type"] in ("display_data", "execute_result"):
+                chunks.append(message["content"]["data"].get("text/plain", "") + "\n")
             if message["msg_type"] == "error":
                 chunks.append("\n".join(message["content"]["traceback"]))
 

@@ -76,3 +76,34 @@ def test_headless_run_blocks_the_cell_and_prints_progress(kernel, tmp_path):
     output = kernel.run(code, timeout=60)
     assert "[test] finished: 40/40 done, 0 failed" in output
     assert kernel.value("job.state") == "finished"
+
+
+def buttons(kernel) -> dict[str, bool]:
+    """Which of Pause, Resume and Stop are enabled."""
+    return {name: not kernel.value(f"job.{name}_button.disabled") for name in ("pause", "resume", "stop")}
+
+
+@pytest.mark.slow
+def test_buttons_follow_the_state_and_a_second_start_shows_the_running_job(kernel, tmp_path):
+    kernel.run(SETUP.replace("OUT", repr(str(tmp_path / "job"))))
+    wait_until(kernel, "len(calls) >= 10")
+    assert buttons(kernel) == {"pause": True, "resume": False, "stop": True}
+    kernel.click("pause")
+    wait_until(kernel, "job.state == 'paused'")
+    assert buttons(kernel) == {"pause": False, "resume": True, "stop": True}
+
+    # Run All again while the job runs: the same job comes back, with one line saying so.
+    kernel.run("first = job")
+    said = kernel.run(SETUP.replace("OUT", repr(str(tmp_path / "job"))).replace("calls = []", ""))
+    assert kernel.value("job is first")
+    assert "still paused in this kernel" in said and said.count("\n") <= 3
+
+    kernel.click("stop")
+    wait_until(kernel, "job.state == 'stopped'")
+    assert buttons(kernel) == {"pause": False, "resume": False, "stop": False}
+    # Once it ended, the same cell starts a new run on the folder.
+    kernel.run(SETUP.replace("OUT", repr(str(tmp_path / "job"))).replace("calls = []", ""))
+    assert not kernel.value("job is first")
+    wait_until(kernel, "job.state in ('running', 'finished')")
+    kernel.run("job.stop()")
+    wait_until(kernel, "job.state == 'stopped'")

@@ -4,6 +4,7 @@ interactive in a real kernel with Pause / Resume clicked through the widget comm
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import nbformat
@@ -38,10 +39,12 @@ def test_papermill_runs_it_headless_to_the_end_and_keeps_the_key_out(tmp_path, m
     saved = (tmp_path / "ran.ipynb").read_text()
     assert API_KEY not in saved
     ran = nbformat.reads(saved, as_version=4)
-    outputs = "".join(o.get("text", "") for cell in ran.cells for o in cell.get("outputs", []))
+    outputs = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "")
+                      for cell in ran.cells for o in cell.get("outputs", []))
     assert "8 images: 4 samples" in outputs
     assert "[styles] finished: 8/8 done, 0 failed" in outputs
-    assert "'successful_downloads': 8" in outputs
+    assert re.search(r"successful downloads +8\b", outputs), "the stats table"
+    assert outputs.count("<img ") == 8, "the gallery of the latest images"
 
 
 def notebook_code(**parameters) -> list[str]:
@@ -85,6 +88,38 @@ def test_pause_stops_requests_and_resume_completes_the_run(tmp_path, monkeypatch
         wait_until(kernel, "job.state == 'finished'", timeout=30)
         assert kernel.value("job.summary.progress.done") == 40
         assert len(generations(server)) == 40
-        assert "'successful_downloads': 40" in kernel.run(stats_cell)
+        assert re.search(r"successful downloads +40\b", kernel.run(stats_cell))
     assert len(by_style_images(out)) == 40
     assert json.loads((out / "code/generation_state.json").read_text())["failed_samples"] == []
+
+
+@pytest.mark.parametrize("folder", ["repository root", "notebooks"])
+def test_the_readme_papermill_line_runs_from_the_root_and_from_notebooks(tmp_path, monkeypatch, capfd, folder):
+    """The default prompt set resolves from both folders, and a comma-separated -p styles is two styles."""
+    out = tmp_path / "out"
+    cwd = REPO if folder == "repository root" else REPO / "notebooks"
+    with emulator(monkeypatch, latency_s=0.01) as server:
+        papermill.execute_notebook(
+            str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(cwd), kernel_name="python3", progress_bar=False,
+            parameters={"output": str(out), "max_samples": 1, "styles": "cartoon,anime", "size": "1024x1024",
+                        "quality": "low"},
+        )
+        assert len(generations(server)) == 8
+    assert {path.parent.name for path in by_style_images(out)} == {"cartoon", "anime"}
+    assert "[styles] finished: 8/8 done" in capfd.readouterr().err, "progress reaches the terminal papermill runs in"
+
+
+def test_a_budget_stop_fails_the_papermill_run_with_the_reason(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with emulator(monkeypatch, latency_s=0.01) as server:
+        with pytest.raises(papermill.PapermillExecutionError) as failure:
+            papermill.execute_notebook(
+                str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3",
+                progress_bar=False,
+                parameters={"prompts": str(SAMPLE_PROMPTS), "output": str(out), "max_samples": 1,
+                            "styles": ["cartoon", "anime"], "size": "1024x1024", "quality": "low", "budget": 0.03},
+            )
+        drawn = len(generations(server))
+    assert failure.value.ename == "RunEndedEarly"
+    assert "budget" in failure.value.evalue
+    assert 0 < drawn < 8 and len(by_style_images(out)) == drawn

@@ -60,6 +60,7 @@ class TaskFinished:
     error_kind: str | None = None
     message: str | None = None
     cost: float = 0.0
+    outputs: tuple[str, ...] = ()  # the files it left, relative to the run's output root
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ class Runner:
                 self.ledger.mark_done(task.key, outcome)
                 if outcome.rate is not None:
                     self._adapt(outcome.rate)
-                self._finish(task.key, "done", cost=outcome.cost)
+                self._finish(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
                 return
             kind, message, wait = self._classify(task, error, transient_failures + 1)
             if kind is ErrorKind.RATE_LIMITED:
@@ -282,7 +282,7 @@ class Runner:
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _finish(self, key: str, status: str, *, cost: float = 0.0, error_kind: str | None = None,
-                message: str | None = None) -> None:
+                message: str | None = None, outputs: tuple[str, ...] = ()) -> None:
         progress = self._progress
         if status == "failed":
             progress = progress.evolve(failed=progress.failed + 1)
@@ -290,13 +290,13 @@ class Runner:
             progress = progress.evolve(done=progress.done + 1, spent=progress.spent + cost)
         self._progress = progress
         self._changed_since_view = True
-        self._emit(TaskFinished(key, status, progress, error_kind, message, cost))
+        self._emit(TaskFinished(key, status, progress, error_kind, message, cost, outputs))
         self._write_views(force=False)
 
     def _finish_healed(self, task: Task) -> None:
         self.ledger.mark_done(task.key, Outcome(outputs=task.outputs, provenance={"healed": True}), healed=True)
         self._progress = self._progress.evolve(healed=self._progress.healed + 1)
-        self._finish(task.key, "healed")
+        self._finish(task.key, "healed", outputs=task.outputs)
 
     def _set_running(self, delta: int) -> None:
         self._progress = self._progress.evolve(running=self._progress.running + delta)

@@ -4,27 +4,48 @@ Interactive: the job becomes a background task on the kernel's own event loop an
 at once, so Pause / Resume / Stop clicks arrive while it runs on every ipykernel version (button
 handlers may run on a subshell thread; :class:`~imggen.engine.control.RunControl` is thread-safe).
 Headless (papermill, nbconvert): the same call awaits the job in the cell, printing a progress line
-every few seconds, so the notebook ends only when the job does.
+every few seconds (into the notebook and to the terminal papermill runs in), so the notebook ends
+only when the job does; a run that ends early (budget, fatal error, stop) raises :class:`RunEndedEarly`,
+so papermill exits with an error the caller sees.
+
+One job per key (by default its title) runs in a kernel at a time: running the cell again while it
+runs (Run All after Stop, say) shows the running job again instead of starting a second one on the
+same folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Awaitable, Callable
 
 import ipywidgets as widgets
 
-from .engine.control import RunControl
-from .engine.events import Event, Progress, RunFinished, RunStarted, StateChanged, TaskFinished
-from .engine.runner import RunSummary
+from ..engine.control import RunControl
+from ..engine.events import Event, Progress, RunFinished, RunStarted, StateChanged, TaskFinished
+from ..engine.runner import RunSummary
+from .display import gallery_html
 
 StartJob = Callable[[RunControl, Callable[[Event], None]], Awaitable[RunSummary]]
 
 WIDGET_UPDATES_PER_S = 5
+GALLERY_SIZE = 8  # the latest images the panel shows
+GALLERY_UPDATES_PER_S = 1
 HEADLESS_LINE_EVERY_S = 5.0
-_RUNNING_JOBS: set[asyncio.Task] = set()  # strong references, or the loop may drop a running job
+_RUNNING_JOBS: dict[str, "NotebookJob"] = {}  # by key: strong references, or the loop may drop a running job
+ENDED_EARLY = ("budget", "fatal", "stopped")
+# Which buttons a state leaves enabled: (pause, resume, stop).
+_BUTTONS = {"running": (True, False, True), "planning": (True, False, True), "starting": (True, False, True),
+            "paused": (False, True, True)}
+
+
+class RunEndedEarly(RuntimeError):
+    """A headless run ended before its work did (budget, fatal error or stop); the message says why."""
 
 
 def is_interactive_frontend() -> bool:
@@ -46,9 +67,12 @@ def is_interactive_frontend() -> bool:
 class NotebookJob:
     """A job started from a notebook: its control, its live counters, and (interactive) its widgets."""
 
-    def __init__(self, title: str, interactive: bool) -> None:
+    def __init__(self, title: str, interactive: bool, images: Path | None = None) -> None:
         self.title = title
         self.interactive = interactive
+        self.images = images  # the folder finished tasks' outputs are relative to
+        self.latest: collections.deque[tuple[Path, str]] = collections.deque(maxlen=GALLERY_SIZE)
+        self._gallery_drawn = 0.0
         self.control = RunControl()
         self.progress: Progress | None = None
         self.summary: RunSummary | None = None
@@ -91,6 +115,8 @@ class NotebookJob:
     # -- the reporter ------------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
         self.progress = event.progress
+        if isinstance(event, TaskFinished) and event.outputs and self.images is not None:
+            self.latest.appendleft((self.images / event.outputs[0], event.key))
         final = isinstance(event, (RunStarted, RunFinished, StateChanged))
         if self.interactive:
             self._draw(event, force=final)
@@ -100,7 +126,9 @@ class NotebookJob:
     def _print_line(self, event: Event) -> None:
         self._last_line = time.monotonic()
         message = f" ({event.message})" if getattr(event, "message", None) and not isinstance(event, TaskFinished) else ""
-        print(f"[{self.title}] {_describe(event.progress)}{message}", flush=True)
+        line = f"[{self.title}] {_describe(event.progress)}{message}"
+        print(line, flush=True)
+        _to_terminal(line)
 
     # -- widgets -------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -110,6 +138,7 @@ class NotebookJob:
         self.bar = widgets.IntProgress(value=0, min=0, max=1, description=self.title)
         self.status = widgets.Label("starting")
         self.stats = widgets.HTML("")
+        self.gallery = widgets.HTML("")
         for widget, css in (
             (self.pause_button, "imggen-pause"),
             (self.resume_button, "imggen-resume"),
@@ -117,6 +146,7 @@ class NotebookJob:
             (self.bar, "imggen-progress"),
             (self.status, "imggen-status"),
             (self.stats, "imggen-stats"),
+            (self.gallery, "imggen-latest"),
         ):
             widget.add_class(css)
         self.pause_button.on_click(lambda _button: self.control.pause())
@@ -127,6 +157,7 @@ class NotebookJob:
                 widgets.HBox([self.pause_button, self.resume_button, self.stop_button]),
                 widgets.HBox([self.bar, self.status]),
                 self.stats,
+                self.gallery,
             ]
         )
 
@@ -144,9 +175,20 @@ class NotebookJob:
         self.bar.max = max(progress.total, 1)
         self.bar.value = progress.done + progress.failed
         self.status.value = progress.state
+        self._enable_buttons(progress.state if not isinstance(event, RunFinished) else "ended")
         self.stats.value = f"<code>{_describe(progress)}</code>"
+        if self.latest and (force or time.monotonic() - self._gallery_drawn >= 1.0 / GALLERY_UPDATES_PER_S):
+            self._gallery_drawn = time.monotonic()
+            self.gallery.value = gallery_html(self.latest)
         if isinstance(event, (StateChanged, RunFinished)) and event.message:
             self.stats.value += f"<br>{event.message}"
+
+
+    def _enable_buttons(self, state: str) -> None:
+        """Only the buttons that do something in ``state``: none once the job stops or ends."""
+        pause, resume, stop = _BUTTONS.get(state, (False, False, False))
+        self.pause_button.disabled, self.resume_button.disabled, self.stop_button.disabled = (
+            not pause, not resume, not stop)
 
 
 def _describe(progress: Progress) -> str:
@@ -158,17 +200,32 @@ def _describe(progress: Progress) -> str:
     )
 
 
-async def run_in_notebook(start: StartJob, *, title: str = "imggen", interactive: bool | None = None) -> NotebookJob:
+async def run_in_notebook(
+    start: StartJob, *, title: str = "imggen", interactive: bool | None = None, key: str | os.PathLike | None = None,
+    images: str | os.PathLike | None = None,
+) -> NotebookJob:
     """Start a job from a notebook cell: ``job = await run_in_notebook(start, interactive=interactive)``.
 
     ``start(control, reporter)`` must return the job's coroutine, passing both on to the pipeline.
     ``interactive=None`` decides from the front end: widgets in Jupyter (the cell returns at once),
-    a blocking run with text progress under papermill.
+    a blocking run with text progress under papermill, which raises :class:`RunEndedEarly` when the
+    run stops before its work is done. ``key`` (default: the title; pass the output folder) names
+    the job: while one with the same key still runs in this kernel, it is shown again, not doubled.
+    ``images`` is the folder the tasks' outputs are relative to (the run's output): the panel shows
+    the latest of them, and ``job.latest`` lists them (path, task key) for a gallery after the run.
     """
     from IPython.display import display
 
     interactive = is_interactive_frontend() if interactive is None else interactive
-    job = NotebookJob(title, interactive)
+    name = str(key if key is not None else title)
+    running = _RUNNING_JOBS.get(name)
+    if running is not None and running.task is not None and not running.task.done():
+        print(f"{title}: a run on this folder is still {running.state} in this kernel; it is shown below. "
+              "Stop it there (or wait for it), then run this cell again.")
+        if running.interactive:
+            display(running.widget)
+        return running
+    job = NotebookJob(title, interactive, Path(images) if images is not None else None)
 
     async def body() -> None:
         try:
@@ -177,14 +234,31 @@ async def run_in_notebook(start: StartJob, *, title: str = "imggen", interactive
             job.error = error
             if job.interactive:
                 job.status.value = "error"
+                job._enable_buttons("error")
                 job.stats.value = f"<b>{type(error).__name__}</b>: {error}"
             raise
 
     job.task = asyncio.get_running_loop().create_task(body())
-    _RUNNING_JOBS.add(job.task)
-    job.task.add_done_callback(_RUNNING_JOBS.discard)
+    _RUNNING_JOBS[name] = job
+    job.task.add_done_callback(lambda _task: _RUNNING_JOBS.pop(name, None) if _RUNNING_JOBS.get(name) is job else None)
     if interactive:
         display(job.widget)
         return job
     await job.task
+    summary = job.summary
+    if summary is not None and summary.state in ENDED_EARLY:
+        raise RunEndedEarly(f"{title} {summary.state}: {summary.message or 'the run stopped before its end'}; "
+                            "rerun to continue where it stopped")
     return job
+
+
+def _to_terminal(line: str) -> None:
+    """Also write a headless progress line to the kernel's own stderr: the terminal papermill runs in."""
+    terminal = sys.__stderr__
+    if terminal is not None and terminal is not sys.stderr:
+        try:
+            terminal.write(line + "\n")
+            terminal.flush()
+        except (OSError, ValueError):  # a closed or detached stream: the notebook still has the line
+            pass
+
