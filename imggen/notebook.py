@@ -19,6 +19,7 @@ import ipywidgets as widgets
 from .engine.control import RunControl
 from .engine.events import Event, Progress, RunFinished, RunStarted, StateChanged, TaskFinished
 from .engine.runner import RunSummary
+from .literal import html_text, printable
 
 StartJob = Callable[[RunControl, Callable[[Event], None]], Awaitable[RunSummary]]
 
@@ -100,7 +101,7 @@ class NotebookJob:
     def _print_line(self, event: Event) -> None:
         self._last_line = time.monotonic()
         message = f" ({event.message})" if getattr(event, "message", None) and not isinstance(event, TaskFinished) else ""
-        print(f"[{self.title}] {_describe(event.progress)}{message}", flush=True)
+        print(printable(f"[{self.title}] {_describe(event.progress)}{message}"), flush=True)
 
     # -- widgets -------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -146,7 +147,7 @@ class NotebookJob:
         self.status.value = progress.state
         self.stats.value = f"<code>{_describe(progress)}</code>"
         if isinstance(event, (StateChanged, RunFinished)) and event.message:
-            self.stats.value += f"<br>{event.message}"
+            self.stats.value += f"<br>{html_text(event.message)}"
 
 
 def _describe(progress: Progress) -> str:
@@ -177,7 +178,7 @@ async def run_in_notebook(start: StartJob, *, title: str = "imggen", interactive
             job.error = error
             if job.interactive:
                 job.status.value = "error"
-                job.stats.value = f"<b>{type(error).__name__}</b>: {error}"
+                job.stats.value = f"<b>{type(error).__name__}</b>: {html_text(error)}"
             raise
 
     job.task = asyncio.get_running_loop().create_task(body())

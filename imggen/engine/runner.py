@@ -83,6 +83,7 @@ class RunSummary:
     state: str
     progress: Progress
     message: str | None = None
+    failures: tuple[tuple[str, int, str], ...] = ()  # (error kind, tasks, the first one's message) of this plan
 
     @property
     def ok(self) -> bool:
@@ -152,7 +153,7 @@ class Runner:
             self._write_views(force=self._changed_since_view)
             self._progress = self._progress.evolve(state=state, running=0)
             self._emit(RunFinished(self._progress, self._end_message))
-        return RunSummary(state, self._progress, self._end_message)
+        return RunSummary(state, self._progress, self._end_message, tuple(self.ledger.failure_kinds(run_id)))
 
     # -- workers ---------------------------------------------------------------------------
     async def _worker(self, source: Iterator[LedgerRow]) -> None:
