@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -10,6 +11,11 @@ from pathlib import Path
 
 MAX_NAME_LENGTH = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A hashed name ends with "-" and 26 base32 letters (130 bits of SHA-256): a name that looks like
+# that is hashed too, so no name kept as it is can be another name's hashed form, and telling two
+# names apart would take a SHA-256 collision.
+DIGEST_LENGTH = 26
+_HASHED_TAIL = re.compile(rf"-[a-z2-7]{{{DIGEST_LENGTH}}}\Z")
 
 
 class UnsafePath(ValueError):
@@ -17,18 +23,20 @@ class UnsafePath(ValueError):
 
 
 def safe_name(name: object, *, max_length: int = MAX_NAME_LENGTH) -> str:
-    """Turn an untrusted name into one safe path component.
+    """Turn an untrusted name into one safe path component (or S3 key segment); distinct names stay distinct.
 
-    Names made only of letters, digits, ``.``, ``_`` and ``-`` (not starting with a dot) are kept
-    as they are, so the seeds' file names stay unchanged. Any other name is cleaned and gets a short
-    hash of the original, so two different names never map to the same component.
+    Names made only of letters, digits, ``.``, ``_`` and ``-`` (not starting with a dot, at most
+    ``max_length`` long) are kept as they are, so the seeds' file names stay unchanged. Any other
+    name is cleaned and gets a hash of the original (``-`` and 26 base32 letters); a clean name
+    that ends like a hash is hashed as well, so it cannot take the place of the name it imitates.
     """
     text = str(name)
     cleaned = _UNSAFE.sub("_", unicodedata.normalize("NFKC", text)).lstrip(".")
-    if cleaned == text and cleaned and len(cleaned) <= max_length:
+    if cleaned == text and cleaned and len(cleaned) <= max_length and not _HASHED_TAIL.search(cleaned):
         return cleaned
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    head = cleaned[: max_length - len(digest) - 1].strip("._") or "x"
+    raw = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    digest = base64.b32encode(raw).decode("ascii").lower()[:DIGEST_LENGTH]
+    head = cleaned[: max_length - DIGEST_LENGTH - 1].strip("._") or "x"
     return f"{head}-{digest}"
 
 
