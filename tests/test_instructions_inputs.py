@@ -164,3 +164,26 @@ def test_a_conditioning_image_is_decoded_once_and_read_again_when_replaced(tmp_p
     Image.new("RGB", (48, 48), "blue").save(path)
     replaced = load_reference(str(path), "results.jsonl:3")
     assert replaced.size == (48, 48) and replaced.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_a_byte_order_mark_keeps_line_1_and_its_repeat_is_caught(tmp_path):
+    noise_image(tmp_path / "datasets" / "d" / "ok.png", 1)
+    first = {"id": 7, "dataset": "d", "image_paths": ["dataset/d/ok.png"], "instructions": ["a"]}
+    results = write_results(tmp_path, PLANNER, [first, {**first, "instructions": ["again"]}])
+    results.write_bytes(b"\xef\xbb\xbf" + results.read_bytes())  # as Notepad saves it
+    records = list(read_questions(results, image_root=tmp_path))
+    assert isinstance(records[0], Question) and records[0].question_id == 7
+    assert isinstance(records[1], BadRecord) and f"repeats {results}:1" in records[1].message
+
+
+def test_an_undecodable_byte_spoils_only_its_own_line(tmp_path):
+    noise_image(tmp_path / "datasets" / "d" / "ok.png", 1)
+    good = {"id": 7, "dataset": "d", "image_paths": ["dataset/d/ok.png"], "instructions": ["a"]}
+    results = write_results(tmp_path, PLANNER, [good, {**good, "id": 8}, {**good, "id": 9}])
+    lines = results.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b'"a"', b'"caf\xe9"')  # Latin-1, not UTF-8
+    results.write_bytes(b"\n".join(lines))
+    records = list(read_questions(results, image_root=tmp_path))
+    assert [r.question_id for r in records if isinstance(r, Question)] == [7, 9]
+    bad = [r for r in records if isinstance(r, BadRecord)]
+    assert len(bad) == 1 and bad[0].source == f"{results}:2" and bad[0].message.startswith("not UTF-8 (byte 0xe9")
