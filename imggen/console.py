@@ -53,7 +53,7 @@ def report_summary(summary: RunSummary, console: Console) -> int:
         console.print(line(("  ", ""), (f"{kind}: {count}", "red"), f" (first: {first})"), soft_wrap=True)
     if any(kind == "permanent" for kind, _, _ in summary.failures):
         console.print(f"  permanent failures are not tried again; rerun with {RETRY_FAILED_FLAGS[0]} "
-                      "once their cause is fixed", markup=False)
+                      "once their cause is fixed", markup=False, soft_wrap=True)
     if summary.message:
         console.print(line(summary.message), soft_wrap=True)
     if summary.state != "finished":

@@ -50,9 +50,9 @@ class RichReporter:
         progress = event.progress
         self._bar.update(self._task_id, completed=progress.done + progress.failed, **_fields(progress))
         if isinstance(event, TaskFinished) and event.status == "failed":
-            self._bar.console.print(line(("failed", "red"), " ", event.key, ": ", event.message or ""))
+            self._bar.console.print(line(("failed", "red"), " ", event.key, ": ", event.message or ""), soft_wrap=True)
         elif isinstance(event, (StateChanged, RunFinished)) and event.message:
-            self._bar.console.print(line((event.message, "yellow")))
+            self._bar.console.print(line((event.message, "yellow")), soft_wrap=True)
         if isinstance(event, RunFinished):
             self._bar.refresh()
             self._bar.stop()
