@@ -27,7 +27,7 @@ from ...engine.tasks import Outcome, Task
 from ...literal import printable
 from ...storage.atomic import atomic_write_json
 from .layout import RUN_LOG, STATE_FOLDER, STATS_FILE, generation_stats
-from .plan import Plan, build_plan, planning_model_names
+from .plan import Plan, build_plan, made_for, planning_model_names
 from .render import CALL_LOG_ENV, RenderSpec
 
 log = logging.getLogger("imggen.instructions")
@@ -125,6 +125,7 @@ async def run_instructions(
             config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0,
                                 retry_failed=options.retry_failed),
             control=control, reporters=reporters, handle_signals=handle_signals,
+            outputs_valid=lambda task: made_for(root, task),
         )
     _append_lines(global_log, [
         f"instructions: {sum(len(entries) for entries in plan.groups.values())} questions in "
