@@ -168,12 +168,18 @@ def test_a_busy_folder_is_one_line_and_exit_2_in_every_command(tmp_path, monkeyp
     ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a",
                                        "--storage", "local", "--judge", "hash", "--upscaler", "lanczos"],
      "REPLICATE_API_TOKEN is not set"),
+    ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a", "--local",
+                                       "--flux_ckpt", "ckpt", "--judge", "gpt"],
+     "the gpt judge needs an OpenAI API key"),
 ])
 def test_bad_input_or_a_missing_key_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, module, args, why):
     import importlib
 
     monkeypatch.chdir(tmp_path)  # no .env
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
+    if "gpt" in args:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
     code = importlib.import_module(module).main(args)
     err = capsys.readouterr().err

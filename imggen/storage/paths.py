@@ -42,8 +42,15 @@ def safe_name(name: object, *, max_length: int = MAX_NAME_LENGTH) -> str:
 
 def safe_path(root: str | os.PathLike, *parts: object) -> Path:
     """Join sanitized ``parts`` under ``root``; raise :class:`UnsafePath` if the result escapes it."""
+    return inside(root, *(safe_name(part) for part in parts))
+
+
+def inside(root: str | os.PathLike, *names: str) -> Path:
+    """Join ``names`` that are already safe names (made by :func:`safe_name`) under ``root``, as they
+    are; raise :class:`UnsafePath` if the result escapes it. (Sanitizing a safe name again would
+    give another name: a hashed name is hashed again, see :func:`safe_name`.)"""
     root_path = Path(root).resolve()
-    candidate = root_path.joinpath(*(safe_name(part) for part in parts)).resolve()
+    candidate = root_path.joinpath(*names).resolve()
     if candidate != root_path and root_path not in candidate.parents:
         raise UnsafePath(f"{candidate} is outside {root_path}")
     return candidate
