@@ -1,12 +1,45 @@
-"""How every command ends a job: one summary line, what to do next, and the exit code."""
+"""How every command starts and ends a job: one start-up error, one summary, what to do next, the exit code.
+
+Exit codes, the same for every command: 0 all done; 1 some tasks failed; 2 stopped early
+(Ctrl-C, budget, quota) or could not start (busy folder, bad input, missing key). A command
+that cannot start says why in one line, never with a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+from typing import Callable
+
 from rich.console import Console
 
+from .engine.errors import CannotStart, TaskError
 from .engine.runner import RunSummary
+from .literal import line
+from .storage.lock import FolderBusy
+from .storage.paths import UnsafePath
 
 EXIT_OK, EXIT_FAILURES, EXIT_STOPPED = 0, 1, 2
+# What "cannot start" looks like: the request, the inputs or the machine are not fit to run. Raised
+# while planning or opening a run, before anything is paid; the runner itself turns every failure
+# inside a run into a failed task or a stopped run, so none of these comes from a task.
+START_ERRORS = (CannotStart, FolderBusy, UnsafePath, TaskError, FileNotFoundError, ValueError, RuntimeError)
+RETRY_FAILED_FLAGS = ("--retry-failed", "--retry_failed")  # both spellings, in every command
+
+
+def add_retry_failed(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--retry-failed`` (or ``--retry_failed``) flag: try the permanent failures of earlier runs again."""
+    parser.add_argument(*RETRY_FAILED_FLAGS, dest="retry_failed", action="store_true",
+                        help=f"also retry {what} that failed permanently in earlier runs (refused, unreadable input)")
+
+
+def start_or_explain(command: str, console: Console, body: Callable[[], int]) -> int:
+    """Run a command's ``body``; a start-up error becomes one line on ``console`` and exit code 2."""
+    try:
+        return body()
+    except START_ERRORS as error:
+        console.print(line((f"{command}: cannot start: ", "red"), getattr(error, "message", None) or str(error)),
+                      soft_wrap=True)
+        return EXIT_STOPPED
 
 
 def report_summary(summary: RunSummary, console: Console) -> int:
@@ -14,10 +47,15 @@ def report_summary(summary: RunSummary, console: Console) -> int:
     progress = summary.progress
     console.print(
         f"{summary.state}: {progress.done}/{progress.total} done, {progress.failed} failed, "
-        f"{progress.remaining} pending, ${progress.spent:.2f} spent"
+        f"{progress.remaining} pending, ${progress.spent:.2f} spent", markup=False,
     )
+    for kind, count, first in summary.failures:
+        console.print(line(("  ", ""), (f"{kind}: {count}", "red"), f" (first: {first})"), soft_wrap=True)
+    if any(kind == "permanent" for kind, _, _ in summary.failures):
+        console.print(f"  permanent failures are not tried again; rerun with {RETRY_FAILED_FLAGS[0]} "
+                      "once their cause is fixed", markup=False, soft_wrap=True)
     if summary.message:
-        console.print(summary.message)
+        console.print(line(summary.message), soft_wrap=True)
     if summary.state != "finished":
         console.print("rerun the same command to continue where this run stopped")
         return EXIT_STOPPED

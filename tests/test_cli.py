@@ -1,4 +1,5 @@
-"""The ``imggen`` command as a user runs it: help, the demo, Ctrl-C once (graceful) and twice (at once)."""
+"""The ``imggen`` command as a user runs it: help, the demo, Ctrl-C once (graceful) and twice (at once),
+and one start-up error for every command."""
 
 from __future__ import annotations
 
@@ -108,3 +109,79 @@ def test_emulate_serves_the_openai_api_until_stopped(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def _busy_folder_commands(tmp_path: Path, monkeypatch) -> dict[str, tuple]:
+    """Each command with arguments that would run, and the folder that run would lock."""
+    from conftest import png_bytes
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing is sent: the folder is busy first
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_cli_test")
+    monkeypatch.setenv("REPLICATE_BASE_URL", "http://127.0.0.1:9")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"dataset": "d", "sample_id": "1", "text": "a fox"}) + "\n")
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "model_index.json").write_text("{}")
+    (tmp_path / "predicted_instructions" / "P").mkdir(parents=True)
+    (tmp_path / "predicted_instructions" / "P" / "results.jsonl").write_text("")
+    source = tmp_path / "source.png"
+    source.write_bytes(png_bytes())
+    return {
+        "imggen.pipelines.styles.cli": (
+            ["--prompts", prompts, "--output", tmp_path / "styles", "--size", "1024x1024", "--quality", "low"],
+            tmp_path / "styles"),
+        "imggen.pipelines.instructions.cli": (
+            ["--planning_model", "P", "--predicted_instructions_root", tmp_path / "predicted_instructions",
+             "--output_root", tmp_path / "instructions", "--flux_ckpt", checkpoint, "--device", "cpu"],
+            tmp_path / "instructions"),
+        "imggen.pipelines.trainset.cli": (
+            ["--source", source, "--user-id", "u", "--actor-id", "a", "--output", tmp_path / "trainset",
+             "--storage", "local", "--judge", "hash", "--upscaler", "lanczos"],
+            tmp_path / "trainset" / "u" / "a"),
+    }
+
+
+@pytest.mark.parametrize("module", ["imggen.pipelines.styles.cli", "imggen.pipelines.instructions.cli",
+                                    "imggen.pipelines.trainset.cli"])
+def test_a_busy_folder_is_one_line_and_exit_2_in_every_command(tmp_path, monkeypatch, capsys, module):
+    import importlib
+
+    from imggen.storage.lock import folder_lock
+
+    args, folder = _busy_folder_commands(tmp_path, monkeypatch)[module]
+    command = "imggen " + module.split(".")[2]
+    with folder_lock(folder):  # another run holds it
+        code = importlib.import_module(module).main([str(arg) for arg in args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    (message,) = [text for text in err.splitlines() if "cannot start" in text]
+    assert message.startswith(f"{command}: cannot start: ") and "is in use by a running job" in message
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("module, args, why", [
+    ("imggen.pipelines.styles.cli", ["--prompts", "missing.csv", "--output", "out"], "missing.csv: no such file"),
+    ("imggen.pipelines.instructions.cli", ["--planning_model", "P", "--flux_ckpt", "nowhere"],
+     "nowhere is not a FLUX.2 klein checkpoint folder"),
+    ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a",
+                                       "--storage", "local", "--judge", "hash", "--upscaler", "lanczos"],
+     "REPLICATE_API_TOKEN is not set"),
+    ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a", "--local",
+                                       "--flux_ckpt", "ckpt", "--judge", "gpt"],
+     "the gpt judge needs an OpenAI API key"),
+])
+def test_bad_input_or_a_missing_key_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, module, args, why):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)  # no .env
+    if "gpt" in args:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
+    monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
+    code = importlib.import_module(module).main(args)
+    err = capsys.readouterr().err
+    (message,) = err.strip().splitlines()
+    assert code == 2 and message.startswith(f"imggen {module.split('.')[2]}: cannot start: {why}"), err

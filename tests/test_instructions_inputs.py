@@ -4,6 +4,7 @@ shape, and the command line: everything before a model is loaded."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,52 @@ def test_a_conditioning_image_is_decoded_once_and_read_again_when_replaced(tmp_p
     Image.new("RGB", (48, 48), "blue").save(path)
     replaced = load_reference(str(path), "results.jsonl:3")
     assert replaced.size == (48, 48) and replaced.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_a_byte_order_mark_keeps_line_1_and_its_repeat_is_caught(tmp_path):
+    noise_image(tmp_path / "datasets" / "d" / "ok.png", 1)
+    first = {"id": 7, "dataset": "d", "image_paths": ["dataset/d/ok.png"], "instructions": ["a"]}
+    results = write_results(tmp_path, PLANNER, [first, {**first, "instructions": ["again"]}])
+    results.write_bytes(b"\xef\xbb\xbf" + results.read_bytes())  # as Notepad saves it
+    records = list(read_questions(results, image_root=tmp_path))
+    assert isinstance(records[0], Question) and records[0].question_id == 7
+    assert isinstance(records[1], BadRecord) and f"repeats {results}:1" in records[1].message
+
+
+def test_an_undecodable_byte_spoils_only_its_own_line(tmp_path):
+    noise_image(tmp_path / "datasets" / "d" / "ok.png", 1)
+    good = {"id": 7, "dataset": "d", "image_paths": ["dataset/d/ok.png"], "instructions": ["a"]}
+    results = write_results(tmp_path, PLANNER, [good, {**good, "id": 8}, {**good, "id": 9}])
+    lines = results.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b'"a"', b'"caf\xe9"')  # Latin-1, not UTF-8
+    results.write_bytes(b"\n".join(lines))
+    records = list(read_questions(results, image_root=tmp_path))
+    assert [r.question_id for r in records if isinstance(r, Question)] == [7, 9]
+    bad = [r for r in records if isinstance(r, BadRecord)]
+    assert len(bad) == 1 and bad[0].source == f"{results}:2" and bad[0].message.startswith("not UTF-8 (byte 0xe9")
+
+
+def test_ids_and_paths_are_shown_and_logged_as_they_are(tmp_path, capsys):
+    from imggen.pipelines.instructions.cli import main
+
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "model_index.json").write_text("{}")  # no task is left to run, so no model is loaded
+    write_results(tmp_path, PLANNER, [
+        {"id": "q[/]1", "dataset": "d", "image_paths": ["pics/[/]a.png"], "instructions": ["x"]},
+        {"id": "q2", "dataset": "d", "instructions": ["x"],
+         "image_paths": ["pics/nul\x00\x1b[31m\n2026-01-01 00:00:00,000 INFO done.png"]},
+    ])
+    code = main(["--planning_model", PLANNER, "--predicted_instructions_root", str(tmp_path / "predicted_instructions"),
+                 "--image_root", str(tmp_path), "--output_root", str(tmp_path / "out"), "--flux_ckpt", str(checkpoint),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1, err  # bad records, no traceback
+    assert "image not found: pics/[/]a.png" in err
+    assert "image not found: pics/nul\\x00\\x1b[31m\n2026-01-01" in err and "\x00" not in err and "\x1b[31m" not in err
+    log = (tmp_path / "out" / "run.log").read_text()
+    assert "image not found: pics/[/]a.png" in log
+    assert "pics/nul\\x00\\x1b[31m\\n2026-01-01" in log and "\x00" not in log and "\x1b" not in log
+    lines = log.splitlines()  # a newline in a record starts no forged entry
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:", entry) for entry in lines) and "\\n2026" in log
+    assert sum(" bad record " in entry for entry in lines) == 2

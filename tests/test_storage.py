@@ -1,4 +1,5 @@
-"""Atomic writes, image validation, and paths from untrusted names that never leave the output root."""
+"""Atomic writes, image validation, and paths from untrusted names that never leave the output root
+and never share a place."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from imggen.pipelines.instructions.layout import Group
+from imggen.pipelines.styles.layout import image_place
+from imggen.pipelines.trainset.generator import job_root
+from imggen.pipelines.trainset.stores import LocalFolderStore, owner_prefix
 from imggen.storage.atomic import InvalidImage, atomic_write_bytes, atomic_writer, check_image_bytes, is_valid_image
 from imggen.storage.lock import FolderBusy, folder_lock
 from imggen.storage.paths import MAX_NAME_LENGTH, safe_name, safe_path
+from imggen.storage.s3 import S3Store
 
 from conftest import png_bytes
 
@@ -41,6 +47,72 @@ def test_different_names_stay_different(first, second):
 @given(st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=MAX_NAME_LENGTH))
 def test_plain_names_are_kept_as_they_are(name):
     assert safe_name(name) == name
+
+
+def test_a_clean_name_cannot_take_the_place_of_the_name_it_imitates():
+    # user "/x" is stored as a hashed name; a user who calls himself by that name gets another place
+    hashed = safe_name("/x")
+    assert hashed != "/x" and safe_name(hashed) != hashed
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=names)
+def test_a_hashed_name_is_never_kept_as_it_is(name):
+    if safe_name(name) != name:
+        assert safe_name(safe_name(name)) != safe_name(name)
+
+
+def _same_or_imitated(draw, name: str) -> str:
+    """The name itself, its hashed form (what an imitator would pick), or any other name."""
+    return draw(st.sampled_from([name, safe_name(name), draw(names)]))
+
+
+@st.composite
+def two_owners(draw):
+    first = (draw(names), draw(names))
+    return first, (_same_or_imitated(draw, first[0]), _same_or_imitated(draw, first[1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(owners=two_owners())
+def test_distinct_owners_never_share_a_prefix_folder_or_s3_key(tmp_path_factory, owners):
+    (first, second), root = owners, tmp_path_factory.getbasetemp() / "owners"
+    if first == second:
+        return
+    stores = [S3Store("bucket", prefix=owner_prefix(*owner), client=object()) for owner in (first, second)]
+    keys = [store.key_for("training-image1.jpg") for store in stores]
+    assert not keys[0].startswith(stores[1].prefix) and not keys[1].startswith(stores[0].prefix)
+    folders = [LocalFolderStore(root, *owner).folder for owner in (first, second)]
+    runs = [job_root(root, *owner) for owner in (first, second)]
+    for a, b in (folders, runs):
+        assert a != b and a not in b.parents and b not in a.parents
+
+
+@st.composite
+def two_questions(draw):
+    first = (draw(names), draw(names), draw(names))
+    return first, tuple(_same_or_imitated(draw, name) for name in first)
+
+
+@settings(max_examples=300, deadline=None)
+@given(questions=two_questions())
+def test_distinct_questions_never_share_an_image(questions):
+    first, second = questions
+    if first != second:
+        paths = [Group(dataset, planner, "flux2-klein-4B").image_path(question, 0)
+                 for dataset, planner, question in (first, second)]
+        assert paths[0] != paths[1]
+
+
+clean = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}", fullmatch=True)
+
+
+@settings(deadline=None)
+@given(dataset=clean, sample_id=clean, style=clean)
+def test_clean_seed_file_names_stay_unchanged(dataset, sample_id, style):
+    place = image_place(dataset, sample_id, style)
+    assert place.by_style == f"images/by_style/{style}/{dataset}_{sample_id}_{style}.png"
+    assert place.by_dataset == f"images/by_dataset/{dataset}/{dataset}_{sample_id}_{style}.png"
 
 
 @pytest.mark.parametrize("hostile", ["../../etc/passwd", "/etc/passwd", "a\x00b", "..", ".", "", "x" * 5000, "../"])

@@ -123,3 +123,41 @@ def test_planning_skips_prompts_too_long_for_the_model_and_file_name_clashes(tmp
     assert f"{prompts}, record 2: its file name a_b_c_cartoon.png is already used by record 1; skipped" in messages
     assert sum("takes at most 4000" in message and ", record 3: " in message for message in messages) == 2
     assert plan.estimated_cost == pytest.approx(2 * 0.08)  # dall-e-3 hd 1024x1024, the seed's settings
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("name, content", [
+    ("p.csv", b"dataset,sample_id,text\r\nwikipedia,020,A tower in Paris.\r\n"),  # as Excel saves it
+    ("p.jsonl", b'{"dataset": "wikipedia", "sample_id": "020", "text": "A tower in Paris."}\n'),
+    ("p.json", b'[{"dataset": "wikipedia", "sample_id": "020", "text": "A tower in Paris."}]'),
+])
+def test_a_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(BOM + content)
+    loaded = load_prompts(path)
+    assert loaded.problems == []
+    assert [(r.dataset, r.sample_id, r.text) for r in loaded.records] == [("wikipedia", "020", "A tower in Paris.")]
+
+
+def test_a_styles_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "styles.json"
+    path.write_bytes(BOM + json.dumps({"styles": {"ink": "Ink drawing of {text}"}}).encode())
+    assert [style.name for style in load_styles(path)[0]] == ["ink"]
+
+
+@pytest.mark.parametrize("name, lines", [
+    ("p.jsonl", [b'{"dataset": "a", "sample_id": "1", "text": "good"}',
+                 b'{"dataset": "a", "sample_id": "2", "text": "caf\xe9"}',  # Latin-1, not UTF-8
+                 b'{"dataset": "a", "sample_id": "3", "text": "good too"}']),
+    ("p.csv", [b"dataset,sample_id,text", b"a,1,good", b"a,2,caf\xe9", b"a,3,good too"]),
+])
+def test_an_undecodable_byte_is_one_bad_record_and_the_rest_is_read(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    loaded = load_prompts(path)
+    assert [r.sample_id for r in loaded.records] == ["1", "3"]
+    bad_line = 2 if name == "p.jsonl" else 3
+    assert [str(p) for p in loaded.problems] == [f"{path}, line {bad_line}: not UTF-8" + (
+        " (byte 0xe9 at column 48)" if name == "p.jsonl" else " (an undecodable byte in this row)")]

@@ -120,6 +120,11 @@ def test_content_policy_refusals_are_recorded_as_failed_and_asked_once(tmp_path,
     with emulator(monkeypatch) as server:
         code, err = run(capsys, *args)
         assert code == 1 and "finished: 4/6 done, 2 failed" in err
+        # the server's text is shown as it is (rich would read "[violence]" as a style), and the summary
+        # names the kind of failure, how many, and how to try them again
+        assert err.count("safety_violations=[violence]") == 3  # each failure, and the summary's first
+        assert "permanent: 2 (first: OpenAI refused the prompt (moderation_blocked)" in err
+        assert "rerun with --retry-failed" in err
         blocked = [r for r in generations(server) if "BLOCKED_PROMPT" in r.prompt]
         assert len(blocked) == 2 and {r.status for r in blocked} == {400}
         with Ledger(out) as ledger:
@@ -129,6 +134,8 @@ def test_content_policy_refusals_are_recorded_as_failed_and_asked_once(tmp_path,
         assert stats(out)["failed_downloads"] == 2
         code, _ = run(capsys, *args)
         assert code == 1 and len(generations(server)) == 6, "a refused prompt is not asked again"
+        code, _ = run(capsys, *args, "--retry_failed")  # either spelling
+        assert code == 1 and len(generations(server)) == 8, "asked again when told to"
 
 
 def test_quota_exhaustion_stops_cleanly_and_a_rerun_finishes_the_rest(tmp_path, monkeypatch, capsys):

@@ -41,3 +41,26 @@ def test_local_mode_end_to_end_with_no_keys(tmp_path, source_file, monkeypatch, 
 
     assert trainset_main(arguments) == 0  # a rerun finds everything done and draws nothing
     assert {p: p.stat().st_mtime_ns for p in (folder / "grids").glob("grid*.jpg")} == drawn
+
+
+def test_a_failed_training_image_is_explained_and_made_with_retry_failed(tmp_path, source_file, monkeypatch, capsys):
+    for name in ("REPLICATE_API_TOKEN", "OPENAI_API_KEY", "AWS_USER_FILES_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    checkpoint = build_tiny_checkpoint(tmp_path / "klein-tiny")
+    arguments = ["--source", str(source_file), "--user-id", "me", "--actor-id", "hero", "--target", "2",
+                 "--local", "--flux_ckpt", str(checkpoint), "--flux-size", "96", "--flux-steps", "2",
+                 "--output", str(tmp_path / "runs")]
+    folder = job_root(tmp_path / "runs", "me", "hero")
+    blocker = folder / "training-image1.jpg"
+    blocker.mkdir(parents=True)  # the store cannot write the first image: a folder is in its place
+    assert trainset_main(arguments) == 1
+    err = capsys.readouterr().err
+    assert "finished: 1/2 done, 1 failed" in err and "permanent: 1 (first: IsADirectoryError" in err
+    assert "rerun with --retry-failed" in err
+
+    blocker.rmdir()  # fixed
+    assert trainset_main(arguments) == 1 and not blocker.exists()  # a permanent failure waits to be asked
+    assert trainset_main([*arguments, "--retry_failed"]) == 0
+    with Image.open(blocker) as image:
+        assert image.size == (64, 64)

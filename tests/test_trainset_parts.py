@@ -101,6 +101,8 @@ def test_a_custom_pool_replaces_the_builtin_one(tmp_path):
     path.write_text(json.dumps({"categories": {"Robots": ["a tin robot", "a giant mech"], "Fish": ["a koi"]}}))
     pool = DescriptionPool.load(path)
     assert [item.text for item in pool] == ["a tin robot", "a giant mech", "a koi"]
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"Fish": ["a koi"]}).encode())  # saved with a byte-order mark
+    assert [item.text for item in DescriptionPool.load(path)] == ["a koi"]
     path.write_text(json.dumps({"Robots": "not a list"}))
     with pytest.raises(ValueError, match="Robots"):
         DescriptionPool.load(path)

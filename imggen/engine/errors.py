@@ -53,3 +53,8 @@ class TaskError(Exception):
 
     def __str__(self) -> str:
         return f"{self.kind.value}: {self.message}"
+
+
+class CannotStart(Exception):
+    """A run that cannot start as asked (bad input, unknown model, missing key); the message says why
+    and what to change. Raised before anything is sent or paid."""

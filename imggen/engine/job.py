@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..storage.lock import folder_lock
 from .control import RunControl
@@ -45,10 +45,12 @@ async def run_job(
     control: RunControl | None = None,
     reporters: Sequence[Reporter] = (),
     handle_signals: bool = False,
+    outputs_valid: Callable[[Task], bool] | None = None,
 ) -> RunSummary:
     """Run ``tasks`` through ``work`` with the ledger, state file and stats file of ``files``.
 
-    Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
+    ``outputs_valid`` decides whether a task's files already on disk stand for its result (by default:
+    they all decode as images). Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
     views = [
@@ -64,5 +66,6 @@ async def run_job(
             control=control,
             reporters=[LogReporter(files.log), *reporters],
             views=views,
+            outputs_valid=outputs_valid,
         )
         return await runner.run(tasks, handle_signals=handle_signals)

@@ -243,6 +243,17 @@ class Ledger:
         names = ("key", "error_kind", "error", "attempts", "failed_at")
         return [dict(zip(names, row)) for row in rows]
 
+    def failure_kinds(self, plan: int) -> list[tuple[str, int, str]]:
+        """The failed tasks of ``plan`` per error kind: (kind, how many, the first one's message), most first."""
+        found: dict[str, list] = {}
+        rows = self._db.execute(
+            "SELECT error_kind, error FROM tasks WHERE plan = ? AND status = 'failed' ORDER BY seq", (plan,)
+        )
+        for kind, error in rows:
+            entry = found.setdefault(kind or "unknown", [0, error or ""])
+            entry[0] += 1
+        return sorted(((kind, count, first) for kind, (count, first) in found.items()), key=lambda item: -item[1])
+
     def last_finished_seq(self) -> int:
         (seq,) = self._db.execute("SELECT MAX(seq) FROM tasks WHERE status IN ('done', 'failed')").fetchone()
         return seq or 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from ..literal import LiteralFormatter, line
 from ..settings import RedactingFilter
 from .events import Event, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
 from .events import Progress as RunProgress
@@ -49,9 +50,9 @@ class RichReporter:
         progress = event.progress
         self._bar.update(self._task_id, completed=progress.done + progress.failed, **_fields(progress))
         if isinstance(event, TaskFinished) and event.status == "failed":
-            self._bar.console.print(f"[red]failed[/red] {event.key}: {event.message}")
+            self._bar.console.print(line(("failed", "red"), " ", event.key, ": ", event.message or ""), soft_wrap=True)
         elif isinstance(event, (StateChanged, RunFinished)) and event.message:
-            self._bar.console.print(f"[yellow]{event.message}[/yellow]")
+            self._bar.console.print(line((event.message, "yellow")), soft_wrap=True)
         if isinstance(event, RunFinished):
             self._bar.refresh()
             self._bar.stop()
@@ -67,12 +68,15 @@ def _fields(progress: RunProgress) -> dict[str, object]:
 
 
 class LogReporter:
-    """Appends one line per finished, failed or retried task, and the run's start and end, to a log file."""
+    """Appends one line per finished, failed or retried task, and the run's start and end, to a log file.
+
+    Keys and messages come from user files and servers: their control characters are escaped, so
+    each event stays one line."""
 
     def __init__(self, path: str | os.PathLike, name: str = "imggen.run") -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._handler = logging.FileHandler(path, encoding="utf-8")
-        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self._handler.setFormatter(LiteralFormatter("%(asctime)s %(levelname)s %(message)s"))
         self._handler.addFilter(RedactingFilter())
         self._log = logging.getLogger(f"{name}.{id(self)}")
         self._log.propagate = False

@@ -83,6 +83,7 @@ class RunSummary:
     state: str
     progress: Progress
     message: str | None = None
+    failures: tuple[tuple[str, int, str], ...] = ()  # (error kind, tasks, the first one's message) of this plan
 
     @property
     def ok(self) -> bool:
@@ -101,7 +102,7 @@ class Runner:
         control: RunControl | None = None,
         reporters: Sequence[Reporter] = (),
         views: Sequence[View] = (),
-        outputs_valid: Callable[[Sequence[str]], bool] | None = None,
+        outputs_valid: Callable[[Task], bool] | None = None,  # may a task's files on disk stand for its result?
     ) -> None:
         self.ledger = ledger
         self.work = work
@@ -152,7 +153,7 @@ class Runner:
             self._write_views(force=self._changed_since_view)
             self._progress = self._progress.evolve(state=state, running=0)
             self._emit(RunFinished(self._progress, self._end_message))
-        return RunSummary(state, self._progress, self._end_message)
+        return RunSummary(state, self._progress, self._end_message, tuple(self.ledger.failure_kinds(run_id)))
 
     # -- workers ---------------------------------------------------------------------------
     async def _worker(self, source: Iterator[LedgerRow]) -> None:
@@ -161,7 +162,7 @@ class Runner:
             if row is None:
                 return
             task = row.task
-            if task.outputs and self.outputs_valid(task.outputs):
+            if task.outputs and self.outputs_valid(task):
                 self._finish_healed(task)
                 continue
             if not self._reserve_budget(task):
@@ -341,5 +342,5 @@ class Runner:
             view(self.ledger)
         self._views_written_at, self._changed_since_view = now, False
 
-    def _outputs_are_images(self, outputs: Sequence[str]) -> bool:
-        return all(is_valid_image(Path(self.ledger.root) / path) for path in outputs)
+    def _outputs_are_images(self, task: Task) -> bool:
+        return all(is_valid_image(Path(self.ledger.root) / path) for path in task.outputs)

@@ -29,6 +29,7 @@ import ipywidgets as widgets
 from ..engine.control import RunControl
 from ..engine.events import Event, Progress, RunFinished, RunStarted, StateChanged, TaskFinished
 from ..engine.runner import RunSummary
+from ..literal import html_text, printable
 from .display import gallery_html
 
 StartJob = Callable[[RunControl, Callable[[Event], None]], Awaitable[RunSummary]]
@@ -126,7 +127,7 @@ class NotebookJob:
     def _print_line(self, event: Event) -> None:
         self._last_line = time.monotonic()
         message = f" ({event.message})" if getattr(event, "message", None) and not isinstance(event, TaskFinished) else ""
-        line = f"[{self.title}] {_describe(event.progress)}{message}"
+        line = printable(f"[{self.title}] {_describe(event.progress)}{message}")
         print(line, flush=True)
         _to_terminal(line)
 
@@ -181,7 +182,7 @@ class NotebookJob:
             self._gallery_drawn = time.monotonic()
             self.gallery.value = gallery_html(self.latest)
         if isinstance(event, (StateChanged, RunFinished)) and event.message:
-            self.stats.value += f"<br>{event.message}"
+            self.stats.value += f"<br>{html_text(event.message)}"
 
 
     def _enable_buttons(self, state: str) -> None:
@@ -235,7 +236,7 @@ async def run_in_notebook(
             if job.interactive:
                 job.status.value = "error"
                 job._enable_buttons("error")
-                job.stats.value = f"<b>{type(error).__name__}</b>: {error}"
+                job.stats.value = f"<b>{type(error).__name__}</b>: {html_text(error)}"
             raise
 
     job.task = asyncio.get_running_loop().create_task(body())

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ...console import report_summary
+from ...console import EXIT_FAILURES, add_retry_failed, report_summary, start_or_explain
 from ...engine.reporters import RichReporter
+from ...literal import line
 from .run import ENGINES, InstructionsOptions, run_instructions
-
-EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --device cpu, the number of CPU workers (default: %(default)s)")
     parser.add_argument("--no_skip_existing", action="store_true",
                         help="generate again the images that already exist (a new round in the ledger)")
+    add_retry_failed(parser, "images")
     parser.add_argument("--max_samples", type=int, default=-1,
                         help="only the first N records of each results.jsonl, -1 for all (default: %(default)s)")
     parser.add_argument("--engine", choices=ENGINES, default="local",
@@ -73,6 +73,7 @@ def options_from_args(args: argparse.Namespace) -> InstructionsOptions:
         width=args.width,
         num_gpus=args.num_gpus,
         skip_existing=not args.no_skip_existing,
+        retry_failed=args.retry_failed,
         max_samples=args.max_samples,
         engine=args.engine,
         device=args.device,
@@ -85,18 +86,18 @@ def options_from_args(args: argparse.Namespace) -> InstructionsOptions:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
-    try:
-        options = options_from_args(args)
-        result = asyncio.run(
-            run_instructions(options, reporters=[RichReporter("instructions", console)], handle_signals=True)
-        )
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return EXIT_BAD_INPUT
+    return start_or_explain("imggen instructions", console, lambda: run(args, console))
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    options = options_from_args(args)
+    result = asyncio.run(
+        run_instructions(options, reporters=[RichReporter("instructions", console)], handle_signals=True)
+    )
     for record in result.bad_records:
-        console.print(f"[yellow]bad record[/yellow] {record}")
+        console.print(line(("bad record", "yellow"), " ", str(record)), soft_wrap=True)
     if result.bad_records:
-        console.print(f"{len(result.bad_records)} bad record(s) skipped (listed in {options.output_root / 'run.log'})")
-    console.print(f"stats: {len(result.stats_files)} stats.json file(s) under {options.output_root}")
+        console.print(line(f"{len(result.bad_records)} bad record(s) skipped (listed in {options.output_root / 'run.log'})"))
+    console.print(line(f"stats: {len(result.stats_files)} stats.json file(s) under {options.output_root}"))
     code = report_summary(result.summary, console)
-    return code if code or not result.bad_records else 1
+    return code if code or not result.bad_records else EXIT_FAILURES

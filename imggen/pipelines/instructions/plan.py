@@ -7,10 +7,13 @@ order, or on the planning model (two planning models' images of one question sha
 
 Skipping existing images is the engine's resume: a task whose key is done in the ledger, or whose
 file is already a valid image, is not generated again. ``--no_skip_existing`` starts a new
-*round* for each folder in the plan: the tasks get new keys (``...png#round2``), their existing
-images are deleted while the plan is recorded (inside the run's folder lock), and the ledger keeps
-the earlier rounds' records as they were. An interrupted regeneration continues on a plain rerun
-(which keeps the current round); giving ``--no_skip_existing`` again starts yet another round.
+*round* for each folder in the plan: the round is recorded (``rounds.json``) before the ledger's
+plan, the tasks get new keys (``...png#round2``), and the ledger keeps the earlier rounds' records
+as they were. Old images are not deleted: each is replaced (atomically) when its new one is made,
+and a file on disk stands for a task of a round only if its provenance names that task's key
+(:func:`made_for`), so a run killed at any point, even while planning, never takes an old image
+for a new one. An interrupted regeneration continues on a plain rerun (which keeps the current
+round); giving ``--no_skip_existing`` again starts yet another round.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from PIL import Image
+
 from ...engine.tasks import Task
 from ...storage import paths
-from ...storage.atomic import atomic_write_json
+from ...storage.atomic import atomic_write_json, is_valid_image
 from .layout import RESERVED_NAMES, STATE_FOLDER, Group
 from .records import RESULTS_FILE, BadRecord, Question, read_questions
 
@@ -67,8 +72,7 @@ class Plan:
 
     def tasks(self) -> Iterator[Task]:
         """The tasks, in input order. Consumed by the runner inside the folder lock, so the side
-        effects here (new rounds, deleting images to regenerate, empty folders) happen only in the
-        run that holds the folder."""
+        effects here (new rounds, empty folders) happen only in the run that holds the folder."""
         if self.regenerate:
             atomic_write_json(self.root / STATE_FOLDER / ROUNDS_FILE, self.rounds)
         for group, entries in self.groups.items():
@@ -84,8 +88,6 @@ class Plan:
         for index, (instruction, key) in enumerate(zip(question.instructions, entry.keys)):
             image_path = group.image_path(entry.question_id, index)
             absolute = self.root / image_path
-            if self.regenerate:
-                absolute.unlink(missing_ok=True)
             payload = {
                 "key": key,
                 "path": str(absolute),
@@ -97,6 +99,21 @@ class Plan:
                 "source": question.source,
             }
             yield Task(key, payload, outputs=(image_path,))
+
+
+def made_for(root: Path, task: Task) -> bool:
+    """Whether the image on disk can be taken as ``task``'s result: it decodes and, for a task of a
+    regeneration round, it was made for that very key (not left from an earlier round)."""
+    path = root / task.outputs[0]
+    if not is_valid_image(path):
+        return False
+    if task.key == task.outputs[0]:  # round 0: any valid image is the seed's "existing image"
+        return True
+    try:
+        with Image.open(path) as image:
+            return json.loads(image.text.get("imggen", "{}")).get("key") == task.key
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def planning_model_names(predicted_root: Path, chosen: str | None) -> list[str]:

@@ -4,7 +4,8 @@ Each line is a JSON object with ``id``, ``dataset``, ``image_paths`` and ``instr
 paths are relative to the image root (the current directory by default); a path that does not
 exist is tried again with its ``dataset/`` folder read as ``datasets/``, as the seed did. A line
 that cannot be used (broken JSON, a missing or mistyped field, a missing image, a repeated id) is
-a :class:`BadRecord` naming ``file:line``; the other lines are read as usual.
+a :class:`BadRecord` naming ``file:line``; the other lines are read as usual. The file may start
+with a UTF-8 byte-order mark; a line with bytes that are not UTF-8 is one bad record.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ...storage.paths import is_existing_file
+from ...storage.text_files import numbered_lines
 
 REQUIRED_FIELDS = ("id", "dataset", "image_paths", "instructions")
 RESULTS_FILE = "results.jsonl"
@@ -62,23 +64,22 @@ def read_questions(
     """Yield a Question or a BadRecord for each non-blank line (the first ``max_samples`` if >= 0)."""
     seen: dict[tuple[str, str], str] = {}
     count = 0
-    with open(results, encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            if 0 <= max_samples <= count:
-                return
-            count += 1
-            source = f"{results}:{number}"
-            record = _parse(line, source, image_root)
-            if isinstance(record, Question):
-                identity = (record.dataset, str(record.question_id))
-                if identity in seen:
-                    record = BadRecord(source, f"id {record.question_id!r} of dataset {record.dataset!r} "
-                                       f"repeats {seen[identity]}")
-                else:
-                    seen[identity] = source
-            yield record
+    for line in numbered_lines(results):
+        if not line.undecodable and not line.text.strip():
+            continue
+        if 0 <= max_samples <= count:
+            return
+        count += 1
+        source = f"{results}:{line.number}"
+        record = BadRecord(source, line.undecodable) if line.undecodable else _parse(line.text, source, image_root)
+        if isinstance(record, Question):
+            identity = (record.dataset, str(record.question_id))
+            if identity in seen:
+                record = BadRecord(source, f"id {record.question_id!r} of dataset {record.dataset!r} "
+                                   f"repeats {seen[identity]}")
+            else:
+                seen[identity] = source
+        yield record
 
 
 def _parse(line: str, source: str, image_root: Path) -> Question | BadRecord:

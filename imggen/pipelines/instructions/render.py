@@ -122,7 +122,8 @@ class InstructionRenderer:
         """Write each PNG atomically (on the saving thread, while the next batch generates)."""
         results = []
         for payload, image in zip(payloads, images):
-            provenance = {**image.info["provenance"], "source": payload["source"], "prompt": payload["prompt"],
+            provenance = {**image.info["provenance"], "key": payload["key"], "source": payload["source"],
+                          "prompt": payload["prompt"],
                           "worker": self.worker, "pipeline_s": round(pipeline_s, 6)}
             atomic_write_bytes(payload["path"], png_with_provenance(image, provenance))
             results.append(provenance)

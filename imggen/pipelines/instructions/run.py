@@ -24,9 +24,10 @@ from ...engine.job import JobFiles, run_job
 from ...engine.ledger import DONE, Ledger
 from ...engine.runner import RunnerConfig, RunSummary
 from ...engine.tasks import Outcome, Task
+from ...literal import printable
 from ...storage.atomic import atomic_write_json
 from .layout import RUN_LOG, STATE_FOLDER, STATS_FILE, generation_stats
-from .plan import Plan, build_plan, planning_model_names
+from .plan import Plan, build_plan, made_for, planning_model_names
 from .render import CALL_LOG_ENV, RenderSpec
 
 log = logging.getLogger("imggen.instructions")
@@ -47,6 +48,7 @@ class InstructionsOptions:
     width: int | None = None
     num_gpus: int = -1
     skip_existing: bool = True
+    retry_failed: bool = False  # also retry images that failed permanently before (e.g. an unreadable image, now fixed)
     max_samples: int = -1
     engine: str = "local"
     device: str | None = None  # None: cuda when there is a GPU, else cpu
@@ -120,8 +122,10 @@ async def run_instructions(
                          stats=Path(STATE_FOLDER, "processing_stats.json"), log=Path(RUN_LOG))
         summary = await run_job(
             files, plan.tasks(), work,
-            config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0),
+            config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0,
+                                retry_failed=options.retry_failed),
             control=control, reporters=reporters, handle_signals=handle_signals,
+            outputs_valid=lambda task: made_for(root, task),
         )
     _append_lines(global_log, [
         f"instructions: {sum(len(entries) for entries in plan.groups.values())} questions in "
@@ -170,4 +174,4 @@ def _append_lines(path: Path, messages: list[str], level: str = "INFO") -> None:
         return
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]  # logging's default time format
     with open(path, "a", encoding="utf-8") as handle:
-        handle.writelines(f"{stamp} {level} {message}\n" for message in messages)
+        handle.writelines(f"{stamp} {level} {printable(message)}\n" for message in messages)

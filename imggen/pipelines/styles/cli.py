@@ -12,14 +12,14 @@ import asyncio
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
 from imggen.backends.openai_models import DEFAULT_MODEL
-from imggen.console import EXIT_STOPPED, report_summary
+from imggen.console import add_retry_failed, report_summary, start_or_explain
 from imggen.engine.reporters import RichReporter
+from imggen.literal import line
 
 from .run import (
-    BACKENDS, DEFAULT_CONCURRENCY, CannotStart, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
+    BACKENDS, DEFAULT_CONCURRENCY, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
 )
 
 
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rpm", type=float, help="requests per minute (default: follow the server's rate-limit headers)")
     add("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (default: %(default)s)")
     add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")
-    add("--retry-failed", action="store_true", help="also retry images refused in earlier runs")
+    add_retry_failed(parser, "images")
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
     return parser
 
@@ -63,24 +63,21 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    return start_or_explain("imggen styles", console, lambda: run(args, console))
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
     request = request_from(args)
-    try:
-        if request.backend == "openai" and not args.dry_run:
-            openai_api_key()
-        plan = plan_styles(request)
-    except CannotStart as exc:
-        console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
-        return EXIT_STOPPED
-    console.print(escape(describe_plan(plan)), soft_wrap=True)
+    if request.backend == "openai" and not args.dry_run:
+        openai_api_key()
+    plan = plan_styles(request)
+    console.print(line(describe_plan(plan)), soft_wrap=True)
     if args.dry_run:
         console.print("dry run: nothing was sent")
         return 0
-    try:
-        summary = asyncio.run(run_styles(plan, reporters=[RichReporter("styles", console)], handle_signals=True))
-    except CannotStart as exc:
-        console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
-        return EXIT_STOPPED
-    console.print(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}")
+    summary = asyncio.run(run_styles(plan, reporters=[RichReporter("styles", console)], handle_signals=True))
+    console.print(line(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}"),
+                  soft_wrap=True)
     return report_summary(summary, console)
 
 

@@ -8,8 +8,9 @@ Prompt set (JSON, JSONL or CSV; the format follows the file's suffix). Every rec
 
 Other fields are ignored. A ``.json`` file holds a list of records, or an object whose
 ``"samples"`` is that list; a ``.jsonl`` file holds one record per line; a ``.csv`` file has a
-header row naming at least the three columns. A record that breaks these rules, or repeats an
-earlier ``(dataset, sample_id)``, becomes an :class:`InputProblem` naming the file and the record
+header row naming at least the three columns. Files may start with a UTF-8 byte-order mark (as
+Excel saves them). A record that breaks these rules, repeats an earlier ``(dataset, sample_id)``
+or holds bytes that are not UTF-8 becomes an :class:`InputProblem` naming the file and the record
 (JSON) or line (JSONL, CSV); the good records go on. Only a file that cannot be read at all raises
 :class:`InputError`.
 
@@ -20,13 +21,14 @@ ships ten (``imggen/data/styles.json``); copy it to edit or extend them.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+
+from imggen.storage.text_files import csv_rows, numbered_lines, read_document
 
 REQUIRED_FIELDS = ("dataset", "sample_id", "text")
 TEXT_SLOT = "{text}"
@@ -96,7 +98,7 @@ def _checked_record(raw: Any, where: str) -> PromptRecord | str:
 
 def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_document(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a readable JSON file ({exc})") from None
     if isinstance(document, dict) and "samples" in document:
@@ -108,29 +110,30 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
-    for number, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {number}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield f"line {number}", _Unparsable(f"not valid JSON ({exc.msg})")
+    for line in _readable(path, numbered_lines):
+        where = f"line {line.number}"
+        if line.undecodable:
+            yield where, _Unparsable(line.undecodable)
+        elif line.text.strip():
+            try:
+                yield where, json.loads(line.text)
+            except json.JSONDecodeError as exc:
+                yield where, _Unparsable(f"not valid JSON ({exc.msg})")
 
 
 def _csv_records(path: Path) -> Iterator[tuple[str, Any]]:
-    reader = csv.DictReader(_read_lines(path))
-    columns = reader.fieldnames or []
+    columns, rows = _readable(path, csv_rows)
     missing = [name for name in REQUIRED_FIELDS if name not in columns]
     if missing:
         raise InputError(f"{path}: the header row lacks the column(s) {', '.join(missing)}")
-    for row in reader:
-        yield f"line {reader.line_num}", row
+    for row in rows:
+        yield f"line {row.line}", _Unparsable(row.undecodable) if row.undecodable else row.values
 
 
-def _read_lines(path: Path) -> list[str]:
+def _readable(path: Path, read):
     try:
-        return path.read_text(encoding="utf-8").splitlines(keepends=True)
-    except (OSError, UnicodeDecodeError) as exc:
+        return read(path)
+    except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc})") from None
 
 
@@ -193,7 +196,7 @@ def load_styles(path: str | os.PathLike | None = None) -> tuple[list[Style], lis
     """The styles of ``path`` (the packaged ten when None) and the entries that were skipped."""
     label = str(path) if path is not None else "imggen/data/styles.json"
     try:
-        text = Path(path).read_text(encoding="utf-8") if path is not None else default_styles_text()
+        text = read_document(path) if path is not None else default_styles_text()
         document = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{label}: not a readable JSON file ({exc})") from None

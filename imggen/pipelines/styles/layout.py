@@ -15,7 +15,7 @@ The seed's layout, with its places kept relative to the output root::
 Dataset, sample and style names come from user files and pass through
 :func:`~imggen.storage.paths.safe_name` before they become path components (names made of letters,
 digits, ``.``, ``_`` and ``-`` stay as they are), and every write goes through
-:func:`~imggen.storage.paths.safe_path`, so nothing lands outside the output root. Each PNG carries
+:func:`~imggen.storage.paths.inside`, so nothing lands outside the output root. Each PNG carries
 its provenance (prompt, style, dataset, sample id, model, parameters, revised prompt) in ``iTXt``
 text chunks, added without re-encoding the image the provider returned.
 """
@@ -36,7 +36,7 @@ from PIL import Image
 
 from imggen.engine.ledger import Ledger
 from imggen.storage.atomic import atomic_write_bytes, atomic_writer
-from imggen.storage.paths import MAX_NAME_LENGTH, safe_name, safe_path
+from imggen.storage.paths import MAX_NAME_LENGTH, inside, safe_name
 
 IMAGES = "images"
 STATE_FILE = Path("code/generation_state.json")
@@ -74,7 +74,7 @@ def image_place(dataset: str, sample_id: str, style: str) -> ImagePlace:
 
 def resolve(root: str | os.PathLike, relative: str) -> Path:
     """An output path under ``root``; raises :class:`~imggen.storage.paths.UnsafePath` if it would escape."""
-    return safe_path(root, *PurePosixPath(relative).parts)
+    return inside(root, *PurePosixPath(relative).parts)
 
 
 # -- PNG provenance ----------------------------------------------------------------------------

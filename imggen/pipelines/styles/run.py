@@ -21,11 +21,12 @@ from imggen.backends.openai_models import (
     DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, estimate_cost, find_problem, get_model,
 )
 from imggen.engine.control import RunControl
-from imggen.engine.errors import TaskError
+from imggen.engine.errors import CannotStart, TaskError
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.runner import RateLimit, RunnerConfig, RunSummary
 from imggen.engine.tasks import Task
+from imggen.literal import printable
 from imggen.settings import load_settings
 
 from .generators import Flux2Generator, Generator, OpenAIGenerator
@@ -38,10 +39,6 @@ from .work import StyleWork
 BACKENDS = ("openai", "flux2")
 DEFAULT_CONCURRENCY = 8
 SEED_DALLE_PARAMS = {"size": "1024x1024", "quality": "hd", "style": "vivid"}  # the seed's full-HD DALL-E 3 images
-
-
-class CannotStart(Exception):
-    """The request cannot run as given; the message says why and what to change. Nothing was sent."""
 
 
 @dataclass
@@ -230,7 +227,7 @@ async def run_styles(
     control: RunControl | None = None,
     reporters: Sequence[Reporter] = (),
     handle_signals: bool = False,
-    on_problem: Callable[[InputProblem], None] = lambda problem: print(f"skipped: {problem}", flush=True),
+    on_problem: Callable[[InputProblem], None] = lambda problem: print(printable(f"skipped: {problem}"), flush=True),
 ) -> RunSummary:
     """Run the style matrix. Given a request, it is planned first and each skipped record goes to
     ``on_problem``; given a plan (from :func:`plan_styles`), its problems were already shown."""

@@ -8,11 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from imggen.console import EXIT_STOPPED, report_summary
-from imggen.engine.errors import TaskError
+from imggen.console import add_retry_failed, report_summary, start_or_explain
 from imggen.engine.reporters import RichReporter
-from imggen.storage.lock import FolderBusy
-from imggen.storage.paths import UnsafePath
+from imggen.literal import line
 
 from .generator import TrainsetOptions, run_trainset
 from .parts import TrainsetChoices, open_parts
@@ -45,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--grid-concurrency", type=int, default=4, help="grids drawn at once (default: %(default)s)")
     add("--upscale-concurrency", type=int, default=24, help="upscales in flight at once (default: %(default)s)")
     add("--budget", type=float, default=None, help="stop before spending more than this many USD in this run")
+    add_retry_failed(parser, "training images")
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
     add("--vision-model", default=None, help="OpenAI vision model for --judge gpt")
     add("--replicate-wait", type=int, default=2,
@@ -75,6 +74,7 @@ async def run(args: argparse.Namespace, console: Console):
     options = TrainsetOptions(
         target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
         upscale_concurrency=args.upscale_concurrency, descriptions=args.descriptions, budget=args.budget,
+        retry_failed=args.retry_failed,
     )
     choices = choices_from(args)
     async with open_parts(choices, user_id=args.user_id, actor_id=args.actor_id, local_root=args.output) as parts:
@@ -87,15 +87,14 @@ async def run(args: argparse.Namespace, console: Console):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
-    try:
-        result = asyncio.run(run(args, console))
-    except (TaskError, FolderBusy, UnsafePath, ValueError, FileNotFoundError, RuntimeError) as error:
-        console.print(f"[red]imggen trainset:[/red] {getattr(error, 'message', error)}")
-        return EXIT_STOPPED
+    return start_or_explain("imggen trainset", console, lambda: finish(args, console, asyncio.run(run(args, console))))
+
+
+def finish(args: argparse.Namespace, console: Console, result) -> int:
     for url in result.training_image_urls:
         print(url)
-    console.print(f"{len(result.images)}/{args.target} training images from {result.total_grids_generated} grids; "
-                  f"run folder {result.job_root}")
+    console.print(line(f"{len(result.images)}/{args.target} training images from {result.total_grids_generated} grids; "
+                       f"run folder {result.job_root}"), soft_wrap=True)
     return report_summary(result.summary, console)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from imggen.storage.atomic import atomic_write_json
+from imggen.storage.text_files import read_document
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ class DescriptionPool(tuple):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "DescriptionPool":
-        """Read ``{"categories": {name: [subject, ...]}}`` (or the bare mapping) from a JSON file."""
+        """Read ``{"categories": {name: [subject, ...]}}`` (or the bare mapping) from a JSON file (a BOM is fine)."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
+            data = json.loads(read_document(path))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path}: cannot read a description pool: {error}") from None
         return cls.from_mapping(data, source=str(path))
 

@@ -63,6 +63,7 @@ class TrainsetOptions:
     upscale_concurrency: int = 24  # training images (upscale + upload) in flight at once
     descriptions: DescriptionPool | str | os.PathLike | None = None  # None: the built-in 63
     budget: float | None = None  # USD cap for this run
+    retry_failed: bool = False  # also retry training images that failed permanently before
     max_attempts: int = 3  # per training image per run, for transient errors
     backoff_base_s: float = 1.0
 
@@ -197,6 +198,7 @@ async def run_trainset(
         max_attempts=options.max_attempts,
         backoff_base_s=options.backoff_base_s,
         budget=options.budget,
+        retry_failed=options.retry_failed,
     )
     summary: RunSummary | None = None
     with folder_lock(pool.root):

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from imggen.engine.errors import CannotStart
 from imggen.settings import load_settings
 
 from .drawers import Flux2GridDrawer, ReplicateGridDrawer
@@ -87,6 +88,9 @@ async def open_parts(
         judge_name = choices.resolved_judge()
         if judge_name == "gpt":
             from imggen.backends.openai_images import OpenAIImageBackend
+
+            if not (choices.openai_api_key or load_settings().openai_api_key):  # found now, not after a paid grid
+                raise CannotStart("the gpt judge needs an OpenAI API key: set OPENAI_API_KEY (or use --judge hash)")
 
             openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
             stack.push_async_callback(openai_backend.aclose)
