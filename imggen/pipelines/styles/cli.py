@@ -21,6 +21,7 @@ from imggen.engine.reporters import RichReporter
 from .run import (
     BACKENDS, DEFAULT_CONCURRENCY, CannotStart, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
 )
+from .sheet_cli import report_sheets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")
     add("--retry-failed", action="store_true", help="also retry images refused in earlier runs")
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
+    add("--sheet", action="store_true", help="after the run, write comparison sheets to images/sheets/ (HTML, PNG)")
     return parser
 
 
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
         return EXIT_STOPPED
     console.print(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}")
+    if args.sheet:
+        report_sheets(args.output, console)
     return report_summary(summary, console)
 
 
