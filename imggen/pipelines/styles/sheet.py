@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -175,9 +176,9 @@ def contact_sheet(root: str | os.PathLike, sheet: Sheet) -> Image.Image:
     for number, row in enumerate(rows):
         top = HEADER_HEIGHT + number * THUMB
         draw.text((4, top + 4), row.sample_id[:30], fill="black", font=font)
-        for line in range(LABEL_LINES):
-            part = row.text[line * LABEL_LINE_CHARS:(line + 1) * LABEL_LINE_CHARS]
-            draw.text((4, top + 22 + 14 * line), part, fill=(90, 90, 90), font=font)
+        lines = textwrap.wrap(row.text, LABEL_LINE_CHARS, max_lines=LABEL_LINES, placeholder=" ...")
+        for number_of_line, line in enumerate(lines):
+            draw.text((4, top + 22 + 14 * number_of_line), line, fill=(90, 90, 90), font=font)
         for column, style in enumerate(styles):
             _draw_cell(picture, draw, font, root, row.cells.get(style), (LABEL_WIDTH + column * THUMB, top))
     if note:
