@@ -60,6 +60,5 @@ def test_the_report_links_every_style_sheet_and_shows_no_sheet_as_an_image(tmp_p
                                                                 "wikipedia.png")]
     assert all((root / link).is_file() for link in links)
     assert "3 images in" in page.get_text()
-    assert [image["src"] for image in page.find_all("img")] == [
-        f"styles/images/by_dataset/{name}.png" for name in ("asset/asset_000_cartoon", "wikipedia/wikipedia_000_cartoon",
-                                                           "wikipedia/wikipedia_001_cartoon")]
+    assert [image["src"] for image in page.find_all("img")] == [f"styles/images/by_dataset/{name}.png" for name in (
+        "asset/asset_000_cartoon", "wikipedia/wikipedia_000_cartoon", "wikipedia/wikipedia_001_cartoon")]

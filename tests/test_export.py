@@ -105,7 +105,8 @@ def test_export_replaces_an_earlier_export_and_refuses_other_folders(tmp_path, m
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_instruction_images_export_has_question_and_instruction_columns(tmp_path, klein, monkeypatch, capsys):  # noqa: F811
+def test_instruction_images_export_has_question_and_instruction_columns(
+        tmp_path, klein, monkeypatch, capsys):  # noqa: F811
     sample_inputs(tmp_path, questions=3)  # questions with 2, 1 and 0 instructions
     run(tmp_path, klein)
     run(tmp_path, klein, skip_existing=False)  # a second round replaces every image
@@ -118,7 +119,8 @@ def test_instruction_images_export_has_question_and_instruction_columns(tmp_path
     results = [json.loads(line) for line in
                (tmp_path / "predicted_instructions" / PLANNER / "results.jsonl").read_text().splitlines()]
     instructions = {(str(r["id"]), index): text for r in results for index, text in enumerate(r["instructions"])}
-    assert COMMON | {"planning_model", "question_id", "instruction_index", "references", "source", "round"} <= set(rows[0])
+    assert COMMON | {"planning_model", "question_id", "instruction_index", "references", "source",
+                     "round"} <= set(rows[0])
     assert {(row["question_id"], row["instruction_index"]) for row in rows} == set(instructions)
     for row in rows:
         image = f"{row['question_id']}/img_{row['instruction_index']}.png"
@@ -132,8 +134,8 @@ def test_instruction_images_export_has_question_and_instruction_columns(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_training_set_export_has_grid_tile_and_description_columns(tmp_path, klein, source_file, monkeypatch,  # noqa: F811
-                                                                     capsys):
+def test_training_set_export_has_grid_tile_and_description_columns(
+        tmp_path, klein, source_file, monkeypatch, capsys):  # noqa: F811
     for name in ("REPLICATE_API_TOKEN", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "AWS_USER_FILES_BUCKET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -149,7 +151,8 @@ def test_training_set_export_has_grid_tile_and_description_columns(tmp_path, kle
     assert "trainset: 4 images exported" in export(root, target, capsys)
     rows = load(target, tmp_path, monkeypatch)
     recorded, grids = ledger(root), ledger(root / "grids")
-    assert COMMON | {"user_id", "actor_id", "slot", "grid", "tile", "description", "category", "upscaler"} <= set(rows[0])
+    assert COMMON | {"user_id", "actor_id", "slot", "grid", "tile", "description", "category",
+                     "upscaler"} <= set(rows[0])
     assert sorted(row["slot"] for row in rows) == [1, 2, 3, 4]
     for row in rows:
         record = recorded[f"training-image{row['slot']}"]

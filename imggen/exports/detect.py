@@ -1,8 +1,9 @@
 """Which pipeline wrote an output folder, told from its files, and the reader for it.
 
+* instruction images: the output root (``generated_images/``) with ``ledger.sqlite`` and ``.imggen/``
+  (looked for first: a dataset there may have any name, ``grids`` or ``images`` too);
 * style matrix: ``ledger.sqlite`` with ``images/by_style/`` or ``code/generation_state.json``;
-* instruction images: the output root (``generated_images/``) with ``ledger.sqlite`` and ``.imggen/``;
-* training set: a run folder ``{user_id}/{actor_id}/`` with ``ledger.sqlite`` and ``grids/``.
+* training set: a run folder ``{user_id}/{actor_id}/`` with ``ledger.sqlite`` and ``grids/ledger.sqlite``.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ def detect_pipeline(output: str | os.PathLike) -> str:
         hint = f"; training-set run folders under it: {', '.join(runs)}" if runs else ""
         raise CannotExport(f"{root} has no {LEDGER_NAME}: not an output folder of imggen styles, "
                            f"instructions or trainset{hint}")
-    if (root / trainset.GRIDS).is_dir():
-        return "trainset"
-    if (root / IMAGES / "by_style").is_dir() or (root / STATE_FILE).is_file():
-        return "styles"
     if (root / STATE_FOLDER).is_dir():
         return "instructions"
+    if (root / IMAGES / "by_style").is_dir() or (root / STATE_FILE).is_file():
+        return "styles"
+    if (root / trainset.GRIDS / LEDGER_NAME).is_file():
+        return "trainset"
     raise CannotExport(f"{root} has a ledger but none of the files of a styles, instructions or trainset run")
 
 

@@ -24,14 +24,16 @@ def read(root: Path) -> Reading:
 
     def to_row(record: dict) -> ExportRow:
         image_path, _, round_number = record["key"].partition(ROUND_MARK)
-        dataset, planning_model, model, question_id, image = PurePosixPath(image_path).parts
+        parts = PurePosixPath(image_path).parts
+        dataset, planning_model, model, question_id, image = parts
         payload, provenance = record["payload"], record["provenance"] or {}
         columns = common_columns(record, prompt=payload["prompt"], dataset=dataset,
                                  model=provenance.get("model") or model, seed=payload.get("seed"))
         columns.update(planning_model=planning_model, question_id=question_id,
-                       instruction_index=int(image.removeprefix("img_").removesuffix(".png")), references=list(payload.get("references") or []),
-                       source=payload.get("source"), round=int(round_number or 0))
-        return ExportRow(safe_path(root, *PurePosixPath(image_path).parts), "__".join(PurePosixPath(image_path).parts), columns)
+                       instruction_index=int(image.removeprefix("img_").removesuffix(".png")),
+                       references=list(payload.get("references") or []), source=payload.get("source"),
+                       round=int(round_number or 0))
+        return ExportRow(safe_path(root, *parts), "__".join(parts), columns)
 
     return finished_rows("instructions", latest.values(), to_row)
 
