@@ -119,14 +119,14 @@ def test_instruction_images_export_has_question_and_instruction_columns(
     results = [json.loads(line) for line in
                (tmp_path / "predicted_instructions" / PLANNER / "results.jsonl").read_text().splitlines()]
     instructions = {(str(r["id"]), index): text for r in results for index, text in enumerate(r["instructions"])}
-    assert COMMON | {"planning_model", "question_id", "instruction_index", "references", "source",
+    assert COMMON | {"instruction", "planning_model", "question_id", "instruction_index", "references", "source",
                      "round"} <= set(rows[0])
     assert {(row["question_id"], row["instruction_index"]) for row in rows} == set(instructions)
     for row in rows:
         image = f"{row['question_id']}/img_{row['instruction_index']}.png"
         record = recorded[f"spatial/{PLANNER}/flux2-klein-tiny/{image}#round1"]
         assert row["round"] == 1 and record["status"] == "done"
-        assert row["prompt"] == instructions[row["question_id"], row["instruction_index"]]
+        assert row["prompt"] == row["instruction"] == instructions[row["question_id"], row["instruction_index"]]
         assert (row["dataset"], row["planning_model"], row["model"]) == ("spatial", PLANNER, "flux2-klein-tiny")
         assert row["seed"] == record["payload"]["seed"] and row["references"] == record["payload"]["references"]
         assert same_pixels(row["image"], folder(tmp_path) / image)

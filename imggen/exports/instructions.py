@@ -1,6 +1,6 @@
 """The instruction images' rows: one per image in ``{dataset}/{planning_model}/{model}/{question_id}/img_{i}.png``.
 
-Columns besides the common ones (``prompt`` is the instruction): ``planning_model``,
+Columns besides the common ones: ``instruction`` (the same text as ``prompt``), ``planning_model``,
 ``question_id``, ``instruction_index``, ``references`` (the conditioning images), ``source`` (the
 results.jsonl line) and ``round``. A regenerated image (``--no_skip_existing``) is exported once,
 as its latest round.
@@ -29,7 +29,7 @@ def read(root: Path) -> Reading:
         payload, provenance = record["payload"], record["provenance"] or {}
         columns = common_columns(record, prompt=payload["prompt"], dataset=dataset,
                                  model=provenance.get("model") or model, seed=payload.get("seed"))
-        columns.update(planning_model=planning_model, question_id=question_id,
+        columns.update(instruction=payload["prompt"], planning_model=planning_model, question_id=question_id,
                        instruction_index=int(image.removeprefix("img_").removesuffix(".png")),
                        references=list(payload.get("references") or []), source=payload.get("source"),
                        round=int(round_number or 0))

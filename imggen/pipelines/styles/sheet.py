@@ -182,8 +182,8 @@ def contact_sheet(root: str | os.PathLike, sheet: Sheet) -> Image.Image:
         for column, style in enumerate(styles):
             _draw_cell(picture, draw, font, root, row.cells.get(style), (LABEL_WIDTH + column * THUMB, top))
     if note:
-        message = (f"{left_out[0]} more samples and {left_out[1]} more styles not shown: "
-                   f"see {sheet.file('.html')}")
+        hidden = " and ".join(f"{count} more {what}" for count, what in zip(left_out, ("samples", "styles")) if count)
+        message = f"{hidden} not shown: see {sheet.file('.html')}"
         draw.text((4, picture.height - NOTE_HEIGHT + 4), message, fill=(150, 0, 0), font=font)
     return picture
 
