@@ -51,10 +51,12 @@ def same_pixels(image: Image.Image, path: Path) -> bool:
 
 
 def styles_output(tmp_path: Path, monkeypatch) -> Path:
-    """Two samples drawn in two styles, and one sample the content policy refuses in both."""
+    """Three samples drawn in two styles (one with an id that is no file name), and one sample the
+    content policy refuses in both."""
     out = tmp_path / "styles-out"
     prompts = write_records(tmp_path / "prompts.json", [
-        *records(2), {"dataset": "asset", "sample_id": "9", "text": "a BLOCKED_PROMPT scene"}])
+        *records(2), {"dataset": "wikipedia", "sample_id": "../q 1", "text": "a quay"},
+        {"dataset": "asset", "sample_id": "9", "text": "a BLOCKED_PROMPT scene"}])
     with emulator(monkeypatch):
         assert styles(["--prompts", str(prompts), "--output", str(out), "--style", "cartoon", "sketch", *CHEAP]) == 1
     return out
@@ -64,15 +66,17 @@ def test_style_matrix_export_loads_with_every_ledger_column(tmp_path, monkeypatc
     out = styles_output(tmp_path, monkeypatch)
     target = tmp_path / "hf"
     printed = export(out, target, capsys)
-    assert "styles: 4 images exported" in printed and "not exported: 2 failed" in printed
+    assert "styles: 6 images exported" in printed and "not exported: 2 failed" in printed
 
     rows = load(target, tmp_path, monkeypatch)
     recorded = ledger(out)
     done = {key: record for key, record in recorded.items() if record["status"] == "done"}
-    assert len(rows) == 4 and len(done) == 4
+    assert len(rows) == 6 and len(done) == 6
+    assert sorted({row["sample_id"] for row in rows}) == ["../q 1", "000", "001"]
     assert COMMON | {"sample_id", "style", "text", "revised_prompt", "parameters"} <= set(rows[0])
     for row in rows:
-        record = done[f"{row['dataset']}_{row['sample_id']}_{row['style']}"]
+        (record,) = [r for r in done.values() if (r["payload"]["sample_id"], r["payload"]["style"]) == (
+            row["sample_id"], row["style"])]
         payload = record["payload"]
         assert (row["prompt"], row["text"], row["style"]) == (payload["prompt"], payload["text"], payload["style"])
         assert row["model"] == record["provenance"]["model"] == "gpt-image-2.6-sunburst"
@@ -89,7 +93,7 @@ def test_export_replaces_an_earlier_export_and_refuses_other_folders(tmp_path, m
     export(out, target, capsys)
     (target / "train" / "wikipedia_001_sketch.png").unlink()
     export(out, target, capsys)  # again into the same folder: the earlier export is replaced whole
-    assert len(list((target / "train").glob("*.png"))) == 4
+    assert len(list((target / "train").glob("*.png"))) == 6
 
     elsewhere = tmp_path / "notes"
     elsewhere.mkdir()

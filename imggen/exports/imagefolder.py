@@ -47,7 +47,7 @@ def _write(reading: Reading, folder: Path, *, copy: bool) -> None:
     with open(folder / METADATA, "w", encoding="utf-8") as metadata:
         for row in reading.rows:
             name = _unique(row.file_name, taken)
-            _place(row.source, folder / name, copy=copy)
+            _place(reading.path(row), folder / name, copy=copy)
             metadata.write(json.dumps({"file_name": name, **row.columns}, ensure_ascii=False) + "\n")
 
 

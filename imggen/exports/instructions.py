@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from imggen.storage.paths import safe_path
-
 from .rows import ExportRow, Reading, common_columns, finished_rows, ledger_records
 
 ROUND_MARK = "#round"
@@ -33,7 +31,7 @@ def read(root: Path) -> Reading:
                        instruction_index=int(image.removeprefix("img_").removesuffix(".png")),
                        references=list(payload.get("references") or []), source=payload.get("source"),
                        round=int(round_number or 0))
-        return ExportRow(safe_path(root, *parts), "__".join(parts), columns)
+        return ExportRow(image_path, "__".join(parts), columns)
 
-    return finished_rows("instructions", latest.values(), to_row)
+    return finished_rows("instructions", root, latest.values(), to_row)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from imggen.engine.ledger import DONE, LEDGER_NAME, Ledger
+from imggen.pipelines.styles.layout import resolve  # a path the ledger records, under its root (any pipeline)
 
 
 class CannotExport(Exception):
@@ -22,7 +23,7 @@ class CannotExport(Exception):
 
 @dataclass(frozen=True)
 class ExportRow:
-    source: Path  # the image on disk
+    source: str  # the image, relative to the output root as the ledger records it
     file_name: str  # its name in the export (no folders)
     columns: dict[str, Any]
 
@@ -32,8 +33,13 @@ class Reading:
     """A folder's finished images as rows, and how many tasks were left out (by status)."""
 
     pipeline: str
+    root: Path
     rows: list[ExportRow] = field(default_factory=list)
     left_out: collections.Counter = field(default_factory=collections.Counter)
+
+    def path(self, row: ExportRow) -> Path:
+        """The image of ``row`` on disk (never outside the output root)."""
+        return resolve(self.root, row.source)
 
 
 def ledger_records(root: str | os.PathLike) -> list[dict[str, Any]]:
@@ -44,16 +50,16 @@ def ledger_records(root: str | os.PathLike) -> list[dict[str, Any]]:
         return list(ledger.records())
 
 
-def finished_rows(pipeline: str, records: Iterable[dict[str, Any]],
+def finished_rows(pipeline: str, root: Path, records: Iterable[dict[str, Any]],
                   to_row: Callable[[dict[str, Any]], ExportRow]) -> Reading:
     """The rows of the done tasks whose image is on disk; the others counted in ``left_out``."""
-    reading = Reading(pipeline)
+    reading = Reading(pipeline, root)
     for record in records:
         if record["status"] != DONE or not record["outputs"]:
             reading.left_out[record["status"]] += 1
             continue
         row = to_row(record)
-        if not row.source.is_file():
+        if not reading.path(row).is_file():
             reading.left_out["missing file"] += 1
             continue
         reading.rows.append(row)

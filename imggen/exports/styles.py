@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
-from imggen.pipelines.styles.layout import resolve
-
 from .rows import ExportRow, Reading, common_columns, finished_rows, ledger_records
 
 
@@ -24,6 +22,6 @@ def read(root: Path) -> Reading:
         columns.update(sample_id=payload["sample_id"], style=payload["style"], text=payload.get("text"),
                        revised_prompt=provenance.get("revised_prompt"),
                        parameters=json.dumps(parameters, sort_keys=True) if parameters else None)
-        return ExportRow(resolve(root, stored), PurePosixPath(stored).name, columns)
+        return ExportRow(stored, PurePosixPath(stored).name, columns)
 
-    return finished_rows("styles", ledger_records(root), to_row)
+    return finished_rows("styles", root, ledger_records(root), to_row)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from imggen.storage.paths import safe_path
-
 from .rows import ExportRow, Reading, common_columns, finished_rows, ledger_records
 
 GRIDS = "grids"  # the run folder's grids and their ledger
@@ -29,13 +27,13 @@ def read(root: Path) -> Reading:
         subjects = payload.get("subjects") or []
         tile = found.get("tile")
         subject = subjects[tile] if isinstance(tile, int) and 0 <= tile < len(subjects) else {}
-        source = safe_path(root, *PurePosixPath(record["outputs"][0]).parts)
+        source = record["outputs"][0]
         columns = common_columns(record, prompt=payload.get("prompt"), dataset=f"{user_id}/{actor_id}",
                                  model=drawn.get("model") or drawn.get("drawer"), seed=payload.get("seed"))
         columns.update(user_id=user_id, actor_id=actor_id, slot=record["payload"].get("slot"), grid=found.get("grid"),
                        tile=tile, description=subject.get("text"), category=subject.get("category"),
                        upscaler=found.get("upscaler"), drawer=drawn.get("drawer"), judge=drawn.get("judge"),
                        url=found.get("url"))
-        return ExportRow(source, f"{record['key']}{source.suffix}", columns)
+        return ExportRow(source, f"{record['key']}{PurePosixPath(source).suffix}", columns)
 
-    return finished_rows("trainset", ledger_records(root), to_row)
+    return finished_rows("trainset", root, ledger_records(root), to_row)
