@@ -101,6 +101,8 @@ def test_export_replaces_an_earlier_export_and_refuses_other_folders(tmp_path, m
     assert imggen(["export", str(out), "--to", "hf", str(elsewhere)]) == 2
     assert "is not an earlier export" in capsys.readouterr().err
     assert [path.name for path in elsewhere.iterdir()] == ["keep.txt"]
+    assert imggen(["export", str(out), "--to", "hf", str(elsewhere / "keep.txt")]) == 2
+    assert (elsewhere / "keep.txt").read_text() == "mine"
 
     assert imggen(["export", str(tmp_path / "notes"), "--to", "hf", str(tmp_path / "x")]) == 2
     assert "not an output folder of imggen" in capsys.readouterr().err

@@ -23,7 +23,8 @@ METADATA = "metadata.jsonl"
 def write_imagefolder(reading: Reading, target: str | os.PathLike, *, copy: bool = False) -> Path:
     """Export ``reading`` into ``target``; returns the metadata file."""
     target = Path(target)
-    if target.exists() and any(target.iterdir()) and not (target / SPLIT / METADATA).is_file():
+    earlier_export = (target / SPLIT / METADATA).is_file()
+    if target.exists() and not earlier_export and (not target.is_dir() or any(target.iterdir())):
         raise CannotExport(f"{target} exists and is not an earlier export; choose an empty or new folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.{uuid.uuid4().hex}.building")
