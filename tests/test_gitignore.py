@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Output folders and files named by the README: --output X, -p output X, tiny-checkpoint X, debug_dir="X", ...
+# Output folders and files named by the README: --output X, -p output X, tiny-checkpoint X, --to hf X,
+# debug_dir="X", ...
 _WRITTEN = re.compile(
-    r"(?:--output(?:_root)?|-p output(?:_root)?|tiny-checkpoint) +(?P<flag>[A-Za-z0-9_.-][A-Za-z0-9_./-]*)"
+    r"(?:--output(?:_root)?|-p output(?:_root)?|tiny-checkpoint|--to hf) +(?P<flag>[A-Za-z0-9_.-][A-Za-z0-9_./-]*)"
     r"|debug_dir=\"(?P<debug>[^\"]+)\"|Path\(\"(?P<path>[^\"]+)\"\)|\b(?P<notebook>out\.ipynb)\b"
 )
 
@@ -30,7 +31,7 @@ def readme_outputs() -> set[str]:
                     reason="needs git and a git checkout of the repository")
 def test_every_output_the_readme_writes_is_ignored():
     outputs = readme_outputs()
-    assert {"style-out/", "ckpt/", "out.ipynb", "demo-output/"} <= outputs  # the pattern still reads the README
+    assert {"style-out/", "ckpt/", "out.ipynb", "demo-output/", "local-hf/"} <= outputs  # the pattern still reads the README
     tracked = [path for path in outputs if not subprocess.run(
         ["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode == 0]
     assert tracked == []

@@ -193,6 +193,21 @@ def repo_folder(tmp_path: Path, klein: Path) -> Path:  # noqa: F811 - the fixtur
     return folder
 
 
+# Commands that read a folder an earlier README command writes (``--output FOLDER``): that command
+# runs first, in the same folder, as a reader following the README would have run it.
+READS_OUTPUT = re.compile(r"^imggen (?:sheet|export) (\S+)")
+
+
+def writer_of(command: ReadmeCommand) -> ReadmeCommand | None:
+    match = READS_OUTPUT.match(command.text)
+    if not match:
+        return None
+    output = re.compile(rf"--output {re.escape(match.group(1))}(\s|$)")
+    writers = [c for c in COMMANDS if c.line < command.line and c.kind == "shell" and output.search(c.text)]
+    assert writers, f"README line {command.line} reads {match.group(1)}, which no earlier command writes"
+    return writers[0]
+
+
 def prepared_text(command: ReadmeCommand, folder: Path, checkpoint: Path) -> str:
     text = command.text
     for placeholder, stand_in in TEXT_PLACEHOLDERS.items():
@@ -202,7 +217,8 @@ def prepared_text(command: ReadmeCommand, folder: Path, checkpoint: Path) -> str
     for name in named_checkpoints(text):
         if not (folder / name).exists():
             shutil.copytree(checkpoint, folder / name)
-    return text
+    writer = writer_of(command)
+    return text if writer is None else f"{prepared_text(writer, folder, checkpoint)} && {text}"
 
 
 # -- what a command must leave behind (the README's promises) -----------------------------------
@@ -230,6 +246,12 @@ def outputs_of(command: ReadmeCommand) -> list[Callable]:
     if match := re.match(r"^imggen demo engine --output (\S+)", text):
         demo = match.group(1)
         checks.append(lambda folder, run, services: [_exists(folder / demo / name) for name in engine_demo_files()])
+    if match := re.match(r"^imggen sheet (\S+)$", text):
+        sheets = Path(match.group(1)) / "images" / "sheets"
+        checks.append(lambda folder, run, services: (_some(folder / sheets, "*.html"), _some(folder / sheets, "*.png")))
+    if match := re.match(r"^imggen export (\S+) --to hf (\S+)$", text):
+        metadata = Path(match.group(2)) / "train" / "metadata.jsonl"
+        checks.append(lambda folder, run, services: _exists(folder / metadata))
     if re.search(r"\bbenchmarks/\w+\.py\b", text):
         checks.append(lambda folder, run, services: _result_line(run.stdout))
     if text.startswith("papermill"):

@@ -45,6 +45,11 @@ def test_papermill_runs_it_headless_to_the_end_and_keeps_the_key_out(tmp_path, m
     assert "[styles] finished: 8/8 done, 0 failed" in outputs
     assert re.search(r"successful downloads +8\b", outputs), "the stats table"
     assert outputs.count("<img ") == 8, "the gallery of the latest images"
+    datasets = {path.name.split("_")[0] for path in by_style_images(out)}
+    for dataset in datasets:
+        for suffix in (".html", ".png"):
+            sheet = out / "images" / "sheets" / f"{dataset}{suffix}"
+            assert sheet.is_file() and f"sheet: {sheet}" in outputs
 
 
 def notebook_code(**parameters) -> list[str]:

@@ -1,4 +1,5 @@
-"""The demo's HTML report: a contact sheet per pipeline, its stats and cost, and where the outputs are."""
+"""The demo's HTML report: a contact sheet per pipeline, its stats and cost, links to the style
+matrix's comparison sheets, and where the outputs are."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import html
 import json
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import quote
 
+from ..pipelines.styles.sheet import SHEETS
 from .tour import Stage
 
 THUMBNAILS_PER_PIPELINE = 24
@@ -53,15 +56,29 @@ def _section(root: Path, stage: Stage, notebook: Path) -> str:
     return (
         f"<h2>{html.escape(stage.title)}</h2>"
         f"<p>{len(images)} images in <code>{html.escape(str(folder))}</code>; cost ${cost:.2f}; "
-        f"executed notebook <code>{html.escape(str(notebook))}</code></p>{thumbs}{stats_html}"
+        f"executed notebook <code>{html.escape(str(notebook))}</code></p>{_sheet_links(root, folder)}{thumbs}"
+        f"{stats_html}"
     )
 
 
+def _sheet_links(root: Path, folder: Path) -> str:
+    """Links to the comparison sheets in ``folder`` (one sample across every style), if it has any."""
+    pages = sorted((folder / SHEETS).glob("*.html"))
+    links = ", ".join(
+        f"<a href='{html.escape(quote(str(page.relative_to(root))))}'>{html.escape(page.stem)}</a> "
+        f"(<a href='{html.escape(quote(str(page.with_suffix('.png').relative_to(root))))}'>PNG</a>)"
+        for page in pages
+    )
+    return f"<p class='sheets'>Comparison sheets, samples by styles: {links}</p>" if pages else ""
+
+
 def _distinct_images(folder: Path) -> list[Path]:
-    """Image files under ``folder``, each stored file once (the style matrix hard-links its twins)."""
+    """Image files under ``folder``, each stored file once (the style matrix hard-links its twins),
+    the comparison sheets left out."""
     seen, images = set(), []
+    sheets = folder / SHEETS
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and sheets not in path.parents:
             identity = (path.stat().st_dev, path.stat().st_ino)
             if identity not in seen:
                 seen.add(identity)

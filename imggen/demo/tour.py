@@ -49,7 +49,8 @@ STAGES = (
         "Style matrix", "01_style_matrix.ipynb", "styles",
         lambda root, ckpt: {
             "prompts": str(SAMPLES / "prompts" / "sample_prompts.json"), "output": str(root / "styles"),
-            "max_samples": 1, "backend": "flux2", "flux_ckpt": str(ckpt), "size": "64x64", "interactive": False,
+            "max_samples": 1, "backend": "flux2", "flux_ckpt": str(ckpt), "size": "64x64", "sheet": True,
+            "interactive": False,
         },
     ),
     Stage(

@@ -260,12 +260,18 @@ class Ledger:
 
     def task(self, key: str) -> dict[str, Any] | None:
         """Everything recorded about one task, or None."""
-        cursor = self._db.execute("SELECT * FROM tasks WHERE key = ?", (key,))
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        record = dict(zip((column[0] for column in cursor.description), row))
-        for field in ("payload", "outputs", "provenance"):
-            if record[field] is not None:
-                record[field] = json.loads(record[field])
-        return record
+        return next(self._records("WHERE key = ?", (key,)), None)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Everything recorded about every task, in plan order (what views and exports read)."""
+        return self._records("ORDER BY seq", ())
+
+    def _records(self, clause: str, args: tuple) -> Iterator[dict[str, Any]]:
+        cursor = self._db.execute(f"SELECT * FROM tasks {clause}", args)
+        names = [column[0] for column in cursor.description]
+        for row in cursor:
+            record = dict(zip(names, row))
+            for field in ("payload", "outputs", "provenance"):
+                if record[field] is not None:
+                    record[field] = json.loads(record[field])
+            yield record

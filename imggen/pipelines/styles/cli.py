@@ -21,6 +21,7 @@ from imggen.literal import line
 from .run import (
     BACKENDS, DEFAULT_CONCURRENCY, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
 )
+from .sheet_cli import report_sheets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")
     add_retry_failed(parser, "images")
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
+    add("--sheet", action="store_true", help="after the run, write comparison sheets to images/sheets/ (HTML, PNG)")
     return parser
 
 
@@ -78,6 +80,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     summary = asyncio.run(run_styles(plan, reporters=[RichReporter("styles", console)], handle_signals=True))
     console.print(line(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}"),
                   soft_wrap=True)
+    if args.sheet:
+        report_sheets(args.output, console)
     return report_summary(summary, console)
 
 

@@ -1,0 +1,39 @@
+"""The training set's rows: one per training image of a run folder ``{user_id}/{actor_id}/``.
+
+The image exported is the upscaled tile kept in the run folder (the same bytes that went to S3 or
+the local store). Columns besides the common ones (``prompt`` and ``seed`` are the grid's,
+``model`` its drawer's, ``dataset`` is ``{user_id}/{actor_id}``): ``user_id``, ``actor_id``,
+``slot``, ``grid``, ``tile``, the tile's ``description`` and ``category``, ``upscaler``,
+``drawer``, ``judge`` and the stored ``url``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from .rows import ExportRow, Reading, common_columns, finished_rows, ledger_records
+
+GRIDS = "grids"  # the run folder's grids and their ledger
+
+
+def read(root: Path) -> Reading:
+    grids = {record["key"]: record for record in ledger_records(root / GRIDS)}
+    user_id, actor_id = root.parent.name, root.name
+
+    def to_row(record: dict) -> ExportRow:
+        found = record["provenance"] or {}
+        grid = grids.get(f"grid-{found.get('grid')}") or {"payload": {}, "provenance": {}}
+        payload, drawn = grid["payload"], grid["provenance"] or {}
+        subjects = payload.get("subjects") or []
+        tile = found.get("tile")
+        subject = subjects[tile] if isinstance(tile, int) and 0 <= tile < len(subjects) else {}
+        source = record["outputs"][0]
+        columns = common_columns(record, prompt=payload.get("prompt"), dataset=f"{user_id}/{actor_id}",
+                                 model=drawn.get("model") or drawn.get("drawer"), seed=payload.get("seed"))
+        columns.update(user_id=user_id, actor_id=actor_id, slot=record["payload"].get("slot"), grid=found.get("grid"),
+                       tile=tile, description=subject.get("text"), category=subject.get("category"),
+                       upscaler=found.get("upscaler"), drawer=drawn.get("drawer"), judge=drawn.get("judge"),
+                       url=found.get("url"))
+        return ExportRow(source, f"{record['key']}{PurePosixPath(source).suffix}", columns)
+
+    return finished_rows("trainset", root, ledger_records(root), to_row)
