@@ -6,7 +6,8 @@ Start it inside a running loop with :func:`start_openai_emulator`, from synchron
 ``server.base_url`` (or ``OPENAI_BASE_URL``). Every response carries ``x-request-id`` and the
 ``x-ratelimit-*`` headers of its endpoint's window; ``server.requests`` logs every request.
 What it serves and how it fails is described in :mod:`~imggen.emulators.openai_images_route`,
-:mod:`~imggen.emulators.openai_chat_route` and :class:`~imggen.emulators.openai_state.OpenAIEmulatorConfig`.
+:mod:`~imggen.emulators.openai_chat_route`, :mod:`~imggen.emulators.openai_batch_routes` (Files and
+Batch APIs) and :class:`~imggen.emulators.openai_state.OpenAIEmulatorConfig`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Iterator
 
 from aiohttp import web
 
+from imggen.emulators.openai_batch_routes import add_batch_routes
+from imggen.emulators.openai_batch_store import BATCHES, BatchStore
 from imggen.emulators.openai_chat_route import create_chat_completion
 from imggen.emulators.openai_images_route import create_image, get_file
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
@@ -93,6 +96,11 @@ class RunningOpenAIEmulator:
     def requests(self) -> list[RequestRecord]:
         return self._state.requests
 
+    @property
+    def batches(self) -> BatchStore:
+        """The Files and Batch APIs' files, batches, counts and tripwire."""
+        return self._runner.app[BATCHES]
+
     def fail_next(self, kind: str, times: int = 1) -> None:
         """Script the next ``times`` requests to fail: server_error, overloaded, drop, slow,
         rate_limit or slow_down."""
@@ -112,6 +120,7 @@ def build_app(config: OpenAIEmulatorConfig) -> web.Application:
     app.router.add_post("/v1/images/generations", create_image)
     app.router.add_post("/v1/chat/completions", create_chat_completion)
     app.router.add_get("/files/{name}", get_file)
+    add_batch_routes(app, config.batch)
     return app
 
 
