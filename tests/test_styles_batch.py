@@ -31,6 +31,7 @@ def _run(request: StyleRequest, control: RunControl | None = None):
     return asyncio.run(run_styles(request, control=control, on_problem=lambda problem: None))
 
 
+@pytest.mark.slow
 def test_a_200_image_batch_run_makes_the_same_files_as_a_synchronous_run_at_half_the_price(tmp_path, monkeypatch):
     prompts = write_records(tmp_path / "prompts.json", records(20))
     sync_out, batch_out = tmp_path / "sync", tmp_path / "batch"
