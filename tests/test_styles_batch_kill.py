@@ -15,7 +15,7 @@ from imggen.emulators.openai_batch_store import BatchEmulatorConfig
 from imggen.emulators.openai_replies import DroppedConnection
 from imggen.engine.batch_book import BatchBook
 from imggen.engine.ledger import Ledger
-from imggen.pipelines.styles.batch import FOLDER_KEY, input_file_name
+from imggen.pipelines.styles.batch_send import FOLDER_KEY, input_file_name
 from imggen.storage.atomic import is_valid_image
 
 SAMPLES, STYLES, BATCH_SIZE = 3, 10, 8

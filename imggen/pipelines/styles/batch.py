@@ -12,7 +12,8 @@ submitted twice. Tasks of open submissions are never put in a new one.
 Run control: pause stops polling and submitting; stop leaves the batches running at OpenAI and
 exits (a rerun resumes them); ``cancel_batches`` cancels this folder's open batches, collects what
 they finished and submits nothing new. The budget caps the batch price of what this run submits.
-Collection is in :mod:`~imggen.pipelines.styles.batch_collect`, request files in
+Sending is in :mod:`~imggen.pipelines.styles.batch_send`, collection in
+:mod:`~imggen.pipelines.styles.batch_collect`, request files in
 :mod:`~imggen.pipelines.styles.batch_requests`, the progress line in
 :mod:`~imggen.pipelines.styles.batch_progress`.
 """
@@ -21,13 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from openai.types import Batch
 
-from imggen.backends.openai_batch import FINISHED_STATUSES, OpenAIBatchAPI, request_line
+from imggen.backends.openai_batch import FINISHED_STATUSES, OpenAIBatchAPI
 from imggen.backends.openai_images import OpenAIImageBackend, request_params
 from imggen.engine.batch_book import BatchBook, Submission
 from imggen.engine.control import ControlState, RunControl, SignalHandlers
@@ -43,18 +43,11 @@ from imggen.storage.lock import folder_lock
 
 from .batch_collect import Collector
 from .batch_progress import BatchWatch
-from .batch_requests import group_requests, request_body
+from .batch_requests import group_requests
+from .batch_send import Sender
 
 if TYPE_CHECKING:
     from .run import StylePlan
-
-FOLDER_KEY, SUBMISSION_KEY = "imggen_folder", "imggen_submission"
-LOOKBACK_SLACK_S = 600.0  # clock difference allowed when looking a batch up by its creation time
-
-
-def input_file_name(submission_id: str) -> str:
-    return f"imggen-{submission_id}.jsonl"
-
 
 class BatchRun:
     """One batch-mode run over an output folder whose ledger, book and lock are held by the caller."""
@@ -83,7 +76,10 @@ class BatchRun:
         done = total - unfinished["pending"] - unfinished["failed"]
         self.progress = Progress(total=total, done=done, failed=unfinished["failed"],
                                  done_at_start=done + unfinished["failed"], running=len(self.book.open_keys()))
-        self.run_id, self.tag = run_id, self.book.folder_tag()
+        self.run_id = run_id
+        self.sender = Sender(self.plan, self.ledger, self.book, self.api, self.book.folder_tag(), say=self._say,
+                             failed=lambda key, message: self._finish(key, "failed", error_kind="permanent",
+                                                                      message=message))
         loop = asyncio.get_running_loop()
         body = loop.create_task(self._work())
         self.control.bind(loop, on_immediate_stop=body.cancel, on_change=self._on_control)
@@ -109,8 +105,7 @@ class BatchRun:
     async def _work(self) -> None:
         cancelled = False
         while await self.control.proceed():  # paused: waits here; stopping: leaves the batches running
-            with contextlib.suppress(_TryLater):
-                await self._complete_open()
+            await self.sender.complete_open(create=not self.request.cancel_batches)
             if self.request.cancel_batches and not cancelled:
                 await self._cancel_open()
                 cancelled = True
@@ -154,70 +149,10 @@ class BatchRun:
             for task in group.tasks:
                 self.ledger.mark_started(task.key)
             self.committed += group.est_cost
-            await self._send(submission, bytes(group.data))
+            await self.sender.send(submission, bytes(group.data))
         if budget is not None and any(self._unsent()):
             self._stop("budget", f"budget of ${budget:.2f} reached (submitted ${self.committed:.2f} at the batch "
                                  "price); rerun with a larger --budget to continue")
-
-    async def _send(self, submission: Submission, data: bytes | None) -> None:
-        """Upload (unless already uploaded) and create the batch, committing each id as it is answered."""
-        try:
-            file_id = submission.input_file_id
-            if file_id is None:
-                file_id = await self.api.upload(input_file_name(submission.id), data or self._rebuild(submission))
-                self.book.set_input_file(submission.id, file_id)
-            batch = await self.api.create(file_id, {FOLDER_KEY: self.tag, SUBMISSION_KEY: submission.id})
-            self.book.set_batch(submission.id, batch.id, batch.status)
-        except TaskError as exc:
-            if exc.kind is ErrorKind.FATAL:
-                raise
-            if exc.kind is not ErrorKind.PERMANENT:  # it may have reached OpenAI: looked up before any resend
-                self._say(f"sending batch {submission.id[:8]} failed ({exc.message}); trying again at the next poll")
-                return
-            for key in self.book.keys_of(submission.id):  # refused outright: nothing was created
-                self.ledger.mark_failed(key, ErrorKind.PERMANENT, exc.message)
-                self._finish(key, "failed", error_kind=ErrorKind.PERMANENT.value, message=exc.message)
-            self.book.close_submission(submission.id)
-
-    def _rebuild(self, submission: Submission) -> bytes:
-        """The request file of a submission whose upload never happened, from the ledger."""
-        lines = []
-        for key in self.book.keys_of(submission.id):
-            record = self.ledger.task(key)
-            lines.append(request_line(key, request_body(self.plan, record["payload"]["prompt"])))
-        return b"".join(lines)
-
-    async def _complete_open(self) -> None:
-        """Give every open submission without a batch id its batch: found again, or created now."""
-        for submission in self.book.open_submissions():
-            if submission.batch_id is not None:
-                continue
-            batch = await self._guarded(self.api.find_batch(
-                SUBMISSION_KEY, submission.id, created_after=submission.prepared_at - LOOKBACK_SLACK_S))
-            if batch is not None:
-                self.book.set_batch(submission.id, batch.id, batch.status)
-                if submission.input_file_id is None:
-                    self.book.set_input_file(submission.id, batch.input_file_id)
-                continue
-            file_id = submission.input_file_id or await self._guarded(self.api.find_file(input_file_name(submission.id)))
-            if file_id is not None and submission.input_file_id is None:
-                self.book.set_input_file(submission.id, file_id)
-            if self.request.cancel_batches:  # never sent: its tasks simply stay pending
-                for key in self.book.keys_of(submission.id):
-                    self.ledger.release(key)
-                self.book.close_submission(submission.id)
-                continue
-            await self._send(dataclasses.replace(submission, input_file_id=file_id), None)
-
-    async def _guarded(self, call):
-        """A lookup's answer, or None (after saying why) when it failed for a passing reason."""
-        try:
-            return await call
-        except TaskError as exc:
-            if exc.kind is ErrorKind.FATAL:
-                raise
-            self._say(f"looking up open batches failed ({exc.message}); trying again at the next poll")
-            raise _TryLater() from None
 
     # -- polling ------------------------------------------------------------------------------
     async def _poll(self) -> None:
@@ -235,7 +170,13 @@ class BatchRun:
                 continue
             self._record_status(submission, batch)
             if batch.status in FINISHED_STATUSES:
-                await self.collector.collect(submission, batch)
+                try:
+                    await self.collector.collect(submission, batch)
+                except TaskError as exc:
+                    if exc.kind is ErrorKind.FATAL:
+                        raise
+                    self._say(f"collecting batch {batch.id} failed ({exc.message}); trying again")
+                    continue
                 self.watch.collected(submission)
                 for view in self.views:
                     view(self.ledger)
@@ -302,10 +243,6 @@ class BatchRun:
         for reporter in self.reporters:
             with contextlib.suppress(Exception):  # a broken display must not break a paid run
                 reporter(event)
-
-
-class _TryLater(Exception):
-    """A lookup failed for a passing reason; the open submissions are completed at the next poll."""
 
 
 async def run_styles_batch(plan: "StylePlan", *, api_key: str, base_url: str | None, files: JobFiles,
