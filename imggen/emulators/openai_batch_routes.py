@@ -14,13 +14,12 @@ other endpoints the SDK lists are refused with a 400 that says so. Processing is
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Sequence
 
 from aiohttp import web
 
 from imggen.emulators.openai_batch_store import BATCHES, BatchEmulatorConfig, BatchJob, BatchStore
-from imggen.emulators.openai_batch_worker import run_batch
+from imggen.emulators.openai_batch_worker import check_input, run_batch
 from imggen.emulators.openai_replies import error_response, read_json
 from imggen.emulators.openai_state import STATE
 
@@ -146,25 +145,12 @@ async def create_batch(request: web.Request) -> web.Response:
                    window_s=store.config.completion_window_s)
     with store.lock:
         store.batches[job.id] = job
-        store.submitted.update(line.get("custom_id") for line in _quick_lines(stored.data))
+        store.submitted.update(line["custom_id"] for line in check_input(stored.data, job.endpoint, store)[0])
     task = asyncio.get_running_loop().create_task(run_batch(job, store, state, str(request.url.origin())))
     request.app[RUNNING].add(task)
     task.add_done_callback(request.app[RUNNING].discard)
     store.step("batch_created")
     return web.json_response(job.describe())
-
-
-def _quick_lines(data: bytes) -> list[dict[str, Any]]:
-    """The input file's JSON object lines, for the submission counts (checking comes later)."""
-    lines = []
-    for text in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(line, dict):
-            lines.append(line)
-    return lines
 
 
 def _job(request: web.Request) -> BatchJob | None:

@@ -24,7 +24,7 @@ from typing import Iterator
 from aiohttp import web
 
 from imggen.emulators.openai_batch_routes import add_batch_routes
-from imggen.emulators.openai_batch_store import BATCHES, BatchStore
+from imggen.emulators.openai_batch_store import BATCHES, DAY_S, BatchEmulatorConfig, BatchStore
 from imggen.emulators.openai_chat_route import create_chat_completion
 from imggen.emulators.openai_images_route import create_image, get_file
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
@@ -175,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--render-max-side", type=int, default=None, help="draw pictures at most this many pixels wide/high")
     add("--reject-retired", action="store_true", help="refuse models shut down before today (as the API does)")
     add("--seed", type=int, default=0)
+    add("--batch-line-seconds", type=float, default=0.0, help="Batch API: processing time per request line")
+    add("--batch-line-error-rate", type=float, default=0.0, help="Batch API: share of lines answered 500")
+    add("--batch-window", type=float, default=DAY_S, help="Batch API: seconds before a running batch expires")
     return parser
 
 
@@ -187,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,
         quota_images=args.quota_images, render_scale=args.render_scale, render_max_side=args.render_max_side,
         allow_retired=not args.reject_retired, seed=args.seed,
+        batch=BatchEmulatorConfig(line_s=args.batch_line_seconds, line_error_rate=args.batch_line_error_rate,
+                                  completion_window_s=args.batch_window),
     )
 
     async def serve() -> None:

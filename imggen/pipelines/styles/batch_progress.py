@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from openai.types import Batch
 
+from imggen.backends.openai_batch import FINISHED_STATUSES
 from imggen.engine.batch_book import Submission
 
 
@@ -50,7 +51,7 @@ class BatchWatch:
         return max(waits, default=0.0)
 
     def describe(self, open_submissions: list[Submission], now: float) -> str:
-        running = sum(1 for s in open_submissions if (s.status or "validating") != "completed")
+        running = sum(1 for s in open_submissions if s.status not in FINISHED_STATUSES)
         done = self.collected_lines
         for submission in open_submissions:
             counts = submission.counts or {}
