@@ -77,6 +77,7 @@ async def list_files(request: web.Request) -> web.Response:
     files = [f for f in list(store.files.values()) if store.file(f.id) and purpose in (None, f.purpose)]
     newest_first = request.query.get("order", "desc") == "desc"
     items = [f.describe() for f in (reversed(files) if newest_first else files)]
+    store.step("files_listed")
     return _page(items, request, default=10_000, most=10_000)
 
 
@@ -179,6 +180,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
 
 async def list_batches(request: web.Request) -> web.Response:
     jobs = list(request.app[BATCHES].batches.values())
+    request.app[BATCHES].step("batches_listed")
     return _page([job.describe() for job in reversed(jobs)], request, default=20, most=100)
 
 

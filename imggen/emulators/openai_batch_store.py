@@ -35,6 +35,8 @@ STEPS = (
     "batch_created",  # the batch exists; its id is not yet answered
     "batch_retrieved",  # a batch was read back (a poll)
     "content_served",  # a file's content is about to be answered
+    "files_listed",  # a page of the file list is about to be answered
+    "batches_listed",  # a page of the batch list is about to be answered
 )
 
 
