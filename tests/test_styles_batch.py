@@ -13,6 +13,7 @@ from styles_fixtures import CHEAP, by_style_images, emulator, generations, png_t
 
 from imggen.backends.openai_models import batch_terms
 from imggen.emulators.openai_batch_store import BatchEmulatorConfig
+from imggen.emulators.openai_replies import DroppedConnection
 from imggen.engine.control import RunControl
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.styles import StyleRequest, plan_styles, run_styles
@@ -195,3 +196,24 @@ def test_request_files_keep_the_task_key_as_custom_id_and_the_synchronous_body(t
     assert line["url"] == "/v1/images/generations"
     assert line["body"]["size"] == "1024x1024" and line["body"]["quality"] == "low"
     assert line["body"]["prompt"].endswith("sample text number 0") or "sample text number 0" in line["body"]["prompt"]
+
+
+@pytest.mark.parametrize("step", ["upload_stored", "batch_created", "batch_retrieved", "content_served"])
+def test_a_dropped_answer_is_looked_up_not_sent_again(tmp_path, monkeypatch, step):
+    prompts = write_records(tmp_path / "prompts.json", records(2))
+    out = tmp_path / "out"
+    dropped = []
+
+    def drop_first(name: str) -> None:
+        if name == step and not dropped:
+            dropped.append(name)
+            raise DroppedConnection()
+
+    with emulator(monkeypatch) as server:
+        server.batches.tripwire = drop_first
+        summary = _run(_request(prompts, out, batch_size=8))
+        assert dropped == [step]
+        assert summary.state == "finished" and summary.progress.done == 20
+        assert len(server.batches.batches) == 3 and len([f for f in server.batches.files.values()
+                                                         if f.purpose == "batch"]) == 3
+        assert set(server.batches.submitted.values()) == {1} and set(server.batches.billed.values()) == {1}

@@ -49,6 +49,7 @@ from .batch_send import Sender
 if TYPE_CHECKING:
     from .run import StylePlan
 
+
 class BatchRun:
     """One batch-mode run over an output folder whose ledger, book and lock are held by the caller."""
 
@@ -149,7 +150,8 @@ class BatchRun:
             for task in group.tasks:
                 self.ledger.mark_started(task.key)
             self.committed += group.est_cost
-            await self.sender.send(submission, bytes(group.data))
+            if not await self.sender.send(submission, bytes(group.data)):
+                return  # OpenAI is not answering: the next poll looks this one up before sending more
         if budget is not None and any(self._unsent()):
             self._stop("budget", f"budget of ${budget:.2f} reached (submitted ${self.committed:.2f} at the batch "
                                  "price); rerun with a larger --budget to continue")
@@ -190,10 +192,14 @@ class BatchRun:
         for submission in self.book.open_submissions():
             if submission.batch_id is None:
                 continue
-            with contextlib.suppress(TaskError):  # a batch that already finished cannot be cancelled (409)
+            try:
                 batch = await self.api.cancel(submission.batch_id)
-                self._record_status(submission, batch)
-                self._say(f"cancelling batch {batch.id}")
+            except TaskError as exc:  # e.g. 409: a batch that already finished cannot be cancelled
+                if exc.kind is ErrorKind.FATAL:
+                    raise
+                continue
+            self._record_status(submission, batch)
+            self._say(f"cancelling batch {batch.id}")
 
     async def _nap(self) -> None:
         """Wait ``poll_s`` seconds, or less when the run is paused or stopped meanwhile."""

@@ -50,8 +50,9 @@ class Sender:
     say: Callable[[str], None]
     failed: Callable[[str, str], None]  # (key, message): a task OpenAI refused outright
 
-    async def send(self, submission: Submission, data: bytes | None = None) -> None:
-        """Upload (unless already uploaded) and create the batch, committing each id as it is answered."""
+    async def send(self, submission: Submission, data: bytes | None = None) -> bool:
+        """Upload (unless already uploaded) and create the batch, committing each id as it is answered.
+        False when a call failed for a passing reason (the submission stays open, to be looked up)."""
         try:
             file_id = submission.input_file_id
             if file_id is None:
@@ -64,11 +65,12 @@ class Sender:
                 raise
             if exc.kind is not ErrorKind.PERMANENT:
                 self.say(f"sending batch {submission.id[:8]} failed ({exc.message}); looked up at the next poll")
-                return
+                return False
             for key in self.book.keys_of(submission.id):  # refused outright: nothing was created
                 self.ledger.mark_failed(key, ErrorKind.PERMANENT, exc.message)
                 self.failed(key, exc.message)
             self.book.close_submission(submission.id)
+        return True
 
     def rebuild(self, submission: Submission) -> bytes:
         """The request file of a submission whose upload never happened, from the ledger."""
