@@ -126,7 +126,7 @@ def _wait_for(condition, timeout: float = 20.0) -> None:
 def test_stop_leaves_batches_running_and_cancel_batches_keeps_what_they_finished(tmp_path, monkeypatch):
     prompts = write_records(tmp_path / "prompts.json", records(3))
     out = tmp_path / "out"
-    with emulator(monkeypatch, batch=BatchEmulatorConfig(line_s=0.05, cancelling_s=0.1)) as server:
+    with emulator(monkeypatch, batch=BatchEmulatorConfig(line_s=0.1, cancelling_s=0.1)) as server:
         control = RunControl()
         thread, result = _run_in_thread(_request(prompts, out), control)
         _wait_for(lambda: any(job.completed >= 3 for job in server.batches.batches.values()))
