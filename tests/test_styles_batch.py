@@ -179,11 +179,12 @@ def test_the_budget_caps_what_is_submitted_at_the_batch_price(tmp_path, monkeypa
         assert ledger.counts()["pending"] == 25
 
 
-def test_batch_mode_needs_the_openai_backend(tmp_path, capsys):
+@pytest.mark.parametrize("flags", [["--backend", "flux2", "--flux_ckpt", ".", "--mode", "batch"],
+                                   ["--cancel-batches"], ["--mode", "batch", "--batch-size", "0"]])
+def test_batch_options_that_cannot_work_stop_before_anything_is_sent(tmp_path, capsys, flags):
     prompts = write_records(tmp_path / "prompts.json", records(1))
-    code = main(["--prompts", str(prompts), "--output", str(tmp_path / "out"), "--backend", "flux2",
-                 "--flux_ckpt", str(tmp_path), "--mode", "batch", "--dry-run"])
-    assert code == 2 and "batch mode" in capsys.readouterr().err
+    code = main(["--prompts", str(prompts), "--output", str(tmp_path / "out"), *flags, "--dry-run"])
+    assert code == 2 and "cannot start" in capsys.readouterr().err
 
 
 def test_request_files_keep_the_task_key_as_custom_id_and_the_synchronous_body(tmp_path, monkeypatch):

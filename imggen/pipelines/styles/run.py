@@ -144,6 +144,8 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart("batch mode sends requests through OpenAI's Batch API: use --backend openai")
     if request.batch_size is not None and request.batch_size < 1:
         raise CannotStart("batch-size must be at least 1")
+    if request.cancel_batches and request.mode != "batch":
+        raise CannotStart("--cancel-batches cancels the batches of batch mode: add --mode batch")
 
 
 def plan_styles(request: StyleRequest) -> StylePlan:
