@@ -52,6 +52,22 @@ def test_papermill_runs_it_headless_to_the_end_and_keeps_the_key_out(tmp_path, m
             assert sheet.is_file() and f"sheet: {sheet}" in outputs
 
 
+def test_papermill_runs_it_in_batch_mode(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with emulator(monkeypatch) as server:
+        papermill.execute_notebook(
+            str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+            parameters={"prompts": str(SAMPLE_PROMPTS), "output": str(out), "max_samples": 1, "mode": "batch",
+                        "poll_seconds": 0.1, "styles": ["cartoon", "anime"], "size": "1024x1024", "quality": "low"},
+        )
+        assert not generations(server) and len(server.batches.batches) == 1
+        assert sum(server.batches.billed.values()) == 8
+    assert len(by_style_images(out)) == 8
+    outputs = "".join(o.get("text", "") for cell in nbformat.read(tmp_path / "ran.ipynb", as_version=4).cells
+                      for o in cell.get("outputs", []))
+    assert "batch price: at most $" in outputs and "[styles] finished: 8/8 done, 0 failed" in outputs
+
+
 def notebook_code(**parameters) -> list[str]:
     """The notebook's code cells with ``parameters`` set after the parameters cell, as papermill does."""
     cells = []

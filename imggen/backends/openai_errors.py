@@ -95,9 +95,15 @@ def task_error(exc: Exception, *, secret: str | None, what: str) -> TaskError:
         return TaskError(ErrorKind.TRANSIENT, f"OpenAI {what} failed: {type(exc).__name__}")
     status, code = exc.status_code, exc.code or (exc.type if exc.status_code == 429 else None)
     server_message = redact(str((exc.body or {}).get("message", "") if isinstance(exc.body, dict) else ""), secret)
+    return status_error(status, code, server_message, what=what, headers=exc.response.headers)
+
+
+def status_error(status: int, code: str | None, server_message: str, *, what: str,
+                 headers: Mapping[str, str]) -> TaskError:
+    """The engine's error for an HTTP error answer (the table in :func:`task_error`); the Batch API's
+    error lines are sorted with it too. ``server_message`` must already be redacted."""
     detail = f"OpenAI {what}: HTTP {status}" + (f" {code}" if code else "")
     detail += f": {server_message}" if server_message else ""
-    headers = exc.response.headers
     if status == 401:
         return TaskError(ErrorKind.FATAL, f"OpenAI rejected the API key (HTTP 401{' ' + code if code else ''}); "
                          "check OPENAI_API_KEY")

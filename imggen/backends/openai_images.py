@@ -20,12 +20,14 @@ from typing import Any
 
 import aiohttp
 import openai
+from openai.types import ImagesResponse
 from PIL import Image
 
 from imggen.backends.image_download import MAX_IMAGE_BYTES, check_image, download_image
 from imggen.backends.openai_errors import rate_hint, task_error
 from imggen.backends.openai_models import (
-    DEFAULT_MODEL, DEFAULT_VISION_MODEL, ModelUnavailableError, cost_from_usage, find_problem, get_model, price,
+    DEFAULT_MODEL, DEFAULT_VISION_MODEL, ImageModelSpec, ModelUnavailableError, cost_from_usage, find_problem,
+    get_model, price,
 )
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
 
@@ -69,6 +71,12 @@ def parse_tile_answer(text: str, tile_count: int) -> list[int]:
         raise TaskError(ErrorKind.TRANSIENT, f"the vision model did not answer a JSON list of tile numbers "
                         f"0..{tile_count - 1}: {text[:120]!r}")
     return sorted(answer)
+
+
+def request_params(model: str, size: str | None, quality: str | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """The Images API parameters of one request (besides the prompt), leaving out what is unset."""
+    asked = {"model": model, "size": size, "quality": quality, **extra}
+    return {k: v for k, v in asked.items() if v is not None}
 
 
 class OpenAIImageBackend:
@@ -116,14 +124,20 @@ class OpenAIImageBackend:
         problem = find_problem(spec, size=size, quality=quality, params=extra)
         if problem is not None:
             raise TaskError(ErrorKind.PERMANENT, problem.describe(spec.id))
-        asked = {"model": model, "size": size, "quality": quality, **extra}
-        params = {k: v for k, v in asked.items() if v is not None}
+        params = request_params(model, size, quality, extra)
         client = self._openai()
         try:
             raw = await client.images.with_raw_response.generate(prompt=prompt, **params)
             response = raw.parse()
         except openai.APIError as exc:
             raise self._failure(exc, "image generation") from None
+        return await self.image_from_response(response, spec, params, rate=rate_hint(raw.headers))
+
+    async def image_from_response(
+        self, response: ImagesResponse, spec: ImageModelSpec, params: dict[str, Any], *, rate: RateHint | None = None,
+    ) -> GeneratedImage:
+        """The image of an Images API answer to a request of ``params`` (from :func:`request_params`),
+        with its price; used for synchronous answers and for the Batch API's output lines alike."""
         if not response.data:
             raise TaskError(ErrorKind.TRANSIENT, "OpenAI answered without an image")
         item = response.data[0]
@@ -131,12 +145,12 @@ class OpenAIImageBackend:
         usage = response.usage.model_dump(exclude_none=True) if response.usage else None
         resolved = {k: getattr(response, k, None) for k in ("size", "quality", "background", "output_format")}
         resolved = {k: v for k, v in resolved.items() if v}
-        cost = price(spec, resolved.get("size", size or spec.default_size),
-                     resolved.get("quality", quality or spec.default_quality))
+        cost = price(spec, resolved.get("size", params.get("size") or spec.default_size),
+                     resolved.get("quality", params.get("quality") or spec.default_quality))
         return GeneratedImage(
-            data=data, model=model, params={**params, "resolved": resolved} if resolved else params,
+            data=data, model=params["model"], params={**params, "resolved": resolved} if resolved else params,
             revised_prompt=item.revised_prompt, usage=usage,
-            cost=cost if cost is not None else cost_from_usage(spec, usage), rate=rate_hint(raw.headers),
+            cost=cost if cost is not None else cost_from_usage(spec, usage), rate=rate,
         )
 
     async def _image_bytes(self, b64_json: str | None, url: str | None) -> bytes:

@@ -5,7 +5,7 @@ kind, prices, shutdown dates and replacements, each with its source). This modul
 answers three questions: may this model be used today (:func:`get_model`), is this request valid
 for it (:func:`find_problem` / :func:`validate_request`), and what does an image cost
 (:func:`price` where published, :func:`cost_from_usage` after the fact, :func:`estimate_cost`
-before it, for budgets).
+before it, for budgets). :func:`batch_terms` gives the Batch API's discount and limits.
 """
 
 from __future__ import annotations
@@ -233,3 +233,24 @@ def estimate_cost(model: str | ImageModelSpec, size: str, quality: str) -> float
     if published is not None or dims is None or "image_output" not in spec.token_prices_per_million:
         return published
     return output_tokens(quality, *dims) * spec.token_prices_per_million["image_output"] / 1_000_000
+
+
+@dataclass(frozen=True)
+class BatchTerms:
+    """The Batch API's price multiplier and per-batch limits, from the registry's ``batch_api`` entry."""
+
+    price_multiplier: float
+    price_source: str
+    endpoint: str
+    completion_window: str
+    max_requests_per_file: int
+    max_input_file_bytes: int
+
+
+def batch_terms() -> BatchTerms:
+    entry = load_registry()["batch_api"]
+    return BatchTerms(
+        price_multiplier=entry["price_multiplier"], price_source=entry["price_source"], endpoint=entry["endpoint"],
+        completion_window=entry["completion_window"], max_requests_per_file=entry["max_requests_per_file"],
+        max_input_file_bytes=entry["max_input_file_bytes"],
+    )

@@ -5,7 +5,8 @@ bodies; then the images-per-minute window, scripted and random faults, the safet
 and the quota are applied in that order, and the pictures are drawn from the prompt. GPT image
 models answer base64 with ``usage`` and the resolved size/quality; dall-e-3 answers a URL served
 by the emulator itself (or base64 on request) with a ``revised_prompt``. Token usage follows
-gpt-image-1's published output-token table (see ``openai_models.output_tokens``).
+gpt-image-1's published output-token table (see ``openai_models.output_tokens``). The Batch API
+emulation runs each request line through :func:`validate_image_request` and :func:`render_image_response`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _problem_response(spec: ImageModelSpec, param: str, value: Any, allowed: tup
                           param=param)
 
 
-def _validate(body: dict[str, Any], state: EmulatorState) -> ImageModelSpec | web.Response:
+def validate_image_request(body: dict[str, Any], state: EmulatorState) -> ImageModelSpec | web.Response:
     for param in ("prompt", "model"):
         if not isinstance(body.get(param), str) or not body[param]:
             return _missing(param)
@@ -101,7 +102,7 @@ async def create_image(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     record.model, record.prompt = body.get("model"), body.get("prompt")
-    spec = _validate(body, state)
+    spec = validate_image_request(body, state)
     if isinstance(spec, web.Response):
         return spec
     n = body.get("n", 1)
@@ -118,10 +119,11 @@ async def create_image(request: web.Request) -> web.Response:
         return insufficient_quota()
     await asyncio.sleep(state.latency())
     record.images = n
-    return web.json_response(_render_response(request, state, spec, body))
+    return web.json_response(render_image_response(str(request.url.origin()), state, spec, body))
 
 
-def _render_response(request: web.Request, state: EmulatorState, spec: ImageModelSpec, body: dict[str, Any]) -> dict:
+def render_image_response(origin: str, state: EmulatorState, spec: ImageModelSpec, body: dict[str, Any]) -> dict:
+    """The API's success body for a valid request; URLs (dall-e-3) are served from ``origin``."""
     size = body.get("size", spec.default_size)
     size = "1024x1024" if size == "auto" else size
     quality = body.get("quality", spec.default_quality)
@@ -141,7 +143,7 @@ def _render_response(request: web.Request, state: EmulatorState, spec: ImageMode
         if as_url:
             name = f"img-{uuid.uuid4().hex}.{image_format}"
             state.store_file(name, picture, _CONTENT_TYPES[image_format])
-            item["url"] = f"{request.url.origin()}/files/{name}"
+            item["url"] = f"{origin}/files/{name}"
         else:
             item["b64_json"] = base64.b64encode(picture).decode("ascii")
         if not spec.is_gpt_image:

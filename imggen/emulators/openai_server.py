@@ -6,7 +6,8 @@ Start it inside a running loop with :func:`start_openai_emulator`, from synchron
 ``server.base_url`` (or ``OPENAI_BASE_URL``). Every response carries ``x-request-id`` and the
 ``x-ratelimit-*`` headers of its endpoint's window; ``server.requests`` logs every request.
 What it serves and how it fails is described in :mod:`~imggen.emulators.openai_images_route`,
-:mod:`~imggen.emulators.openai_chat_route` and :class:`~imggen.emulators.openai_state.OpenAIEmulatorConfig`.
+:mod:`~imggen.emulators.openai_chat_route`, :mod:`~imggen.emulators.openai_batch_routes` (Files and
+Batch APIs) and :class:`~imggen.emulators.openai_state.OpenAIEmulatorConfig`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Iterator
 
 from aiohttp import web
 
+from imggen.emulators.openai_batch_routes import add_batch_routes
+from imggen.emulators.openai_batch_store import BATCHES, DAY_S, BatchEmulatorConfig, BatchStore
 from imggen.emulators.openai_chat_route import create_chat_completion
 from imggen.emulators.openai_images_route import create_image, get_file
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
@@ -93,6 +96,11 @@ class RunningOpenAIEmulator:
     def requests(self) -> list[RequestRecord]:
         return self._state.requests
 
+    @property
+    def batches(self) -> BatchStore:
+        """The Files and Batch APIs' files, batches, counts and tripwire."""
+        return self._runner.app[BATCHES]
+
     def fail_next(self, kind: str, times: int = 1) -> None:
         """Script the next ``times`` requests to fail: server_error, overloaded, drop, slow,
         rate_limit or slow_down."""
@@ -112,6 +120,7 @@ def build_app(config: OpenAIEmulatorConfig) -> web.Application:
     app.router.add_post("/v1/images/generations", create_image)
     app.router.add_post("/v1/chat/completions", create_chat_completion)
     app.router.add_get("/files/{name}", get_file)
+    add_batch_routes(app, config.batch)
     return app
 
 
@@ -166,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--render-max-side", type=int, default=None, help="draw pictures at most this many pixels wide/high")
     add("--reject-retired", action="store_true", help="refuse models shut down before today (as the API does)")
     add("--seed", type=int, default=0)
+    add("--batch-line-seconds", type=float, default=0.0, help="Batch API: processing time per request line")
+    add("--batch-line-error-rate", type=float, default=0.0, help="Batch API: share of lines answered 500")
+    add("--batch-window", type=float, default=DAY_S, help="Batch API: seconds before a running batch expires")
     return parser
 
 
@@ -178,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,
         quota_images=args.quota_images, render_scale=args.render_scale, render_max_side=args.render_max_side,
         allow_retired=not args.reject_retired, seed=args.seed,
+        batch=BatchEmulatorConfig(line_s=args.batch_line_seconds, line_error_rate=args.batch_line_error_rate,
+                                  completion_window_s=args.batch_window),
     )
 
     async def serve() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from imggen.emulators.fault_plan import FaultPlan, FaultRates
+from imggen.emulators.openai_batch_store import BatchEmulatorConfig
 from imggen.emulators.rate_window import SlidingWindow
 
 
@@ -50,6 +51,7 @@ class OpenAIEmulatorConfig:
     today: dt.date | None = None  # the date model retirement is judged on (default: today)
     tile_threshold: float = 10.0  # the vision judge's "same tile" distance (0-255)
     seed: int = 0  # random faults and jitter replay with the same seed
+    batch: BatchEmulatorConfig = field(default_factory=BatchEmulatorConfig)  # the Batch API's timing and faults
 
 
 @dataclass

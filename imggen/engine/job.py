@@ -16,7 +16,7 @@ from .control import RunControl
 from .events import Reporter
 from .ledger import Ledger
 from .reporters import LogReporter
-from .runner import Runner, RunnerConfig, RunSummary, Work
+from .runner import Runner, RunnerConfig, RunSummary, View, Work
 from .stats import write_generation_state, write_processing_stats
 from .tasks import Task
 
@@ -36,6 +36,15 @@ class JobFiles:
         self.state, self.stats, self.log = (self.root / p for p in (self.state, self.stats, self.log))
 
 
+def job_views(files: JobFiles) -> list[View]:
+    """The views a job keeps up to date: the state file, the stats file and the job's own."""
+    return [
+        lambda ledger: write_generation_state(ledger, files.state),
+        lambda ledger: write_processing_stats(ledger, files.stats),
+        *files.extra_views,
+    ]
+
+
 async def run_job(
     files: JobFiles | str | os.PathLike,
     tasks: Iterable[Task],
@@ -53,11 +62,7 @@ async def run_job(
     they all decode as images). Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
-    views = [
-        lambda ledger: write_generation_state(ledger, files.state),
-        lambda ledger: write_processing_stats(ledger, files.stats),
-        *files.extra_views,
-    ]
+    views = job_views(files)
     with folder_lock(files.root), Ledger(files.root) as ledger:
         runner = Runner(
             ledger,

@@ -2,8 +2,9 @@
 
 ``inputs`` reads the prompt-set and styles files, ``layout`` owns the seed's file places and the
 PNG provenance, ``generators`` draws one image (OpenAI or local FLUX.2 klein), ``work`` is what one
-task does, ``run`` plans and runs a request, ``sheet`` draws the comparison sheets, ``cli`` is
-``imggen styles`` and ``sheet_cli`` is ``imggen sheet``.
+task does, ``run`` plans and runs a request, ``batch`` (with ``batch_requests``, ``batch_collect``
+and ``batch_progress``) runs it through OpenAI's Batch API, ``sheet`` draws the comparison sheets,
+``cli`` is ``imggen styles`` and ``sheet_cli`` is ``imggen sheet``.
 """
 
 from .inputs import InputProblem, PromptRecord, Style, load_prompts, load_styles

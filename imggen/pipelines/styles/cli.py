@@ -19,7 +19,7 @@ from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
 from .run import (
-    BACKENDS, DEFAULT_CONCURRENCY, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
+    BACKENDS, DEFAULT_CONCURRENCY, MODES, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
 )
 from .sheet_cli import report_sheets
 
@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_retry_failed(parser, "images")
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
     add("--sheet", action="store_true", help="after the run, write comparison sheets to images/sheets/ (HTML, PNG)")
+    add("--mode", choices=MODES, default="sync",
+        help="sync: one request per image; batch: OpenAI's Batch API at half the price, done within 24 h")
+    add("--batch-size", type=int, metavar="N", help="batch mode: requests per batch (default: the API's 50,000)")
+    add("--poll-seconds", type=float, default=30.0, help="batch mode: seconds between polls (default: %(default)s)")
+    add("--cancel-batches", action="store_true",
+        help="batch mode: cancel this folder's open batches and keep what they finished")
     return parser
 
 
@@ -58,7 +64,8 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
         datasets=args.datasets, max_samples=args.max_samples, backend=args.backend, model=args.model,
         size=args.size, quality=args.quality, dalle_style=args.dalle_style, allow_retired=args.allow_retired,
         flux_ckpt=args.flux_ckpt, flux_steps=args.flux_steps, rpm=args.rpm, concurrency=args.concurrency,
-        budget=args.budget, retry_failed=args.retry_failed,
+        budget=args.budget, retry_failed=args.retry_failed, mode=args.mode, batch_size=args.batch_size,
+        poll_s=args.poll_seconds, cancel_batches=args.cancel_batches,
     )
 
 

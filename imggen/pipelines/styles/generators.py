@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_images import GeneratedImage, OpenAIImageBackend
 from imggen.backends.openai_models import ImageModelSpec
 from imggen.engine.errors import RateHint
 
@@ -33,6 +33,14 @@ class Generator(Protocol):
     async def aclose(self) -> None: ...
 
 
+def openai_picture(image: GeneratedImage, *, price_multiplier: float = 1.0) -> Picture:
+    """An OpenAI image as a picture; ``price_multiplier`` is the Batch API's discount for batch lines."""
+    provenance = {"backend": "openai", "model": image.model, "parameters": image.params,
+                  "revised_prompt": image.revised_prompt}
+    cost = image.cost * price_multiplier if image.cost is not None else None
+    return Picture(as_png(image.data), provenance, cost, image.rate)
+
+
 @dataclass
 class OpenAIGenerator:
     """One image per call from an OpenAI image model, with the request's parameters."""
@@ -46,9 +54,7 @@ class OpenAIGenerator:
     async def __call__(self, prompt: str, key: str) -> Picture:
         image = await self.backend.generate(prompt, model=self.spec.id, size=self.size, quality=self.quality,
                                             **self.extra)
-        provenance = {"backend": "openai", "model": image.model, "parameters": image.params,
-                      "revised_prompt": image.revised_prompt}
-        return Picture(as_png(image.data), provenance, image.cost, image.rate)
+        return openai_picture(image)
 
     async def aclose(self) -> None:
         await self.backend.aclose()

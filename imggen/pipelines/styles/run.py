@@ -3,7 +3,8 @@
 :class:`StyleRequest` says what to draw and how; :func:`plan_styles` reads and checks the inputs
 and the model (a retired model, a size it does not take or a missing price for ``budget`` stop it
 here, before any request) and returns the task list with its cost estimate; :func:`run_styles`
-runs a plan through the engine. The CLI (``imggen styles``) and the notebook
+runs a plan through the engine, or (``mode="batch"``) through OpenAI's Batch API with
+:mod:`~imggen.pipelines.styles.batch`. The CLI (``imggen styles``) and the notebook
 (``notebooks/01_style_matrix.ipynb``) both call these three. File places are in
 :mod:`~imggen.pipelines.styles.layout`.
 """
@@ -29,6 +30,8 @@ from imggen.engine.tasks import Task
 from imggen.literal import printable
 from imggen.settings import load_settings
 
+from .batch import run_styles_batch
+from .batch_requests import describe_batch_price
 from .generators import Flux2Generator, Generator, OpenAIGenerator
 from .inputs import (
     InputError, InputProblem, PromptRecord, Style, choose_styles, load_prompts, load_styles, select_records,
@@ -37,6 +40,7 @@ from .layout import STATE_FILE, STATS_FILE, image_place, write_metadata
 from .work import StyleWork
 
 BACKENDS = ("openai", "flux2")
+MODES = ("sync", "batch")
 DEFAULT_CONCURRENCY = 8
 SEED_DALLE_PARAMS = {"size": "1024x1024", "quality": "hd", "style": "vivid"}  # the seed's full-HD DALL-E 3 images
 
@@ -63,6 +67,10 @@ class StyleRequest:
     concurrency: int = DEFAULT_CONCURRENCY
     budget: float | None = None  # US dollars; a hard cap for this run
     retry_failed: bool = False  # also retry images refused before (e.g. by the content policy)
+    mode: str = "sync"  # sync: one request per image; batch: OpenAI's Batch API at its batch price
+    batch_size: int | None = None  # batch mode: requests per batch (default and most: the API's limit)
+    poll_s: float = 30.0  # batch mode: seconds between polls of the open batches
+    cancel_batches: bool = False  # batch mode: cancel this folder's open batches, keep what they finished
 
 
 @dataclass
@@ -127,6 +135,14 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart("concurrency must be at least 1")
     if request.max_samples is not None and request.max_samples < 1:
         raise CannotStart("max-samples must be at least 1")
+    if request.mode not in MODES:
+        raise CannotStart(f"unknown mode {request.mode!r}; use one of {', '.join(MODES)}")
+    if request.mode == "batch" and request.backend != "openai":
+        raise CannotStart("batch mode sends requests through OpenAI's Batch API: use --backend openai")
+    if request.batch_size is not None and request.batch_size < 1:
+        raise CannotStart("batch-size must be at least 1")
+    if request.cancel_batches and request.mode != "batch":
+        raise CannotStart("--cancel-batches cancels the batches of batch mode: add --mode batch")
 
 
 def plan_styles(request: StyleRequest) -> StylePlan:
@@ -188,6 +204,8 @@ def describe_plan(plan: StylePlan) -> str:
         "estimated cost: unknown (no published price)" if cost is None
         else f"estimated cost: at most ${cost:.2f} for all {len(plan.tasks)} images",
     ]
+    if plan.request.mode == "batch":
+        lines += describe_batch_price(plan)
     lines += [f"skipped: {problem}" for problem in plan.problems]
     return "\n".join(lines)
 
@@ -238,6 +256,10 @@ async def run_styles(
     else:
         plan = what
     request = plan.request
+    if request.mode == "batch":
+        return await run_styles_batch(plan, api_key=openai_api_key(), base_url=load_settings().openai_base_url,
+                                      files=job_files(request.output), control=control, reporters=reporters,
+                                      handle_signals=handle_signals)
     generate = await open_generator(plan)
     config = RunnerConfig(
         concurrency=request.concurrency, rate_limit=RateLimit.per_minute(request.rpm), budget=request.budget,

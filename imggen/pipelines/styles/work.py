@@ -13,7 +13,7 @@ from pathlib import Path
 from imggen.engine.tasks import Outcome, Task
 from imggen.storage.atomic import is_valid_image
 
-from .generators import Generator
+from .generators import Generator, Picture
 from .layout import ImagePlace, link_by_dataset, resolve, store_image, with_text_chunks
 
 
@@ -34,18 +34,23 @@ class StyleWork:
         if is_valid_image(resolve(self.root, place.by_style)):
             link_by_dataset(self.root, place)
             return Outcome(outputs=place.outputs, provenance={"healed": True})
-        payload = task.payload
-        picture = await self.generate(payload["prompt"], task.key)
-        fields = {
-            "prompt": payload["prompt"],
-            "style": payload["style"],
-            "dataset": payload["dataset"],
-            "sample_id": payload["sample_id"],
-            "model": picture.provenance["model"],
-            "parameters": picture.provenance["parameters"],
-            "revised_prompt": picture.provenance.get("revised_prompt"),
-            "Software": "imggen",
-        }
-        store_image(self.root, place, with_text_chunks(picture.png, fields))
-        cost = picture.cost if picture.cost is not None else task.cost
-        return Outcome(outputs=place.outputs, cost=cost, provenance=picture.provenance, rate=picture.rate)
+        return store_picture(self.root, task, await self.generate(task.payload["prompt"], task.key))
+
+
+def store_picture(root: Path, task: Task, picture: Picture) -> Outcome:
+    """Write ``picture`` as the task's image with its provenance (both modes store through here);
+    the outcome books the picture's cost, or the task's estimate where the price is unknown."""
+    place, payload = place_of(task), task.payload
+    fields = {
+        "prompt": payload["prompt"],
+        "style": payload["style"],
+        "dataset": payload["dataset"],
+        "sample_id": payload["sample_id"],
+        "model": picture.provenance["model"],
+        "parameters": picture.provenance["parameters"],
+        "revised_prompt": picture.provenance.get("revised_prompt"),
+        "Software": "imggen",
+    }
+    store_image(root, place, with_text_chunks(picture.png, fields))
+    cost = picture.cost if picture.cost is not None else task.cost
+    return Outcome(outputs=place.outputs, cost=cost, provenance=picture.provenance, rate=picture.rate)

@@ -1,0 +1,122 @@
+"""Batch mode's collection: a finished batch's result lines become images, failures or pending tasks again.
+
+An output line (HTTP 200) is decoded and stored through the synchronous mode's own path
+(:func:`~imggen.pipelines.styles.work.store_picture`), so layout, ``metadata.jsonl`` and PNG
+provenance are the same; its cost is the synchronous price times the batch multiplier. An error
+line is sorted into the engine's error kinds: a permanent refusal is recorded as failed; a
+transient one (5xx, rate limit) goes back to pending for a later batch, at most ``MAX_ATTEMPTS``
+times; a request the batch never ran (``batch_expired``, ``batch_cancelled``, or no line at all,
+as after an expiry, a cancel or a failed batch) goes back to pending. The image file is written
+before the ledger marks the task done, and a task already done is never booked twice, so a kill
+during collection is healed by collecting the same batch again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from openai.types import Batch, ImagesResponse
+
+from imggen.backends.openai_batch import OpenAIBatchAPI, ResultLine
+from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_models import ImageModelSpec, batch_terms
+from imggen.engine.batch_book import TRANSIENT, BatchBook, Submission
+from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.ledger import DONE, FAILED, Ledger
+from imggen.engine.tasks import Task
+
+from .generators import openai_picture
+from .work import store_picture
+
+MAX_ATTEMPTS = 3  # batches a task may fail transiently in before it is recorded as failed
+Finish = Callable[..., None]  # (key, status, *, cost=, error_kind=, message=) -> None
+
+
+@dataclass
+class Collector:
+    """Turns finished batches of one output folder into files and ledger records."""
+
+    root: Path
+    ledger: Ledger
+    book: BatchBook
+    api: OpenAIBatchAPI
+    images: OpenAIImageBackend
+    spec: ImageModelSpec
+    params: dict  # the request parameters the lines were sent with (model, size, quality, ...)
+    finish: Finish  # told about every task that is done or failed
+    retry: Callable[[str, str, str], None]  # (key, error kind, message): the task goes to a later batch
+    secret: str | None = None
+
+    async def collect(self, submission: Submission, batch: Batch) -> None:
+        """Record every line of a finished ``batch``, then close its submission."""
+        keys = set(self.book.keys_of(submission.id))
+        lines = [*await self.api.result_lines(batch.output_file_id), *await self.api.result_lines(batch.error_file_id)]
+        seen: set[str] = set()
+        for line in lines:
+            if line.custom_id in keys and line.custom_id not in seen:
+                seen.add(line.custom_id)
+                await self._record(submission, line)
+        reason = _batch_failure(batch)
+        for key in sorted(keys - seen):  # the batch never ran these requests
+            if reason is None:
+                self._return(submission, key)
+            else:
+                self._transient(submission, key, ErrorKind.TRANSIENT, reason)
+        self.book.close_submission(submission.id)
+
+    async def _record(self, submission: Submission, line: ResultLine) -> None:
+        key = line.custom_id
+        record = self.ledger.task(key)
+        if record is None or record["status"] in (DONE, FAILED):
+            return  # recorded by an earlier collection of this batch
+        task = Task(key, record["payload"], tuple(record["outputs"]), record["est_cost"])
+        error = line.failure(self.secret) if not line.ok else None
+        if line.ok:
+            try:
+                response = ImagesResponse.model_validate(line.body)
+                image = await self.images.image_from_response(response, self.spec, self.params)
+            except TaskError as exc:
+                error = exc
+            except ValueError:
+                error = TaskError(ErrorKind.TRANSIENT, "a batch output line is not an Images API answer")
+            else:
+                outcome = store_picture(self.root, task, openai_picture(
+                    image, price_multiplier=batch_terms().price_multiplier))
+                self.ledger.mark_done(key, outcome)
+                self.book.set_outcome(submission.id, key, "done")
+                self.finish(key, "done", cost=outcome.cost)
+                return
+        if error is None:
+            self._return(submission, key)
+        elif error.kind in (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED):
+            self._transient(submission, key, error.kind, error.message)
+        else:
+            self.ledger.note_attempt_error(key, error.kind, error.message, connection_error=False)
+            self.ledger.mark_failed(key, error.kind, error.message)
+            self.book.set_outcome(submission.id, key, "failed")
+            self.finish(key, "failed", error_kind=error.kind.value, message=error.message)
+
+    def _return(self, submission: Submission, key: str) -> None:
+        self.ledger.release(key)
+        self.book.set_outcome(submission.id, key, "returned")
+
+    def _transient(self, submission: Submission, key: str, kind: ErrorKind, message: str) -> None:
+        self.book.set_outcome(submission.id, key, TRANSIENT)
+        self.ledger.note_attempt_error(key, kind, message, connection_error=False)
+        if self.book.transient_failures(key) >= MAX_ATTEMPTS:
+            self.ledger.mark_failed(key, ErrorKind.TRANSIENT, message)
+            self.finish(key, "failed", error_kind=ErrorKind.TRANSIENT.value, message=message)
+        else:
+            self.ledger.release(key)
+            self.retry(key, kind.value, message)
+
+
+def _batch_failure(batch: Batch) -> str | None:
+    """Why a ``failed`` batch ran none of its requests (its first error), or None for other batches."""
+    if batch.status != "failed":
+        return None
+    first = batch.errors.data[0] if batch.errors and batch.errors.data else None
+    detail = f" ({first.code}: {first.message})" if first else ""
+    return f"OpenAI batch {batch.id} failed{detail}"
