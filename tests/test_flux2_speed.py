@@ -1,17 +1,21 @@
 """The FLUX.2 backend's speed-ups keep its images: prompt embeddings are computed once per distinct
 prompt (and the images are those of the pipeline's own text path), compiling the transformer warms
-it up and changes no more than a rounding level, offloading needs a GPU, and workers get the CUDA
-allocator setting unless the user chose one."""
+it up and changes no more than a rounding level (also through ``imggen instructions --compile``),
+offloading needs a GPU, and workers get the CUDA allocator setting unless the user chose one."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from imggen.backends.flux2 import Flux2Backend
 from imggen.distributed.processes import local_pool
+from imggen.pipelines.instructions.cli import main as instructions_main
 
-from instructions_fixtures import EnvironmentHandler
+from instructions_fixtures import PLANNER, EnvironmentHandler, sample_inputs
 from test_flux2_backend import STEPS, assert_nearly_identical, klein, klein_base, pixels, reference  # noqa: F401
 
 SIZE = 32
@@ -96,3 +100,29 @@ async def test_workers_get_the_cuda_allocator_setting_unless_the_user_set_one(mo
         monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", user_setting)
     async with local_pool(EnvironmentHandler("PYTORCH_CUDA_ALLOC_CONF"), ["cpu"]) as pool:
         assert await pool.submit("which") == seen
+
+
+def cli_args(root, klein, *flags: str) -> list[str]:
+    return ["--planning_model", PLANNER, "--flux_ckpt", str(klein), "--image_root", str(root),
+            "--predicted_instructions_root", str(root / "predicted_instructions"),
+            "--output_root", str(root / "generated_images"), "--height", "64", "--width", "64",
+            "--num_inference_steps", str(STEPS), "--device", "cpu", "--num_gpus", "1", *flags]
+
+
+@pytest.mark.slow
+def test_imggen_instructions_compile_warms_each_worker_up_and_records_it(tmp_path, klein):
+    sample_inputs(tmp_path)
+    assert instructions_main(cli_args(tmp_path, klein, "--compile", "--batch_size", "2")) == 0
+    images = sorted((tmp_path / "generated_images").rglob("img_*.png"))
+    assert len(images) == 3
+    for path in images:
+        with Image.open(path) as image:
+            provenance = json.loads(image.text["imggen"])
+        assert provenance["compiled"] is True and provenance["compile_s"] > 0
+
+
+def test_imggen_instructions_offload_without_a_gpu_stops_with_the_reason(tmp_path, klein, capsys):
+    sample_inputs(tmp_path)
+    assert instructions_main(cli_args(tmp_path, klein, "--offload")) != 0
+    assert "offload moves each model to a GPU" in capsys.readouterr().err
+    assert not list((tmp_path / "generated_images").rglob("img_*.png"))
