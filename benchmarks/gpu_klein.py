@@ -19,8 +19,8 @@ the GPU's used memory, sampled every 10 ms, above what was in use before the run
 
 Without a CUDA device it runs the tiny checkpoint at 64x64 with compile off (a CPU compile takes
 about 25 s; ``--compile off,on`` adds it) and says so: CI-safe, and its figures say nothing about a
-GPU. A full GPU run takes about 10 minutes (most of it compiling); ``--batch_sizes 4 --compile on``
-is the quick check.
+GPU. A full GPU run is estimated at about 10 minutes (most of it loading and compiling);
+``--batch_sizes 4 --compile on`` is the quick check.
 
 The last line is ``RESULT device=<name> ours_img_s=<x> bare_img_s=<y> ratio=<x/y>
 overhead_share=<z> peak_mem_gb=<m>`` for the fastest configuration of each; the target is
@@ -40,8 +40,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import torch
+import transformers
 from PIL import Image
 
 from imggen.backends.tiny_flux2 import build_tiny_checkpoint
@@ -207,7 +209,7 @@ def same_pixels(root: Path, batch_size: int, compile: bool) -> int:
 def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24 if cuda else 16, help="images per run (default: %(default)s)")
+    parser.add_argument("--images", type=int, default=24 if cuda else 12, help="images per run (default: %(default)s)")
     parser.add_argument("--batch_sizes", default="1,2,4", help="comma-separated (default: %(default)s)")
     parser.add_argument("--compile", default="off,on" if cuda else "off", help="off, on or off,on (default: %(default)s)")
     parser.add_argument("--size", type=int, default=1024 if cuda else 64, help="height and width (default: %(default)s)")
@@ -220,6 +222,8 @@ def main() -> None:
         parser.error(f"each batch size must divide {PER_QUESTION} and --images, and --images give at least "
                      f"{STARTUP_BATCHES + 1} batches of each")
     device = torch.cuda.get_device_name(0).replace(" ", "_") if cuda else "cpu"
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
     with tempfile.TemporaryDirectory(prefix="gpu-klein-") as temp:
         root = Path(temp)
