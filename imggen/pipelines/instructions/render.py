@@ -6,8 +6,9 @@ return each image's provenance.
 :class:`InstructionRenderer` (the pipeline is loaded there, never in the parent). Every item of a
 batch has the same references and size (the pool batches by that group). Errors name the input
 record's ``file:line``. With ``compile`` the renderer warms the compiled model up on a batch of the
-run's size before it takes work, so the compile time is not spent on the first real batch. If ``call_log`` is set, each worker appends one line per image it asks the
-pipeline for (the task key) to that file before the call: a cheap way to count model calls.
+run's size before it takes work, so the compile time is not spent on the first real batch. If
+``call_log`` is set, each worker appends one line per image it asks the pipeline for (the task key)
+to that file before the call: a cheap way to count model calls.
 """
 
 from __future__ import annotations
