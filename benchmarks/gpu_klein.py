@@ -246,6 +246,7 @@ def main() -> None:
                                      compile)
             bare = [bare_loop(pipeline, root, checkpoint.name, args.size, args.steps, b, compile) for b in batch_sizes]
             del pipeline
+            torch._dynamo.reset()  # compiled graphs hold the pipeline's weights
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
