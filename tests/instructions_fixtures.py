@@ -125,3 +125,16 @@ class ScriptedHandler:
             os._exit(3)
         time.sleep(self.delays.get(device, 0.0) * len(payloads))
         return [{"device": device, "pid": os.getpid(), "batch": len(payloads), "payload": p} for p in payloads]
+
+
+class EnvironmentHandler:
+    """A handler factory that answers every item with the worker's value of one environment variable."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *, device: str, threads: int | None):
+        import os
+
+        value = os.environ.get(self.name)
+        return lambda payloads: [value] * len(payloads)

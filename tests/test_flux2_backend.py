@@ -72,7 +72,7 @@ class StepCountingPipeline:
 
     def __call__(self, **kwargs):
         record = {
-            "batch": len(kwargs["prompt"]),
+            "batch": len(kwargs["generator"]),
             "steps_run": 0,
             "noise_states": [generator.get_state() for generator in kwargs["generator"]],
             **kwargs,

@@ -80,6 +80,9 @@ SHRUNK = {
         "1,100 images at 600 a minute take about two minutes; 50 are measured the same way"),
     r"^\.venv/bin/python benchmarks/instructions_overhead\.py$": (
         ["--images", "4"], "800 images on the CPU take minutes; 4 run the same code"),
+    r"^\.venv/bin/python benchmarks/gpu_klein\.py$": (
+        ["--batch_sizes", "2", "--images", "6"],
+        "without a GPU it runs the tiny checkpoint; one batch size of three batches runs the same code"),
     r"^\.venv/bin/python benchmarks/trainset_wall\.py$": (
         ["--k", "300", "--target", "6"],
         "the seed's sequential flow takes a minute at k=30; faster emulators, fewer images"),
@@ -290,7 +293,7 @@ def _result_line(stdout: str) -> None:
     """A benchmark ends with a ``RESULT name=value ...`` line, as the README says."""
     assert "`RESULT ...` line" in README.read_text(encoding="utf-8"), "the README no longer promises a RESULT line"
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
-    assert re.fullmatch(r"RESULT( \w+=[0-9.]+)+", last), f"the last line is not a RESULT line:\n{stdout[-2000:]}"
+    assert re.fullmatch(r"RESULT( \w+=[\w.+-]+)+", last), f"the last line is not a RESULT line:\n{stdout[-2000:]}"
 
 
 def _printed_training_set(stdout: str, count: int) -> None:

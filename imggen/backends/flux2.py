@@ -10,6 +10,11 @@ on its seed, not on the batch it was generated in. A CUDA out-of-memory error is
 the batch size, down to one image; after that it is a transient :class:`TaskError` for the
 runner to back off from. torch and diffusers are imported when a backend is created, never on
 ``import imggen``.
+
+For speed (see :mod:`imggen.backends.flux2_speed`): each distinct prompt goes through the text
+encoder once (its embedding is kept for later calls); ``compile=True`` compiles the transformer,
+which :meth:`Flux2Backend.warm_up` does before the first real call; ``offload=True`` keeps each model
+on the CPU except while it runs, for GPUs with less memory than the model needs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imggen.backends.flux2_speed import PROMPT_CACHE_SIZE, PromptEmbeddings, compile_transformer, place_pipeline
 from imggen.engine.errors import ErrorKind, TaskError
 
 if TYPE_CHECKING:
@@ -102,6 +108,9 @@ class Flux2Backend:
         dtype: Any = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        compile: bool = False,
+        offload: bool = False,
+        prompt_cache_size: int = PROMPT_CACHE_SIZE,
     ) -> None:
         from diffusers import Flux2KleinPipeline
 
@@ -116,9 +125,11 @@ class Flux2Backend:
         with warnings.catch_warnings():
             # diffusers >= 0.40 prefers ``dtype=``, which 0.37 silently ignores; keep ``torch_dtype``.
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            self.pipeline = Flux2KleinPipeline.from_pretrained(
-                str(self.checkpoint), torch_dtype=self.dtype, local_files_only=True
-            ).to(self.device)
+            self.pipeline = place_pipeline(
+                Flux2KleinPipeline.from_pretrained(str(self.checkpoint), torch_dtype=self.dtype, local_files_only=True),
+                self.device,
+                offload=offload,
+            )
         self.pipeline.set_progress_bar_config(disable=True)
         log.info(
             "loaded %s on %s (%s) in %.2f s",
@@ -138,6 +149,22 @@ class Flux2Backend:
         # Height and width must be multiples of this (2x2 latent patches of the VAE's scale).
         self.size_multiple = 2 * self.pipeline.vae_scale_factor
         self.max_batch_size: int | None = None  # lowered after an out-of-memory error
+        # None: every call encodes its prompts (the pipeline's own path).
+        self.prompt_embeddings = PromptEmbeddings(self.pipeline, prompt_cache_size) if prompt_cache_size else None
+        self.compiled = compile
+        self.compile_s: float | None = None  # the warm-up call's time, compile included
+        if compile:
+            compile_transformer(self.pipeline)
+
+    def warm_up(self, batch_size: int = 1, height: int | None = None, width: int | None = None) -> float:
+        """Run one throw-away batch (so a compiled transformer compiles now); its seconds."""
+        started = time.perf_counter()
+        self._run(["warm-up"] * batch_size, [], list(range(batch_size)), height, width)
+        seconds = time.perf_counter() - started
+        if self.compiled and self.compile_s is None:
+            self.compile_s = seconds
+        log.info("warm-up batch of %d on %s took %.1f s", batch_size, self.device, seconds)
+        return seconds
 
     def check_size(self, height: int | None, width: int | None) -> None:
         """Raise a fatal TaskError unless height and width fit the model (every task would fail)."""
@@ -151,7 +178,7 @@ class Flux2Backend:
 
     def provenance(self, seed: int, image: Image.Image) -> dict[str, Any]:
         """What made this image, for metadata and the ledger."""
-        return {
+        made = {
             "model": self.checkpoint.name,
             "seed": seed,
             "steps": self.num_inference_steps,
@@ -161,6 +188,9 @@ class Flux2Backend:
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
         }
+        if self.compiled:  # compiled kernels round differently: a pixel may be a level away
+            made.update(compiled=True, compile_s=None if self.compile_s is None else round(self.compile_s, 3))
+        return made
 
     def generate(
         self,
@@ -212,7 +242,7 @@ class Flux2Backend:
         with torch.inference_mode():
             output = self.pipeline(
                 image=images or None,
-                prompt=list(prompts),
+                **self._text_inputs(list(prompts)),
                 height=height,
                 width=width,
                 num_inference_steps=self.num_inference_steps,
@@ -220,6 +250,15 @@ class Flux2Backend:
                 generator=generators,
             )
         return list(output.images)
+
+    def _text_inputs(self, prompts: list[str]) -> dict[str, Any]:
+        """The pipeline's text arguments: cached embeddings, or the prompts to encode."""
+        if self.prompt_embeddings is None:
+            return {"prompt": prompts}
+        inputs = {"prompt_embeds": self.prompt_embeddings(prompts)}
+        if self.guidance_scale > 1 and not self.is_distilled:  # the pipeline's CFG condition
+            inputs["negative_prompt_embeds"] = self.prompt_embeddings([""] * len(prompts))
+        return inputs
 
     def _release_cached_memory(self) -> None:
         import torch

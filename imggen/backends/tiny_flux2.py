@@ -10,6 +10,10 @@ Shapes follow the real model where the pipeline depends on them: the VAE has fou
 28 layers (the pipeline stacks hidden states 9, 18 and 27), the transformer's joint attention
 width is three times the text hidden size. The tokenizer is a byte-level BPE Qwen2 tokenizer made
 here from the 256 byte symbols and the chat-control specials, so nothing comes from a model hub.
+
+``overrides`` replace parts of each model's config, so the same builder makes a checkpoint of the
+real model's size (random weights, for speed measurements: ``benchmarks/gpu_klein.py``), built in
+the given dtype on the given device.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 # Qwen2's pre-tokenizer split pattern.
 _QWEN2_SPLIT_REGEX = (
@@ -102,10 +108,10 @@ def _build_tokenizer(workdir: Path):
     return tokenizer
 
 
-def _build_text_encoder(tokenizer):
+def _build_text_encoder(tokenizer, overrides: Mapping[str, Any]):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    config = Qwen3Config(
+    tiny = dict(
         vocab_size=_TEXT_VOCAB_SIZE,
         hidden_size=_TEXT_HIDDEN_SIZE,
         intermediate_size=32,
@@ -119,13 +125,13 @@ def _build_text_encoder(tokenizer):
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         bos_token_id=None,
     )
-    return Qwen3ForCausalLM(config).eval()
+    return Qwen3ForCausalLM(Qwen3Config(**{**tiny, **overrides})).eval()
 
 
-def _build_transformer():
+def _build_transformer(overrides: Mapping[str, Any]):
     from diffusers import Flux2Transformer2DModel
 
-    return Flux2Transformer2DModel(
+    tiny = dict(
         patch_size=1,
         in_channels=4 * _LATENT_CHANNELS,
         num_layers=1,
@@ -138,14 +144,15 @@ def _build_transformer():
         axes_dims_rope=(4, 4, 4, 4),
         rope_theta=2000,
         guidance_embeds=False,
-    ).eval()
+    )
+    return Flux2Transformer2DModel(**{**tiny, **overrides}).eval()
 
 
-def _build_vae():
+def _build_vae(overrides: Mapping[str, Any]):
     from diffusers import AutoencoderKLFlux2
 
     blocks = 4  # scale factor 2**(4-1) = 8, like the real VAE
-    return AutoencoderKLFlux2(
+    tiny = dict(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * blocks,
@@ -155,7 +162,8 @@ def _build_vae():
         latent_channels=_LATENT_CHANNELS,
         norm_num_groups=2,
         sample_size=64,
-    ).eval()
+    )
+    return AutoencoderKLFlux2(**{**tiny, **overrides}).eval()
 
 
 def _build_scheduler():
@@ -172,13 +180,15 @@ def _build_scheduler():
     )
 
 
-def _seeded(seed: int, build):
-    """Run ``build`` with the global torch RNG seeded, leaving the caller's RNG state untouched."""
+def _seeded(seed: int, build, device: str | None = None, dtype: Any = None):
+    """Run ``build`` on ``device`` with the torch RNG seeded (the caller's CPU RNG state untouched),
+    then cast the model to ``dtype``."""
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device(device or "cpu"):
         torch.manual_seed(seed)
-        return build()
+        model = build()
+    return model if dtype is None else model.to(dtype)
 
 
 def _make_readable(root: Path) -> None:
@@ -202,16 +212,30 @@ def _replace_folder(built: Path, target: Path) -> None:
     built.rename(target)
 
 
-def build_tiny_checkpoint(path: str | Path, *, distilled: bool = True, seed: int = 0) -> Path:
+def build_tiny_checkpoint(
+    path: str | Path,
+    *,
+    distilled: bool = True,
+    seed: int = 0,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+) -> Path:
     """Write a tiny random FLUX.2 [klein] checkpoint folder at ``path`` and return its path.
 
     ``distilled`` selects klein (4-step, no guidance) or klein-base (``is_distilled`` false).
     The same seed gives byte-identical weight files. The folder is built next to ``path`` and
     renamed into place, so a crash never leaves half a checkpoint; an earlier checkpoint at
-    ``path`` is replaced.
+    ``path`` is replaced. ``overrides`` maps "transformer", "text_encoder" and "vae" to config
+    values replacing the tiny ones; ``device`` and ``dtype`` are where and in what the models are
+    built and saved (default: the CPU, float32).
     """
     from diffusers import Flux2KleinPipeline
 
+    changes = overrides or {}
+    unknown = set(changes) - {"transformer", "text_encoder", "vae"}
+    if unknown:
+        raise ValueError(f"overrides for unknown components: {', '.join(sorted(unknown))}")
     target = Path(path).expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as work:
@@ -219,10 +243,12 @@ def build_tiny_checkpoint(path: str | Path, *, distilled: bool = True, seed: int
         tokenizer = _build_tokenizer(workdir)
         pipeline = Flux2KleinPipeline(
             scheduler=_build_scheduler(),
-            vae=_seeded(seed, _build_vae),
-            text_encoder=_seeded(seed, lambda: _build_text_encoder(tokenizer)),
+            vae=_seeded(seed, lambda: _build_vae(changes.get("vae", {})), device, dtype),
+            text_encoder=_seeded(
+                seed, lambda: _build_text_encoder(tokenizer, changes.get("text_encoder", {})), device, dtype
+            ),
             tokenizer=tokenizer,
-            transformer=_seeded(seed, _build_transformer),
+            transformer=_seeded(seed, lambda: _build_transformer(changes.get("transformer", {})), device, dtype),
             is_distilled=distilled,
         )
         built = workdir / "checkpoint"

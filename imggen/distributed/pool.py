@@ -12,6 +12,10 @@ worker); after that the pool continues with fewer workers. A worker that cannot 
 not replaced (loading again would fail the same way). When no worker is left, every waiting and
 later item fails with a fatal error that carries the last worker's message, and the run stops.
 
+Every worker sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` before its handler is built,
+unless the user set the allocator's configuration: the varying batch shapes of a long run then do
+not fragment GPU memory into out-of-memory errors.
+
 The wire format of results is plain tuples, because exceptions with keyword-only arguments do not
 survive pickling: ``("ok", value)`` or ``("error", kind, message)``.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 from collections import deque
 from typing import Any, Callable, Hashable, Protocol
 
@@ -56,6 +61,12 @@ class Worker(Protocol):
 
     async def close(self) -> None:
         """Ask the worker to finish and end it."""
+
+
+def prepare_worker_environment() -> None:
+    """The worker's environment defaults, where the user has not set them (before CUDA starts)."""
+    if "PYTORCH_ALLOC_CONF" not in os.environ:  # torch's newer name for the same setting
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 def call_handler(handler: Handler, payloads: list, reply: Callable[[list[tuple]], None]) -> None:

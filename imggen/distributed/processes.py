@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import Any
 
-from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler
+from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler, prepare_worker_environment
 
 _CLOSE_TIMEOUT_S = 10.0
 
@@ -171,6 +171,7 @@ def _settle(future: asyncio.Future, *, result: Any = None, error: BaseException 
 def _worker_main(conn, factory: HandlerFactory, device: str, threads: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run in the parent, which ends us
     _die_with_parent()
+    prepare_worker_environment()
     try:
         handler = factory(device=device, threads=threads)
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which decides

@@ -18,7 +18,7 @@ import logging
 import os
 from typing import AsyncIterator
 
-from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler
+from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler, prepare_worker_environment
 
 log = logging.getLogger("imggen.distributed")
 
@@ -28,6 +28,7 @@ class ModelActor:
 
     def __init__(self, factory: HandlerFactory, device: str, threads: int | None) -> None:
         self.handler, self.load_error = None, None
+        prepare_worker_environment()
         try:
             self.handler = factory(device=device, threads=threads)
         except Exception as error:  # noqa: BLE001 - reported to the driver, which decides

@@ -5,8 +5,10 @@ return each image's provenance.
 :class:`RenderSpec` is the picklable recipe a worker process or Ray actor calls once to build its
 :class:`InstructionRenderer` (the pipeline is loaded there, never in the parent). Every item of a
 batch has the same references and size (the pool batches by that group). Errors name the input
-record's ``file:line``. If ``call_log`` is set, each worker appends one line per image it asks the
-pipeline for (the task key) to that file before the call: a cheap way to count model calls.
+record's ``file:line``. With ``compile`` the renderer warms the compiled model up on a batch of the
+run's size before it takes work, so the compile time is not spent on the first real batch. If
+``call_log`` is set, each worker appends one line per image it asks the pipeline for (the task key)
+to that file before the call: a cheap way to count model calls.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class RenderSpec:
     num_inference_steps: int | None = None
     dtype: str | None = None
     call_log: str | None = None
+    compile: bool = False
+    offload: bool = False
+    batch_size: int = 1  # with height and width: the shape the compiled model is warmed up on
+    height: int | None = None
+    width: int | None = None
 
     def __call__(self, *, device: str, threads: int | None) -> "InstructionRenderer":
         return InstructionRenderer(self, device=device, threads=threads)
@@ -94,8 +101,11 @@ class InstructionRenderer:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"  # which process made an image, for the ledger
         self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imggen-save")
         self.backend = Flux2Backend(
-            spec.checkpoint, device=device, dtype=spec.dtype, num_inference_steps=spec.num_inference_steps
+            spec.checkpoint, device=device, dtype=spec.dtype, num_inference_steps=spec.num_inference_steps,
+            compile=spec.compile, offload=spec.offload,
         )
+        if spec.compile:
+            self.backend.warm_up(spec.batch_size, spec.height, spec.width)
 
     def __call__(self, payloads: list[dict]) -> list[TaskError] | concurrent.futures.Future:
         """Generate the batch now; the returned future resolves to each image's provenance once saved."""

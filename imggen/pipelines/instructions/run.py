@@ -55,6 +55,8 @@ class InstructionsOptions:
     seed: int = 0
     batch_size: int = 1
     dtype: str | None = None  # None: bfloat16 on GPU, float32 on CPU
+    compile: bool = False  # torch.compile the transformer (each worker warms it up before taking work)
+    offload: bool = False  # keep each model on the CPU except while it runs (GPUs short of memory)
 
     def __post_init__(self) -> None:
         for name in ("flux_ckpt", "predicted_instructions_root", "output_root", "image_root"):
@@ -108,7 +110,8 @@ async def run_instructions(
     log_start = global_log.stat().st_size if global_log.exists() else 0
     _append_lines(global_log, [f"bad record {record}" for record in plan.bad_records], level="WARNING")
     spec = RenderSpec(str(options.flux_ckpt.resolve()), options.num_inference_steps, options.dtype,
-                      os.environ.get(CALL_LOG_ENV))
+                      os.environ.get(CALL_LOG_ENV), compile=options.compile, offload=options.offload,
+                      batch_size=options.batch_size, height=options.height, width=options.width)
 
     async with _worker_pool(options, spec) as pool:
 
