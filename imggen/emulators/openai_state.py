@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from imggen.emulators.fault_plan import FaultPlan, FaultRates
+from imggen.emulators.openai_header_forms import check_forms
 from imggen.emulators.rate_window import SlidingWindow
 
 
@@ -50,6 +51,8 @@ class OpenAIEmulatorConfig:
     today: dt.date | None = None  # the date model retirement is judged on (default: today)
     tile_threshold: float = 10.0  # the vision judge's "same tile" distance (0-255)
     seed: int = 0  # random faults and jitter replay with the same seed
+    rate_header_form: str = "all"  # x-ratelimit-* as sent: all, no_remaining, none or malformed
+    retry_after_form: str = "seconds_and_ms"  # a 429's wait: seconds_and_ms, seconds, date, none or malformed
 
 
 @dataclass
@@ -78,6 +81,7 @@ class EmulatorState:
     """What the handlers share while the server runs."""
 
     def __init__(self, config: OpenAIEmulatorConfig) -> None:
+        check_forms(config.rate_header_form, config.retry_after_form)
         self.config = config
         self.image_window = SlidingWindow(config.images_per_minute, config.window_s)
         self.chat_window = SlidingWindow(config.chat_requests_per_minute, config.window_s)
