@@ -1,6 +1,7 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the concurrency cap, the requests-per-minute limit (see :mod:`.limiter`), the retry policy per
+It owns the concurrency cap, the requests limit (one :mod:`.limiter` per run: the user's ``--rpm`` and
+whatever the provider's rate-limit headers say, applied in place), the retry policy per
 error kind, the budget cap, run control and progress events. It knows nothing of providers or
 dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
 
@@ -62,7 +63,8 @@ class RunnerConfig:
     max_attempts: int = 3  # attempts per task per run for transient errors
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After
+    default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After or a count the limiter can use
+    limit_window_s: float = 60.0  # the window a provider's limit header counts over (OpenAI: a minute)
     budget: float | None = None  # hard cap on money spent in this run
     retry_failed: bool = False  # also retry tasks that failed permanently before
     view_interval_s: float = 10.0  # how often views (state files) are rewritten during a run
@@ -74,6 +76,14 @@ class RunnerConfig:
             raise ValueError("max_attempts must be at least 1")
         if self.budget is not None and self.budget < 0:
             raise ValueError("budget cannot be negative")
+        if self.limit_window_s <= 0:
+            raise ValueError("limit_window_s must be positive")
+
+    def limiter(self) -> RequestLimiter:
+        """A run's limiter: the user's limit if any, over its period (else the provider's window)."""
+        if self.rate_limit is not None:
+            return self.rate_limit.limiter()
+        return RequestLimiter(None, self.limit_window_s)
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,6 @@ class Runner:
         self.reporters = list(reporters)
         self.views = list(views)
         self.outputs_valid = outputs_valid or self._outputs_are_images
-        self._limiter = config.rate_limit.limiter() if config.rate_limit else None
         self._secrets = secret_values()
 
     # -- public -------------------------------------------------------------------------------
@@ -119,6 +128,7 @@ class Runner:
         loop = asyncio.get_running_loop()
         self._in_flight: set[asyncio.Task] = set()
         self._hold_until = 0.0
+        self._limiter = self.config.limiter()
         self._reserved = 0.0
         self._end_state: str | None = None
         self._end_message: str | None = None
@@ -237,8 +247,7 @@ class Runner:
             delay = self._hold_until - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self._limiter is not None:
-                await self._limiter.acquire()
+            await self._limiter.acquire()
             if not await self.control.proceed() or self._end_state is not None:
                 return False
             if self._hold_until <= time.monotonic():
@@ -248,8 +257,10 @@ class Runner:
         if error.kind is ErrorKind.RATE_LIMITED:
             if error.retry_after is not None:
                 return max(error.retry_after, 0.0)
-            if error.rate is not None and error.rate.reset_s:
-                return error.rate.reset_s
+            if error.rate is not None and error.rate.remaining is not None and self._limiter.limit is not None:
+                return 0.0  # the limiter took in the server's count (see _adapt) and paces the retry
+            if error.rate is not None and error.rate.reset_s:  # the window is full again by then
+                return min(error.rate.reset_s, self.config.default_rate_limit_wait_s)
             return self.config.default_rate_limit_wait_s
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
@@ -258,15 +269,17 @@ class Runner:
         self._hold_until = max(self._hold_until, time.monotonic() + seconds)
 
     def _adapt(self, hint: RateHint) -> None:
-        """Follow the server: hold when its window is spent, slow down if its limit is lower than ours."""
-        if hint.remaining == 0 and hint.reset_s:
-            self._hold_all(hint.reset_s)
+        """Follow the server in the run's one limiter: its limit (never above the user's) and its count.
+        Only while no limit is known at all does a spent window hold every worker until it is full again."""
         if hint.limit_per_min:
-            current = self.config.rate_limit
-            period = current.period_s if current else 60.0
-            server = hint.limit_per_min * period / 60.0
-            if current is None or server < current.requests:
-                self._limiter = RateLimit(server, period).limiter()
+            per_period = hint.limit_per_min * self._limiter.period_s / self.config.limit_window_s
+            self._limiter.learn_limit(max(per_period, 1.0))
+        if hint.remaining is None:
+            return
+        if self._limiter.limit is not None:
+            self._limiter.observe(hint.remaining, hint.reset_s)
+        elif hint.remaining == 0 and hint.reset_s:
+            self._hold_all(hint.reset_s)
 
     def _reserve_budget(self, task: Task) -> bool:
         budget = self.config.budget
