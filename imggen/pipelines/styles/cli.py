@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--flux-steps", type=int, help="denoising steps (flux2; default: the checkpoint's preset)")
     add("--rpm", type=float, help="requests per minute (default: follow the server's rate-limit headers)")
     add("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (default: %(default)s)")
+    add("--request-timeout", type=float, metavar="SECONDS",
+        help="retry a request that has not answered after this long (default: the model's, e.g. 120 for GPT image)")
     add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")
     add("--retry-failed", action="store_true", help="also retry images refused in earlier runs")
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
@@ -56,7 +58,7 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
         datasets=args.datasets, max_samples=args.max_samples, backend=args.backend, model=args.model,
         size=args.size, quality=args.quality, dalle_style=args.dalle_style, allow_retired=args.allow_retired,
         flux_ckpt=args.flux_ckpt, flux_steps=args.flux_steps, rpm=args.rpm, concurrency=args.concurrency,
-        budget=args.budget, retry_failed=args.retry_failed,
+        request_timeout_s=args.request_timeout, budget=args.budget, retry_failed=args.retry_failed,
     )
 
 

@@ -64,6 +64,7 @@ class StyleRequest:
     flux_steps: int | None = None
     rpm: float | None = None  # requests per minute (None: follow the server's rate-limit headers)
     concurrency: int = DEFAULT_CONCURRENCY
+    request_timeout_s: float | None = None  # a stalled request is retried after this (None: the model's)
     budget: float | None = None  # US dollars; a hard cap for this run
     retry_failed: bool = False  # also retry images refused before (e.g. by the content policy)
 
@@ -128,6 +129,8 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart("the flux2 backend needs a checkpoint folder: --flux_ckpt PATH")
     if request.concurrency < 1:
         raise CannotStart("concurrency must be at least 1")
+    if request.request_timeout_s is not None and not request.request_timeout_s > 0:
+        raise CannotStart("request-timeout must be a positive number of seconds")
     if request.max_samples is not None and request.max_samples < 1:
         raise CannotStart("max-samples must be at least 1")
 
@@ -213,7 +216,7 @@ async def open_generator(plan: StylePlan) -> Generator:
         except (FileNotFoundError, ValueError, TaskError) as exc:
             raise CannotStart(str(exc)) from None
     backend = OpenAIImageBackend(api_key=openai_api_key(), base_url=load_settings().openai_base_url,
-                                 allow_retired=request.allow_retired)
+                                 allow_retired=request.allow_retired, timeout_s=request.request_timeout_s)
     params = plan.image_params
     return OpenAIGenerator(backend, plan.spec, params["size"], params["quality"], params["extra"])
 
