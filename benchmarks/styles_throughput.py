@@ -4,15 +4,17 @@ The emulator holds a strict sliding-window limit of R images per minute and answ
 seconds (with +- jitter). Two schedules run at the same time, each against its own emulator with
 the same settings (a shared window would let one count against the other):
 
-* ours: ``run_styles`` with ``--rpm R`` (the engine's limiter) and enough requests in flight to
-  cover the latency, over ``--images`` images;
+* ours: ``run_styles`` with ``--rpm R`` (or, with ``--follow-headers``, no ``--rpm``: the pace
+  learned from the emulator's rate-limit headers) and enough requests in flight to cover the
+  latency, over ``--images`` images;
 * the seed's: chunks of 5 requests with ``asyncio.gather`` and a 2 s sleep after each chunk,
   over ``--seed-images`` images (its rate is steady, so a shorter sample measures it).
 
 Sustained images/min is counted from the first finished image to the last one (the ramp-up of
 one latency is not throughput). Prints the 429 responses after the first window, the wall-clock
 rate, then ``RESULT ours_per_min=<x> seed_per_min=<y> limit_per_min=<R> ratio_to_limit=<x/R>
-speedup=<x/y>``. Target: ratio_to_limit >= 0.97 with no 429 after the first window.
+speedup=<x/y> late_429=<n>``. Target: ratio_to_limit >= 0.97 and late_429 = 0 (no 429 after the
+first window). ``--images`` sets the run's length (R images take a minute).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def write_prompts(folder: Path, images: int) -> Path:
     return path
 
 
-async def ours(server: RunningOpenAIEmulator, folder: Path, images: int, rpm: float, concurrency: int) -> list[float]:
+async def ours(server: RunningOpenAIEmulator, folder: Path, images: int, rpm: float | None,
+               concurrency: int) -> list[float]:
     finished: list[float] = []
 
     def record(event: object) -> None:
@@ -106,7 +109,7 @@ async def measure(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             began = time.monotonic()
             our_times, seed_times = await asyncio.gather(
-                ours(our_server, Path(tmp), args.images, args.rpm, concurrency),
+                ours(our_server, Path(tmp), args.images, None if args.follow_headers else args.rpm, concurrency),
                 seed_schedule(seed_server, Path(tmp), args.seed_images),
             )
             wall = time.monotonic() - began
@@ -121,7 +124,7 @@ async def measure(args: argparse.Namespace) -> None:
           f"window), wall-clock {60 * len(our_times) / (max(our_times) - began):.1f}/min; "
           f"seed: {len(seed_times)} images; {wall:.1f}s in all")
     print(f"RESULT ours_per_min={ours_rate:.1f} seed_per_min={seed_rate:.1f} limit_per_min={args.rpm} "
-          f"ratio_to_limit={ours_rate / args.rpm:.3f} speedup={ours_rate / seed_rate if seed_rate else float('inf'):.2f}")
+          f"ratio_to_limit={ours_rate / args.rpm:.3f} speedup={ours_rate / seed_rate if seed_rate else float('inf'):.2f} late_429={late_429}")
 
 
 def main() -> None:
@@ -132,6 +135,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=2.0, help="seconds per image, L (default: %(default)s)")
     parser.add_argument("--jitter", type=float, default=0.5, help="latency varies by +- this (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, help="our requests in flight (default: enough for R x (L + jitter))")
+    parser.add_argument("--follow-headers", action="store_true", help="run ours without --rpm, paced by the headers")
     asyncio.run(measure(parser.parse_args()))
 
 
