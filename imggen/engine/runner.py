@@ -1,6 +1,6 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the concurrency cap, the requests limit (one :mod:`.limiter` per run: the user's ``--rpm`` and
+It owns the tasks in flight (a number, or "auto": see :mod:`.concurrency`), the requests limit (one :mod:`.limiter` per run: the user's ``--rpm`` and
 whatever the provider's rate-limit headers say, applied in place), the retry policy per
 error kind, the budget cap, run control and progress events. It knows nothing of providers or
 dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
@@ -28,6 +28,7 @@ from typing import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from ..settings import redact, secret_values
 from ..storage.atomic import is_valid_image
+from .concurrency import AUTO, InFlightGate, InFlightTarget
 from .control import ControlState, RunControl, SignalHandlers
 from .errors import ErrorKind, RateHint, TaskError
 from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
@@ -58,7 +59,8 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    concurrency: int = 8
+    concurrency: int | str = AUTO  # tasks in flight: a number, or "auto" to follow rate x latency
+    max_concurrency: int = 256  # the ceiling of "auto"
     rate_limit: RateLimit | None = None
     max_attempts: int = 3  # attempts per task per run for transient errors
     backoff_base_s: float = 1.0
@@ -70,8 +72,10 @@ class RunnerConfig:
     view_interval_s: float = 10.0  # how often views (state files) are rewritten during a run
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if self.concurrency != AUTO and not (isinstance(self.concurrency, int) and self.concurrency >= 1):
+            raise ValueError(f"concurrency must be at least 1 or {AUTO!r}")
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.budget is not None and self.budget < 0:
@@ -129,6 +133,8 @@ class Runner:
         self._in_flight: set[asyncio.Task] = set()
         self._hold_until = 0.0
         self._limiter = self.config.limiter()
+        self._target = InFlightTarget(self.config.concurrency, ceiling=self.config.max_concurrency)
+        self._gate = InFlightGate(self._target)
         self._reserved = 0.0
         self._end_state: str | None = None
         self._end_message: str | None = None
@@ -150,7 +156,8 @@ class Runner:
         self._emit(RunStarted(self._progress))
         source = self.ledger.pending(run_id)
         try:
-            workers = [loop.create_task(self._worker(source)) for _ in range(self.config.concurrency)]
+            worker_count = max(min(self._target.ceiling, total - done), 1)
+            workers = [loop.create_task(self._worker(source)) for _ in range(worker_count)]
             results = await asyncio.gather(*workers, return_exceptions=True)
             for result in results:  # workers cancelled by an immediate stop end with CancelledError
                 if isinstance(result, Exception):
@@ -167,22 +174,32 @@ class Runner:
     # -- workers ---------------------------------------------------------------------------
     async def _worker(self, source: Iterator[LedgerRow]) -> None:
         while await self.control.proceed() and self._end_state is None:
-            row = next(source, None)
-            if row is None:
-                return
-            task = row.task
-            if task.outputs and self.outputs_valid(task.outputs):
-                self._finish_healed(task)
-                continue
-            if not self._reserve_budget(task):
-                return
-            job = asyncio.current_task()
-            self._in_flight.add(job)
+            await self._gate.acquire()
             try:
-                await self._run_task(task)
+                if not await self._take_next(source):
+                    return
             finally:
-                self._in_flight.discard(job)
-                self._reserved -= task.cost
+                self._gate.release()
+
+    async def _take_next(self, source: Iterator[LedgerRow]) -> bool:
+        """Run the next pending task; False when there is none or the budget is spent."""
+        row = next(source, None)
+        if row is None:
+            return False
+        task = row.task
+        if task.outputs and self.outputs_valid(task.outputs):
+            self._finish_healed(task)
+            return True
+        if not self._reserve_budget(task):
+            return False
+        job = asyncio.current_task()
+        self._in_flight.add(job)
+        try:
+            await self._run_task(task)
+        finally:
+            self._in_flight.discard(job)
+            self._reserved -= task.cost
+        return True
 
     async def _run_task(self, task: Task) -> None:
         transient_failures = 0
@@ -192,6 +209,7 @@ class Runner:
                 return
             self.ledger.mark_started(task.key)
             self._set_running(+1)
+            began = time.monotonic()
             try:
                 outcome, error = await self.work(task), None
             except asyncio.CancelledError:
@@ -206,11 +224,13 @@ class Runner:
                 self.ledger.mark_done(task.key, outcome)
                 if outcome.rate is not None:
                     self._adapt(outcome.rate)
+                self._follow_latency(time.monotonic() - began)
                 self._finish(task.key, "done", cost=outcome.cost)
                 return
             kind, message, wait = self._classify(task, error, transient_failures + 1)
             if kind is ErrorKind.RATE_LIMITED:
                 self._hold_all(wait)
+                self._target.rate_limited()
                 self._progress = self._progress.evolve(rate_limit_hits=self._progress.rate_limit_hits + 1)
             elif kind is ErrorKind.TRANSIENT and transient_failures + 1 < self.config.max_attempts:
                 transient_failures += 1
@@ -281,6 +301,12 @@ class Runner:
         elif hint.remaining == 0 and hint.reset_s:
             self._hold_all(hint.reset_s)
 
+    def _follow_latency(self, latency_s: float) -> None:
+        """Let the in-flight target follow rate x latency (with ``concurrency="auto"``)."""
+        limit = self._limiter.limit
+        self._target.succeeded(latency_s, limit / self._limiter.period_s if limit is not None else None)
+        self._gate.wake()
+
     def _reserve_budget(self, task: Task) -> bool:
         budget = self.config.budget
         if budget is not None and self._progress.spent + self._reserved + task.cost > budget + 1e-9:
@@ -312,7 +338,10 @@ class Runner:
         self._finish(task.key, "healed")
 
     def _set_running(self, delta: int) -> None:
-        self._progress = self._progress.evolve(running=self._progress.running + delta)
+        limit = self._limiter.limit
+        self._progress = self._progress.evolve(
+            running=self._progress.running + delta, in_flight_target=self._target.value,
+            limit_per_min=limit * 60.0 / self._limiter.period_s if limit is not None else None)
 
     def _stop_run(self, state: str, message: str) -> None:
         if self._end_state is None:
