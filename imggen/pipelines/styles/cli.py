@@ -16,11 +16,22 @@ from rich.markup import escape
 
 from imggen.backends.openai_models import DEFAULT_MODEL
 from imggen.console import EXIT_STOPPED, report_summary
+from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter
 
 from .run import (
     BACKENDS, DEFAULT_CONCURRENCY, CannotStart, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
 )
+
+
+def concurrency(text: str) -> int | str:
+    """``auto`` or a positive whole number."""
+    if text == AUTO:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or {AUTO}, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder (flux2)")
     add("--flux-steps", type=int, help="denoising steps (flux2; default: the checkpoint's preset)")
     add("--rpm", type=float, help="requests per minute (default: follow the server's rate-limit headers)")
-    add("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (default: %(default)s)")
+    add("--concurrency", type=concurrency, default=DEFAULT_CONCURRENCY,
+        help="requests in flight, or auto: the rate limit x the observed latency (default: %(default)s)")
     add("--request-timeout", type=float, metavar="SECONDS",
         help="retry a request that has not answered after this long (default: the model's, e.g. 120 for GPT image)")
     add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")

@@ -20,6 +20,7 @@ from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.openai_models import (
     DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, estimate_cost, find_problem, get_model,
 )
+from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.errors import TaskError
 from imggen.engine.events import Reporter
@@ -36,7 +37,7 @@ from .layout import STATE_FILE, STATS_FILE, image_place, write_metadata
 from .work import StyleWork
 
 BACKENDS = ("openai", "flux2")
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = AUTO  # in flight: rate limit x observed latency (see imggen/engine/concurrency.py)
 SEED_DALLE_PARAMS = {"size": "1024x1024", "quality": "hd", "style": "vivid"}  # the seed's full-HD DALL-E 3 images
 
 
@@ -63,7 +64,7 @@ class StyleRequest:
     flux_ckpt: str | os.PathLike | None = None
     flux_steps: int | None = None
     rpm: float | None = None  # requests per minute (None: follow the server's rate-limit headers)
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | str = DEFAULT_CONCURRENCY  # requests in flight: a number, or "auto"
     request_timeout_s: float | None = None  # a stalled request is retried after this (None: the model's)
     budget: float | None = None  # US dollars; a hard cap for this run
     retry_failed: bool = False  # also retry images refused before (e.g. by the content policy)
@@ -127,8 +128,8 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart(f"unknown backend {request.backend!r}; use one of {', '.join(BACKENDS)}")
     if request.backend == "flux2" and not request.flux_ckpt:
         raise CannotStart("the flux2 backend needs a checkpoint folder: --flux_ckpt PATH")
-    if request.concurrency < 1:
-        raise CannotStart("concurrency must be at least 1")
+    if request.concurrency != AUTO and not (isinstance(request.concurrency, int) and request.concurrency >= 1):
+        raise CannotStart(f"concurrency must be at least 1 or {AUTO!r}")
     if request.request_timeout_s is not None and not request.request_timeout_s > 0:
         raise CannotStart("request-timeout must be a positive number of seconds")
     if request.max_samples is not None and request.max_samples < 1:
