@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from imggen.engine.concurrency import START, InFlightTarget
@@ -27,11 +29,17 @@ def test_the_target_follows_littles_law_from_a_small_start():
     assert settled(InFlightTarget(ceiling=32), 5.0, 10.0) == 32  # never past the ceiling
 
 
-def test_the_start_grows_by_one_per_answer_never_as_a_burst():
+def test_with_a_known_limit_the_first_answer_sets_the_target():
+    target = InFlightTarget()
+    target.succeeded(20.0, 173 / 60)  # a GPT image at 20 s, 173 a minute: the limiter spaces the starts
+    assert target.value == math.ceil(173 / 60 * 20 * 1.2 + 1)
+
+
+def test_without_a_limit_the_probe_grows_by_one_per_answer():
     target = InFlightTarget()
     values = [target.value]
     for _ in range(20):
-        target.succeeded(1.0, 100.0)
+        target.succeeded(1.0, None)
         values.append(target.value)
     assert values[:3] == [START, START + 1, START + 2] and values[-1] == START + 20
 

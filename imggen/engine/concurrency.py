@@ -2,10 +2,13 @@
 
 With ``concurrency="auto"`` the target follows Little's law: in flight = rate x latency, from the
 limit in use (the run's limiter: ``--rpm`` or the provider's advertised limit, whichever is lower)
-and the latency observed so far, with a little headroom for jitter. It starts small and grows by
-one per success (doubling every round trip) so the start is never a burst; a rate-limit answer
-halves it (additive increase, multiplicative decrease), after which it grows by one per round trip.
-It never passes the ceiling. Without a known limit the AIMD probe alone sets it.
+and the latency observed so far, with a little headroom for jitter. Until the first answer it is
+small (nothing is known yet); after it, the limiter spaces the starts, so going straight to the
+law's number is never a burst. Without a known limit a probe starts small and grows by one per
+answer. A rate-limit answer halves the target (multiplicative decrease); the cap it sets grows
+back by one per round trip while no limit is known (additive increase), and by one per answer
+(about a round trip to recover) when the limiter already paces the starts. It never passes the
+ceiling.
 
 :class:`InFlightGate` is the runner's semaphore whose size follows the target.
 """
@@ -29,8 +32,8 @@ class InFlightTarget:
             raise ValueError(f"concurrency must be a positive number or {AUTO!r}")
         self.pinned = concurrency if concurrency != AUTO else None
         self.ceiling = ceiling if self.pinned is None else self.pinned
-        self._probe = float(min(START, self.ceiling))  # the AIMD value
-        self._growing_fast = True  # until the first rate-limit answer
+        self._probe = float(min(START, self.ceiling))  # in flight while no limit is known
+        self._cap: float | None = None  # set by a rate-limit answer, then grows back slowly
         self.latency_s: float | None = None
         self.rate_per_s: float | None = None
 
@@ -38,9 +41,12 @@ class InFlightTarget:
     def value(self) -> int:
         if self.pinned is not None:
             return self.pinned
-        target = self._probe
         if self.rate_per_s is not None and self.latency_s is not None:
-            target = min(target, self.rate_per_s * self.latency_s * HEADROOM + 1)
+            target = self.rate_per_s * self.latency_s * HEADROOM + 1
+        else:
+            target = self._probe
+        if self._cap is not None:
+            target = min(target, self._cap)
         return max(1, min(math.ceil(target), self.ceiling))
 
     def succeeded(self, latency_s: float, rate_per_s: float | None) -> None:
@@ -48,14 +54,17 @@ class InFlightTarget:
         self.rate_per_s = rate_per_s
         self.latency_s = latency_s if self.latency_s is None \
             else (1 - LATENCY_WEIGHT) * self.latency_s + LATENCY_WEIGHT * latency_s
-        if self.value < self._probe:  # Little's law holds it back: no need to probe further
-            return
-        self._probe = min(self._probe + (1.0 if self._growing_fast else 1.0 / self._probe), float(self.ceiling))
+        if self._cap is not None and self.value >= self._cap:
+            step = 1.0 if rate_per_s is not None else 1 / self._cap
+            self._cap = min(self._cap + step, float(self.ceiling))
+        if rate_per_s is None:
+            step = 1.0 if self._cap is None else 1 / self._probe
+            self._probe = min(self._probe + step, float(self.ceiling))
 
     def rate_limited(self) -> None:
         """The provider said too fast: halve the target."""
-        self._growing_fast = False
-        self._probe = max(self.value / 2, 1.0)
+        self._cap = max(self.value / 2, 1.0)
+        self._probe = min(self._probe, self._cap)
 
 
 class InFlightGate:
