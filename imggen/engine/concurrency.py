@@ -20,7 +20,7 @@ import math
 
 AUTO = "auto"
 START = 4  # tasks in flight before anything is known
-HEADROOM = 1.2  # in flight = rate x latency x this, plus one: room for latency jitter
+HEADROOM = 2.0  # in flight = rate x latency x this, plus one: a queue at the limiter through jitter
 LATENCY_WEIGHT = 0.2  # each new latency's weight in the running average
 
 

@@ -66,6 +66,7 @@ class StyleRequest:
     rpm: float | None = None  # requests per minute (None: follow the server's rate-limit headers)
     concurrency: int | str = DEFAULT_CONCURRENCY  # requests in flight: a number, or "auto"
     request_timeout_s: float | None = None  # a stalled request is retried after this (None: the model's)
+    limit_window_s: float = 60.0  # what the limits count over: a minute (shorter only against an emulator)
     budget: float | None = None  # US dollars; a hard cap for this run
     retry_failed: bool = False  # also retry images refused before (e.g. by the content policy)
 
@@ -246,8 +247,10 @@ async def run_styles(
         plan = what
     request = plan.request
     generate = await open_generator(plan)
+    window = request.limit_window_s
     config = RunnerConfig(
-        concurrency=request.concurrency, rate_limit=RateLimit.per_minute(request.rpm), budget=request.budget,
+        concurrency=request.concurrency, budget=request.budget, limit_window_s=window,
+        rate_limit=RateLimit(request.rpm * window / 60, window) if request.rpm else None,
         retry_failed=request.retry_failed,
     )
     try:
