@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
+from rich.console import Console
 
 from imggen.engine.concurrency import START, InFlightTarget
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.engine.events import TaskFinished
+from imggen.engine.events import Progress, RunFinished, RunStarted, TaskFinished
+from imggen.engine.reporters import RichReporter
 from imggen.engine.ledger import Ledger
 from imggen.engine.runner import RateLimit, Runner, RunnerConfig
+from imggen.pipelines.styles.cli import build_parser
 
 from conftest import Recorder, make_tasks
 
@@ -104,3 +108,23 @@ async def test_a_pinned_concurrency_is_never_exceeded_even_with_a_high_limit(out
     work = Recorder(delay=0.2)
     summary, targets = await run(out, work, make_tasks(30), concurrency=3, rate_limit=RateLimit(1000, 1.0))
     assert summary.progress.done == 30 and work.max_running == 3 and set(targets) == {3}
+
+
+def test_the_displays_show_the_target_and_the_limit_in_use():
+    progress = Progress(total=10, running=3, in_flight_target=12, limit_per_min=173.0)
+    assert progress.pace == "in flight 3/12, limit 173/min"
+    assert Progress(total=1).pace == "in flight 0"
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    reporter = RichReporter("styles", console)
+    reporter(RunStarted(progress))
+    reporter(RunFinished(progress.evolve(state="finished")))
+    assert "in flight 3/12, limit 173/min" in console.file.getvalue()
+
+
+@pytest.mark.parametrize(("text", "value"), [("auto", "auto"), ("12", 12)])
+def test_the_styles_cli_takes_auto_or_a_number(text, value):
+    args = build_parser().parse_args(["--prompts", "p.json", "--output", "o", "--concurrency", text])
+    assert args.concurrency == value
+    assert build_parser().parse_args(["--prompts", "p.json", "--output", "o"]).concurrency == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--prompts", "p.json", "--output", "o", "--concurrency", "many"])
