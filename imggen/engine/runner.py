@@ -1,14 +1,14 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the tasks in flight (a number, or "auto": see :mod:`.concurrency`), the requests limit (one :mod:`.limiter` per run: the user's ``--rpm`` and
-whatever the provider's rate-limit headers say, applied in place), the retry policy per
-error kind, the budget cap, run control and progress events. It knows nothing of providers or
-dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
+It owns the tasks in flight (a number, or "auto": see :mod:`.concurrency`), the requests limit (one
+:mod:`.limiter` per run, taking the user's ``--rpm`` and whatever the provider's rate-limit headers
+say in place), the retry policy per error kind, the budget cap, run control and progress events. It
+knows nothing of providers or dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
 
 Retry policy (see :class:`~imggen.engine.errors.ErrorKind`):
 
-* rate limited: every worker holds off until the server's wait has passed; the attempt budget is
-  not spent. The retry loop is written out here rather than with a retry library because the
+* rate limited: every worker holds off until the server's wait has passed (without a readable
+  wait, the limiter paces the retry from the server's count); the attempt budget is not spent. The retry loop is written out here rather than with a retry library because the
   attempt budget counts only transient failures and a rate-limit wait is shared by all workers.
 * transient: exponential backoff with full jitter, at most ``max_attempts`` attempts in this run.
 * permanent: recorded as failed, never retried (a rerun skips it unless ``retry_failed``).
