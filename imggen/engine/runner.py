@@ -8,8 +8,9 @@ knows nothing of providers or dataset layouts: ``work`` is any ``async (Task) ->
 Retry policy (see :class:`~imggen.engine.errors.ErrorKind`):
 
 * rate limited: every worker holds off until the server's wait has passed (without a readable
-  wait, the limiter paces the retry from the server's count); the attempt budget is not spent. The retry loop is written out here rather than with a retry library because the
-  attempt budget counts only transient failures and a rate-limit wait is shared by all workers.
+  wait, the limiter paces the retry from the server's count); the attempt budget is not spent.
+  The retry loop is written out here rather than with a retry library because the attempt budget
+  counts only transient failures and a rate-limit wait is shared by all workers.
 * transient: exponential backoff with full jitter, at most ``max_attempts`` attempts in this run.
 * permanent: recorded as failed, never retried (a rerun skips it unless ``retry_failed``).
 * fatal: the run stops cleanly; the task goes back to pending; the message says what to do.
