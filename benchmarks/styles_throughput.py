@@ -1,18 +1,25 @@
-"""Style-matrix throughput against the local OpenAI emulator: the pipeline versus the seed's schedule.
+"""Style-matrix throughput with the CLI's defaults against the local OpenAI emulator, beside a tuned run and the seed's.
 
-The emulator holds a strict sliding-window limit of R images per minute and answers after L
-seconds (with +- jitter). Two schedules run at the same time, each against its own emulator with
-the same settings (a shared window would let one count against the other):
+Every run has its own emulator (a shared window would let one count against another) holding a
+strict sliding window of R images per minute (default 173, not a round number) that it advertises
+in its rate-limit headers. Time is scaled down by ``--scale`` (the window is 60/scale seconds,
+latencies are divided by it), so the runs stay short; the ratios do not change with the scale.
+The runs follow one another (sharing one event loop would make them slow each other down), the
+seed's beside the tuned one:
 
-* ours: ``run_styles`` with ``--rpm R`` (the engine's limiter) and enough requests in flight to
-  cover the latency, over ``--images`` images;
-* the seed's: chunks of 5 requests with ``asyncio.gather`` and a 2 s sleep after each chunk,
-  over ``--seed-images`` images (its rate is steady, so a shorter sample measures it).
+* default: ``run_styles`` with the request's defaults (no ``--rpm``, ``--concurrency auto``) at each
+  of ``--latencies`` (default 1, 5 and 20 s, +- 25% jitter);
+* tuned: ``--rpm R`` with enough requests in flight for R x (latency + jitter), at the middle latency;
+* the seed's: chunks of 5 requests with ``asyncio.gather`` and a 2 s (scaled) sleep after each chunk,
+  at the middle latency, over ``--seed-images`` images (its rate is steady, so a short sample measures it).
 
-Sustained images/min is counted from the first finished image to the last one (the ramp-up of
-one latency is not throughput). Prints the 429 responses after the first window, the wall-clock
-rate, then ``RESULT ours_per_min=<x> seed_per_min=<y> limit_per_min=<R> ratio_to_limit=<x/R>
-speedup=<x/y>``. Target: ratio_to_limit >= 0.97 with no 429 after the first window.
+A run lasts ``--windows`` windows or ``--latency-multiple`` latencies, whichever is longer. Sustained
+images/min is counted from one latency after the first finished image to the last one and given as a
+share of R: until the first answer nothing is known, so 4 requests are in flight; the pipe fills in the
+latency after it. That ramp is not throughput; each run's line also prints the rate from the first
+finished image, ramp included. late_429 counts 429s after each run's first window in
+the default and tuned runs. Last line: ``RESULT default_ratio_min=<min over the latencies>
+tuned_ratio=<x> seed_ratio=<y> late_429=<n>``. Target: default_ratio_min >= 0.95 and late_429 = 0.
 """
 
 from __future__ import annotations
@@ -36,41 +43,47 @@ from imggen.storage.atomic import atomic_write_bytes
 
 MODEL, SIZE, QUALITY = "gpt-image-2.6-sunburst", "1024x1024", "low"
 SEED_CHUNK, SEED_SLEEP_S = 5, 2.0
+JITTER_SHARE = 0.25
 
 
-def sustained_per_min(finish_times: list[float]) -> float:
+def sustained_per_min(finish_times: list[float], minute_s: float, ramp_s: float = 0.0) -> float:
+    """Finished images per (scaled) minute, from ``ramp_s`` after the first one to the last."""
     times = sorted(finish_times)
+    times = [t for t in times if t >= times[0] + ramp_s] if times else times
     if len(times) < 2 or times[-1] == times[0]:
         return 0.0
-    return 60.0 * (len(times) - 1) / (times[-1] - times[0])
+    return minute_s * (len(times) - 1) / (times[-1] - times[0])
 
 
 def write_prompts(folder: Path, images: int) -> Path:
     """A prompt set of ceil(images / 10) samples; with the ten styles, ``images`` tasks or a few more."""
     samples = math.ceil(images / len(load_styles()[0]))
     path = folder / "prompts.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"dataset": "wikipedia", "sample_id": f"{i:05d}",
                                         "text": f"benchmark sample {i}"}) + "\n" for i in range(samples)))
     return path
 
 
-async def ours(server: RunningOpenAIEmulator, folder: Path, images: int, rpm: float, concurrency: int) -> list[float]:
+async def styles_run(server: RunningOpenAIEmulator, folder: Path, images: int, window_s: float,
+                     **tuning: object) -> list[float]:
+    """``run_styles`` over ``images`` images; the times they finished. ``tuning``: rpm, concurrency."""
     finished: list[float] = []
 
     def record(event: object) -> None:
         if isinstance(event, TaskFinished) and event.status == "done":
             finished.append(time.monotonic())
 
-    os.environ["OPENAI_BASE_URL"] = server.base_url
-    request = StyleRequest(prompts=write_prompts(folder, images), output=folder / "ours", model=MODEL, size=SIZE,
-                           quality=QUALITY, rpm=rpm, concurrency=concurrency)
+    request = StyleRequest(prompts=write_prompts(folder, images), output=folder / "out", model=MODEL, size=SIZE,
+                           quality=QUALITY, limit_window_s=window_s, **tuning)
+    os.environ["OPENAI_BASE_URL"] = server.base_url  # read when the run opens its backend, before any await
     summary = await run_styles(request, reporters=[record], on_problem=print)
     assert summary.state == "finished", summary
     return finished
 
 
-async def seed_schedule(server: RunningOpenAIEmulator, folder: Path, images: int) -> list[float]:
-    """The seed's loop: five at a time with gather, a 2 s pause after each chunk, up to 3 tries per image."""
+async def seed_schedule(server: RunningOpenAIEmulator, folder: Path, images: int, sleep_s: float) -> list[float]:
+    """The seed's loop: five at a time with gather, a pause after each chunk, up to 3 tries per image."""
     finished: list[float] = []
     backend = OpenAIImageBackend(base_url=server.base_url)
 
@@ -83,55 +96,80 @@ async def seed_schedule(server: RunningOpenAIEmulator, folder: Path, images: int
                     await asyncio.sleep(error.retry_after or 10)
                     continue
                 raise
-            atomic_write_bytes(folder / "seed" / f"image_{index:05d}.png", image.data)
+            atomic_write_bytes(folder / f"image_{index:05d}.png", image.data)
             finished.append(time.monotonic())
             return
 
     try:
         for start in range(0, images, SEED_CHUNK):
             await asyncio.gather(*(generate_and_save(i) for i in range(start, min(start + SEED_CHUNK, images))))
-            await asyncio.sleep(SEED_SLEEP_S)
+            await asyncio.sleep(sleep_s)
     finally:
         await backend.aclose()
     return finished
 
 
+def late_429s(server: RunningOpenAIEmulator, window_s: float) -> int:
+    first = min(r.time for r in server.requests)
+    return sum(1 for r in server.requests if r.status == 429 and r.time > first + window_s)
+
+
 async def measure(args: argparse.Namespace) -> None:
-    config = OpenAIEmulatorConfig(images_per_minute=args.rpm, window_s=60.0, latency_s=args.latency,
-                                  jitter_s=args.jitter, render_max_side=16, seed=1)
-    concurrency = args.concurrency or math.ceil(args.rpm / 60 * (args.latency + args.jitter) * 1.5) + 2
+    window_s = 60.0 / args.scale
+    latencies = [float(text) / args.scale for text in args.latencies.split(",")]
+    middle = sorted(latencies)[len(latencies) // 2]
+    per_s = args.rpm / window_s
+
+    def emulator(latency: float):
+        return start_openai_emulator(OpenAIEmulatorConfig(
+            images_per_minute=args.rpm, window_s=window_s, latency_s=latency, jitter_s=JITTER_SHARE * latency,
+            render_max_side=16, seed=1))
+
+    def images_for(latency: float) -> int:
+        return math.ceil(per_s * max(args.windows * window_s, args.latency_multiple * latency))
+
     os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-local")
-    our_server, seed_server = await start_openai_emulator(config), await start_openai_emulator(config)
+    default_servers = [await emulator(latency) for latency in latencies]
+    tuned_server, seed_server = await emulator(middle), await emulator(middle)
+    tuned_concurrency = math.ceil(per_s * middle * (1 + JITTER_SHARE) * 1.5) + 2
+    began = time.monotonic()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            began = time.monotonic()
-            our_times, seed_times = await asyncio.gather(
-                ours(our_server, Path(tmp), args.images, args.rpm, concurrency),
-                seed_schedule(seed_server, Path(tmp), args.seed_images),
-            )
-            wall = time.monotonic() - began
+            root = Path(tmp)
+            default_times = [await styles_run(server, root / f"default{i}", images_for(latency), window_s)
+                             for i, (server, latency) in enumerate(zip(default_servers, latencies))]
+            tuned_times, seed_times = await asyncio.gather(
+                styles_run(tuned_server, root / "tuned", images_for(middle), window_s, rpm=args.rpm * args.scale,
+                           concurrency=tuned_concurrency),
+                seed_schedule(seed_server, root / "seed", args.seed_images, SEED_SLEEP_S / args.scale))
     finally:
-        await our_server.stop()
-        await seed_server.stop()
-    first_request = min(r.time for r in our_server.requests)
-    late_429 = sum(1 for r in our_server.requests if r.status == 429 and r.time > first_request + config.window_s)
-    all_429 = sum(1 for r in our_server.requests if r.status == 429)
-    ours_rate, seed_rate = sustained_per_min(our_times), sustained_per_min(seed_times)
-    print(f"ours: {len(our_times)} images, concurrency {concurrency}, 429s {all_429} ({late_429} after the first "
-          f"window), wall-clock {60 * len(our_times) / (max(our_times) - began):.1f}/min; "
-          f"seed: {len(seed_times)} images; {wall:.1f}s in all")
-    print(f"RESULT ours_per_min={ours_rate:.1f} seed_per_min={seed_rate:.1f} limit_per_min={args.rpm} "
-          f"ratio_to_limit={ours_rate / args.rpm:.3f} speedup={ours_rate / seed_rate if seed_rate else float('inf'):.2f}")
+        for server in (*default_servers, tuned_server, seed_server):
+            await server.stop()
+    wall = time.monotonic() - began
+    ratio = [sustained_per_min(times, window_s, latency) / args.rpm
+             for times, latency in zip(default_times, latencies)]
+    late = sum(late_429s(server, window_s) for server in (*default_servers, tuned_server))
+    for latency, times, share, server in zip(latencies, default_times, ratio, default_servers):
+        with_ramp = sustained_per_min(times, window_s) / args.rpm
+        print(f"default at {latency * args.scale:g} s (scaled {latency:.3g} s): {len(times)} images, ratio {share:.3f} "
+              f"({with_ramp:.3f} with the ramp), "
+              f"429s {sum(r.status == 429 for r in server.requests)} ({late_429s(server, window_s)} late)")
+    tuned, seed = (sustained_per_min(times, window_s, middle) / args.rpm for times in (tuned_times, seed_times))
+    print(f"tuned (--rpm, --concurrency {tuned_concurrency}): {len(tuned_times)} images; seed: {len(seed_times)} "
+          f"images; window {window_s:g} s, {wall:.1f} s in all")
+    print(f"RESULT default_ratio_min={min(ratio):.3f} tuned_ratio={tuned:.3f} seed_ratio={seed:.3f} late_429={late}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1000, help="images our pipeline draws (default: %(default)s)")
-    parser.add_argument("--seed-images", type=int, default=100, help="images the seed's schedule draws (default: %(default)s)")
-    parser.add_argument("--rpm", type=int, default=600, help="the emulator's images per minute, R (default: %(default)s)")
-    parser.add_argument("--latency", type=float, default=2.0, help="seconds per image, L (default: %(default)s)")
-    parser.add_argument("--jitter", type=float, default=0.5, help="latency varies by +- this (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int, help="our requests in flight (default: enough for R x (L + jitter))")
+    add = parser.add_argument
+    add("--rpm", type=int, default=173, help="the emulators' images per minute, R (default: %(default)s)")
+    add("--latencies", default="1,5,20", help="seconds per image, unscaled, comma-separated (default: %(default)s)")
+    add("--scale", type=float, default=10.0, help="time runs this many times faster (default: %(default)s)")
+    add("--windows", type=float, default=3.0, help="each run lasts at least this many windows (default: %(default)s)")
+    add("--latency-multiple", type=float, default=25.0,
+        help="...and at least this many latencies (default: %(default)s)")
+    add("--seed-images", type=int, default=40, help="images the seed's schedule draws (default: %(default)s)")
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import time
 
 import aiohttp
 import pytest
@@ -11,7 +12,7 @@ from aiohttp import web
 from PIL import Image
 
 from imggen.backends.image_download import download_image
-from imggen.backends.openai_errors import parse_go_duration
+from imggen.backends.openai_errors import parse_go_duration, rate_hint, retry_after
 from imggen.backends.openai_images import OpenAIImageBackend, parse_tile_answer
 from imggen.backends.openai_models import (
     DEFAULT_MODEL, ModelUnavailableError, cost_from_usage, estimate_cost, get_model, load_registry, model_ids,
@@ -19,7 +20,7 @@ from imggen.backends.openai_models import (
 )
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, start_openai_emulator
 from imggen.emulators.prompt_pictures import draw_prompt_picture
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.errors import ErrorKind, RateHint, TaskError
 
 KEY = "sk-test-4f9d2c7a1b3e5f60718293a4b5c6d7e8"
 AS_OF = dt.date.fromisoformat(load_registry()["as_of"])
@@ -186,6 +187,70 @@ async def test_the_servers_own_rate_limit_says_how_long_to_wait(start):
     error = await failure(backend.generate("y", model="gpt-image-2"))
     assert error.kind is ErrorKind.RATE_LIMITED
     assert 29 < error.retry_after <= 30 and error.rate.remaining == 0 and error.rate.limit_per_min == 1
+
+
+@pytest.mark.parametrize(("form", "low", "high"), [
+    ("seconds_and_ms", 29, 30), ("seconds", 30, 30), ("date", 29, 32), ("none", None, None), ("malformed", None, None),
+])
+async def test_every_form_of_a_429_stays_a_rate_limit(start, form, low, high):
+    _, backend = await start(images_per_minute=1, window_s=30, retry_after_form=form)
+    await backend.generate("x", model="gpt-image-2")
+    error = await failure(backend.generate("y", model="gpt-image-2"))
+    assert error.kind is ErrorKind.RATE_LIMITED  # never a permanent failure, whatever the header says
+    assert error.retry_after is None if low is None else low <= error.retry_after <= high
+    assert error.rate.remaining == 0 and 29 < error.rate.reset_s <= 30
+
+
+@pytest.mark.parametrize(("form", "limit", "remaining"), [
+    ("all", 7.0, 6), ("no_remaining", 7.0, None)])
+async def test_rate_headers_are_read_as_far_as_they_go(start, form, limit, remaining):
+    _, backend = await start(images_per_minute=7, rate_header_form=form)
+    result = await backend.generate("x", model="gpt-image-2")
+    assert result.data and (result.rate.limit_per_min, result.rate.remaining) == (limit, remaining)
+
+
+@pytest.mark.parametrize("form", ["none", "malformed"])
+async def test_a_response_without_readable_rate_headers_has_no_hint(start, form):
+    _, backend = await start(rate_header_form=form)
+    result = await backend.generate("x", model="gpt-image-2")
+    assert result.data and result.rate is None
+
+
+@pytest.mark.parametrize(("headers", "seconds"), [
+    ({"retry-after-ms": "300", "retry-after": "1"}, 0.3), ({"retry-after": "2"}, 2.0),
+    ({"retry-after-ms": "NaN", "retry-after": "2"}, 2.0), ({"retry-after": "soon"}, None),
+    ({"retry-after": ""}, None), ({"retry-after": "nan"}, None), ({"retry-after": "inf"}, None),
+    ({"retry-after": "Mon, 99 Foo 2026 99:99:99"}, None), ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+    ({}, None),
+])
+def test_retry_after_is_read_in_every_form_and_never_raises(headers, seconds):
+    assert retry_after(headers) == seconds
+
+
+@pytest.mark.parametrize(("headers", "hint"), [
+    ({"x-ratelimit-limit-requests": "60", "x-ratelimit-reset-requests": "1s"}, RateHint(60.0, None, 1.0)),
+    ({"x-ratelimit-limit-requests": "nan", "x-ratelimit-remaining-requests": "-1",
+      "x-ratelimit-reset-requests": "-2s"}, None),
+    ({"x-ratelimit-limit-requests": "inf", "x-ratelimit-remaining-requests": "2.5",
+      "x-ratelimit-reset-requests": "6m0s"}, RateHint(None, None, 360.0)),
+    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "12ms"}, RateHint(None, 0, 0.012)),
+])
+def test_rate_hints_keep_what_is_readable_and_drop_the_rest(headers, hint):
+    assert rate_hint(headers) == hint
+
+
+async def test_a_stalled_request_times_out_as_transient_after_the_chosen_time(start):
+    server, backend = await start(slow_s=5.0, backend_options={"timeout_s": 0.5})
+    server.fail_next("slow")
+    began = time.monotonic()
+    error = await failure(backend.generate("x", model="gpt-image-2"))
+    assert error.kind is ErrorKind.TRANSIENT and "timed out" in error.message
+    assert time.monotonic() - began < 2.0
+
+
+def test_each_model_has_a_request_timeout_that_fits_its_latency():
+    assert get_model("gpt-image-2.6-sunburst").request_timeout_s == 120  # GPT images take 10-60 s
+    assert get_model("dall-e-3", AS_OF, allow_retired=True).request_timeout_s == 60
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import io
 import json
 import socket
@@ -18,6 +19,7 @@ import openai
 import pytest
 from PIL import Image
 
+from imggen.backends.openai_errors import parse_go_duration
 from imggen.backends.openai_models import load_registry
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread, start_openai_emulator
 from imggen.emulators.prompt_pictures import draw_prompt_picture
@@ -176,6 +178,61 @@ async def test_the_images_per_minute_window_holds_and_429s_say_when_to_return(st
     for i, start_time in enumerate(accepted):  # no more than `limit` admitted inside any window
         inside = [t for t in accepted[i:] if t < start_time + window - 0.01]
         assert len(inside) <= limit
+
+
+async def test_the_reset_header_is_the_time_until_the_window_is_full_again(start):
+    server = await start(images_per_minute=3, window_s=2.0)
+    client = client_for(server)
+    await client.images.generate(model="gpt-image-2", prompt="first")
+    await asyncio.sleep(0.6)
+    raw = await client.images.with_raw_response.generate(model="gpt-image-2", prompt="second")
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1"
+    # not when the first one leaves the window (~1.4 s) but when the second does (~2 s)
+    assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert 1.8 <= parse_go_duration(raw.headers["x-ratelimit-reset-requests"]) <= 2.0
+
+
+async def refusal(server) -> openai.RateLimitError:
+    client = client_for(server)
+    await client.images.generate(model="gpt-image-2", prompt="fills the window")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.images.generate(model="gpt-image-2", prompt="one too many")
+    return caught.value
+
+
+@pytest.mark.parametrize(("form", "sent"), [
+    ("seconds_and_ms", {"retry-after", "retry-after-ms"}), ("seconds", {"retry-after"}), ("date", {"retry-after"}),
+    ("none", set()), ("malformed", {"retry-after", "retry-after-ms"}),
+])
+async def test_a_429_says_when_to_return_in_each_form_the_api_may_use(start, form, sent):
+    headers = (await refusal(await start(images_per_minute=1, window_s=30, retry_after_form=form))).response.headers
+    assert {name for name in ("retry-after", "retry-after-ms") if name in headers} == sent
+    if form in ("seconds", "seconds_and_ms"):
+        assert headers["retry-after"] == "30"
+    if form == "seconds_and_ms":
+        assert 29_000 < int(headers["retry-after-ms"]) <= 30_000
+    if form == "date":
+        when = email.utils.parsedate_to_datetime(headers["retry-after"])
+        assert when.tzinfo is not None and 29 <= when.timestamp() - time.time() <= 32
+    if form == "malformed":
+        assert (headers["retry-after"], headers["retry-after-ms"]) == ("in a moment", "NaN")
+
+
+@pytest.mark.parametrize(("form", "present"), [
+    ("all", {"limit", "remaining", "reset"}), ("no_remaining", {"limit", "reset"}), ("none", set()),
+    ("malformed", {"limit", "remaining", "reset"}),
+])
+async def test_rate_limit_headers_can_be_partial_absent_or_malformed(start, form, present):
+    server = await start(images_per_minute=7, rate_header_form=form)
+    raw = await client_for(server).images.with_raw_response.generate(model="gpt-image-2", prompt="x")
+    sent = {name: raw.headers[f"x-ratelimit-{name}-requests"] for name in ("limit", "remaining", "reset")
+            if f"x-ratelimit-{name}-requests" in raw.headers}
+    assert set(sent) == present
+    if form == "all":
+        assert sent["limit"] == "7" and sent["remaining"] == "6"
+    if form == "malformed":
+        assert sent["limit"] != "7" and parse_go_duration(sent["reset"]) is None
+    assert raw.headers["x-request-id"].startswith("req_")
 
 
 async def test_scripted_faults_reach_the_client_as_the_api_sends_them(start):

@@ -76,8 +76,9 @@ SHRUNK = {
     r"^\.venv/bin/python benchmarks/engine_scale\.py$": (
         ["--tasks", "20000"], "a million no-op tasks take over a minute; the printed RESULT line is the same"),
     r"^\.venv/bin/python benchmarks/styles_throughput\.py$": (
-        ["--images", "40", "--seed-images", "10", "--latency", "0.2", "--jitter", "0.05"],
-        "1,100 images at 600 a minute take about two minutes; 50 are measured the same way"),
+        ["--scale", "20", "--rpm", "60", "--latencies", "1,5", "--windows", "3", "--latency-multiple", "5",
+         "--seed-images", "10"],
+        "three latencies of 25 round trips take two minutes; two latencies of 5 are measured the same way"),
     r"^\.venv/bin/python benchmarks/instructions_overhead\.py$": (
         ["--images", "4"], "800 images on the CPU take minutes; 4 run the same code"),
     r"^\.venv/bin/python benchmarks/gpu_klein\.py$": (

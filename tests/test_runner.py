@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import statistics
 import time
 
 import pytest
 
+from imggen.emulators.rate_window import SlidingWindow
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
 from imggen.engine.ledger import Ledger
+from imggen.engine.limiter import RequestLimiter
 from imggen.engine.runner import RateLimit, Runner, RunnerConfig
+from imggen.engine.tasks import Outcome
 
 from conftest import Recorder, make_tasks
 
@@ -69,6 +74,90 @@ async def test_rate_hint_with_no_remaining_requests_holds_new_starts(out):
     work = Recorder(script=script)
     await run(out, work, make_tasks(2), concurrency=1)
     assert work.starts[1] - work.starts[0] >= 0.3
+
+
+class StrictServer:
+    """A work function that answers as a strict server: its window's count on every answer (the limit
+    only when ``per_minute`` is given), a 429 with the exact wait when the window is full."""
+
+    def __init__(self, limit: int, window_s: float, *, per_minute: float | None = None) -> None:
+        self.window = SlidingWindow(limit, window_s)
+        self.per_minute = per_minute
+        self.admitted: list[float] = []
+        self.refused: list[float] = []
+
+    async def __call__(self, task) -> Outcome:
+        ok, wait, state = self.window.try_admit()
+        now = time.monotonic()
+        (self.admitted if ok else self.refused).append(now)
+        # the reset as the OpenAI headers mean it: until the window is fully replenished
+        full_again = max(self.admitted[-1] + self.window.window_s - now, 0.0) if self.admitted else 0.0
+        hint = RateHint(limit_per_min=self.per_minute, remaining=state.remaining, reset_s=full_again)
+        if not ok:
+            raise TaskError(ErrorKind.RATE_LIMITED, "rate_limit_exceeded", retry_after=wait, rate=hint)
+        await asyncio.sleep(0.02)
+        return Outcome(rate=hint)
+
+
+def busiest(times: list[float], span_s: float) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t < start + span_s) for i, start in enumerate(times))
+
+
+async def test_the_limit_learned_from_headers_is_one_lasting_pace(out):
+    # The server allows 10 per second and says 600/min; the user's ceiling is far above it.
+    server = StrictServer(10, 1.0, per_minute=600)
+    summary, _ = await run(out, server, make_tasks(40), concurrency=16, rate_limit=RateLimit(6000, 1.0))
+    assert summary.progress.done == 40
+    first = server.admitted[0]
+    assert [t for t in server.refused if t > first + 1.0] == []  # no 429 after the first window
+    steady = [t for t in server.admitted if t > first + 1.0]
+    assert busiest(steady, 1 / 6) <= 10 / 6 + 1  # a sixth of the window holds its share, plus one
+    assert server.admitted[-1] - first < 4.6  # and the limit is used
+
+
+async def test_a_spent_window_is_paced_not_waited_out_in_full(out):
+    # The server sends remaining and reset (the time until its window is full again) but no limit.
+    server = StrictServer(10, 1.0)
+    summary, _ = await run(out, server, make_tasks(40), concurrency=8, rate_limit=RateLimit(10, 1.0))
+    assert summary.progress.done == 40 and server.refused == []
+    # 40 starts at 10 per second: the 31st a little after 3 s, the last ~0.9 s later; holding every
+    # worker for a full reset whenever the window is spent would take ~7 s
+    assert server.admitted[-1] - server.admitted[0] < 4.6
+
+
+async def test_rpm_spaces_starts_at_exactly_the_rate(out):
+    work = Recorder()
+    summary, _ = await run(out, work, make_tasks(30), concurrency=8, rate_limit=RateLimit(20, 1.0))
+    assert summary.progress.done == 30
+    gaps = [b - a for a, b in zip(work.starts, work.starts[1:])]
+    assert statistics.median(gaps) == pytest.approx(1.0 / 20, rel=0.02)
+
+
+async def test_requests_the_server_counted_elsewhere_are_waited_for():
+    limiter = RequestLimiter(10, 1.0)
+    began = time.monotonic()
+    await limiter.acquire()
+    limiter.observe(remaining=1, reset_s=0.5)  # 8 more were counted: another run on the same account
+    await limiter.acquire()  # the one left
+    second = time.monotonic()
+    await limiter.acquire()  # only after the others have left the window
+    assert second - began < 0.2 and time.monotonic() - began >= 0.5
+
+
+async def test_the_limit_is_lowered_and_raised_in_place():
+    limiter = RequestLimiter(None, 1.0)
+    for _ in range(5):
+        await limiter.acquire()  # no limit known yet: no wait
+    limiter.learn_limit(5)
+    began = time.monotonic()
+    await limiter.acquire()  # the five starts before are remembered: wait for the window
+    assert time.monotonic() - began >= 0.9
+    limiter.learn_limit(50)
+    began = time.monotonic()
+    for _ in range(5):
+        await limiter.acquire()
+    assert time.monotonic() - began < 0.3 and limiter.limit == 50
 
 
 async def test_permanent_error_is_attempted_once_and_recorded(out):
@@ -144,3 +233,5 @@ def test_config_rejects_nonsense():
         RunnerConfig(concurrency=0)
     with pytest.raises(ValueError):
         RunnerConfig(budget=-1)
+    with pytest.raises(ValueError):
+        RunnerConfig(limit_window_s=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from styles_fixtures import (
@@ -214,3 +215,24 @@ def test_the_key_never_reaches_output_files(tmp_path, monkeypatch, capsys):
     for path in out.rglob("*"):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_stalled_request_is_retried_after_the_request_timeout(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    prompts = write_records(tmp_path / "p.json", records(2))
+    with emulator(monkeypatch, slow_s=60.0) as server:
+        server.fail_next("slow")  # the first request stalls for a minute
+        began = time.monotonic()
+        code, err = run(capsys, "--prompts", prompts, "--output", out, "--style", "cartoon", "--concurrency", "1",
+                        "--request-timeout", "0.5", *CHEAP)
+        assert code == 0 and "finished: 2/2 done" in err
+        assert time.monotonic() - began < 15  # not the stall's minute, nor a fixed 180 s
+        assert len(by_style_images(out)) == 2
+        assert [r.status for r in generations(server)] == [None, 200, 200]  # the stalled one got no answer
+
+
+def test_a_request_timeout_must_be_positive(tmp_path, monkeypatch, capsys):
+    prompts = write_records(tmp_path / "p.json", records(1))
+    with emulator(monkeypatch) as server:
+        code, err = run(capsys, "--prompts", prompts, "--output", tmp_path / "out", "--request-timeout", "0", *CHEAP)
+        assert code == 2 and "request-timeout" in err and generations(server) == []

@@ -8,7 +8,9 @@ the API key removed; the client's own ``str(exc)`` is never used.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
+import math
 import re
 import time
 from typing import Mapping
@@ -24,55 +26,61 @@ _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs"
 
 
 def parse_go_duration(text: str) -> float | None:
-    """``"6m0s"`` → 360.0, ``"12ms"`` → 0.012, a bare number → seconds; None if unreadable."""
+    """``"6m0s"`` → 360.0, ``"12ms"`` → 0.012, a bare number → seconds; None if unreadable or negative."""
     text = text.strip()
+    seconds = _finite(text)
+    if seconds is None:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return seconds if seconds >= 0 else None
+
+
+def _finite(text: str | None) -> float | None:
+    """A finite number, or None for anything else (absent, empty, ``nan``, ``inf``, words)."""
     try:
-        return float(text)
+        value = float(text) if text is not None else None
     except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
         return None
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def rate_hint(headers: Mapping[str, str]) -> RateHint | None:
-    """The requests budget the ``x-ratelimit-*-requests`` headers report, or None if absent."""
-    limit = headers.get("x-ratelimit-limit-requests")
-    remaining = headers.get("x-ratelimit-remaining-requests")
+    """The requests budget the ``x-ratelimit-*-requests`` headers report, or None if absent.
+
+    Each header may be missing or malformed on its own (the API does not always send them); what
+    cannot be read is left unknown rather than failing the request."""
+    limit = _finite(headers.get("x-ratelimit-limit-requests"))
+    remaining = _finite(headers.get("x-ratelimit-remaining-requests"))
     reset = headers.get("x-ratelimit-reset-requests")
-    if limit is None and remaining is None and reset is None:
-        return None
-
-    def number(text: str | None, kind: type) -> float | int | None:
-        try:
-            return kind(text) if text is not None else None
-        except ValueError:
-            return None
-
-    return RateHint(
-        limit_per_min=number(limit, float),
-        remaining=number(remaining, int),
+    hint = RateHint(
+        limit_per_min=limit if limit is not None and limit >= 1 else None,
+        remaining=int(remaining) if remaining is not None and remaining >= 0 and remaining == int(remaining) else None,
         reset_s=parse_go_duration(reset) if reset is not None else None,
     )
+    return hint if hint != RateHint() else None
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """The server's wait in seconds: ``retry-after-ms`` first, then ``retry-after`` (seconds or date)."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(float(millis) / 1000, 0.0)
-        except ValueError:
-            pass
+    """The server's wait in seconds: ``retry-after-ms`` first, then ``retry-after`` (seconds or an
+    HTTP date); None when neither is there or readable, so a malformed value never fails a 429."""
+    millis = _finite(headers.get("retry-after-ms"))
+    if millis is not None and millis >= 0:
+        return millis / 1000
     value = headers.get("retry-after")
     if value is None:
         return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT even when it does not say so
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -36,6 +36,7 @@ JUDGE_QUESTION = (
     "Which tiles are unique, i.e. not a duplicate of any other tile? "
     "Answer with only a JSON list of the unique tile numbers, for example [0, 4]."
 )
+DEFAULT_TIMEOUT_S = 120.0  # a vision answer or an image download
 _FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
@@ -83,11 +84,13 @@ class OpenAIImageBackend:
     """Generates images and judges grids through one OpenAI account."""
 
     def __init__(
-        self, *, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 180.0,
+        self, *, api_key: str | None = None, base_url: str | None = None, timeout_s: float | None = None,
         allow_retired: bool = False, today: dt.date | None = None, download_attempts: int = 3,
         max_download_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
         """``api_key``/``base_url`` default to ``OPENAI_API_KEY``/``OPENAI_BASE_URL``.
+        ``timeout_s``: how long one request may take before it fails as a transient timeout (None: each
+        image model's own, from the registry; the judge and downloads get DEFAULT_TIMEOUT_S).
         ``allow_retired`` lets a retired model's legacy contract be rehearsed against the emulator."""
         self._api_key = api_key
         self._base_url = base_url
@@ -103,7 +106,8 @@ class OpenAIImageBackend:
         if self._client is None:
             try:
                 self._client = openai.AsyncOpenAI(
-                    api_key=self._api_key, base_url=self._base_url, max_retries=0, timeout=self._timeout_s
+                    api_key=self._api_key, base_url=self._base_url, max_retries=0,
+                    timeout=self._timeout_s or DEFAULT_TIMEOUT_S,
                 )
             except openai.OpenAIError:
                 raise TaskError(ErrorKind.FATAL, "no OpenAI API key: set OPENAI_API_KEY") from None
@@ -127,7 +131,8 @@ class OpenAIImageBackend:
         params = request_params(model, size, quality, extra)
         client = self._openai()
         try:
-            raw = await client.images.with_raw_response.generate(prompt=prompt, **params)
+            raw = await client.images.with_raw_response.generate(
+                prompt=prompt, timeout=self._timeout_s or spec.request_timeout_s, **params)
             response = raw.parse()
         except openai.APIError as exc:
             raise self._failure(exc, "image generation") from None
@@ -161,7 +166,8 @@ class OpenAIImageBackend:
                 raise TaskError(ErrorKind.PERMANENT, "the returned image is not valid base64") from None
         if url:
             if self._session is None:
-                self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+                self._session = aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self._timeout_s or DEFAULT_TIMEOUT_S))
             return await download_image(self._session, url, attempts=self._download_attempts,
                                         max_bytes=self._max_download_bytes)
         raise TaskError(ErrorKind.TRANSIENT, "OpenAI answered with neither image data nor a URL")

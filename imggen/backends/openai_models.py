@@ -66,6 +66,7 @@ class ImageModelSpec:
     replacements: tuple[str, ...] = ()
     price_per_image: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     token_prices_per_million: Mapping[str, float] = field(default_factory=dict)
+    request_timeout_s: float = 120.0  # an answer slower than this is a stall (the registry's per family)
     note: str = ""
 
     @property
@@ -98,6 +99,7 @@ def _spec_from_entry(model_id: str, entry: Mapping[str, Any], today: dt.date) ->
         replacements=tuple(entry.get("replacements", ())),
         price_per_image=entry.get("price_per_image", {}),
         token_prices_per_million=entry.get("token_prices_per_million", {}),
+        request_timeout_s=float(load_registry()["request_timeout_s"][entry["family"]]),
         note=entry.get("note", ""),
     )
 

@@ -4,7 +4,8 @@ Start it inside a running loop with :func:`start_openai_emulator`, from synchron
 :func:`openai_emulator_in_thread` context manager, or from the command line with :func:`main`
 (``imggen emulate openai --port 8011 --rpm 5 --latency 2``). Point the official client at
 ``server.base_url`` (or ``OPENAI_BASE_URL``). Every response carries ``x-request-id`` and the
-``x-ratelimit-*`` headers of its endpoint's window; ``server.requests`` logs every request.
+``x-ratelimit-*`` headers of its endpoint's window, in the form its config asks for (see
+:mod:`~imggen.emulators.openai_header_forms`); ``server.requests`` logs every request.
 What it serves and how it fails is described in :mod:`~imggen.emulators.openai_images_route`,
 :mod:`~imggen.emulators.openai_chat_route`, :mod:`~imggen.emulators.openai_batch_routes` (Files and
 Batch APIs) and :class:`~imggen.emulators.openai_state.OpenAIEmulatorConfig`.
@@ -27,6 +28,7 @@ from imggen.emulators.openai_batch_routes import add_batch_routes
 from imggen.emulators.openai_batch_store import BATCHES, DAY_S, BatchEmulatorConfig, BatchStore
 from imggen.emulators.openai_chat_route import create_chat_completion
 from imggen.emulators.openai_images_route import create_image, get_file
+from imggen.emulators.openai_header_forms import RATE_FORMS, RETRY_FORMS, shape_headers
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
 from imggen.emulators.openai_state import RECORD, STATE, EmulatorState, OpenAIEmulatorConfig, RequestRecord
 
@@ -71,6 +73,7 @@ async def _stamp_and_log(request: web.Request, handler) -> web.StreamResponse:
         response = error_response(exc.status, f"Invalid URL ({request.method} {request.path})")
     window = state.chat_window if request.path.startswith("/v1/chat/") else state.image_window
     response.headers.update(rate_headers(window.state()))
+    shape_headers(response.headers, state.config.rate_header_form, state.config.retry_after_form)
     response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
     response.headers["openai-processing-ms"] = str(round((time.monotonic() - started) * 1000))
     record.status = response.status
@@ -174,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--render-scale", type=float, default=1.0, help="draw pictures at this fraction of the requested size")
     add("--render-max-side", type=int, default=None, help="draw pictures at most this many pixels wide/high")
     add("--reject-retired", action="store_true", help="refuse models shut down before today (as the API does)")
+    add("--rate-headers", choices=RATE_FORMS, default="all", help="how x-ratelimit-* are sent")
+    add("--retry-after", choices=RETRY_FORMS, default="seconds_and_ms", help="how a 429 says when to return")
     add("--seed", type=int, default=0)
     add("--batch-line-seconds", type=float, default=0.0, help="Batch API: processing time per request line")
     add("--batch-line-error-rate", type=float, default=0.0, help="Batch API: share of lines answered 500")
@@ -189,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         window_s=args.window, latency_s=args.latency, jitter_s=args.jitter, error_rate=args.error_rate,
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,
         quota_images=args.quota_images, render_scale=args.render_scale, render_max_side=args.render_max_side,
-        allow_retired=not args.reject_retired, seed=args.seed,
+        allow_retired=not args.reject_retired, seed=args.seed, rate_header_form=args.rate_headers,
+        retry_after_form=args.retry_after,
         batch=BatchEmulatorConfig(line_s=args.batch_line_seconds, line_error_rate=args.batch_line_error_rate,
                                   completion_window_s=args.batch_window),
     )

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from imggen.emulators.fault_plan import FaultPlan, FaultRates
 from imggen.emulators.openai_batch_store import BatchEmulatorConfig
+from imggen.emulators.openai_header_forms import check_forms
 from imggen.emulators.rate_window import SlidingWindow
 
 
@@ -52,6 +53,8 @@ class OpenAIEmulatorConfig:
     tile_threshold: float = 10.0  # the vision judge's "same tile" distance (0-255)
     seed: int = 0  # random faults and jitter replay with the same seed
     batch: BatchEmulatorConfig = field(default_factory=BatchEmulatorConfig)  # the Batch API's timing and faults
+    rate_header_form: str = "all"  # x-ratelimit-* as sent: all, no_remaining, none or malformed
+    retry_after_form: str = "seconds_and_ms"  # a 429's wait: seconds_and_ms, seconds, date, none or malformed
 
 
 @dataclass
@@ -80,6 +83,7 @@ class EmulatorState:
     """What the handlers share while the server runs."""
 
     def __init__(self, config: OpenAIEmulatorConfig) -> None:
+        check_forms(config.rate_header_form, config.retry_after_form)
         self.config = config
         self.image_window = SlidingWindow(config.images_per_minute, config.window_s)
         self.chat_window = SlidingWindow(config.chat_requests_per_minute, config.window_s)

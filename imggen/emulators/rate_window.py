@@ -2,7 +2,8 @@
 
 The emulators use it to hold a provider's per-minute limit exactly as a strict server would:
 every admitted unit is timestamped, a request that would push the last ``window_s`` seconds over
-the limit is refused, and the refusal says how long until enough units leave the window.
+the limit is refused, and the refusal says how long until enough units leave the window. The state
+it reports follows the OpenAI headers' meaning: the reset is when the window is full again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class WindowState:
 
     limit: int
     remaining: int
-    reset_s: float  # seconds until the oldest unit in the window expires (0 when empty)
+    reset_s: float  # seconds until the window is fully replenished: the newest unit expires (0 when empty)
 
 
 class SlidingWindow:
@@ -40,7 +41,7 @@ class SlidingWindow:
             self._admitted.popleft()
 
     def _state(self, now: float) -> WindowState:
-        reset = self._admitted[0] + self.window_s - now if self._admitted else 0.0
+        reset = self._admitted[-1] + self.window_s - now if self._admitted else 0.0
         return WindowState(self.limit, self.limit - len(self._admitted), max(reset, 0.0))
 
     def try_admit(self, units: int = 1) -> tuple[bool, float, WindowState]:

@@ -24,6 +24,8 @@ class Progress:
     spent: float = 0.0  # money spent in this run
     retries: int = 0
     rate_limit_hits: int = 0
+    in_flight_target: int | None = None  # tasks the runner keeps in flight now
+    limit_per_min: float | None = None  # the requests limit in use (--rpm or the provider's), if any
     state: str = "running"
     started_at: float = field(default_factory=time.monotonic)
 
@@ -42,6 +44,13 @@ class Progress:
     def eta_s(self) -> float | None:
         rate = self.rate_per_min
         return 60.0 * self.remaining / rate if rate > 0 else None
+
+    @property
+    def pace(self) -> str:
+        """``in flight 3/12, limit 173/min`` (the limit only when one is in use)."""
+        limit = f", limit {self.limit_per_min:.0f}/min" if self.limit_per_min else ""
+        target = f"/{self.in_flight_target}" if self.in_flight_target else ""
+        return f"in flight {self.running}{target}{limit}"
 
     def evolve(self, **changes: object) -> "Progress":
         return replace(self, **changes)

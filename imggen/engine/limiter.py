@@ -1,43 +1,125 @@
-"""The requests limit: never more than N starts in any window of the period, and N in every full one.
+"""The requests limit of one run: starts spaced at exactly the limit's rate, never more in any window.
 
-Two maintained libraries, each doing what it is good at:
+One :class:`RequestLimiter` lives as long as a run. Its limit is the lower of the user's (``--rpm``)
+and the provider's (learned from its headers); both may arrive or change while the run goes on and
+are applied in place, so the log of recent starts the window guard reads is never lost. The
+provider's own count (``remaining`` and the time until its window is fully replenished) is merged
+into that log, so requests the provider counted that this run did not make (another run on the same
+account, an earlier run whose window is still open) are counted too.
 
-* ``limits``' moving window (a log of recent starts) is exact: a start is let through only if
-  fewer than N happened in the last period, so no window, however placed, ever holds more.
-* ``aiolimiter``'s leaky bucket of one spaces starts evenly at a little under period/N, so the
-  requests do not arrive as a burst (providers also enforce their limits over sub-minute slices),
-  while the slack absorbs the event loop's wake-up delays that a bucket paced at exactly
-  period/N would accumulate as a steady shortfall.
+Two guards, both needed:
+
+* spacing: starts sit on a grid of exactly ``period / limit`` seconds, so they never come as a
+  burst and no sub-window (providers also enforce their limits over slices such as 10 s) holds more
+  than its share plus one. A start whose timer fires a little late keeps its grid slot, so the event
+  loop's wake-up delays do not add up to a shortfall; after an idle spell the grid starts again.
+* the window: never more than ``limit`` starts in any ``period`` plus a small margin. The margin
+  covers the jitter between a start here and its arrival at the server, which a strict window counts.
+
+Written here rather than with ``limits`` or ``aiolimiter``: both key their history by the limit
+itself, so a limit changed in place would begin with an empty log, and neither can take in starts
+counted elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
+from typing import Callable
 
-from aiolimiter import AsyncLimiter
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-
-PACING_SLACK = 0.95  # starts are spaced at 95% of period/N; the window keeps the count exact
+WINDOW_MARGIN = 0.005  # of the period: the window guard holds `limit` starts per period * 1.005, ...
+MIN_WINDOW_MARGIN_S = 0.1  # ... at least this much longer, for the network's jitter, ...
+MAX_WINDOW_MARGIN = 0.05  # ... but never more than 5% (a test's short period)
+LATE_SLOT_SHARE = 0.1  # a start up to this share of the spacing late keeps its grid slot
 
 
 class RequestLimiter:
-    """At most ``requests`` starts in any ``period_s`` seconds, evenly spaced."""
+    """At most ``limit`` starts in any ``period_s`` seconds, evenly spaced; no limit until one is set."""
 
-    def __init__(self, requests: float, period_s: float) -> None:
-        if requests < 1 or period_s <= 0:
-            raise ValueError("a rate limit needs at least one request per positive period")
-        # The window counts whole requests over whole seconds; rounding this way never allows more.
-        count, seconds = math.floor(requests), math.ceil(period_s)
-        self._item = RateLimitItemPerSecond(count, seconds)
-        self._window = MovingWindowRateLimiter(MemoryStorage())
-        self._pacer = AsyncLimiter(1, PACING_SLACK * seconds / count)
+    def __init__(self, requests: float | None = None, period_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if period_s <= 0:
+            raise ValueError("a rate limit needs a positive period")
+        self.period_s = period_s
+        self._clock = clock
+        self._ceiling = self._checked(requests) if requests is not None else None
+        self._learned: float | None = None
+        self._starts: collections.deque[float] = collections.deque()  # this run's starts, oldest first
+        self._elsewhere: list[float] = []  # assumed start times of requests the provider counted, not ours
+        self._next_slot = -math.inf
+
+    @staticmethod
+    def _checked(requests: float) -> float:
+        if not requests >= 1 or math.isinf(requests):
+            raise ValueError("a rate limit needs at least one request per period")
+        return float(requests)
+
+    @property
+    def limit(self) -> float | None:
+        """Starts allowed per period now: the lower of the user's and the provider's, if any."""
+        known = [value for value in (self._ceiling, self._learned) if value is not None]
+        return min(known) if known else None
+
+    @property
+    def margin_s(self) -> float:
+        return min(max(self.period_s * WINDOW_MARGIN, MIN_WINDOW_MARGIN_S), self.period_s * MAX_WINDOW_MARGIN)
+
+    def learn_limit(self, requests: float) -> None:
+        """The provider's limit per period, as its latest answer said; lowers or raises the pace in place."""
+        self._learned = self._checked(requests)
+
+    def observe(self, remaining: int, reset_s: float | None) -> None:
+        """Take in the provider's count: ``remaining`` starts left now, the window fully replenished
+        in ``reset_s`` (None: unknown, taken as a whole period).
+
+        Requests it counted beyond this run's own recent starts are assumed to have started as late
+        as the reset allows (each leaves the window by then), the cautious reading of a count whose
+        times are not told."""
+        limit = self.limit
+        if limit is None or remaining < 0:
+            return
+        now = self._clock()
+        self._expire(now)
+        ours = len(self._starts)  # over the period and the margin: a start the server just let go is ours
+        counted = max(math.floor(limit) - remaining, 0)
+        reset = min(reset_s, self.period_s) if reset_s is not None else self.period_s
+        self._elsewhere = [now + reset - self.period_s] * max(counted - ours, 0)
 
     async def acquire(self) -> None:
-        await self._pacer.acquire()
-        while not await self._window.hit(self._item, "starts"):
-            stats = await self._window.get_window_stats(self._item, "starts")
-            await asyncio.sleep(max(stats.reset_time - time.time(), 0.001))
+        """Wait until a start is allowed, and count it."""
+        while True:
+            now = self._clock()
+            delay = self._delay(now)
+            if delay <= 0:
+                self._record(now)
+                return
+            await asyncio.sleep(delay)
+
+    def _delay(self, now: float) -> float:
+        limit = self.limit
+        if limit is None:
+            return 0.0
+        self._expire(now)
+        allowed = math.floor(limit)
+        counted = sorted([*self._elsewhere, *self._starts])
+        window_wait = counted[len(counted) - allowed] + self.period_s + self.margin_s - now \
+            if len(counted) >= allowed else 0.0
+        return max(self._next_slot - now, window_wait)
+
+    def _record(self, now: float) -> None:
+        self._starts.append(now)
+        limit = self.limit
+        if limit is None:
+            return
+        spacing = self.period_s / limit
+        late = now - self._next_slot
+        slot = self._next_slot if 0 <= late <= LATE_SLOT_SHARE * spacing else now
+        self._next_slot = slot + spacing
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.period_s - self.margin_s
+        while self._starts and self._starts[0] <= horizon:
+            self._starts.popleft()
+        self._elsewhere = [start for start in self._elsewhere if start > horizon]

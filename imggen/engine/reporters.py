@@ -30,6 +30,7 @@ class RichReporter:
             TaskProgressColumn(),
             TextColumn("{task.fields[rate]}/min"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[pace]}"),
             TextColumn("[red]{task.fields[failed]} failed"),
             TextColumn("[green]${task.fields[spent]}"),
             TextColumn("{task.fields[state]}"),
@@ -62,6 +63,7 @@ def _fields(progress: RunProgress) -> dict[str, object]:
     return {
         "rate": f"{progress.rate_per_min:.0f}",
         "failed": progress.failed,
+        "pace": progress.pace,
         "spent": f"{progress.spent:.2f}",
         "state": progress.state,
     }

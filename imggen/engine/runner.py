@@ -1,14 +1,16 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the concurrency cap, the requests-per-minute limit (see :mod:`.limiter`), the retry policy per
-error kind, the budget cap, run control and progress events. It knows nothing of providers or
-dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
+It owns the tasks in flight (a number, or "auto": see :mod:`.concurrency`), the requests limit (one
+:mod:`.limiter` per run, taking the user's ``--rpm`` and whatever the provider's rate-limit headers
+say in place), the retry policy per error kind, the budget cap, run control and progress events. It
+knows nothing of providers or dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
 
 Retry policy (see :class:`~imggen.engine.errors.ErrorKind`):
 
-* rate limited: every worker holds off until the server's wait has passed; the attempt budget is
-  not spent. The retry loop is written out here rather than with a retry library because the
-  attempt budget counts only transient failures and a rate-limit wait is shared by all workers.
+* rate limited: every worker holds off until the server's wait has passed (without a readable
+  wait, the limiter paces the retry from the server's count); the attempt budget is not spent.
+  The retry loop is written out here rather than with a retry library because the attempt budget
+  counts only transient failures and a rate-limit wait is shared by all workers.
 * transient: exponential backoff with full jitter, at most ``max_attempts`` attempts in this run.
 * permanent: recorded as failed, never retried (a rerun skips it unless ``retry_failed``).
 * fatal: the run stops cleanly; the task goes back to pending; the message says what to do.
@@ -27,6 +29,7 @@ from typing import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from ..settings import redact, secret_values
 from ..storage.atomic import is_valid_image
+from .concurrency import AUTO, InFlightGate, InFlightTarget
 from .control import ControlState, RunControl, SignalHandlers
 from .errors import ErrorKind, RateHint, TaskError
 from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
@@ -57,23 +60,35 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    concurrency: int = 8
+    concurrency: int | str = AUTO  # tasks in flight: a number, or "auto" to follow rate x latency
+    max_concurrency: int = 256  # the ceiling of "auto"
     rate_limit: RateLimit | None = None
     max_attempts: int = 3  # attempts per task per run for transient errors
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After
+    default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After or a count the limiter can use
+    limit_window_s: float = 60.0  # the window a provider's limit header counts over (OpenAI: a minute)
     budget: float | None = None  # hard cap on money spent in this run
     retry_failed: bool = False  # also retry tasks that failed permanently before
     view_interval_s: float = 10.0  # how often views (state files) are rewritten during a run
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if self.concurrency != AUTO and not (isinstance(self.concurrency, int) and self.concurrency >= 1):
+            raise ValueError(f"concurrency must be at least 1 or {AUTO!r}")
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.budget is not None and self.budget < 0:
             raise ValueError("budget cannot be negative")
+        if self.limit_window_s <= 0:
+            raise ValueError("limit_window_s must be positive")
+
+    def limiter(self) -> RequestLimiter:
+        """A run's limiter: the user's limit if any, over its period (else the provider's window)."""
+        if self.rate_limit is not None:
+            return self.rate_limit.limiter()
+        return RequestLimiter(None, self.limit_window_s)
 
 
 @dataclass(frozen=True)
@@ -111,7 +126,6 @@ class Runner:
         self.reporters = list(reporters)
         self.views = list(views)
         self.outputs_valid = outputs_valid or self._outputs_are_images
-        self._limiter = config.rate_limit.limiter() if config.rate_limit else None
         self._secrets = secret_values()
 
     # -- public -------------------------------------------------------------------------------
@@ -120,6 +134,9 @@ class Runner:
         loop = asyncio.get_running_loop()
         self._in_flight: set[asyncio.Task] = set()
         self._hold_until = 0.0
+        self._limiter = self.config.limiter()
+        self._target = InFlightTarget(self.config.concurrency, ceiling=self.config.max_concurrency)
+        self._gate = InFlightGate(self._target)
         self._reserved = 0.0
         self._end_state: str | None = None
         self._end_message: str | None = None
@@ -141,7 +158,8 @@ class Runner:
         self._emit(RunStarted(self._progress))
         source = self.ledger.pending(run_id)
         try:
-            workers = [loop.create_task(self._worker(source)) for _ in range(self.config.concurrency)]
+            worker_count = max(min(self._target.ceiling, total - done), 1)
+            workers = [loop.create_task(self._worker(source)) for _ in range(worker_count)]
             results = await asyncio.gather(*workers, return_exceptions=True)
             for result in results:  # workers cancelled by an immediate stop end with CancelledError
                 if isinstance(result, Exception):
@@ -158,22 +176,32 @@ class Runner:
     # -- workers ---------------------------------------------------------------------------
     async def _worker(self, source: Iterator[LedgerRow]) -> None:
         while await self.control.proceed() and self._end_state is None:
-            row = next(source, None)
-            if row is None:
-                return
-            task = row.task
-            if task.outputs and self.outputs_valid(task):
-                self._finish_healed(task)
-                continue
-            if not self._reserve_budget(task):
-                return
-            job = asyncio.current_task()
-            self._in_flight.add(job)
+            await self._gate.acquire()
             try:
-                await self._run_task(task)
+                if not await self._take_next(source):
+                    return
             finally:
-                self._in_flight.discard(job)
-                self._reserved -= task.cost
+                self._gate.release()
+
+    async def _take_next(self, source: Iterator[LedgerRow]) -> bool:
+        """Run the next pending task; False when there is none or the budget is spent."""
+        row = next(source, None)
+        if row is None:
+            return False
+        task = row.task
+        if task.outputs and self.outputs_valid(task):
+            self._finish_healed(task)
+            return True
+        if not self._reserve_budget(task):
+            return False
+        job = asyncio.current_task()
+        self._in_flight.add(job)
+        try:
+            await self._run_task(task)
+        finally:
+            self._in_flight.discard(job)
+            self._reserved -= task.cost
+        return True
 
     async def _run_task(self, task: Task) -> None:
         transient_failures = 0
@@ -183,6 +211,7 @@ class Runner:
                 return
             self.ledger.mark_started(task.key)
             self._set_running(+1)
+            began = time.monotonic()
             try:
                 outcome, error = await self.work(task), None
             except asyncio.CancelledError:
@@ -197,11 +226,13 @@ class Runner:
                 self.ledger.mark_done(task.key, outcome)
                 if outcome.rate is not None:
                     self._adapt(outcome.rate)
+                self._follow_latency(time.monotonic() - began)
                 self._finish(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
                 return
             kind, message, wait = self._classify(task, error, transient_failures + 1)
             if kind is ErrorKind.RATE_LIMITED:
                 self._hold_all(wait)
+                self._target.rate_limited()
                 self._progress = self._progress.evolve(rate_limit_hits=self._progress.rate_limit_hits + 1)
             elif kind is ErrorKind.TRANSIENT and transient_failures + 1 < self.config.max_attempts:
                 transient_failures += 1
@@ -238,8 +269,7 @@ class Runner:
             delay = self._hold_until - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self._limiter is not None:
-                await self._limiter.acquire()
+            await self._limiter.acquire()
             if not await self.control.proceed() or self._end_state is not None:
                 return False
             if self._hold_until <= time.monotonic():
@@ -249,8 +279,10 @@ class Runner:
         if error.kind is ErrorKind.RATE_LIMITED:
             if error.retry_after is not None:
                 return max(error.retry_after, 0.0)
-            if error.rate is not None and error.rate.reset_s:
-                return error.rate.reset_s
+            if error.rate is not None and error.rate.remaining is not None and self._limiter.limit is not None:
+                return 0.0  # the limiter took in the server's count (see _adapt) and paces the retry
+            if error.rate is not None and error.rate.reset_s:  # the window is full again by then
+                return min(error.rate.reset_s, self.config.default_rate_limit_wait_s)
             return self.config.default_rate_limit_wait_s
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
@@ -259,15 +291,23 @@ class Runner:
         self._hold_until = max(self._hold_until, time.monotonic() + seconds)
 
     def _adapt(self, hint: RateHint) -> None:
-        """Follow the server: hold when its window is spent, slow down if its limit is lower than ours."""
-        if hint.remaining == 0 and hint.reset_s:
-            self._hold_all(hint.reset_s)
+        """Follow the server in the run's one limiter: its limit (never above the user's) and its count.
+        Only while no limit is known at all does a spent window hold every worker until it is full again."""
         if hint.limit_per_min:
-            current = self.config.rate_limit
-            period = current.period_s if current else 60.0
-            server = hint.limit_per_min * period / 60.0
-            if current is None or server < current.requests:
-                self._limiter = RateLimit(server, period).limiter()
+            per_period = hint.limit_per_min * self._limiter.period_s / self.config.limit_window_s
+            self._limiter.learn_limit(max(per_period, 1.0))
+        if hint.remaining is None:
+            return
+        if self._limiter.limit is not None:
+            self._limiter.observe(hint.remaining, hint.reset_s)
+        elif hint.remaining == 0 and hint.reset_s:
+            self._hold_all(hint.reset_s)
+
+    def _follow_latency(self, latency_s: float) -> None:
+        """Let the in-flight target follow rate x latency (with ``concurrency="auto"``)."""
+        limit = self._limiter.limit
+        self._target.succeeded(latency_s, limit / self._limiter.period_s if limit is not None else None)
+        self._gate.wake()
 
     def _reserve_budget(self, task: Task) -> bool:
         budget = self.config.budget
@@ -300,7 +340,10 @@ class Runner:
         self._finish(task.key, "healed", outputs=task.outputs)
 
     def _set_running(self, delta: int) -> None:
-        self._progress = self._progress.evolve(running=self._progress.running + delta)
+        limit = self._limiter.limit
+        self._progress = self._progress.evolve(
+            running=self._progress.running + delta, in_flight_target=self._target.value,
+            limit_per_min=limit * 60.0 / self._limiter.period_s if limit is not None else None)
 
     def _stop_run(self, state: str, message: str) -> None:
         if self._end_state is None:

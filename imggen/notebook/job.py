@@ -197,7 +197,7 @@ def _describe(progress: Progress) -> str:
     eta = f", ETA {progress.eta_s:.0f}s" if running else ""
     return (
         f"{progress.state}: {progress.done}/{progress.total} done, {progress.failed} failed, "
-        f"{progress.running} running, {progress.rate_per_min:.0f}/min, ${progress.spent:.2f} spent{eta}"
+        f"{progress.pace}, {progress.rate_per_min:.0f}/min, ${progress.spent:.2f} spent{eta}"
     )
 
 

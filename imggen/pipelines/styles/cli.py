@@ -15,6 +15,7 @@ from rich.console import Console
 
 from imggen.backends.openai_models import DEFAULT_MODEL
 from imggen.console import add_retry_failed, report_summary, start_or_explain
+from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
@@ -22,6 +23,16 @@ from .run import (
     BACKENDS, DEFAULT_CONCURRENCY, MODES, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
 )
 from .sheet_cli import report_sheets
+
+
+def concurrency(text: str) -> int | str:
+    """``auto`` or a positive whole number."""
+    if text == AUTO:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or {AUTO}, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder (flux2)")
     add("--flux-steps", type=int, help="denoising steps (flux2; default: the checkpoint's preset)")
     add("--rpm", type=float, help="requests per minute (default: follow the server's rate-limit headers)")
-    add("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (default: %(default)s)")
+    add("--concurrency", type=concurrency, default=DEFAULT_CONCURRENCY,
+        help="requests in flight, or auto: the rate limit x the observed latency (default: %(default)s)")
+    add("--request-timeout", type=float, metavar="SECONDS",
+        help="retry a request that has not answered after this long (default: the model's, e.g. 120 for GPT image)")
     add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")
     add_retry_failed(parser, "images")
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
@@ -64,8 +78,8 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
         datasets=args.datasets, max_samples=args.max_samples, backend=args.backend, model=args.model,
         size=args.size, quality=args.quality, dalle_style=args.dalle_style, allow_retired=args.allow_retired,
         flux_ckpt=args.flux_ckpt, flux_steps=args.flux_steps, rpm=args.rpm, concurrency=args.concurrency,
-        budget=args.budget, retry_failed=args.retry_failed, mode=args.mode, batch_size=args.batch_size,
-        poll_s=args.poll_seconds, cancel_batches=args.cancel_batches,
+        request_timeout_s=args.request_timeout, budget=args.budget, retry_failed=args.retry_failed, mode=args.mode,
+        batch_size=args.batch_size, poll_s=args.poll_seconds, cancel_batches=args.cancel_batches,
     )
 
 

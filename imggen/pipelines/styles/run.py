@@ -21,6 +21,7 @@ from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.openai_models import (
     DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, estimate_cost, find_problem, get_model,
 )
+from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.errors import CannotStart, TaskError
 from imggen.engine.events import Reporter
@@ -41,7 +42,7 @@ from .work import StyleWork
 
 BACKENDS = ("openai", "flux2")
 MODES = ("sync", "batch")
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = AUTO  # in flight: rate limit x observed latency (see imggen/engine/concurrency.py)
 SEED_DALLE_PARAMS = {"size": "1024x1024", "quality": "hd", "style": "vivid"}  # the seed's full-HD DALL-E 3 images
 
 
@@ -64,7 +65,9 @@ class StyleRequest:
     flux_ckpt: str | os.PathLike | None = None
     flux_steps: int | None = None
     rpm: float | None = None  # requests per minute (None: follow the server's rate-limit headers)
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | str = DEFAULT_CONCURRENCY  # requests in flight: a number, or "auto"
+    request_timeout_s: float | None = None  # a stalled request is retried after this (None: the model's)
+    limit_window_s: float = 60.0  # what the limits count over: a minute (shorter only against an emulator)
     budget: float | None = None  # US dollars; a hard cap for this run
     retry_failed: bool = False  # also retry images refused before (e.g. by the content policy)
     mode: str = "sync"  # sync: one request per image; batch: OpenAI's Batch API at its batch price
@@ -131,8 +134,10 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart(f"unknown backend {request.backend!r}; use one of {', '.join(BACKENDS)}")
     if request.backend == "flux2" and not request.flux_ckpt:
         raise CannotStart("the flux2 backend needs a checkpoint folder: --flux_ckpt PATH")
-    if request.concurrency < 1:
-        raise CannotStart("concurrency must be at least 1")
+    if request.concurrency != AUTO and not (isinstance(request.concurrency, int) and request.concurrency >= 1):
+        raise CannotStart(f"concurrency must be at least 1 or {AUTO!r}")
+    if request.request_timeout_s is not None and not request.request_timeout_s > 0:
+        raise CannotStart("request-timeout must be a positive number of seconds")
     if request.max_samples is not None and request.max_samples < 1:
         raise CannotStart("max-samples must be at least 1")
     if request.mode not in MODES:
@@ -228,7 +233,7 @@ async def open_generator(plan: StylePlan) -> Generator:
         except (FileNotFoundError, ValueError, TaskError) as exc:
             raise CannotStart(str(exc)) from None
     backend = OpenAIImageBackend(api_key=openai_api_key(), base_url=load_settings().openai_base_url,
-                                 allow_retired=request.allow_retired)
+                                 allow_retired=request.allow_retired, timeout_s=request.request_timeout_s)
     params = plan.image_params
     return OpenAIGenerator(backend, plan.spec, params["size"], params["quality"], params["extra"])
 
@@ -261,8 +266,10 @@ async def run_styles(
                                       files=job_files(request.output), control=control, reporters=reporters,
                                       handle_signals=handle_signals)
     generate = await open_generator(plan)
+    window = request.limit_window_s
     config = RunnerConfig(
-        concurrency=request.concurrency, rate_limit=RateLimit.per_minute(request.rpm), budget=request.budget,
+        concurrency=request.concurrency, budget=request.budget, limit_window_s=window,
+        rate_limit=RateLimit(request.rpm * window / 60, window) if request.rpm else None,
         retry_failed=request.retry_failed,
     )
     try:
