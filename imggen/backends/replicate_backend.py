@@ -24,9 +24,14 @@ import httpx
 import replicate
 from PIL import Image, UnidentifiedImageError
 
-from imggen.backends.image_download import MAX_IMAGE_BYTES, check_image, download_image
+from imggen.backends.image_download import MAX_IMAGE_BYTES, ImageGone, check_image, download_image
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
-from imggen.backends.replicate_responses import call_for_prediction, failed_prediction, note_response
+from imggen.backends.replicate_responses import (
+    PredictionEnded,
+    call_for_prediction,
+    failed_prediction,
+    note_response,
+)
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.settings import load_settings
 
@@ -168,12 +173,19 @@ class ReplicateBackend:
             await asyncio.sleep(min(interval, remaining))
             interval = min(interval * 1.5, self._max_poll_interval_s)
             prediction = await self._get(prediction_id)
-        status = prediction["status"]
-        if status != "succeeded":
+        if prediction["status"] != "succeeded":
             raise failed_prediction(prediction)
         url = _output_url(prediction)
+        try:
+            data = await self._download(url)
+        except ImageGone as gone:  # billed, but its file expired before it was fetched
+            raise PredictionEnded(ErrorKind.TRANSIENT, f"prediction {prediction_id}: {gone.message}", billed=True) from None
+        except TaskError as refused:
+            if refused.kind is not ErrorKind.PERMANENT:
+                raise  # the download may work when tried again
+            raise PredictionEnded(ErrorKind.PERMANENT, f"prediction {prediction_id}: {refused.message}", billed=True) from None
         price = replicate_models()[model].price_usd_per_prediction
-        return ReplicateImage(await self._download(url), url, prediction_id, price, prediction.get("metrics") or {})
+        return ReplicateImage(data, url, prediction_id, price, prediction.get("metrics") or {})
 
     async def _get(self, prediction_id: str) -> dict[str, Any]:
         return await call_for_prediction("get", lambda: self._client.predictions.async_get(prediction_id), self._token)
@@ -223,5 +235,6 @@ def _output_url(prediction: dict[str, Any]) -> str:
     output = getattr(output, "url", output)
     if not isinstance(output, str):
         removed = " (its data was removed)" if prediction.get("data_removed") else ""
-        raise TaskError(ErrorKind.TRANSIENT, f"prediction {prediction['id']} has no output file{removed}")
+        message = f"prediction {prediction['id']} has no output file{removed}"
+        raise PredictionEnded(ErrorKind.TRANSIENT, message, billed=True)
     return output
