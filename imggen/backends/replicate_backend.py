@@ -62,7 +62,7 @@ class ReplicateBackend:
         *,
         api_token: str | None = None,
         base_url: str | None = None,
-        wait_s: int | None = 5,
+        wait_s: int | None = None,
         poll_interval_s: float = 0.5,
         max_poll_interval_s: float = 5.0,
         deadline_s: float = 600.0,

@@ -15,7 +15,7 @@ import math
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -47,6 +47,7 @@ class FaultDesk:
     def __init__(self, faults: ReplicateFaults) -> None:
         self.faults = faults
         self.early_creates = 0
+        self.poll_faults: Counter[str] = Counter()  # faults met by polls, by kind
         self._polls = FaultPlan(faults.polls, seed=faults.seed)
         self._random = random.Random(faults.seed)
         self._scripted: deque[tuple[int, int, str]] = deque()  # (status, retry_after_s, form)
@@ -67,6 +68,8 @@ class FaultDesk:
     async def poll_fault(self) -> web.Response | None:
         """The answer a faulty poll gets instead of the prediction (None: answer normally)."""
         kind = self._polls.next_fault()
+        if kind is not None:
+            self.poll_faults[kind] += 1
         if kind == "drop":
             raise DroppedConnection()
         if kind == "slow":

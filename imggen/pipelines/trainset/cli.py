@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--budget", type=float, default=None, help="stop before spending more than this many USD in this run")
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
     add("--vision-model", default=None, help="OpenAI vision model for --judge gpt")
-    add("--replicate-wait", type=int, default=2,
+    add("--replicate-wait", type=int, default=0,
         help="seconds a Replicate create call may hold for a fast result (0: answer at once and poll; "
-        "a kill inside the hold may pay that prediction again) (default: %(default)s)")
+        "a kill inside a hold pays that prediction again) (default: %(default)s)")
     add("--output-format", choices=("jpg", "png"), default="jpg", help="image format (default: %(default)s)")
     return parser
 

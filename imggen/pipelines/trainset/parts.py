@@ -38,10 +38,11 @@ class TrainsetChoices:
     openai_api_key: str | None = None  # None: OPENAI_API_KEY
     vision_model: str | None = None  # None: the OpenAI backend's default vision model
     output_format: str = "jpg"
-    # Replicate's create call holds up to this many seconds (``Prefer: wait``): a prediction done by
-    # then comes back finished, with no polling delay. Its id is journalled when the call answers, so
-    # only a kill inside this hold can lose a prediction to pay again; None answers at once.
-    replicate_wait_s: int | None = 2
+    # Seconds Replicate's create call may hold for a finished result (``Prefer: wait=N``); None: it
+    # answers at once with the prediction's id and polling collects it. The id only becomes durable
+    # when the call answers, so a kill inside the hold loses the prediction and the rerun pays for it
+    # again. MEASURED
+    replicate_wait_s: int | None = None
     poll_interval_s: float = 0.25  # then polls start here and back off ...
     max_poll_interval_s: float = 1.0  # ... to at most this: ~1 GET/s per prediction, far under the API limit
 
