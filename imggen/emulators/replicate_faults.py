@@ -11,6 +11,7 @@ is counted as early (after a short grace for requests that were already on the w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import threading
@@ -36,7 +37,9 @@ class ReplicateFaults:
     polls: FaultRates = field(default_factory=FaultRates)  # 5xx, dropped connections, late answers on polls
     slow_poll_s: float = 2.0  # how late a "slow" poll answers
     throttle_rate: float = 0.0  # share of creates answered 429 at random, in a random form
-    throttle_s: int = 1  # the Retry-After of a random throttle
+    throttle_s: float = 1.0  # the Retry-After of a random throttle (whole seconds, as servers send; less only
+    #                           for a world whose latencies are scaled down, as in the benchmarks)
+    throttle_forms: tuple[str, ...] = THROTTLE_FORMS  # the forms random throttles take
     file_body_s: float = 0.0  # an output file's body trickles over this many seconds
     seed: int = 0
 
@@ -50,7 +53,7 @@ class FaultDesk:
         self.poll_faults: Counter[str] = Counter()  # faults met by polls, by kind
         self._polls = FaultPlan(faults.polls, seed=faults.seed)
         self._random = random.Random(faults.seed)
-        self._scripted: deque[tuple[int, int, str]] = deque()  # (status, retry_after_s, form)
+        self._scripted: deque[tuple[int, float, str]] = deque()  # (status, retry_after_s, form)
         self._holds: list[tuple[float, float]] = []  # (answered_at, retry_allowed_at) of each 429
         self._lock = threading.Lock()
 
@@ -58,7 +61,7 @@ class FaultDesk:
         """Make the next ``times`` polls fail with ``kind``: server_error, overloaded, drop or slow."""
         self._polls.fail_next(kind, times)
 
-    def reject_creates(self, count: int, status: int = 429, retry_after_s: int = 1, form: str = "header") -> None:
+    def reject_creates(self, count: int, status: int = 429, retry_after_s: float = 1, form: str = "header") -> None:
         """Answer the next ``count`` creates with ``status``: 429 in ``form`` (see THROTTLE_FORMS), or e.g. a 5xx."""
         if form not in THROTTLE_FORMS:
             raise ValueError(f"unknown throttle form {form!r}; choose from {', '.join(THROTTLE_FORMS)}")
@@ -88,7 +91,7 @@ class FaultDesk:
             if self._scripted:
                 status, retry_after_s, form = self._scripted.popleft()
             elif self._random.random() < self.faults.throttle_rate:
-                status, retry_after_s, form = 429, self.faults.throttle_s, self._random.choice(THROTTLE_FORMS)
+                status, retry_after_s, form = 429, self.faults.throttle_s, self._random.choice(self.faults.throttle_forms)
             elif window_wait_s is not None:
                 status, retry_after_s, form = 429, max(1, math.ceil(window_wait_s)), "header"
             else:
@@ -107,25 +110,29 @@ class FaultDesk:
         await response.prepare(request)
         pieces = 8
         step = math.ceil(len(data) / pieces)
-        for start in range(0, len(data), step):
-            await asyncio.sleep(self.faults.file_body_s / pieces)
-            await response.write(data[start:start + step])
-        await response.write_eof()
+        with contextlib.suppress(ConnectionResetError):  # the client went away meanwhile
+            for start in range(0, len(data), step):
+                await asyncio.sleep(self.faults.file_body_s / pieces)
+                await response.write(data[start:start + step])
+            await response.write_eof()
         return response
 
 
-def throttled(retry_after_s: int, form: str, now: float) -> tuple[web.Response, float]:
+def throttled(retry_after_s: float, form: str, now: float) -> tuple[web.Response, float]:
     """A 429 in one of the documented forms, and the moment from which a create is allowed again."""
-    detail = f"Request was throttled. Your rate limit resets in ~{retry_after_s}s."
+    seconds = f"{retry_after_s:g}"
+    detail = f"Request was throttled. Your rate limit resets in ~{seconds}s."
     if form == "http_date":  # whole seconds: the caller may come back at the second the date names
         allowed_at = float(math.floor(now + retry_after_s) + 1)
-        return problem(429, "Request was throttled", detail, headers={"Retry-After": formatdate(allowed_at, usegmt=True)}), allowed_at
+        date = formatdate(allowed_at, usegmt=True)
+        return problem(429, "Request was throttled", detail, headers={"Retry-After": date}), allowed_at
+    allowed_at = now + retry_after_s
     if form == "header":
-        return problem(429, "Request was throttled", detail, headers={"Retry-After": str(retry_after_s)},
-                       retry_after=retry_after_s), now + retry_after_s
+        headers = {"Retry-After": seconds}
+        return problem(429, "Request was throttled", detail, headers=headers, retry_after=retry_after_s), allowed_at
     if form == "body":
-        return problem(429, "Request was throttled", detail, retry_after=retry_after_s), now + retry_after_s
-    return web.json_response({"detail": detail}, status=429, content_type="application/problem+json"), now + retry_after_s
+        return problem(429, "Request was throttled", detail, retry_after=retry_after_s), allowed_at
+    return web.json_response({"detail": detail}, status=429, content_type="application/problem+json"), allowed_at
 
 
 def problem(status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra) -> web.Response:

@@ -43,8 +43,6 @@ class TrainsetChoices:
     # when the call answers, so a kill inside the hold loses the prediction and the rerun pays for it
     # again. MEASURED
     replicate_wait_s: int | None = None
-    poll_interval_s: float = 0.25  # then polls start here and back off ...
-    max_poll_interval_s: float = 1.0  # ... to at most this: ~1 GET/s per prediction, far under the API limit
 
     @classmethod
     def local(cls, flux_checkpoint: str | os.PathLike, **overrides) -> "TrainsetChoices":
@@ -76,8 +74,6 @@ async def open_parts(
 
             replicate = ReplicateBackend(
                 api_token=choices.replicate_token, wait_s=choices.replicate_wait_s,
-                poll_interval_s=choices.poll_interval_s,
-                max_poll_interval_s=choices.max_poll_interval_s,
             )
             stack.push_async_callback(replicate.aclose)
         if choices.flux_checkpoint is not None:

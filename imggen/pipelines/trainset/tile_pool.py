@@ -38,7 +38,7 @@ from .drawers import GridDrawer
 from .journal import PredictionJournal
 from .judges import TileJudge, judge_grid
 from .prompts import build_grid_prompt
-from .tiles import tile_png
+from .tiles import tile_pngs
 
 log = logging.getLogger("imggen.trainset")
 
@@ -113,6 +113,7 @@ class TilePool:
         self._shapes: dict[int, int] = {}  # grid number -> tiles per side
         self._paths: dict[int, str] = {}  # grid number -> its image, relative to the root
         self._kept: dict[int, tuple[int, ...]] = {}  # grid number -> the tiles its judge kept
+        self._tile_images: dict[int, asyncio.Future[list[bytes]]] = {}  # grid number -> its tiles as PNG
         self._unbilled: dict[int, float] = {}
         self._drawn_cost: dict[int, float] = {}
         self._attempts = 0
@@ -173,9 +174,12 @@ class TilePool:
             self._serve()
             self._launch()
             ref = await future
-        grid_image = (self.root / self._paths[ref.grid]).read_bytes()
-        image = await asyncio.to_thread(tile_png, grid_image, self._shapes[ref.grid], ref.tile)
-        return ClaimedTile(ref, image)
+        tiles = self._tile_images.get(ref.grid)
+        if tiles is None:  # split once per grid, off the event loop; the slots of that grid share it
+            path, shape = self.root / self._paths[ref.grid], self._shapes[ref.grid]
+            tiles = self._tile_images[ref.grid] = asyncio.ensure_future(
+                asyncio.to_thread(lambda: tile_pngs(path.read_bytes(), shape)))
+        return ClaimedTile(ref, (await tiles)[ref.tile])
 
     def bill(self, ref: TileRef) -> float:
         """The price of ``ref``'s grid the first time one of its tiles is finished, else 0."""
