@@ -41,15 +41,17 @@ def measure(wait: int, kills: int, environment: dict, replicate, moments: random
     env = {**os.environ, **environment}
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder)
-        began = billed(replicate)
+        began, kills_made = billed(replicate), 0
         for _ in range(kills):
             before = len(replicate.predictions)
             process = subprocess.Popen(command(output / "killed", wait), env=env, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
-            while len(replicate.predictions) == before:
-                time.sleep(0.005)
+            while len(replicate.predictions) == before and process.poll() is None:
+                time.sleep(0.005)  # a run that has nothing left to create finishes instead
             time.sleep(moments.uniform(0.0, 1.5))
-            process.send_signal(signal.SIGKILL)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills_made += 1
             process.wait()
         subprocess.run(command(output / "killed", wait), env=env, check=True, capture_output=True)
         needed = len(list((output / "killed").rglob("grids/grid*.jpg"))) + 20
@@ -57,7 +59,7 @@ def measure(wait: int, kills: int, environment: dict, replicate, moments: random
         started = time.perf_counter()
         subprocess.run(command(output / "clean", wait), env=env, check=True, capture_output=True)
         clean_s = time.perf_counter() - started
-    return repaid / kills, clean_s
+    return repaid / max(kills_made, 1), clean_s
 
 
 def main() -> None:
