@@ -12,6 +12,7 @@ from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSC
 from imggen.emulators.fault_plan import FaultRates
 from imggen.emulators.replicate_faults import ReplicateFaults
 from imggen.pipelines.trainset import TrainingDataGenerator, job_root
+from imggen.pipelines.trainset.cli import main as trainset_main
 from trainset_fixtures import running_services, services, source_file, use_services  # noqa: F401 - fixtures
 
 USER, ACTOR = "u1", "a1"
@@ -72,3 +73,12 @@ def test_an_output_that_expired_before_its_download_is_billed_as_wasted(services
     assert money["total_cost_usd"] == money["billed_cost_usd"] == pytest.approx(counts.billed_usd())
     assert money["wasted_cost_usd"] == pytest.approx(GRID_PRICE) and money["used_cost_usd"] == pytest.approx(GRID_PRICE)
     assert (money["billed_calls"], money["used_calls"], money["wasted_calls"]) == (11, 10, 1)
+
+
+def test_the_cli_summary_shows_billed_used_and_wasted_money(services, source_file, tmp_path, capsys):
+    services.replicate.script(FLUX_KONTEXT_PRO, "expired")
+    code = trainset_main(["--source", str(source_file), "--user-id", USER, "--actor-id", ACTOR, "--target", "3",
+                          "--judge", "hash", "--upscaler", "lanczos", "--storage", "local",
+                          "--output", str(tmp_path / "runs")])
+    assert code == 0
+    assert "billed $0.08 (used $0.04, wasted $0.04)" in capsys.readouterr().err.replace("\n", "")

@@ -48,16 +48,16 @@ def processing_stats(ledger: Ledger) -> dict[str, Any]:
         "connection_errors": int(totals["connection_errors"]),
         "success_rate": round(counts["done"] / finished, 4) if finished else 0.0,
         "healed_from_disk": int(totals["healed"]),
-        **_money(ledger, totals["cost"]),
+        **money_spent(ledger),
     }
 
 
-def _money(ledger: Ledger, task_cost: float) -> dict[str, Any]:
-    """What was billed: the recorded paid calls, or else what the finished tasks reported."""
+def money_spent(ledger: Ledger) -> dict[str, Any]:
+    """What was billed, used and wasted: from the recorded paid calls, or else what the finished tasks reported."""
     with closing(sqlite3.connect(ledger.path)) as db:
         calls = money(db)
     if calls is None:
-        cost = round(task_cost, 4)
+        cost = round(ledger.totals()["cost"], 4)
         return {"total_cost_usd": cost, "billed_cost_usd": cost, "used_cost_usd": cost, "wasted_cost_usd": 0.0}
     return {"total_cost_usd": calls["billed_cost_usd"], **calls}
 

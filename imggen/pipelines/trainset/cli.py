@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for url in result.training_image_urls:
         print(url)
     console.print(f"{len(result.images)}/{args.target} training images from {result.total_grids_generated} grids; "
-                  f"run folder {result.job_root}")
+                  f"{result.cost_line()}; run folder {result.job_root}")
     return report_summary(result.summary, console)
 
 

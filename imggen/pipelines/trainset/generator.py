@@ -28,6 +28,7 @@ from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.ledger import Ledger
 from imggen.engine.retry import Hold
+from imggen.engine.stats import money_spent
 from imggen.engine.runner import RunnerConfig, RunSummary
 from imggen.engine.tasks import Outcome, Task
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
@@ -93,6 +94,13 @@ class TrainsetResult:
     summary: RunSummary
     job_root: Path
     grids: list[DrawnGrid] = field(default_factory=list)
+    money: dict = field(default_factory=dict)  # billed, used and wasted USD of the run folder, in all runs
+
+    def cost_line(self) -> str:
+        """``billed $0.20 (used $0.16, wasted $0.04)``: what Replicate billed, and for what."""
+        money = self.money
+        return (f"billed ${money.get('billed_cost_usd', 0.0):.2f} (used ${money.get('used_cost_usd', 0.0):.2f}, "
+                f"wasted ${money.get('wasted_cost_usd', 0.0):.2f})")
 
     @property
     def training_image_urls(self) -> list[str]:
@@ -225,4 +233,5 @@ def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool)
                 continue
             found = record["provenance"]
             images.append(TrainingImage(slot, found["grid"], found["tile"], found["url"], root / record["outputs"][0]))
-    return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids())
+        money = money_spent(ledger)
+    return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids(), money)
