@@ -39,7 +39,7 @@ DEFAULT_BASE_URL = "https://api.replicate.com"
 _TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _DELIVERY_HOST = "replicate.delivery"
 _DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
-POLL_SHARE = 0.15  # the next poll comes after this share of the time the prediction has run so far
+POLL_SHARE = 0.1  # the next poll comes after this share of the time the prediction has run so far
 
 OnPredictionCreated = Callable[[str], "Awaitable[None] | None"]
 
