@@ -215,6 +215,24 @@ async def test_the_journal_polls_a_created_prediction_again_and_replaces_only_on
     journal.close()
 
 
+async def test_the_journal_does_not_create_again_after_a_prediction_refused_for_good(tmp_path):
+    journal = PredictionJournal(tmp_path)
+    created = []
+
+    async def create(on_created):
+        on_created(f"p{len(created)}")
+        created.append(1)
+        raise TaskError(ErrorKind.TRANSIENT, "killed before the download", connection_error=True)
+
+    async def resume(model, prediction_id):
+        raise PredictionEnded(ErrorKind.PERMANENT, "prediction p0: the image is larger than allowed", billed=True)
+
+    with pytest.raises(PredictionEnded) as refused:
+        await journal.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
+    assert refused.value.kind is ErrorKind.PERMANENT and len(created) == 1 and journal.pending("upscale-1-0") is None
+    journal.close()
+
+
 # -- storage -----------------------------------------------------------------------------------------
 async def test_local_store_keeps_untrusted_ids_inside_its_root(tmp_path):
     store = LocalFolderStore(tmp_path, "../../etc", "a/b")

@@ -68,7 +68,9 @@ class PredictionJournal:
             try:
                 return await self._collect(call, resume)
             except PredictionEnded as ended:
-                self._settle(call, ended)  # over without a usable output: make a new one
+                self._settle(call, ended)  # over without a usable output: make a new one, unless that cannot help
+                if ended.kind is not ErrorKind.TRANSIENT:
+                    raise
         return await self._create(key, model, resume, create)
 
     async def _create(self, key: str, model: str, resume, create) -> Result:
