@@ -216,17 +216,20 @@ async def test_the_journal_polls_a_created_prediction_again_and_replaces_only_on
 
 
 async def test_the_journal_does_not_create_again_after_a_prediction_refused_for_good(tmp_path):
-    journal = PredictionJournal(tmp_path)
+    journal = PredictionJournal(tmp_path, collect_deadline_s=0.0)  # no time to poll again within one call
     created = []
 
     async def create(on_created):
         on_created(f"p{len(created)}")
         created.append(1)
-        raise TaskError(ErrorKind.TRANSIENT, "killed before the download", connection_error=True)
+        raise TaskError(ErrorKind.TRANSIENT, "the connection dropped while polling", connection_error=True)
 
     async def resume(model, prediction_id):
         raise PredictionEnded(ErrorKind.PERMANENT, "prediction p0: the image is larger than allowed", billed=True)
 
+    with pytest.raises(TaskError):  # created, then left open for a later call to collect
+        await journal.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
+    assert journal.pending("upscale-1-0").call_id == "p0"
     with pytest.raises(PredictionEnded) as refused:
         await journal.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
     assert refused.value.kind is ErrorKind.PERMANENT and len(created) == 1 and journal.pending("upscale-1-0") is None
