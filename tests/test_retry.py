@@ -18,6 +18,8 @@ def test_a_rate_limit_waits_as_the_server_says_and_spends_no_attempt():
     assert (told.kind, told.wait_s, told.spends_attempt, told.retry) == (ErrorKind.RATE_LIMITED, 7.0, False, True)
     window = decide(TaskError(ErrorKind.RATE_LIMITED, "429", rate=RateHint(reset_s=4.0)), 1, POLICY)
     assert window.wait_s == 4.0
+    full_reset = decide(TaskError(ErrorKind.RATE_LIMITED, "429", rate=RateHint(reset_s=360.0)), 1, POLICY)
+    assert full_reset.wait_s == 10.0  # a reset is the time until the window is full again, not the next slot
     assert decide(TaskError(ErrorKind.RATE_LIMITED, "429"), 1, POLICY).wait_s == 10.0
 
 

@@ -6,7 +6,8 @@ the runner, the training set's grid scheduling and its collection of paid predic
 seconds", every caller that would send the same kind of request waits on it, not only the one
 that was told.
 
-* rate limited: wait as the server says (``Retry-After``, else the window's reset, else a default);
+* rate limited: wait as the server says (``Retry-After``, else the window's reset but no longer than
+  the default, else the default);
   the attempt is not spent.
 * transient: exponential backoff with full jitter; spends an attempt, retried while attempts last.
 * permanent: recorded, never retried.
@@ -58,8 +59,8 @@ def rate_limit_wait(error: TaskError, policy: RetryPolicy) -> float:
     """Seconds a rate-limited attempt waits: the server's ``Retry-After``, its window reset, or the default."""
     if error.retry_after is not None:
         return max(error.retry_after, 0.0)
-    if error.rate is not None and error.rate.reset_s:
-        return error.rate.reset_s
+    if error.rate is not None and error.rate.reset_s:  # the window is full again by then: no need to wait longer
+        return min(error.rate.reset_s, policy.default_rate_limit_wait_s)
     return policy.default_rate_limit_wait_s
 
 
