@@ -175,7 +175,7 @@ class TilePool:
             self._launch()
             ref = await future
         tiles = self._tile_images.get(ref.grid)
-        if tiles is None:  # split once per grid, off the event loop; the slots of that grid share it
+        if tiles is None:  # a grid of an earlier run: split once, off the event loop, for all its slots
             path, shape = self.root / self._paths[ref.grid], self._shapes[ref.grid]
             tiles = self._tile_images[ref.grid] = asyncio.ensure_future(
                 asyncio.to_thread(lambda: tile_pngs(path.read_bytes(), shape)))
@@ -288,8 +288,10 @@ class TilePool:
                 payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key, journal=self._journal
             )
             data, provenance, self._drawn_cost[number] = made.data, made.provenance, made.cost
-            # The judge looks while the file is written (off the event loop); both end before the ledger is marked.
+            # The judge looks while the file is written and split into tiles (off the event loop); the
+            # write ends before the ledger is marked.
             written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
+            self._tile_images[number] = asyncio.ensure_future(asyncio.to_thread(tile_pngs, data, shape))
             try:
                 verdict = await judge_grid(self._judge, data, shape)
             finally:
