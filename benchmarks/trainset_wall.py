@@ -7,7 +7,9 @@ by a child process (the providers are remote: their work does not compete with t
 loop for the interpreter). The seed's
 flow: grid, judge, split, upscale in batches of 3 (one call after another, as the seed's ~90 s per
 batch says), upload, repeated until the target. The critical path is one grid + one judge + one
-upscale. Needs ``moto[server]``.
+upscale. Needs ``moto[server]``. Faults are on by default (``--poll-faults``: polls answering 5xx
+or dropping the connection; ``--throttle``: creates throttled with 429 and a wait of 5 s / k);
+``--poll-faults 0 --throttle 0`` measures a well-behaved server.
 
 Prints ``RESULT ours_s=<a> seed_s=<b> critical_path_s=<c> speedup=<b/a>``; target ours_s <= 1.5 x critical_path_s.
 """
@@ -30,7 +32,10 @@ from moto.server import ThreadedMotoServer
 
 from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.replicate_backend import ReplicateBackend
+from imggen.emulators.fault_plan import FaultRates
+from imggen.engine.errors import TaskError
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread
+from imggen.emulators.replicate_faults import ReplicateFaults
 from imggen.emulators.replicate_server import running_replicate_emulator
 from imggen.emulators.replicate_state import ReplicateEmulatorConfig
 from imggen.pipelines.trainset import DescriptionPool, DescriptionRotation, TrainingDataGenerator
@@ -47,10 +52,13 @@ TOKEN, KEY = "r8_benchmark_token_0123456789", "sk-benchmark-key-0123456789"
 
 
 @contextlib.contextmanager
-def services(k: float):
-    """Emulators at the scaled latencies and a moto S3 server; yields the environment that points at them."""
+def services(k: float, faults: ReplicateFaults | None = None):
+    """Emulators at the scaled latencies (with ``faults``) and a moto S3 server.
+
+    Yields the environment that points at them and the Replicate emulator."""
     replicate_config = ReplicateEmulatorConfig(api_token=TOKEN, grid_latency_s=SEED_GRID_S / k,
-                                               upscale_latency_s=SEED_UPSCALE_S / k, grid_megapixels=0.25)
+                                               upscale_latency_s=SEED_UPSCALE_S / k, grid_megapixels=0.25,
+                                               faults=faults or ReplicateFaults())
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
@@ -61,7 +69,7 @@ def services(k: float):
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
                      aws_secret_access_key="y").create_bucket(Bucket=BUCKET)
         try:
-            yield {
+            yield replicate, {
                 "REPLICATE_API_TOKEN": TOKEN, "REPLICATE_BASE_URL": replicate.base_url,
                 "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": openai_server.base_url,
                 "AWS_ACCESS_KEY": "AKIABENCHMARK", "AWS_ACCESS_SECRET": "benchmark-secret",
@@ -72,22 +80,43 @@ def services(k: float):
 
 
 @contextlib.contextmanager
-def provider_process(k: float):
-    """Serve the three services from a child process; point this process's environment at them."""
-    child = subprocess.Popen([sys.executable, __file__, "--serve", "--k", str(k)], stdin=subprocess.PIPE,
+def provider_process(k: float, poll_faults: float, throttle: float):
+    """Serve the three services from a child process; point this process's environment at them.
+
+    Yields a function that reads the Replicate emulator's counts (as a line of text) from the child."""
+    child = subprocess.Popen([sys.executable, __file__, "--serve", "--k", str(k), "--poll-faults", str(poll_faults),
+                              "--throttle", str(throttle)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def counts() -> str:
+        child.stdin.write("counts\n")
+        child.stdin.flush()
+        return child.stdout.readline().strip()
+
     try:
         os.environ.update(json.loads(child.stdout.readline()))
-        yield
+        yield counts
     finally:
         child.stdin.close()  # the child serves until its stdin closes
         child.wait(timeout=30)
 
 
-def serve(k: float) -> None:
-    with services(k) as environment:
+def bench_faults(k: float, poll_faults: float, throttle: float) -> ReplicateFaults:
+    """Polls failing at ``poll_faults`` (two thirds 500/503, one third dropped connections), and creates
+    throttled at ``throttle`` asking for the newer body's documented wait (``retry_after: 5``) divided by
+    ``k`` like every other provider time; an HTTP date cannot say less than a second, so that form is left out."""
+    rates = FaultRates(server_error=poll_faults * 2 / 3, drop=poll_faults / 3)
+    return ReplicateFaults(rates, throttle_rate=throttle, throttle_s=round(5.0 / k, 3),
+                           throttle_forms=("header", "body", "detail"), seed=1)
+
+
+def serve(k: float, poll_faults: float, throttle: float) -> None:
+    with services(k, bench_faults(k, poll_faults, throttle)) as (replicate, environment):
         print(json.dumps(environment), flush=True)
-        sys.stdin.read()
+        for _ in sys.stdin:  # each line asks for the counts so far
+            counts = replicate.counts
+            print(f"throttled={counts.throttled} poll_faults={sum(replicate.faults.poll_faults.values())} "
+                  f"polls={counts.polls} billed={sum(counts.paid.values())}", flush=True)
 
 
 async def ours(target: int, work_dir: Path) -> float:
@@ -98,6 +127,15 @@ async def ours(target: int, work_dir: Path) -> float:
     elapsed = time.perf_counter() - began
     assert len(result.images) == target, result.summary
     return elapsed
+
+
+async def again_on_failure(call):
+    """The seed had no retries; under faults its flow repeats a failed call (a new prediction) after the server's wait."""
+    while True:
+        try:
+            return await call()
+        except TaskError as error:
+            await asyncio.sleep(error.retry_after or 0.0)
 
 
 async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
@@ -111,12 +149,13 @@ async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
     began = time.perf_counter()
     try:
         while len(urls) < target:
-            grid = await replicate.generate_grid(build_grid_prompt(rotation.draw(9), 3), source)
+            prompt = build_grid_prompt(rotation.draw(9), 3)
+            grid = await again_on_failure(lambda: replicate.generate_grid(prompt, source))
             verdict = await judge_grid(judge, grid.data, 3)
             tiles = [tile_png(grid.data, 3, index) for index in verdict.tiles][: target - len(urls)]
             for start in range(0, len(tiles), batch_size):
                 for tile in tiles[start:start + batch_size]:
-                    upscaled = await replicate.upscale(tile)
+                    upscaled = await again_on_failure(lambda: replicate.upscale(tile))
                     stored = await store.put(f"training-image{len(urls) + 1}.jpg", upscaled.data, "image/jpeg")
                     urls.append(stored.url)
     finally:
@@ -137,12 +176,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=float, default=30.0, help="divide the seed's latencies by this (default: 30)")
     parser.add_argument("--target", type=int, default=20, help="training images (default: 20)")
+    parser.add_argument("--poll-faults", type=float, default=0.2,
+                        help="share of polls answering 5xx or dropping the connection (default: %(default)s)")
+    parser.add_argument("--throttle", type=float, default=0.1,
+                        help="share of creates throttled with 429, asking for 5 s / k (default: %(default)s)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.serve:
-        return serve(args.k)
-    with provider_process(args.k):
+        return serve(args.k, args.poll_faults, args.throttle)
+    with provider_process(args.k, args.poll_faults, args.throttle) as counts:
         ours_s, seed_s = asyncio.run(measure(args.target))
+        print(f"faults met: {counts()}")
     critical = (SEED_GRID_S + SEED_JUDGE_S + SEED_UPSCALE_S) / args.k
     print(f"ours: {ours_s:.2f} s ({ours_s / critical:.2f} x the critical path); seed's flow: {seed_s:.2f} s")
     print(f"RESULT ours_s={ours_s:.2f} seed_s={seed_s:.2f} critical_path_s={critical:.2f} speedup={seed_s / ours_s:.1f}")

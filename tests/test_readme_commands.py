@@ -87,6 +87,8 @@ SHRUNK = {
     r"^\.venv/bin/python benchmarks/trainset_wall\.py$": (
         ["--k", "300", "--target", "6"],
         "the seed's sequential flow takes a minute at k=30; faster emulators, fewer images"),
+    r"^\.venv/bin/python benchmarks/trainset_kill_repay\.py$": (
+        ["--k", "300", "--kills", "1"], "four runs per wait take a minute at k=30; faster emulators, one kill"),
 }
 
 # Placeholders in the README's text, replaced before running (the reader puts their own there).

@@ -11,6 +11,7 @@ from replicate_helpers import TOKEN, decode, likeness, png_bytes, split_grid, st
 
 from imggen.backends.replicate_backend import ReplicateBackend
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
+from imggen.backends.replicate_responses import PredictionEnded
 from imggen.emulators.replicate_server import start_replicate_emulator
 from imggen.emulators.replicate_state import ReplicateEmulatorConfig
 from imggen.engine.errors import ErrorKind, TaskError
@@ -155,7 +156,7 @@ async def test_output_is_downloaded_in_the_same_step_before_it_expires(start):
     assert decode(result.data).size == (384, 384)
     await asyncio.sleep(0.6)
     expired = await failure_of(backend.resume(FLUX_KONTEXT_PRO, result.prediction_id))
-    assert expired.kind is ErrorKind.TRANSIENT and "410" in expired.message
+    assert isinstance(expired, PredictionEnded) and expired.billed and "404" in expired.message
     assert server.counts.expired_downloads == 1
 
 

@@ -272,7 +272,7 @@ async def test_output_files_expire(start):
     )
     assert (await http(server, "GET", prediction.output)).status_code == 200
     await asyncio.sleep(0.5)
-    assert (await http(server, "GET", prediction.output)).status_code == 410
+    assert (await http(server, "GET", prediction.output)).status_code == 404
     assert (server.counts.downloads, server.counts.expired_downloads) == (1, 1)
 
 

@@ -1,15 +1,18 @@
 """``imggen trainset`` killed with SIGKILL while grids or upscales are being paid for, then rerun: nothing is paid twice.
 
 The emulators run in this process, so their counters see every prediction the killed command
-created. Predictions outlast the command's two-second ``Prefer: wait`` hold, so they are journalled
-while still running. The command is frozen (SIGSTOP) before the kill, and killed only once every prediction
-the server created is either recorded in the run's prediction journal or already saved.
+created. The create call answers at once, so each prediction is in the run's ledger while still
+running. In the first test the command is frozen (SIGSTOP) before the kill, and killed only once
+every prediction the server created is either recorded in the ledger or already saved; in the
+second it is killed a moment after the server created its first predictions, wherever it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -32,8 +35,17 @@ def start(services, source: Path, output: Path) -> subprocess.Popen:
                             text=True)
 
 
-def journal(root: Path, kind: str) -> int:
-    return len(list((root / "predictions").glob(f"{kind}-*.json")))
+def journal(root: Path, kind: str, state: str = "open") -> int:
+    """Predictions for ``kind`` tasks recorded in the run's ledger with ``state``."""
+    if not (root / "ledger.sqlite").exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(root / "ledger.sqlite")) as db:
+        try:
+            (count,) = db.execute("SELECT COUNT(*) FROM paid_calls WHERE task_key LIKE ? AND state = ?",
+                                  (f"{kind}-%", state)).fetchone()
+        except sqlite3.OperationalError:  # no prediction recorded yet
+            return 0
+    return count
 
 
 def kill_when(process: subprocess.Popen, ready, timeout_s: float = 60.0) -> None:
@@ -82,4 +94,28 @@ def test_sigkill_then_rerun_pays_for_no_grid_or_upscale_twice(moment, source_fil
     assert created[FLUX_KONTEXT_PRO] == 3  # the grids created before the kill were collected, not redrawn
     assert created[TOPAZ_IMAGE_UPSCALE] == 20
     assert paid_before_kill[FLUX_KONTEXT_PRO] >= 1
-    assert not list((root / "predictions").glob("*.json"))  # every journalled prediction was collected
+    assert journal(root, "grid") == journal(root, "upscale") == 0  # every recorded prediction was collected
+    assert (journal(root, "grid", "used"), journal(root, "upscale", "used")) == (3, 20)
+
+
+@pytest.mark.slow
+def test_a_kill_just_after_the_first_creates_pays_for_nothing_again(source_file, tmp_path):
+    """With the create call's default wait, a kill a moment after the server created a prediction
+    finds its id already recorded (a hold for a finished result would still be waiting)."""
+    output = tmp_path / "runs"
+    output.mkdir()
+    with running_services(grid_latency_s=2.6, upscale_latency_s=0.3) as services:
+        created = services.replicate.counts.created
+        process = start(services, source_file, output)
+        deadline = time.monotonic() + 60
+        while not created[FLUX_KONTEXT_PRO] and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.01)
+        time.sleep(0.3)  # the answer's way back to the client
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        rerun = start(services, source_file, output)
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err
+    assert len(out.split()) == 20
+    assert created == {FLUX_KONTEXT_PRO: 3, TOPAZ_IMAGE_UPSCALE: 20}

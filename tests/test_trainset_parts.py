@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 
 from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
+from imggen.backends.replicate_responses import PredictionEnded
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.pipelines.trainset.descriptions import DescriptionPool, DescriptionRotation
@@ -188,28 +190,52 @@ async def test_sources_from_a_path_a_data_uri_and_bad_input(tmp_path):
         assert caught.value.kind is ErrorKind.FATAL
 
 
-async def test_the_journal_resumes_a_recorded_prediction_and_replaces_a_failed_one(tmp_path):
+async def test_the_journal_polls_a_created_prediction_again_and_replaces_only_one_that_ended(tmp_path):
     journal = PredictionJournal(tmp_path)
     created, resumed = [], []
 
     async def create(on_created):
-        await on_created(f"p{len(created)}")
+        on_created(f"p{len(created)}")
         created.append(1)
-        raise TaskError(ErrorKind.TRANSIENT, "killed before the download")
+        raise TaskError(ErrorKind.TRANSIENT, "HTTP 503 while polling", connection_error=True)
 
     async def resume(model, prediction_id):
         resumed.append(prediction_id)
+        if prediction_id == "p0" and len(resumed) < 3:
+            raise TaskError(ErrorKind.TRANSIENT, "HTTP 502 while polling")
         if prediction_id == "p0":
-            raise TaskError(ErrorKind.TRANSIENT, "prediction p0 failed")
+            raise PredictionEnded(ErrorKind.TRANSIENT, "prediction p0 failed", billed=False)
         return prediction_id
 
-    with pytest.raises(TaskError):
-        await journal.collect_or_create("grid-1", "m", resume, create)
-    assert journal.pending("grid-1") == {"model": "m", "prediction_id": "p0"}
-    with pytest.raises(TaskError):  # p0 ended failed: dropped, and a new prediction is created
-        await journal.collect_or_create("grid-1", "m", resume, create)
-    assert await journal.collect_or_create("grid-1", "m", resume, create) == "p1"
-    assert resumed == ["p0", "p1"] and len(created) == 2
+    with pytest.raises(PredictionEnded):  # polled twice more on the same id, then it turned out failed
+        await journal.collect_or_create("grid-1", FLUX_KONTEXT_PRO, resume, create)
+    assert resumed == ["p0", "p0", "p0"] and len(created) == 1 and journal.pending("grid-1") is None
+    assert await journal.collect_or_create("grid-1", FLUX_KONTEXT_PRO, resume, create) == "p1"
+    assert journal.pending("grid-1").call_id == "p1"  # kept until its result is saved
+    journal.saved("grid-1")
+    assert journal.pending("grid-1") is None and len(created) == 2
+    journal.close()
+
+
+async def test_the_journal_does_not_create_again_after_a_prediction_refused_for_good(tmp_path):
+    journal = PredictionJournal(tmp_path, collect_deadline_s=0.0)  # no time to poll again within one call
+    created = []
+
+    async def create(on_created):
+        on_created(f"p{len(created)}")
+        created.append(1)
+        raise TaskError(ErrorKind.TRANSIENT, "the connection dropped while polling", connection_error=True)
+
+    async def resume(model, prediction_id):
+        raise PredictionEnded(ErrorKind.PERMANENT, "prediction p0: the image is larger than allowed", billed=True)
+
+    with pytest.raises(TaskError):  # created, then left open for a later call to collect
+        await journal.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
+    assert journal.pending("upscale-1-0").call_id == "p0"
+    with pytest.raises(PredictionEnded) as refused:
+        await journal.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
+    assert refused.value.kind is ErrorKind.PERMANENT and len(created) == 1 and journal.pending("upscale-1-0") is None
+    journal.close()
 
 
 # -- storage -----------------------------------------------------------------------------------------

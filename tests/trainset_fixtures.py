@@ -99,11 +99,12 @@ class Services:
 @contextlib.contextmanager
 def running_services(
     *, grid_latency_s: float = 0.15, upscale_latency_s: float = 0.05, judge_latency_s: float = 0.0,
-    near_duplicates: int = 0, tile_threshold: float = 10.0,
+    near_duplicates: int = 0, tile_threshold: float = 10.0, **replicate_settings,
 ) -> Iterator[Services]:
+    """The three services; ``replicate_settings`` go to the Replicate emulator's config (e.g. ``faults``)."""
     replicate_config = ReplicateEmulatorConfig(
         api_token=REPLICATE_TOKEN, grid_latency_s=grid_latency_s, upscale_latency_s=upscale_latency_s,
-        grid_megapixels=0.15, near_duplicates=near_duplicates,
+        grid_megapixels=0.15, near_duplicates=near_duplicates, **replicate_settings,
     )
     for behaviour in replicate_config.behaviours.values():
         behaviour.starting_s = min(behaviour.starting_s, behaviour.latency_s / 2)

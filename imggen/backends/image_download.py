@@ -18,6 +18,10 @@ from imggen.storage.atomic import InvalidImage, check_image_bytes
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 
+class ImageGone(TaskError):
+    """The image URL answered 4xx: the file expired or was removed, and fetching it again will not help."""
+
+
 def check_image(data: bytes, source: str) -> bytes:
     """``data`` if it decodes fully as an image of an acceptable size (no decompression bomb), else a
     PERMANENT :class:`TaskError` naming ``source`` and the problem."""
@@ -43,7 +47,7 @@ async def _fetch_once(session: aiohttp.ClientSession, url: str, max_bytes: int) 
         if response.status >= 500:
             raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
         if response.status >= 400:
-            raise TaskError(ErrorKind.TRANSIENT, f"the image URL answered HTTP {response.status} (expired?)")
+            raise ImageGone(ErrorKind.TRANSIENT, f"the image URL answered HTTP {response.status} (expired?)")
         content_type = response.headers.get("Content-Type", "")
         if not content_type.startswith("image/"):
             sent = content_type or "no content type"

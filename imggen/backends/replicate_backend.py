@@ -24,9 +24,14 @@ import httpx
 import replicate
 from PIL import Image, UnidentifiedImageError
 
-from imggen.backends.image_download import MAX_IMAGE_BYTES, check_image, download_image
+from imggen.backends.image_download import MAX_IMAGE_BYTES, ImageGone, check_image, download_image
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
-from imggen.backends.replicate_responses import call_for_prediction, failed_prediction, note_response
+from imggen.backends.replicate_responses import (
+    PredictionEnded,
+    call_for_prediction,
+    failed_prediction,
+    note_response,
+)
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.settings import load_settings
 
@@ -34,6 +39,7 @@ DEFAULT_BASE_URL = "https://api.replicate.com"
 _TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _DELIVERY_HOST = "replicate.delivery"
 _DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
+POLL_SHARE = 0.1  # the next poll comes after this share of the time the prediction has run so far
 
 OnPredictionCreated = Callable[[str], "Awaitable[None] | None"]
 
@@ -57,16 +63,18 @@ class ReplicateBackend:
         *,
         api_token: str | None = None,
         base_url: str | None = None,
-        wait_s: int | None = 5,
-        poll_interval_s: float = 0.5,
-        max_poll_interval_s: float = 5.0,
+        wait_s: int | None = None,
+        poll_interval_s: float = 0.25,
+        max_poll_interval_s: float = 1.0,
         deadline_s: float = 600.0,
         max_download_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
         """``api_token`` and ``base_url`` default to REPLICATE_API_TOKEN and REPLICATE_BASE_URL.
 
-        ``wait_s`` is the ``Prefer: wait=N`` hold on create (None: answer at once); ``deadline_s``
-        bounds one prediction from creation to output.
+        ``wait_s`` is the ``Prefer: wait=N`` hold on create (None: answer at once); polls come
+        between ``poll_interval_s`` and ``max_poll_interval_s`` apart (at most ~1 GET/s per
+        prediction, far under the API's 3000/min); ``deadline_s`` bounds one prediction from
+        creation to output.
         """
         settings = load_settings()
         token = api_token or (settings.replicate_api_token and settings.replicate_api_token.get_secret_value())
@@ -87,6 +95,7 @@ class ReplicateBackend:
         self._max_poll_interval_s = max_poll_interval_s
         self._deadline_s = deadline_s
         self._max_download_bytes = max_download_bytes
+        self._began: dict[str, float] = {}  # when each prediction still being polled was first seen
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # for Replicate's hosts (with the token) and others
 
     async def generate_grid(
@@ -153,27 +162,40 @@ class ReplicateBackend:
         return await self._complete(model, prediction)
 
     async def _complete(self, model: str, prediction: dict[str, Any]) -> ReplicateImage:
-        """Poll ``prediction`` to a terminal status, then download its output or raise by status."""
+        """Poll ``prediction`` to a terminal status, then download its output or raise by status.
+
+        Polls come at a share of the time the prediction has run (``POLL_SHARE``, between the
+        backend's least and most poll intervals), so a result waits at most that share longer
+        than it took, whether a prediction runs for one second or a minute.
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._deadline_s
-        interval = self._poll_interval_s
         prediction_id = prediction["id"]
+        began = self._began.setdefault(prediction_id, loop.time())  # kept when a poll fails and is resumed
         while prediction["status"] not in _TERMINAL:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            elapsed = loop.time() - began
+            if elapsed >= self._deadline_s:
+                del self._began[prediction_id]
                 await self._cancel_quietly(prediction_id)
                 raise TaskError(
                     ErrorKind.TRANSIENT, f"prediction {prediction_id} did not finish within {self._deadline_s:g}s"
                 )
-            await asyncio.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, self._max_poll_interval_s)
+            delay = min(max(self._poll_interval_s, POLL_SHARE * elapsed), self._max_poll_interval_s)
+            await asyncio.sleep(min(delay, self._deadline_s - elapsed))
             prediction = await self._get(prediction_id)
-        status = prediction["status"]
-        if status != "succeeded":
+        self._began.pop(prediction_id, None)
+        if prediction["status"] != "succeeded":
             raise failed_prediction(prediction)
         url = _output_url(prediction)
+        try:
+            data = await self._download(url)
+        except ImageGone as gone:  # billed, but its file expired before it was fetched
+            raise PredictionEnded(ErrorKind.TRANSIENT, f"prediction {prediction_id}: {gone.message}", billed=True) from None
+        except TaskError as refused:
+            if refused.kind is not ErrorKind.PERMANENT:
+                raise  # the download may work when tried again
+            raise PredictionEnded(ErrorKind.PERMANENT, f"prediction {prediction_id}: {refused.message}", billed=True) from None
         price = replicate_models()[model].price_usd_per_prediction
-        return ReplicateImage(await self._download(url), url, prediction_id, price, prediction.get("metrics") or {})
+        return ReplicateImage(data, url, prediction_id, price, prediction.get("metrics") or {})
 
     async def _get(self, prediction_id: str) -> dict[str, Any]:
         return await call_for_prediction("get", lambda: self._client.predictions.async_get(prediction_id), self._token)
@@ -223,5 +245,6 @@ def _output_url(prediction: dict[str, Any]) -> str:
     output = getattr(output, "url", output)
     if not isinstance(output, str):
         removed = " (its data was removed)" if prediction.get("data_removed") else ""
-        raise TaskError(ErrorKind.TRANSIENT, f"prediction {prediction['id']} has no output file{removed}")
+        message = f"prediction {prediction['id']} has no output file{removed}"
+        raise PredictionEnded(ErrorKind.TRANSIENT, message, billed=True)
     return output

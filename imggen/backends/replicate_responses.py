@@ -9,7 +9,9 @@ that raw body.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -77,13 +79,25 @@ async def call_for_prediction(what: str, request: Callable[[], Awaitable[Any]], 
     return note.body
 
 
-def failed_prediction(prediction: dict[str, Any]) -> TaskError:
+class PredictionEnded(TaskError):
+    """A prediction that is over without a usable output: polling it again can never help.
+
+    ``billed`` is True when it succeeded (Replicate bills it) but its output is gone or unusable
+    (expired, removed, refused); False when it ended failed, canceled or aborted, or is unknown.
+    """
+
+    def __init__(self, kind: ErrorKind, message: str, *, billed: bool) -> None:
+        super().__init__(kind, message)
+        self.billed = billed
+
+
+def failed_prediction(prediction: dict[str, Any]) -> PredictionEnded:
     """The error for a prediction that ended failed, canceled or aborted."""
     status, error = prediction["status"], prediction.get("error") or ""
     message = f"prediction {prediction['id']} {status}" + (f": {error}" if error else "")
     if status == "failed" and _SAFETY_ERROR.search(error):
-        return TaskError(ErrorKind.PERMANENT, message)  # the safety filter answers the same way every time
-    return TaskError(ErrorKind.TRANSIENT, message)  # failed, canceled, or aborted before it started
+        return PredictionEnded(ErrorKind.PERMANENT, message, billed=False)  # the filter answers the same every time
+    return PredictionEnded(ErrorKind.TRANSIENT, message, billed=False)  # failed, canceled, or aborted before it started
 
 
 def _api_error(what: str, error: ReplicateError, note: _ResponseNote, secret: str) -> TaskError:
@@ -92,6 +106,8 @@ def _api_error(what: str, error: ReplicateError, note: _ResponseNote, secret: st
     message = redact(message, {secret})
     if status == 429:
         return TaskError(ErrorKind.RATE_LIMITED, message, retry_after=_retry_after(note, error))
+    if status == 404 and what == "get":
+        return PredictionEnded(ErrorKind.TRANSIENT, message, billed=False)  # no such prediction to collect
     if status in (401, 402, 403) or (status == 404 and what == "create"):
         return TaskError(ErrorKind.FATAL, message)  # bad token, billing, or a model id that does not exist
     if status >= 500:
@@ -102,17 +118,23 @@ def _api_error(what: str, error: ReplicateError, note: _ResponseNote, secret: st
 def _retry_after(note: _ResponseNote, error: ReplicateError) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), the body's ``retry_after``, or its detail."""
     header = note.headers.get("retry-after", "").strip()
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            pass
-        try:
-            return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-        except (TypeError, ValueError):
-            pass
     body = note.body if isinstance(note.body, dict) else {}
-    if isinstance(body.get("retry_after"), (int, float)):
-        return float(body["retry_after"])
+    for seconds in (_seconds(header), _http_date_wait(header), _seconds(body.get("retry_after"))):
+        if seconds is not None:
+            return seconds
     match = _RESETS_IN.search(error.detail or "")
     return float(match[1]) if match else None
+
+
+def _seconds(value: Any) -> float | None:
+    with contextlib.suppress(TypeError, ValueError):
+        seconds = float(value)
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def _http_date_wait(value: str) -> float | None:
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    return None

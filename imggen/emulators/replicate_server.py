@@ -2,9 +2,10 @@
 
 Serves ``POST /v1/models/{owner}/{name}/predictions`` (with ``Prefer: wait[=N]``),
 ``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel`` and the output files under
-``/files/``, which expire. Predictions run through starting → processing → a terminal status on
+``/files/``, which expire (404). Predictions run through starting → processing → a terminal status on
 a per-model latency; flux-kontext-pro draws a real grid derived from its input image and
-topazlabs/image-upscale really enlarges. Errors use the API's problem-JSON bodies.
+topazlabs/image-upscale really enlarges. Errors use the API's problem-JSON bodies; the faults a
+real server has (throttled creates, faulty polls, slow bodies) come from :mod:`.replicate_faults`.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import re
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
 from imggen.backends.replicate_catalog import replicate_models
+from imggen.emulators.openai_replies import DroppedConnection
 from imggen.emulators.rate_window import SlidingWindow
+from imggen.emulators.fault_plan import FaultRates
+from imggen.emulators.replicate_faults import FaultDesk, ReplicateFaults, problem
 from imggen.emulators.replicate_inputs import invalid_fields, validation_detail
 from imggen.emulators.replicate_state import (
     OUTCOMES,
@@ -55,8 +56,8 @@ class ReplicateEmulator:
         self.files = self._worker.files  # output files, by path under /files/
         self._models = {ref: model for ref, model in replicate_models().items() if ref in config.behaviours}
         limit = config.create_limit_per_min
-        self._create_window = SlidingWindow(limit, 60.0) if limit is not None else None
-        self._rejections: deque[tuple[int, int]] = deque()
+        self._create_window = SlidingWindow(limit, config.create_window_s) if limit is not None else None
+        self.faults = FaultDesk(config.faults)
         self._runner: web.AppRunner | None = None
 
     def script(self, model: str, *outcomes: str) -> None:
@@ -66,9 +67,13 @@ class ReplicateEmulator:
             raise ValueError(f"unknown outcomes {sorted(unknown)}; choose from {sorted(OUTCOMES)}")
         self.config.behaviours[model].outcomes.extend(outcomes)
 
-    def reject_creates(self, count: int, status: int = 429, retry_after_s: int = 1) -> None:
-        """Answer the next ``count`` creates with ``status``: 429 with ``Retry-After``, or e.g. a 5xx."""
-        self._rejections.extend([(status, retry_after_s)] * count)
+    def reject_creates(self, count: int, status: int = 429, retry_after_s: int = 1, form: str = "header") -> None:
+        """Answer the next ``count`` creates with ``status``: 429 with its wait in ``form``, or e.g. a 5xx."""
+        self.faults.reject_creates(count, status, retry_after_s, form)
+
+    def fail_polls(self, kind: str, times: int = 1) -> None:
+        """Make the next ``times`` polls fail: server_error, overloaded, drop or slow."""
+        self.faults.fail_polls(kind, times)
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._log_and_authorize], client_max_size=64 * 1024 * 1024)
@@ -102,10 +107,15 @@ class ReplicateEmulator:
         record = RequestRecord(request.method, request.path, 0, request.headers.get("Prefer"), authorized, body)
         self.requests.append(record)
         if request.path.startswith("/v1/") and expected and not authorized:
-            response = _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+            response = problem(401, "Unauthenticated", "You did not pass a valid authentication token")
         else:
             request[_JSON_BODY] = body
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except DroppedConnection:
+                if request.transport is not None:
+                    request.transport.close()
+                raise asyncio.CancelledError() from None
         record.status = response.status
         return response
 
@@ -113,32 +123,24 @@ class ReplicateEmulator:
         ref = f"{request.match_info['owner']}/{request.match_info['name']}"
         model = self._models.get(ref)
         if model is None:
-            return _problem(404, "Not found", "The requested resource could not be found.")
+            return problem(404, "Not found", "The requested resource could not be found.")
         prefer = request.headers.get("Prefer")
         if prefer is not None and not _PREFER.match(prefer):
-            return _problem(400, "Invalid Prefer header", f"Prefer must match {_PREFER.pattern}")
+            return problem(400, "Invalid Prefer header", f"Prefer must match {_PREFER.pattern}")
         if self.config.insufficient_credit:
-            return _problem(
+            return problem(
                 402,
                 "Insufficient credit",
                 "You have insufficient credit to run this model. Go to https://replicate.com/account/billing#billing"
                 " to purchase credit. Once you purchase credit, please wait a few minutes before trying again.",
             )
-        status, retry_after = self._rejections.popleft() if self._rejections else (429, self._throttled_for())
-        if status != 429:
-            return _problem(status, HTTPStatus(status).phrase, "The server could not handle the request (emulated).")
-        if retry_after is not None:
-            self.counts.throttled += 1
-            return _problem(
-                429,
-                "Request was throttled",
-                f"Request was throttled. Your rate limit resets in ~{retry_after}s.",
-                headers={"Retry-After": str(retry_after)},
-                retry_after=retry_after,
-            )
+        rejection = self.faults.create_fault(self._window_wait())
+        if rejection is not None:
+            self.counts.throttled += rejection.status == 429
+            return rejection
         problems = invalid_fields(model, request[_JSON_BODY])
         if problems:
-            return _problem(422, "Input validation failed", validation_detail(problems), invalid_fields=problems)
+            return problem(422, "Input validation failed", validation_detail(problems), invalid_fields=problems)
         prediction = EmulatedPrediction(
             id=secrets.token_hex(13), model=ref, input=request[_JSON_BODY]["input"], created_at=time.time()
         )
@@ -153,38 +155,41 @@ class ReplicateEmulator:
 
     async def _get(self, request: web.Request) -> web.Response:
         self.counts.polls += 1
+        fault = await self.faults.poll_fault()
+        if fault is not None:
+            return fault
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
-            return _problem(404, "Not found", "The requested resource could not be found.")
+            return problem(404, "Not found", "The requested resource could not be found.")
         return self._prediction_response(prediction)
 
     async def _cancel(self, request: web.Request) -> web.Response:
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
-            return _problem(404, "Not found", "The requested resource could not be found.")
+            return problem(404, "Not found", "The requested resource could not be found.")
         self._worker.cancel(prediction)
         return self._prediction_response(prediction)
 
     async def _file(self, request: web.Request) -> web.Response:
         stored = self.files.get(request.match_info["path"])
         if stored is None:
-            return _problem(404, "Not found", "The requested resource could not be found.")
+            return problem(404, "Not found", "The requested resource could not be found.")
         if time.time() - stored.created_at > self.config.file_ttl_s:
             self.counts.expired_downloads += 1
-            return _problem(410, "Gone", "This file has expired.")
+            return problem(404, "Not found", "The requested resource could not be found.")
         self.counts.downloads += 1
-        return web.Response(body=stored.data, content_type=stored.content_type)
+        return await self.faults.file_response(request, stored.data, stored.content_type)
 
     def _prediction_response(self, prediction: EmulatedPrediction, status: int = 200) -> web.Response:
         body = prediction.to_json(self.base_url, time.time(), self.config.data_retention_s)
         return web.json_response(body, status=status)
 
-    def _throttled_for(self) -> int | None:
-        """Seconds the caller must wait before creating again, or None when it may create now."""
+    def _window_wait(self) -> float | None:
+        """Seconds until the create window admits another create, or None when this one is admitted."""
         if self._create_window is None:
             return None
         admitted, wait_s, _ = self._create_window.try_admit()
-        return None if admitted else max(1, math.ceil(wait_s))
+        return None if admitted else wait_s
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -192,13 +197,6 @@ def _json_or_none(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
-
-
-def _problem(
-    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-) -> web.Response:
-    body = {"title": title, "detail": detail, "status": status, **extra}
-    return web.json_response(body, status=status, headers=headers, content_type="application/problem+json")
 
 
 async def start_replicate_emulator(config: ReplicateEmulatorConfig | None = None) -> ReplicateEmulator:
@@ -236,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--file-ttl", type=float, default=3600.0, help="seconds before output files expire")
     parser.add_argument("--near-duplicates", type=int, default=0, help="near-duplicate tiles per grid")
     parser.add_argument("--failure-rate", type=float, default=0.0, help="share of predictions that fail")
+    parser.add_argument("--poll-error-rate", type=float, default=0.0, help="share of polls answered 500/503")
+    parser.add_argument("--poll-drop-rate", type=float, default=0.0, help="share of polls whose connection drops")
+    parser.add_argument("--throttle-rate", type=float, default=0.0, help="share of creates throttled with 429")
     args = parser.parse_args(argv)
     config = ReplicateEmulatorConfig(
         host=args.host,
@@ -246,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         create_limit_per_min=args.create_limit,
         file_ttl_s=args.file_ttl,
         near_duplicates=args.near_duplicates,
+        faults=ReplicateFaults(FaultRates(server_error=args.poll_error_rate, drop=args.poll_drop_rate),
+                               throttle_rate=args.throttle_rate),
     )
     for behaviour in config.behaviours.values():
         behaviour.failure_rate = args.failure_rate

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE
+from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
+from imggen.emulators.replicate_faults import ReplicateFaults
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 # What a scripted prediction ends as. "safety" fails with the provider's content-filter error;
-# "stall" stays "processing" until it is canceled.
-OUTCOMES = frozenset({"succeeded", "failed", "safety", "canceled", "aborted", "stall"})
+# "stall" stays "processing" until it is canceled; "expired" succeeds (and is billed) but its
+# output file is already gone (404), as after Replicate's hour of retention.
+OUTCOMES = frozenset({"succeeded", "failed", "safety", "canceled", "aborted", "stall", "expired"})
 SAFETY_ERROR = "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
 FAILURE_ERROR = "Prediction failed: the model worker crashed (emulated)."
 
@@ -42,7 +44,8 @@ class ReplicateEmulatorConfig:
     grid_latency_s: float = 0.5
     upscale_latency_s: float = 0.3
     create_limit_per_min: int | None = 600  # the documented create-prediction limit; None: unlimited
-    file_ttl_s: float = 3600.0  # output files answer 410 Gone after this
+    create_window_s: float = 60.0  # the window that limit counts over (shorter: a low-credit account's "1 per second")
+    file_ttl_s: float = 3600.0  # output files answer 404 after this
     data_retention_s: float = 3600.0  # then predictions show output null and data_removed true
     max_wait_s: float = 60.0  # the longest "Prefer: wait" hold
     grid_megapixels: float = 1.0  # size of a generated grid
@@ -50,6 +53,7 @@ class ReplicateEmulatorConfig:
     insufficient_credit: bool = False  # answer every create with 402
     random_seed: int = 0  # for the failure rate
     behaviours: dict[str, ModelBehaviour] = field(default_factory=dict)
+    faults: ReplicateFaults = field(default_factory=ReplicateFaults)  # poll faults, random throttles, slow bodies
 
     def __post_init__(self) -> None:
         self.behaviours.setdefault(FLUX_KONTEXT_PRO, ModelBehaviour(latency_s=self.grid_latency_s))
@@ -79,6 +83,11 @@ class EmulatorCounts:
     polls: int = 0  # GET /v1/predictions/{id}
     downloads: int = 0  # output files served
     expired_downloads: int = 0  # output file requests after expiry
+
+    def billed_usd(self) -> float:
+        """What the succeeded predictions cost at the catalog's prices (none where no price is known)."""
+        models = replicate_models()
+        return sum(n * (models[ref].price_usd_per_prediction or 0.0) for ref, n in self.paid.items())
 
 
 @dataclass

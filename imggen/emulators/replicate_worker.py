@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import random
 import time
 from collections.abc import Iterable
@@ -84,9 +85,9 @@ class PredictionWorker:
         if outcome == "stall":
             await asyncio.Event().wait()
         output, error = None, {"failed": FAILURE_ERROR, "safety": SAFETY_ERROR}.get(outcome)
-        if outcome == "succeeded":
+        if outcome in ("succeeded", "expired"):
             try:
-                output = await self._render(prediction)
+                output = await self._render(prediction, expired=outcome == "expired")
             except ValueError as failure:
                 error = str(failure)
         await asyncio.sleep(max(0.0, prediction.started_at + behaviour.latency_s - behaviour.starting_s - time.time()))
@@ -99,8 +100,8 @@ class PredictionWorker:
         if status == "succeeded":
             self.counts.paid[prediction.model] += 1
 
-    async def _render(self, prediction: EmulatedPrediction) -> str:
-        """Draw the output image, store it under /files/ and return its URL."""
+    async def _render(self, prediction: EmulatedPrediction, *, expired: bool = False) -> str:
+        """Draw the output image, store it under /files/ (already expired if asked) and return its URL."""
         inputs = {**replicate_models()[prediction.model].input_defaults(), **prediction.input}
         if prediction.model == FLUX_KONTEXT_PRO:
             source = await self._load_image(inputs["input_image"]) if "input_image" in inputs else None
@@ -112,7 +113,7 @@ class PredictionWorker:
                 images.encode_image, enlarged, inputs.get("output_format", "jpg")
             )
         path = f"{prediction.id}/output.{_EXTENSIONS[content_type]}"
-        self.files[path] = StoredFile(data, content_type, time.time())
+        self.files[path] = StoredFile(data, content_type, -math.inf if expired else time.time())
         return f"{self._base_url}/files/{path}"
 
     def _draw_grid(self, prediction: EmulatedPrediction, source, inputs: dict[str, Any]) -> tuple[bytes, str]:

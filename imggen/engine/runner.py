@@ -5,7 +5,7 @@ It owns the tasks in flight (a number, or "auto": see :mod:`.concurrency`), the 
 say in place), the retry policy per error kind, the budget cap, run control and progress events. It
 knows nothing of providers or dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
 
-Retry policy (see :class:`~imggen.engine.errors.ErrorKind`):
+Retry policy (decided by :mod:`.retry`, see :class:`~imggen.engine.errors.ErrorKind`):
 
 * rate limited: every worker holds off until the server's wait has passed (without a readable
   wait, the limiter paces the retry from the server's count); the attempt budget is not spent.
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from .errors import ErrorKind, RateHint, TaskError
 from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
 from .ledger import Ledger, LedgerRow
 from .limiter import RequestLimiter
+from .retry import Decision, RetryPolicy, decide
 from .tasks import Outcome, Task
 
 log = logging.getLogger("imggen.engine")
@@ -89,6 +90,11 @@ class RunnerConfig:
         if self.rate_limit is not None:
             return self.rate_limit.limiter()
         return RequestLimiter(None, self.limit_window_s)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_base_s, self.backoff_max_s,
+                           self.default_rate_limit_wait_s)
 
 
 @dataclass(frozen=True)
@@ -229,39 +235,38 @@ class Runner:
                 self._follow_latency(time.monotonic() - began)
                 self._finish(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
                 return
-            kind, message, wait = self._classify(task, error, transient_failures + 1)
+            decision = self._classify(task, error, transient_failures + 1)
+            kind, message, wait = decision.kind, decision.message, decision.wait_s
+            if kind is ErrorKind.FATAL:
+                self.ledger.release(task.key)
+                self._stop_run("fatal", message)
+                return
+            if not decision.retry:
+                self.ledger.mark_failed(task.key, kind, message)
+                self._finish(task.key, "failed", error_kind=kind.value, message=message)
+                return
             if kind is ErrorKind.RATE_LIMITED:
                 self._hold_all(wait)
                 self._target.rate_limited()
                 self._progress = self._progress.evolve(rate_limit_hits=self._progress.rate_limit_hits + 1)
-            elif kind is ErrorKind.TRANSIENT and transient_failures + 1 < self.config.max_attempts:
-                transient_failures += 1
-                self._progress = self._progress.evolve(retries=self._progress.retries + 1)
-            elif kind is ErrorKind.FATAL:
-                self.ledger.release(task.key)
-                self._stop_run("fatal", message)
-                return
             else:
-                self.ledger.mark_failed(task.key, kind, message)
-                self._finish(task.key, "failed", error_kind=kind.value, message=message)
-                return
+                self._progress = self._progress.evolve(retries=self._progress.retries + 1)
+            transient_failures += decision.spends_attempt
             self._emit(TaskRetrying(task.key, kind.value, message, wait, self._progress))
-            if kind is ErrorKind.TRANSIENT:
+            if kind is not ErrorKind.RATE_LIMITED:
                 await asyncio.sleep(wait)
 
-    def _classify(self, task: Task, error: BaseException | None, attempt: int) -> tuple[ErrorKind, str, float]:
-        """Record a failed attempt; return its kind, its redacted message and how long to wait."""
-        if isinstance(error, TaskError):
-            kind, message = error.kind, redact(error.message, self._secrets)
-            self.ledger.note_attempt_error(task.key, kind, message, connection_error=error.connection_error)
-            if error.rate is not None:
-                self._adapt(error.rate)
-            return kind, message, self._wait_after(error, attempt)
-        # Anything else is a bug in the work function: recorded as a permanent failure, never retried.
-        log.error("task %s raised", task.key, exc_info=error)
-        message = redact(f"{type(error).__name__}: {error}", self._secrets)
-        self.ledger.note_attempt_error(task.key, ErrorKind.PERMANENT, message, connection_error=False)
-        return ErrorKind.PERMANENT, message, 0.0
+    def _classify(self, task: Task, error: BaseException | None, attempt: int) -> Decision:
+        """Record a failed attempt and decide what follows (see :mod:`.retry`); the message is redacted."""
+        if isinstance(error, TaskError) and error.rate is not None:
+            self._adapt(error.rate)
+        decision = decide(error, attempt, self.config.retry_policy, paced=self._limiter.limit is not None)
+        decision = dataclasses.replace(decision, message=redact(decision.message, self._secrets))
+        if not isinstance(error, TaskError):
+            log.error("task %s raised", task.key, exc_info=error)
+        connection_error = isinstance(error, TaskError) and error.connection_error
+        self.ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error)
+        return decision
 
     async def _wait_turn(self) -> bool:
         """Wait out any rate-limit hold and the limiter; False if the run stopped meanwhile."""
@@ -274,18 +279,6 @@ class Runner:
                 return False
             if self._hold_until <= time.monotonic():
                 return True
-
-    def _wait_after(self, error: TaskError, attempt: int) -> float:
-        if error.kind is ErrorKind.RATE_LIMITED:
-            if error.retry_after is not None:
-                return max(error.retry_after, 0.0)
-            if error.rate is not None and error.rate.remaining is not None and self._limiter.limit is not None:
-                return 0.0  # the limiter took in the server's count (see _adapt) and paces the retry
-            if error.rate is not None and error.rate.reset_s:  # the window is full again by then
-                return min(error.rate.reset_s, self.config.default_rate_limit_wait_s)
-            return self.config.default_rate_limit_wait_s
-        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)
 
     def _hold_all(self, seconds: float) -> None:
         self._hold_until = max(self._hold_until, time.monotonic() + seconds)

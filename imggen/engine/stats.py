@@ -1,7 +1,9 @@
 """Stats and the resume-state view, computed from the ledger and written atomically as JSON.
 
 ``processing_stats.json`` carries the style-matrix seed's fields (duration, attempts, successes,
-failures, rate-limit hits, connection errors, success rate); ``generation_state.json`` is the seed's
+failures, rate-limit hits, connection errors, success rate) and the money: billed, used and wasted
+(from the folder's paid calls where a pipeline records them, see :mod:`.paid_calls`, else the
+tasks' own costs); ``generation_state.json`` is the seed's
 state file (completed samples, failed records, last chunk index, timestamp), now a view of the
 ledger rather than the source of truth.
 """
@@ -10,12 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..storage.atomic import atomic_write_json, atomic_writer
 from .ledger import Ledger
+from .paid_calls import money
 
 SEED_CHUNK_SIZE = 5  # the seed processed samples in chunks of five
 
@@ -43,8 +48,18 @@ def processing_stats(ledger: Ledger) -> dict[str, Any]:
         "connection_errors": int(totals["connection_errors"]),
         "success_rate": round(counts["done"] / finished, 4) if finished else 0.0,
         "healed_from_disk": int(totals["healed"]),
-        "total_cost_usd": round(totals["cost"], 4),
+        **money_spent(ledger),
     }
+
+
+def money_spent(ledger: Ledger) -> dict[str, Any]:
+    """What was billed, used and wasted: from the recorded paid calls, or else what the finished tasks reported."""
+    with closing(sqlite3.connect(ledger.path)) as db:
+        calls = money(db)
+    if calls is None:
+        cost = round(ledger.totals()["cost"], 4)
+        return {"total_cost_usd": cost, "billed_cost_usd": cost, "used_cost_usd": cost, "wasted_cost_usd": 0.0}
+    return {"total_cost_usd": calls["billed_cost_usd"], **calls}
 
 
 def write_processing_stats(ledger: Ledger, path: str | os.PathLike) -> Path:

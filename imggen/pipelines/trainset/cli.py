@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_retry_failed(parser, "training images")
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
     add("--vision-model", default=None, help="OpenAI vision model for --judge gpt")
-    add("--replicate-wait", type=int, default=2,
+    add("--replicate-wait", type=int, default=0,
         help="seconds a Replicate create call may hold for a fast result (0: answer at once and poll; "
-        "a kill inside the hold may pay that prediction again) (default: %(default)s)")
+        "a kill inside a hold pays that prediction again) (default: %(default)s)")
     add("--output-format", choices=("jpg", "png"), default="jpg", help="image format (default: %(default)s)")
     return parser
 
@@ -94,7 +94,7 @@ def finish(args: argparse.Namespace, console: Console, result) -> int:
     for url in result.training_image_urls:
         print(url)
     console.print(line(f"{len(result.images)}/{args.target} training images from {result.total_grids_generated} grids; "
-                       f"run folder {result.job_root}"), soft_wrap=True)
+                       f"{result.cost_line()}; run folder {result.job_root}"), soft_wrap=True)
     return report_summary(result.summary, console)
 
 

@@ -8,13 +8,14 @@ paid results are kept on disk before the ledger is marked (grids in ``grids/``, 
 ``upscales/upscale-{grid}-{tile}.*``), so a rerun for the same actor pays for nothing twice.
 
 Folder of one actor (``work_dir/{user_id}/{actor_id}/``): ``ledger.sqlite`` and the engine's
-views, ``grids/`` (grid images, their ledger, the slot-to-tile record), ``upscales/``,
-``predictions/`` (Replicate predictions created but not yet saved), ``description_rotation.json``.
+views and every paid Replicate prediction (see :mod:`.journal`), ``grids/`` (grid images, their
+ledger, the slot-to-tile record), ``upscales/``, ``description_rotation.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.ledger import Ledger
+from imggen.engine.retry import Hold
+from imggen.engine.stats import money_spent
 from imggen.engine.runner import RunnerConfig, RunSummary
 from imggen.engine.tasks import Outcome, Task
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
@@ -92,6 +95,13 @@ class TrainsetResult:
     summary: RunSummary
     job_root: Path
     grids: list[DrawnGrid] = field(default_factory=list)
+    money: dict = field(default_factory=dict)  # billed, used and wasted USD of the run folder, in all runs
+
+    def cost_line(self) -> str:
+        """``billed $0.20 (used $0.16, wasted $0.04)``: what Replicate billed, and for what."""
+        money = self.money
+        return (f"billed ${money.get('billed_cost_usd', 0.0):.2f} (used ${money.get('used_cost_usd', 0.0):.2f}, "
+                f"wasted ${money.get('wasted_cost_usd', 0.0):.2f})")
 
     @property
     def training_image_urls(self) -> list[str]:
@@ -154,12 +164,14 @@ class TrainingImageWork:
     async def _upscaled(self, claimed: ClaimedTile) -> tuple[str, bytes, float]:
         relative = f"upscales/{claimed.ref.key}.{self.upscaler.output_format}"
         path = self.root / relative
-        if is_valid_image(path):
-            return relative, path.read_bytes(), 0.0
-        made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
-        await asyncio.to_thread(atomic_write_bytes, path, made.data)  # fsync off the event loop
-        await self.journal.forget(claimed.ref.key)
-        return relative, made.data, made.cost
+        if is_valid_image(path):  # saved by an earlier attempt or run
+            data, cost = path.read_bytes(), 0.0
+        else:
+            made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
+            await asyncio.to_thread(atomic_write_bytes, path, made.data)  # fsync off the event loop
+            data, cost = made.data, made.cost
+        self.journal.saved(claimed.ref.key)
+        return relative, data, cost
 
 
 async def run_trainset(
@@ -180,7 +192,14 @@ async def run_trainset(
     source_bytes = await load_source(source)
     debug = Path(debug_dir) if debug_dir is not None else None
     control = control or RunControl()
-    journal = PredictionJournal(root / "predictions")
+    config = RunnerConfig(
+        concurrency=min(options.target, options.upscale_concurrency),
+        max_attempts=options.max_attempts,
+        backoff_base_s=options.backoff_base_s,
+        budget=options.budget,
+        retry_failed=options.retry_failed,
+    )
+    journal = PredictionJournal(root, hold=Hold(), create_retry=config.retry_policy)
     pool = TilePool(
         root / "grids",
         source_bytes,
@@ -189,19 +208,13 @@ async def run_trainset(
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / "description_rotation.json"),
         plan=GridPlan(options.grid, options.max_grids, options.grid_concurrency),
         journal=journal,
+        retry=config.retry_policy,
         debug_dir=debug,
     )
     work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug)
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
-    config = RunnerConfig(
-        concurrency=min(options.target, options.upscale_concurrency),
-        max_attempts=options.max_attempts,
-        backoff_base_s=options.backoff_base_s,
-        budget=options.budget,
-        retry_failed=options.retry_failed,
-    )
     summary: RunSummary | None = None
-    with folder_lock(pool.root):
+    with contextlib.closing(journal), folder_lock(pool.root):
         pool.open()
         try:
             summary = await run_job(JobFiles(root), tasks, work, config=config, control=control,
@@ -222,4 +235,5 @@ def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool)
                 continue
             found = record["provenance"]
             images.append(TrainingImage(slot, found["grid"], found["tile"], found["url"], root / record["outputs"][0]))
-    return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids())
+        money = money_spent(ledger)
+    return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids(), money)

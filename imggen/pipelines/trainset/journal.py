@@ -1,45 +1,59 @@
-"""Prediction ids of paid remote calls whose results are not saved yet, so a rerun collects them.
+"""Paid Replicate predictions of one training-set run, each collected once: none is created again while it may deliver.
 
-A Replicate prediction is billed once it is created. The id is written to
-``predictions/<key>.json`` the moment the create call answers; if the process dies before the
-output is on disk, the next run resumes that prediction instead of creating (and paying for) a
-new one. The entry is forgotten once the result is saved.
+A prediction is billed once it is created and succeeds. Its id is committed to the run folder's
+ledger (:class:`~imggen.engine.paid_calls.PaidCalls`) the moment the create call answers, so a
+killed process's successor collects it instead of paying again. A fault while polling or
+downloading (5xx, dropped connection, timeout, 429) is retried on the same id, with the waits
+:func:`~imggen.engine.retry.decide` gives, until a deadline; only a prediction that is over
+without a usable output (failed, canceled, aborted, unknown to the server, or billed with its
+output expired) is settled and created anew, and the billed ones are recorded as wasted. Every
+create first waits out the shared :class:`~imggen.engine.retry.Hold` that a throttled create
+(429 with its ``Retry-After``) extends, so no caller sends one early.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from imggen.backends.replicate_catalog import replicate_models
+from imggen.backends.replicate_responses import PredictionEnded
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.storage.atomic import atomic_write_json
-from imggen.storage.paths import safe_name
+from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
+from imggen.engine.retry import Hold, RetryPolicy, decide
 
 Result = TypeVar("Result")
-OnCreated = Callable[[str], Awaitable[None]]
+OnCreated = Callable[[str], None]
+
+# Polls are cheap (3000/min allowed) and the prediction is already paid for: retry them quickly and
+# for as long as the deadline allows rather than for a fixed number of attempts.
+POLL_RETRY = RetryPolicy(max_attempts=10**9, backoff_base_s=0.1, backoff_max_s=2.0)
+COLLECT_DEADLINE_S = 900.0
 
 
 class PredictionJournal:
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
+    """The paid predictions of the run folder ``root`` (kept in its ``ledger.sqlite``)."""
 
-    def _path(self, key: str) -> Path:
-        return self.folder / f"{safe_name(key)}.json"
+    def __init__(self, root: str | os.PathLike, *, hold: Hold | None = None,
+                 create_retry: RetryPolicy = RetryPolicy(), collect_deadline_s: float = COLLECT_DEADLINE_S) -> None:
+        self._calls = PaidCalls(Path(root))
+        self._hold = hold or Hold()
+        self._create_retry = create_retry
+        self._collect_deadline_s = collect_deadline_s
 
-    def pending(self, key: str) -> dict | None:
-        """The recorded ``{"model", "prediction_id"}`` for ``key``, if any."""
-        try:
-            return json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+    def close(self) -> None:
+        self._calls.close()
 
-    async def forget(self, key: str) -> None:
-        """Drop ``key``'s record once its result is saved (off the event loop, like the writes)."""
-        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+    def pending(self, key: str) -> PaidCall | None:
+        """The prediction created for ``key`` whose result is not saved yet, if any."""
+        return self._calls.open_call(key)
+
+    def saved(self, key: str) -> None:
+        """``key``'s result is on disk: its prediction was used."""
+        self._calls.settle_open(key, USED)
 
     async def collect_or_create(
         self,
@@ -48,23 +62,63 @@ class PredictionJournal:
         resume: Callable[[str, str], Awaitable[Result]],
         create: Callable[[OnCreated], Awaitable[Result]],
     ) -> Result:
-        """Resume the prediction recorded for ``key``, or ``create`` one and record its id.
-
-        A recorded prediction that ended without a usable output (failed, expired) is dropped and
-        a new one created; when only reaching the server failed, the error goes to the runner and
-        the record is kept for the next attempt.
-        """
-        entry = self.pending(key)
-        if entry is not None:
+        """Collect the prediction recorded for ``key``, or ``create`` one (recording its id at once) and collect it."""
+        call = self._calls.open_call(key)
+        if call is not None:
             try:
-                return await resume(entry["model"], entry["prediction_id"])
-            except TaskError as error:
-                if error.connection_error or error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.FATAL):
+                return await self._collect(call, resume)
+            except PredictionEnded as ended:
+                self._settle(call, ended)  # over without a usable output: make a new one, unless that cannot help
+                if ended.kind is not ErrorKind.TRANSIENT:
                     raise
-                await self.forget(key)
+        return await self._create(key, model, resume, create)
 
-        async def record(prediction_id: str) -> None:  # off the event loop: other calls go on meanwhile
-            entry = {"model": model, "prediction_id": prediction_id}
-            await asyncio.to_thread(atomic_write_json, self._path(key), entry)
+    async def _create(self, key: str, model: str, resume, create) -> Result:
+        price = replicate_models()[model].price_usd_per_prediction or 0.0
+        created: list[str] = []
 
-        return await create(record)
+        def record(prediction_id: str) -> None:  # committed before anything else happens to the prediction
+            self._calls.created(key, prediction_id, model, price)
+            created.append(prediction_id)
+
+        await self._hold.wait()
+        try:
+            return await create(record)
+        except PredictionEnded as ended:
+            if created:
+                self._settle(PaidCall(created[0], key, model, price), ended)
+            raise
+        except TaskError as error:
+            if not created:  # the create never answered: nothing was paid
+                if error.kind is ErrorKind.RATE_LIMITED:
+                    self._hold.extend(decide(error, 1, self._create_retry).wait_s)
+                raise
+            failure = error
+        call = PaidCall(created[0], key, model, price)
+        try:
+            return await self._collect(call, resume, failure)
+        except PredictionEnded as ended:
+            self._settle(call, ended)
+            raise
+
+    async def _collect(self, call: PaidCall, resume, failure: TaskError | None = None) -> Result:
+        """``resume`` the prediction until it delivers, retrying faults on the same id until the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._collect_deadline_s
+        failures = 0
+        while True:
+            if failure is not None:
+                failures += 1
+                decision = decide(failure, failures, POLL_RETRY)
+                if not decision.retry or loop.time() + decision.wait_s > deadline:
+                    raise failure
+                await asyncio.sleep(decision.wait_s)
+            try:
+                return await resume(call.model, call.call_id)
+            except PredictionEnded:
+                raise
+            except TaskError as error:
+                failure = error
+
+    def _settle(self, call: PaidCall, ended: PredictionEnded) -> None:
+        self._calls.settle(call.call_id, WASTED if ended.billed else UNBILLED, ended.message)

@@ -9,9 +9,11 @@ The pool owns one folder (``grids/`` of the run). Every grid is a task ``grid-{n
 engine ledger of that folder: its prompt and subjects are fixed when first planned, the image is saved before the
 judge runs, and the judge's verdict is the record's provenance, so a rerun pays for no grid twice
 and reuses the unclaimed tiles of earlier runs. Which slot got which tile is kept in
-``tile_assignments.json``. Grid failures go to the runner through a waiting slot (rate limits,
-transient and fatal errors take the runner's usual paths); a permanently refused grid is recorded
-and replaced by the next one.
+``tile_assignments.json``. What a failed grid leads to is the engine's decision
+(:func:`~imggen.engine.retry.decide`): it goes to the runner through a waiting slot (rate limits,
+transient and fatal errors take the runner's usual paths; a rate-limited grid spends no grid
+attempt, and its wait holds every create through the prediction journal); a grid that will never
+be drawn (permanent) is recorded and replaced by the next one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.events import Event, StateChanged
 from imggen.engine.ledger import Ledger
+from imggen.engine.retry import RetryPolicy, decide
 from imggen.engine.tasks import Outcome, Task
 from imggen.settings import redact
 from imggen.storage.atomic import atomic_write_bytes, atomic_write_json, is_valid_image
@@ -35,12 +38,11 @@ from .drawers import GridDrawer
 from .journal import PredictionJournal
 from .judges import TileJudge, judge_grid
 from .prompts import build_grid_prompt
-from .tiles import tile_png
+from .tiles import tile_pngs
 
 log = logging.getLogger("imggen.trainset")
 
 ASSIGNMENTS = "tile_assignments.json"
-DEFAULT_RATE_LIMIT_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class TilePool:
         rotation: DescriptionRotation,
         plan: GridPlan,
         journal: PredictionJournal,
+        retry: RetryPolicy = RetryPolicy(),
         debug_dir: Path | None = None,
     ) -> None:
         self.root = Path(root)
@@ -102,6 +105,7 @@ class TilePool:
         self._rotation = rotation
         self._plan = plan
         self._journal = journal
+        self._retry = retry
         self._debug_dir = debug_dir
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
         self._available: list[TileRef] = []
@@ -109,11 +113,10 @@ class TilePool:
         self._shapes: dict[int, int] = {}  # grid number -> tiles per side
         self._paths: dict[int, str] = {}  # grid number -> its image, relative to the root
         self._kept: dict[int, tuple[int, ...]] = {}  # grid number -> the tiles its judge kept
+        self._tile_images: dict[int, asyncio.Future[list[bytes]]] = {}  # grid number -> its tiles as PNG
         self._unbilled: dict[int, float] = {}
         self._drawn_cost: dict[int, float] = {}
         self._attempts = 0
-        self._hold_until = 0.0
-        self._hold_timer: asyncio.TimerHandle | None = None
         self._closed: TaskError | None = None
         self._ledger: Ledger | None = None
         self._run_id = 0
@@ -142,8 +145,6 @@ class TilePool:
         for task in tasks if cancel else ():
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
         if self._ledger is not None:
             self._ledger.end_run(self._run_id, "finished")
             self._ledger.close()
@@ -173,9 +174,12 @@ class TilePool:
             self._serve()
             self._launch()
             ref = await future
-        grid_image = (self.root / self._paths[ref.grid]).read_bytes()
-        image = await asyncio.to_thread(tile_png, grid_image, self._shapes[ref.grid], ref.tile)
-        return ClaimedTile(ref, image)
+        tiles = self._tile_images.get(ref.grid)
+        if tiles is None:  # a grid of an earlier run: split once, off the event loop, for all its slots
+            path, shape = self.root / self._paths[ref.grid], self._shapes[ref.grid]
+            tiles = self._tile_images[ref.grid] = asyncio.ensure_future(
+                asyncio.to_thread(lambda: tile_pngs(path.read_bytes(), shape)))
+        return ClaimedTile(ref, (await tiles)[ref.tile])
 
     def bill(self, ref: TileRef) -> float:
         """The price of ``ref``'s grid the first time one of its tiles is finished, else 0."""
@@ -208,10 +212,6 @@ class TilePool:
         if self._closed is not None:
             return
         loop = asyncio.get_running_loop()
-        if loop.time() < self._hold_until:
-            if self._hold_timer is None:
-                self._hold_timer = loop.call_at(self._hold_until, self._end_hold)
-            return
         while True:
             uncovered = self._live_waiters() - len(self._available)
             if uncovered <= sum(most for _, most in self._in_flight.values()):
@@ -231,10 +231,6 @@ class TilePool:
             self._attempts += 1
             task = loop.create_task(self._grid_attempt(number), name=f"grid-{number}")
             self._in_flight[number] = (task, self._plan.grid**2)
-
-    def _end_hold(self) -> None:
-        self._hold_timer = None
-        self._launch()
 
     def _next_number(self) -> int:
         number = 1
@@ -263,11 +259,10 @@ class TilePool:
         except asyncio.CancelledError:
             self._ledger.release(key)
             raise
-        except TaskError as error:
+        except Exception as error:  # noqa: BLE001 - the engine's decision sorts bugs from provider errors
+            if not isinstance(error, TaskError):
+                log.error("grid %s raised", key, exc_info=error)
             self._grid_failed(number, key, error)
-        except Exception as error:  # a bug: recorded and shown through a slot, never retried
-            log.exception("grid %s raised", key)
-            self._grid_failed(number, key, TaskError(ErrorKind.PERMANENT, f"{key}: {type(error).__name__}: {error}"))
         else:
             self._unbilled[number] = cost
             self._add_grid(number, shape, tiles, relative)
@@ -293,13 +288,15 @@ class TilePool:
                 payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key, journal=self._journal
             )
             data, provenance, self._drawn_cost[number] = made.data, made.provenance, made.cost
-            # The judge looks while the file is written (off the event loop); both end before the ledger is marked.
+            # The judge looks while the file is written and split into tiles (off the event loop); the
+            # write ends before the ledger is marked.
             written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
+            self._tile_images[number] = asyncio.ensure_future(asyncio.to_thread(tile_pngs, data, shape))
             try:
                 verdict = await judge_grid(self._judge, data, shape)
             finally:
                 await written
-        await self._journal.forget(key)
+        self._journal.saved(key)
         if verdict.fallback:
             log.warning("%s: the %s judge found no unique tile; using the corners and centre", key, self._judge.name)
         cost = self._drawn_cost.pop(number, 0.0)
@@ -322,20 +319,21 @@ class TilePool:
             "subjects": [{"category": s.category, "text": s.text} for s in subjects],
         }
 
-    def _grid_failed(self, number: int, key: str, error: TaskError) -> None:
-        message = redact(error.message)
-        if error.kind is ErrorKind.PERMANENT:
+    def _grid_failed(self, number: int, key: str, error: Exception) -> None:
+        """Record a failed grid and pass the failure to a waiting slot, as :func:`decide` says."""
+        decision = decide(error, 1, self._retry)
+        message = redact(f"{key}: {decision.message}")
+        connection_error = isinstance(error, TaskError) and error.connection_error
+        self._ledger.note_attempt_error(key, decision.kind, message, connection_error=connection_error)
+        if decision.kind is ErrorKind.PERMANENT:
             log.warning("%s failed for good, drawing another grid instead: %s", key, message)
-            self._ledger.mark_failed(key, error.kind, message)
+            self._ledger.mark_failed(key, decision.kind, message)
             self._failed.add(number)
             return
-        self._ledger.note_attempt_error(key, error.kind, message, connection_error=error.connection_error)
         self._ledger.release(key)
-        if error.kind is ErrorKind.RATE_LIMITED:
-            self._attempts -= 1  # nothing was drawn; the attempt is not spent
-            wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT_S
-            self._hold_until = max(self._hold_until, asyncio.get_running_loop().time() + wait)
-        if error.kind is ErrorKind.FATAL:
+        if not decision.spends_attempt:
+            self._attempts -= 1  # nothing was drawn (e.g. a throttled create): the attempt is not spent
+        if decision.kind is ErrorKind.FATAL:
             self._closed = error
             self._fail_waiters(error)
         else:

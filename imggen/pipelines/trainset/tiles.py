@@ -32,8 +32,20 @@ def split_tiles(image: Image.Image, grid: int) -> list[Image.Image]:
     return [image.crop(box) for box in tile_boxes(image.width, image.height, grid)]
 
 
+def tile_pngs(grid_image: bytes, grid: int) -> list[bytes]:
+    """Every tile of an encoded grid image, row-major, as PNG bytes (lossless, for the upscaler); one decode."""
+    with Image.open(io.BytesIO(grid_image)) as picture:
+        tiles = split_tiles(picture.convert("RGB"), grid)
+    encoded = []
+    for tile in tiles:
+        buffer = io.BytesIO()
+        tile.save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
 def tile_png(grid_image: bytes, grid: int, index: int) -> bytes:
-    """Tile ``index`` of an encoded grid image, as PNG bytes (lossless, for the upscaler)."""
+    """Tile ``index`` of an encoded grid image, as PNG bytes."""
     with Image.open(io.BytesIO(grid_image)) as picture:
         tile = picture.convert("RGB").crop(tile_boxes(picture.width, picture.height, grid)[index])
     buffer = io.BytesIO()

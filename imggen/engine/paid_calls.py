@@ -1,0 +1,111 @@
+"""Every paid provider call of an output folder, kept in its ledger database: what was billed, used and wasted.
+
+A call is recorded ``open`` the moment the provider answers its create (so a killed process's
+successor collects it instead of paying again), then settles once: ``used`` (billed, its output
+saved), ``wasted`` (billed, its output expired, was lost or refused) or ``unbilled`` (it ended
+failed, canceled or aborted before producing anything). Stats add the money up from here.
+Each change is committed at once, on the caller's thread (a few milliseconds, no fsync in WAL mode).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ledger import LEDGER_NAME
+
+OPEN, USED, WASTED, UNBILLED = "open", "used", "wasted", "unbilled"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS paid_calls (
+    call_id TEXT PRIMARY KEY,
+    task_key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    price REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open',
+    created_at REAL NOT NULL,
+    settled_at REAL,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS paid_calls_open ON paid_calls (task_key, state);
+"""
+
+
+@dataclass(frozen=True)
+class PaidCall:
+    call_id: str
+    task_key: str
+    model: str
+    price: float  # USD billed if it succeeds
+
+
+class PaidCalls:
+    """The paid calls of the output folder ``root`` (in its ``ledger.sqlite``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        path = Path(root) / LEDGER_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def created(self, task_key: str, call_id: str, model: str, price: float) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO paid_calls (call_id, task_key, model, price, created_at) VALUES (?, ?, ?, ?, ?)",
+            (call_id, task_key, model, price, time.time()),
+        )
+
+    def open_call(self, task_key: str) -> PaidCall | None:
+        """The latest call of ``task_key`` whose outcome is not known yet."""
+        row = self._db.execute(
+            "SELECT call_id, task_key, model, price FROM paid_calls WHERE task_key = ? AND state = 'open' "
+            "ORDER BY created_at DESC LIMIT 1",
+            (task_key,),
+        ).fetchone()
+        return PaidCall(*row) if row else None
+
+    def settle(self, call_id: str, state: str, note: str | None = None) -> None:
+        """Give an open call its outcome; a settled call keeps the first one."""
+        if state not in (USED, WASTED, UNBILLED):
+            raise ValueError(f"unknown outcome {state!r}")
+        self._db.execute(
+            "UPDATE paid_calls SET state = ?, settled_at = ?, note = ? WHERE call_id = ? AND state = 'open'",
+            (state, time.time(), note, call_id),
+        )
+
+    def settle_open(self, task_key: str, state: str, note: str | None = None) -> None:
+        """Settle the open call of ``task_key``, if any (e.g. ``used`` once its result is saved)."""
+        call = self.open_call(task_key)
+        if call is not None:
+            self.settle(call.call_id, state, note)
+
+
+def money(db: sqlite3.Connection) -> dict[str, float] | None:
+    """Billed, used and wasted USD and call counts of the paid calls in ``db``; None when none were recorded."""
+    try:
+        rows = db.execute("SELECT state, COUNT(*), TOTAL(price) FROM paid_calls GROUP BY state").fetchall()
+    except sqlite3.OperationalError:  # no paid call was ever recorded in this folder
+        return None
+    if not rows:
+        return None
+    count = {state: 0 for state in (OPEN, USED, WASTED, UNBILLED)}
+    usd = dict.fromkeys(count, 0.0)
+    for state, n, total in rows:
+        count[state], usd[state] = n, total
+    return {
+        "billed_cost_usd": round(usd[USED] + usd[WASTED], 4),
+        "used_cost_usd": round(usd[USED], 4),
+        "wasted_cost_usd": round(usd[WASTED], 4),
+        "billed_calls": count[USED] + count[WASTED],
+        "used_calls": count[USED],
+        "wasted_calls": count[WASTED],
+        "unbilled_calls": count[UNBILLED],
+        "open_calls": count[OPEN],
+    }

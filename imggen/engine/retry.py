@@ -1,0 +1,86 @@
+"""The one place that decides what a failed attempt leads to: its kind, how long to wait, whether it spends an attempt.
+
+Backends only classify (they raise :class:`~.errors.TaskError` with an :class:`~.errors.ErrorKind`);
+the runner, the training set's grid scheduling and its collection of paid predictions all ask
+:func:`decide`. :class:`Hold` is a shared "not before" time: after a provider says "retry after N
+seconds", every caller that would send the same kind of request waits on it, not only the one
+that was told.
+
+* rate limited: wait as the server says (``Retry-After``, else the window's reset but no longer than
+  the default, else the default);
+  the attempt is not spent.
+* transient: exponential backoff with full jitter; spends an attempt, retried while attempts last.
+* permanent: recorded, never retried.
+* fatal: never retried; the run stops.
+* anything that is not a TaskError is a bug in the work function: permanent, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+from .errors import ErrorKind, TaskError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3  # attempts for transient errors
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    default_rate_limit_wait_s: float = 10.0  # a 429 that says nothing about when to come back
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: ErrorKind
+    message: str
+    wait_s: float  # before the next attempt
+    spends_attempt: bool
+    retry: bool  # whether another attempt follows
+
+
+def decide(error: BaseException, attempt: int, policy: RetryPolicy, *, paced: bool = False) -> Decision:
+    """What follows the failed ``attempt`` (1-based count of attempts that spent the budget, this one included).
+
+    ``paced``: a limiter that knows the server's limit took in its count of requests left, so a
+    429 that names no wait is retried as soon as that limiter lets it (no extra hold).
+    """
+    if not isinstance(error, TaskError):
+        return Decision(ErrorKind.PERMANENT, f"{type(error).__name__}: {error}", 0.0, True, False)
+    kind = error.kind
+    if kind is ErrorKind.RATE_LIMITED:
+        return Decision(kind, error.message, rate_limit_wait(error, policy, paced=paced), False, True)
+    if kind is ErrorKind.TRANSIENT:
+        ceiling = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
+        return Decision(kind, error.message, random.uniform(0, ceiling), True, attempt < policy.max_attempts)
+    return Decision(kind, error.message, 0.0, True, False)
+
+
+def rate_limit_wait(error: TaskError, policy: RetryPolicy, *, paced: bool = False) -> float:
+    """Seconds a rate-limited attempt waits: the server's ``Retry-After``, nothing when a limiter paces
+    the retry from the server's count (``paced``), else its window reset, else the default."""
+    if error.retry_after is not None:
+        return max(error.retry_after, 0.0)
+    if paced and error.rate is not None and error.rate.remaining is not None:
+        return 0.0
+    if error.rate is not None and error.rate.reset_s:  # the window is full again by then: no need to wait longer
+        return min(error.rate.reset_s, policy.default_rate_limit_wait_s)
+    return policy.default_rate_limit_wait_s
+
+
+class Hold:
+    """A shared "not before" moment (monotonic clock) that callers wait out before sending."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def extend(self, seconds: float) -> None:
+        self.until = max(self.until, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        """Return once the hold has passed (it may be extended meanwhile)."""
+        while (delay := self.until - time.monotonic()) > 0:
+            await asyncio.sleep(delay)

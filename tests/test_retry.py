@@ -1,0 +1,50 @@
+"""The engine's one retry decision: what a failed attempt leads to, for the runner and the training set's grids alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from imggen.engine.errors import ErrorKind, RateHint, TaskError
+from imggen.engine.retry import Hold, RetryPolicy, decide
+
+POLICY = RetryPolicy(max_attempts=3, backoff_base_s=1.0, backoff_max_s=3.0, default_rate_limit_wait_s=10.0)
+
+
+def test_a_rate_limit_waits_as_the_server_says_and_spends_no_attempt():
+    told = decide(TaskError(ErrorKind.RATE_LIMITED, "429", retry_after=7.0), 99, POLICY)
+    assert (told.kind, told.wait_s, told.spends_attempt, told.retry) == (ErrorKind.RATE_LIMITED, 7.0, False, True)
+    window = decide(TaskError(ErrorKind.RATE_LIMITED, "429", rate=RateHint(reset_s=4.0)), 1, POLICY)
+    assert window.wait_s == 4.0
+    full_reset = decide(TaskError(ErrorKind.RATE_LIMITED, "429", rate=RateHint(reset_s=360.0)), 1, POLICY)
+    assert full_reset.wait_s == 10.0  # a reset is the time until the window is full again, not the next slot
+    assert decide(TaskError(ErrorKind.RATE_LIMITED, "429"), 1, POLICY).wait_s == 10.0
+
+
+def test_transient_errors_back_off_with_jitter_until_the_attempts_are_spent():
+    waits = [decide(TaskError(ErrorKind.TRANSIENT, "503"), attempt, POLICY) for attempt in (1, 2, 3, 4)]
+    assert [d.retry for d in waits] == [True, True, False, False] and all(d.spends_attempt for d in waits)
+    ceilings = [1.0, 2.0, 3.0, 3.0]
+    assert all(0 <= d.wait_s <= ceiling for d, ceiling in zip(waits, ceilings))
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.PERMANENT, ErrorKind.FATAL])
+def test_permanent_and_fatal_errors_are_never_retried(kind):
+    decision = decide(TaskError(kind, "no"), 1, POLICY)
+    assert (decision.kind, decision.retry, decision.message) == (kind, False, "no")
+
+
+def test_anything_that_is_not_a_task_error_is_a_bug_recorded_as_permanent():
+    decision = decide(KeyError("grid"), 1, POLICY)
+    assert (decision.kind, decision.retry, decision.message) == (ErrorKind.PERMANENT, False, "KeyError: 'grid'")
+
+
+async def test_a_hold_keeps_every_caller_waiting_until_it_passes():
+    hold = Hold()
+    hold.extend(0.2)
+    hold.extend(0.05)  # a shorter wait never shortens the hold
+    began = time.monotonic()
+    await asyncio.gather(hold.wait(), hold.wait())
+    assert time.monotonic() - began >= 0.19
