@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ...console import EXIT_FAILURES, add_retry_failed, report_summary, start_or_explain
+from ...console import EXIT_FAILURES, add_retry_failed, command_console, parse_args, report_summary, start_or_explain
 from ...engine.reporters import RichReporter
 from ...literal import line
 from .run import ENGINES, InstructionsOptions, run_instructions
@@ -92,8 +92,8 @@ def options_from_args(args: argparse.Namespace) -> InstructionsOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console(stderr=True)
+    args = parse_args(build_parser(), argv)
+    console = command_console()
     return start_or_explain("imggen instructions", console, lambda: run(args, console))
 
 
