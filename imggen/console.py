@@ -8,11 +8,13 @@ that cannot start says why in one line, never with a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Sequence
 
 from rich.console import Console
 
+from .backends.flux2 import VERBOSE_ENV
 from .engine.errors import CannotStart, TaskError
 from .engine.runner import RunSummary
 from .literal import line
@@ -52,7 +54,16 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
     words = list(sys.argv[1:] if argv is None else argv)
     end = words.index("--") if "--" in words else len(words)
-    return parser.parse_args([spelled(word) for word in words[:end]] + words[end:])
+    args = parser.parse_args([spelled(word) for word in words[:end]] + words[end:])
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE_ENV] = "1"  # read where the libraries load, worker processes included
+    return args
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: keep the model libraries' loading bars and warnings (off by default)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show diffusers' and transformers' loading bars and warnings")
 
 
 def at_least(minimum: float, kind: type = int, *, exclusive: bool = False) -> Callable[[str], float]:

@@ -51,3 +51,16 @@ def test_messages_are_not_hard_wrapped_into_a_pipe(tmp_path):
     assert ran.returncode == 2
     lines = [line for line in ran.stderr.splitlines() if "cannot start" in line]
     assert len(lines) == 1 and str(deep) in lines[0], ran.stderr
+
+
+@pytest.mark.slow
+def test_model_loading_is_quiet_unless_verbose(tmp_path):
+    from imggen.backends.tiny_flux2 import build_tiny_checkpoint
+
+    checkpoint = build_tiny_checkpoint(tmp_path / "klein")
+    args = ["styles", "--prompts", SAMPLE_PROMPTS, "--output", tmp_path / "out", "--backend", "flux2", "--flux_ckpt",
+            checkpoint, "--size", "64x64", "--flux-steps", "1", "--max-samples", "1", "--style", "cartoon"]
+    quiet, verbose = imggen(*args), imggen(*args, "--verbose")
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "Loading pipeline components" in verbose.stderr
+    assert "Loading pipeline components" not in quiet.stderr and "it/s]" not in quiet.stderr

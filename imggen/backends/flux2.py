@@ -21,6 +21,7 @@ on the CPU except while it runs, for GPUs with less memory than the model needs.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -99,6 +100,21 @@ def check_references(references: Sequence[Any]) -> list[Image.Image]:
     return checked
 
 
+VERBOSE_ENV = "IMGGEN_VERBOSE"  # set (by --verbose) to keep diffusers' and transformers' bars and warnings
+
+
+def quiet_libraries() -> None:
+    """diffusers' and transformers' loading bars and advice off (errors stay), unless IMGGEN_VERBOSE is set."""
+    if os.environ.get(VERBOSE_ENV):
+        return
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.disable_progress_bar()
+        library.utils.logging.set_verbosity_error()
+
+
 class Flux2Backend:
     """One FLUX.2 [klein] pipeline on one device."""
 
@@ -116,6 +132,7 @@ class Flux2Backend:
     ) -> None:
         from diffusers import Flux2KleinPipeline
 
+        quiet_libraries()
         source, local = checkpoint_source(checkpoint)
         self.checkpoint = Path(source)  # its name is the generation model's name in the seed's layout
         self.device = _pick_device(device)

@@ -14,7 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from imggen.backends.openai_models import DEFAULT_MODEL
-from imggen.console import add_retry_failed, at_least, command_console, parse_args, report_summary, start_or_explain
+from imggen.console import (
+    add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary, start_or_explain,
+)
 from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="retry a request that has not answered after this long (default: the model's, e.g. 120 for GPT image)")
     add("--budget", type=at_least(0, float), metavar="USD", help="stop before spending more than this many US dollars")
     add_retry_failed(parser, "images")
+    add_verbose(parser)
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
     add("--sheet", action="store_true", help="after the run, write comparison sheets to images/sheets/ (HTML, PNG)")
     add("--mode", choices=MODES, default="sync",

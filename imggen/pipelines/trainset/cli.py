@@ -8,7 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from imggen.console import add_retry_failed, at_least, command_console, parse_args, report_summary, start_or_explain
+from imggen.console import (
+    add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary, start_or_explain,
+)
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--upscale-concurrency", type=int, default=24, help="upscales in flight at once (default: %(default)s)")
     add("--budget", type=at_least(0, float), default=None, help="stop before spending more than this many USD in this run")
     add_retry_failed(parser, "training images")
+    add_verbose(parser)
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
     add("--vision-model", default=None, help="OpenAI vision model for --judge gpt")
     add("--replicate-wait", type=int, default=2,
