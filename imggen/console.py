@@ -8,10 +8,13 @@ that cannot start says why in one line, never with a traceback.
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+import os
+import sys
+from typing import Callable, Sequence
 
 from rich.console import Console
 
+from .backends.flux2 import VERBOSE_ENV
 from .engine.errors import CannotStart, TaskError
 from .engine.runner import RunSummary
 from .literal import line
@@ -24,6 +27,57 @@ EXIT_OK, EXIT_FAILURES, EXIT_STOPPED = 0, 1, 2
 # inside a run into a failed task or a stopped run, so none of these comes from a task.
 START_ERRORS = (CannotStart, FolderBusy, UnsafePath, TaskError, FileNotFoundError, ValueError, RuntimeError)
 RETRY_FAILED_FLAGS = ("--retry-failed", "--retry_failed")  # both spellings, in every command
+
+
+def command_console() -> Console:
+    """The console a command reports on: stderr, and lines never hard-wrapped at 80 columns when it
+    is a file or a pipe (a log, CI) rather than a terminal."""
+    return Console(stderr=True, soft_wrap=True)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args`` taking every option in both spellings: ``--max-samples`` or ``--max_samples``.
+
+    The seeds spell options both ways (``--max_samples``, ``--flux-steps``); a user should not have
+    to remember which command took which. An unknown spelling is swapped for the known one.
+    """
+    known = {option for action in parser._actions for option in action.option_strings}  # argparse has no public list
+
+    def spelled(word: str) -> str:
+        name, equals, value = word.partition("=")
+        if not name.startswith("--") or name in known:
+            return word
+        for other in (name[:2] + name[2:].replace("_", "-"), name[:2] + name[2:].replace("-", "_")):
+            if other in known:
+                return other + equals + value
+        return word
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    end = words.index("--") if "--" in words else len(words)
+    args = parser.parse_args([spelled(word) for word in words[:end]] + words[end:])
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE_ENV] = "1"  # read where the libraries load, worker processes included
+    return args
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: keep the model libraries' loading bars and warnings (off by default)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show diffusers' and transformers' loading bars and warnings")
+
+
+def at_least(minimum: float, kind: type = int, *, exclusive: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` no smaller than ``minimum`` (more than it with
+    ``exclusive``), so that ``--rpm 0`` or ``--grid 1`` is refused with the reason."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < minimum or (exclusive and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if exclusive else 'at least'} {minimum:g}, got {text}")
+        return value
+    return parse
 
 
 def add_retry_failed(parser: argparse.ArgumentParser, what: str) -> None:

@@ -164,12 +164,15 @@ def test_a_busy_folder_is_one_line_and_exit_2_in_every_command(tmp_path, monkeyp
 @pytest.mark.parametrize("module, args, why", [
     ("imggen.pipelines.styles.cli", ["--prompts", "missing.csv", "--output", "out"], "missing.csv: no such file"),
     ("imggen.pipelines.instructions.cli", ["--planning_model", "P", "--flux_ckpt", "nowhere"],
-     "nowhere is not a FLUX.2 klein checkpoint folder"),
+     "the checkpoint nowhere does not exist"),
     ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a",
                                        "--storage", "local", "--judge", "hash", "--upscaler", "lanczos"],
      "REPLICATE_API_TOKEN is not set"),
     ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a", "--local",
                                        "--flux_ckpt", "ckpt", "--judge", "gpt"],
+     "the checkpoint ckpt does not exist"),
+    ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a",
+                                       "--upscaler", "lanczos", "--judge", "gpt"],
      "the gpt judge needs an OpenAI API key"),
 ])
 def test_bad_input_or_a_missing_key_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, module, args, why):
@@ -181,6 +184,8 @@ def test_bad_input_or_a_missing_key_is_one_line_and_exit_2(tmp_path, monkeypatch
     else:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
+    if "--judge" in args and "gpt" in args and "--local" not in args:
+        monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_cli_test_token")  # the grids' key is there, the judge's is not
     code = importlib.import_module(module).main(args)
     err = capsys.readouterr().err
     (message,) = err.strip().splitlines()

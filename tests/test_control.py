@@ -84,3 +84,78 @@ async def test_control_works_when_called_before_the_run_starts(out):
     with Ledger(out) as ledger:
         summary = await Runner(ledger, work, control=control).run(make_tasks(5))
     assert summary.state == "stopped" and work.calls == []
+
+
+async def test_a_stop_cuts_a_hold_short_from_another_thread():
+    control = RunControl()
+    control.bind(asyncio.get_running_loop(), on_immediate_stop=lambda: None, on_change=lambda state: None)
+    assert await control.sleep(0.01) is True
+    sleeper = asyncio.ensure_future(control.sleep(30))
+    await asyncio.sleep(0.05)
+    began = time.monotonic()
+    from_thread(control.stop)
+    assert await asyncio.wait_for(sleeper, 2) is False
+    assert time.monotonic() - began < 0.5
+    assert await control.sleep(5) is False, "once stopping, no hold is waited out"
+
+
+async def stopped_within(runner_job, control, seconds: float) -> float:
+    """Stop from another thread; return how long the run took to end."""
+    began = time.monotonic()
+    from_thread(control.stop)
+    summary = await asyncio.wait_for(runner_job, timeout=10)
+    assert summary.state == "stopped"
+    return time.monotonic() - began
+
+
+async def test_a_stop_with_nothing_in_flight_ends_the_run_at_once(out):
+    """A rate-limit hold, a backoff and the limiter's pacing are all cut short by Stop."""
+    from imggen.engine.errors import ErrorKind, TaskError
+    from imggen.engine.runner import RateLimit
+
+    def refuse(task, call):
+        kind = ErrorKind.RATE_LIMITED if task.key.endswith("0") else ErrorKind.TRANSIENT
+        raise TaskError(kind, "try later", retry_after=30.0)
+
+    for config in (RunnerConfig(concurrency=2, backoff_base_s=30.0), RunnerConfig(concurrency=4, rate_limit=RateLimit(2, 60))):
+        control = RunControl()
+        work = Recorder(script=refuse) if config.rate_limit is None else Recorder()
+        with Ledger(out) as ledger:
+            job = asyncio.ensure_future(Runner(ledger, work, config=config, control=control).run(make_tasks(8)))
+            await wait_for(lambda: len(work.calls) >= 1)
+            await asyncio.sleep(0.1)
+            assert work.running == 0
+            assert await stopped_within(job, control, 1.0) < 1.0
+            assert ledger.counts()["running"] == 0
+
+
+async def test_a_paused_run_whose_last_tasks_finish_ends_without_a_resume(out):
+    work = Recorder(delay=0.2)
+    control = RunControl()
+    with Ledger(out) as ledger:
+        job = asyncio.ensure_future(Runner(ledger, work, config=RunnerConfig(concurrency=3), control=control)
+                                    .run(make_tasks(3)))
+        await wait_for(lambda: work.running == 3)
+        from_thread(control.pause)
+        summary = await asyncio.wait_for(job, timeout=5)
+    assert summary.state == "finished" and summary.progress.done == 3
+
+
+
+def test_one_interrupt_is_said_once(tmp_path):
+    """Ctrl-C's notice reaches the terminal once, through the run's events (not again through logging)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "imggen.cli", "demo", "engine", "--output", str(tmp_path / "run"),
+               "--count", "200", "--latency", "0.3"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "COLUMNS": "200"})
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert err.count("interrupt: finishing tasks in flight") == 1, err
+    assert "stopping run:" not in err

@@ -163,7 +163,7 @@ def test_budget_is_a_hard_cap_and_a_larger_one_continues(tmp_path, monkeypatch, 
     args = ["--prompts", prompts, "--output", out, "--style", "cartoon", "realistic", "anime", *CHEAP]
     with emulator(monkeypatch) as server:
         code, err = run(capsys, *args, "--budget", "0.03")
-        assert code == 2 and "budget of $0.03 reached" in err
+        assert code == 2 and "budget reached: spent $" in err and " of $0.03 in this run" in err
         spent = stats(out)["total_cost_usd"]
         done = stats(out)["successful_downloads"]
         assert 0 < spent <= 0.03 and 0 < done < 12

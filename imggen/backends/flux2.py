@@ -1,6 +1,7 @@
 """The local FLUX.2 [klein] backend: prompts (and shared reference images) in, PIL images out.
 
-Loads a checkpoint folder with ``Flux2KleinPipeline.from_pretrained`` from local files only,
+Loads a checkpoint folder (local files only) or a Hub id (see :mod:`.flux2_checkpoint`) with
+``Flux2KleinPipeline.from_pretrained``,
 on the GPU in bfloat16 when there is one and on the CPU in float32 otherwise. The step count and
 guidance come from the checkpoint (klein is step-distilled: 4 steps, no guidance; klein-base:
 50 steps, guidance 4.0) unless the caller sets them.
@@ -20,12 +21,14 @@ on the CPU except while it runs, for GPUs with less memory than the model needs.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.backends.flux2_speed import PROMPT_CACHE_SIZE, PromptEmbeddings, compile_transformer, place_pipeline
 from imggen.engine.errors import ErrorKind, TaskError
 
@@ -97,6 +100,21 @@ def check_references(references: Sequence[Any]) -> list[Image.Image]:
     return checked
 
 
+VERBOSE_ENV = "IMGGEN_VERBOSE"  # set (by --verbose) to keep diffusers' and transformers' bars and warnings
+
+
+def quiet_libraries() -> None:
+    """diffusers' and transformers' loading bars and advice off (errors stay), unless IMGGEN_VERBOSE is set."""
+    if os.environ.get(VERBOSE_ENV):
+        return
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.disable_progress_bar()
+        library.utils.logging.set_verbosity_error()
+
+
 class Flux2Backend:
     """One FLUX.2 [klein] pipeline on one device."""
 
@@ -114,11 +132,9 @@ class Flux2Backend:
     ) -> None:
         from diffusers import Flux2KleinPipeline
 
-        self.checkpoint = Path(checkpoint).expanduser().resolve()
-        if not (self.checkpoint / "model_index.json").is_file():
-            raise FileNotFoundError(
-                f"{self.checkpoint} is not a FLUX.2 klein checkpoint folder (no model_index.json)"
-            )
+        quiet_libraries()
+        source, local = checkpoint_source(checkpoint)
+        self.checkpoint = Path(source)  # its name is the generation model's name in the seed's layout
         self.device = _pick_device(device)
         self.dtype = _pick_dtype(dtype, self.device)
         started = time.perf_counter()
@@ -126,7 +142,7 @@ class Flux2Backend:
             # diffusers >= 0.40 prefers ``dtype=``, which 0.37 silently ignores; keep ``torch_dtype``.
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
             self.pipeline = place_pipeline(
-                Flux2KleinPipeline.from_pretrained(str(self.checkpoint), torch_dtype=self.dtype, local_files_only=True),
+                Flux2KleinPipeline.from_pretrained(source, torch_dtype=self.dtype, local_files_only=local),
                 self.device,
                 offload=offload,
             )

@@ -29,6 +29,7 @@ class RunControl:
         self._immediate = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
         self._on_immediate_stop: Callable[[], None] | None = None
         self._on_change: Callable[[ControlState], None] | None = None
 
@@ -67,6 +68,9 @@ class RunControl:
         with self._lock:
             self._loop = loop
             self._changed = asyncio.Event()
+            self._stopping = asyncio.Event()
+            if self._state is ControlState.STOPPING:
+                self._stopping.set()
             self._on_immediate_stop = on_immediate_stop
             self._on_change = on_change
             immediate = self._immediate
@@ -91,6 +95,20 @@ class RunControl:
             if self._state is ControlState.PAUSED:
                 await self._changed.wait()
 
+    async def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a backoff, a rate-limit hold) unless the run starts stopping first.
+
+        True when the time passed, False when a stop cut it short: a stop never waits out a hold.
+        """
+        assert self._stopping is not None, "bind() first"
+        if seconds <= 0:
+            return not self._stopping.is_set()
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            return True
+        return False
+
     # -- internals -----------------------------------------------------------------------
     def _set(self, state: ControlState, *, only_from: ControlState | None) -> None:
         with self._lock:
@@ -110,6 +128,8 @@ class RunControl:
     def _announce(self) -> None:
         if self._changed is not None:
             self._changed.set()
+        if self._stopping is not None and self._state is ControlState.STOPPING:
+            self._stopping.set()
         if self._on_change is not None:
             self._on_change(self._state)
 

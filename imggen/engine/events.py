@@ -55,6 +55,12 @@ class Progress:
     def evolve(self, **changes: object) -> "Progress":
         return replace(self, **changes)
 
+    def after(self, status: str, cost: float = 0.0) -> "Progress":
+        """The counters once a task finished with ``status`` (done, healed or failed) at ``cost``."""
+        if status == "failed":
+            return replace(self, failed=self.failed + 1)
+        return replace(self, done=self.done + 1, spent=self.spent + cost)
+
 
 @dataclass(frozen=True)
 class RunStarted:

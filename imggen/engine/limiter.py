@@ -27,7 +27,7 @@ import asyncio
 import collections
 import math
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 WINDOW_MARGIN = 0.005  # of the period: the window guard holds `limit` starts per period * 1.005, ...
 MIN_WINDOW_MARGIN_S = 0.1  # ... at least this much longer, for the network's jitter, ...
@@ -87,15 +87,20 @@ class RequestLimiter:
         reset = min(reset_s, self.period_s) if reset_s is not None else self.period_s
         self._elsewhere = [now + reset - self.period_s] * max(counted - ours, 0)
 
-    async def acquire(self) -> None:
-        """Wait until a start is allowed, and count it."""
+    async def acquire(self, sleep: Callable[[float], Awaitable[bool]] | None = None) -> bool:
+        """Wait until a start is allowed, and count it. ``sleep(seconds)`` waits (default
+        ``asyncio.sleep``); when it returns False (the run is stopping) nothing is counted and
+        ``acquire`` returns False."""
         while True:
             now = self._clock()
             delay = self._delay(now)
             if delay <= 0:
                 self._record(now)
-                return
-            await asyncio.sleep(delay)
+                return True
+            if sleep is None:
+                await asyncio.sleep(delay)
+            elif not await sleep(delay):
+                return False
 
     def _delay(self, now: float) -> float:
         limit = self.limit

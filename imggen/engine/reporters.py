@@ -22,7 +22,7 @@ class RichReporter:
     """A live progress bar: done/total, rate, ETA, failures and money spent."""
 
     def __init__(self, description: str = "generating", console: Console | None = None) -> None:
-        self._console = console or Console(stderr=True)
+        self._console = console or Console(stderr=True, soft_wrap=True)
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -181,20 +181,20 @@ class Runner:
 
     # -- workers ---------------------------------------------------------------------------
     async def _worker(self, source: Iterator[LedgerRow]) -> None:
-        while await self.control.proceed() and self._end_state is None:
+        # The next task is taken before a pause is waited out: a run paused with nothing left to
+        # start ends when its last task does, instead of sitting "paused: 20/20 done".
+        while self._end_state is None and (row := next(source, None)) is not None:
+            if not await self.control.proceed():
+                return  # the row is still pending in the ledger
             await self._gate.acquire()
             try:
-                if not await self._take_next(source):
+                if not await self._take(row.task):
                     return
             finally:
                 self._gate.release()
 
-    async def _take_next(self, source: Iterator[LedgerRow]) -> bool:
-        """Run the next pending task; False when there is none or the budget is spent."""
-        row = next(source, None)
-        if row is None:
-            return False
-        task = row.task
+    async def _take(self, task: Task) -> bool:
+        """Run ``task`` (or count it healed); False when the budget is spent."""
         if task.outputs and self.outputs_valid(task):
             self._finish_healed(task)
             return True
@@ -254,7 +254,7 @@ class Runner:
             transient_failures += decision.spends_attempt
             self._emit(TaskRetrying(task.key, kind.value, message, wait, self._progress))
             if kind is not ErrorKind.RATE_LIMITED:
-                await asyncio.sleep(wait)
+                await self.control.sleep(wait)  # a stop cuts the backoff short; _wait_turn then gives up
 
     def _classify(self, task: Task, error: BaseException | None, attempt: int) -> Decision:
         """Record a failed attempt and decide what follows (see :mod:`.retry`); the message is redacted."""
@@ -272,9 +272,10 @@ class Runner:
         """Wait out any rate-limit hold and the limiter; False if the run stopped meanwhile."""
         while True:
             delay = self._hold_until - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self._limiter.acquire()
+            if delay > 0 and not await self.control.sleep(delay):
+                return False
+            if not await self._limiter.acquire(self.control.sleep):
+                return False
             if not await self.control.proceed() or self._end_state is not None:
                 return False
             if self._hold_until <= time.monotonic():
@@ -307,8 +308,9 @@ class Runner:
         if budget is not None and self._progress.spent + self._reserved + task.cost > budget + 1e-9:
             self._stop_run(
                 "budget",
-                f"budget of ${budget:.2f} reached (spent ${self._progress.spent:.2f}); "
-                "rerun with a larger --budget to continue",
+                f"budget reached: spent ${self._progress.spent:.2f} of ${budget:.2f} in this run, and the next "
+                f"task may cost up to ${task.cost:.2f}; a budget counts this run only: rerun to continue "
+                "(with the same or a larger --budget)",
             )
             return False
         self._reserved += task.cost
@@ -317,11 +319,7 @@ class Runner:
     # -- bookkeeping -----------------------------------------------------------------------
     def _finish(self, key: str, status: str, *, cost: float = 0.0, error_kind: str | None = None,
                 message: str | None = None, outputs: tuple[str, ...] = ()) -> None:
-        progress = self._progress
-        if status == "failed":
-            progress = progress.evolve(failed=progress.failed + 1)
-        else:
-            progress = progress.evolve(done=progress.done + 1, spent=progress.spent + cost)
+        progress = self._progress.after(status, cost)
         self._progress = progress
         self._changed_since_view = True
         self._emit(TaskFinished(key, status, progress, error_kind, message, cost, outputs))
@@ -341,7 +339,6 @@ class Runner:
     def _stop_run(self, state: str, message: str) -> None:
         if self._end_state is None:
             self._end_state, self._end_message = state, message
-            log.warning("stopping run: %s", message)
             self._emit(StateChanged(self._progress.evolve(state="stopping"), message))
 
     def _final_state(self) -> str:
@@ -358,7 +355,6 @@ class Runner:
         self._emit(StateChanged(self._progress))
 
     def _say(self, message: str) -> None:
-        log.warning(message)
         self._emit(StateChanged(self._progress, message))
 
     def _emit(self, event: Event) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 
-from imggen.console import EXIT_STOPPED
+from imggen.console import EXIT_STOPPED, command_console
 
 from .detect import read_output
 from .imagefolder import SPLIT, write_imagefolder
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     kind, target = args.to
     if kind not in FORMATS:
         parser.error(f"--to {kind}: the formats are {', '.join(FORMATS)}")
-    console = Console(stderr=True)
+    console = command_console()
     try:
         reading = read_output(args.output)
         metadata = write_imagefolder(reading, target, copy=args.copy)

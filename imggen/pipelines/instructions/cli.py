@@ -8,7 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ...console import EXIT_FAILURES, add_retry_failed, report_summary, start_or_explain
+from ...console import (
+    EXIT_FAILURES, add_retry_failed, add_verbose, command_console, parse_args, report_summary, start_or_explain,
+)
 from ...engine.reporters import RichReporter
 from ...literal import line
 from .run import ENGINES, InstructionsOptions, run_instructions
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_skip_existing", action="store_true",
                         help="generate again the images that already exist (a new round in the ledger)")
     add_retry_failed(parser, "images")
+    add_verbose(parser)
     parser.add_argument("--max_samples", type=int, default=-1,
                         help="only the first N records of each results.jsonl, -1 for all (default: %(default)s)")
     parser.add_argument("--engine", choices=ENGINES, default="local",
@@ -92,8 +95,8 @@ def options_from_args(args: argparse.Namespace) -> InstructionsOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console(stderr=True)
+    args = parse_args(build_parser(), argv)
+    console = command_console()
     return start_or_explain("imggen instructions", console, lambda: run(args, console))
 
 

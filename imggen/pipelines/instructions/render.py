@@ -88,14 +88,10 @@ class InstructionRenderer:
             import torch
 
             torch.set_num_threads(threads)
-        import diffusers
-        import transformers
         from tqdm import tqdm
 
         from ...backends.flux2 import Flux2Backend
 
-        diffusers.utils.logging.disable_progress_bar()  # loading bars from every worker would garble the display
-        transformers.utils.logging.disable_progress_bar()
         tqdm.set_lock(threading.RLock())  # not tqdm's default process lock, which a worker would leak at exit
         self.spec = spec
         self.worker = f"{socket.gethostname()}:{os.getpid()}"  # which process made an image, for the ledger

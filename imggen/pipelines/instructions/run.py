@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
+from ...backends.flux2_checkpoint import checkpoint_source
 from ...distributed.pool import WorkerPool
 from ...distributed.processes import local_pool, worker_devices
 from ...engine.control import RunControl
@@ -68,7 +69,7 @@ class InstructionsOptions:
 
     @property
     def generation_model(self) -> str:
-        return self.flux_ckpt.resolve().name
+        return self.flux_ckpt.resolve().name  # a Hub id's name too: FLUX.2-klein-4B
 
 
 @dataclass
@@ -90,8 +91,7 @@ async def run_instructions(
     handle_signals: bool = False,
 ) -> InstructionsResult:
     """Generate one image per instruction for the chosen planning model(s); see the module docs."""
-    if not (options.flux_ckpt / "model_index.json").is_file():
-        raise FileNotFoundError(f"{options.flux_ckpt} is not a FLUX.2 klein checkpoint folder (no model_index.json)")
+    checkpoint, _ = checkpoint_source(options.flux_ckpt)  # not a checkpoint, or nothing at all: stops here
     plan = build_plan(
         predicted_root=options.predicted_instructions_root,
         planning_models=planning_model_names(options.predicted_instructions_root, options.planning_model),
@@ -109,7 +109,7 @@ async def run_instructions(
     global_log = root / RUN_LOG
     log_start = global_log.stat().st_size if global_log.exists() else 0
     _append_lines(global_log, [f"bad record {record}" for record in plan.bad_records], level="WARNING")
-    spec = RenderSpec(str(options.flux_ckpt.resolve()), options.num_inference_steps, options.dtype,
+    spec = RenderSpec(checkpoint, options.num_inference_steps, options.dtype,
                       os.environ.get(CALL_LOG_ENV), compile=options.compile, offload=options.offload,
                       batch_size=options.batch_size, height=options.height, width=options.width)
 

@@ -153,8 +153,8 @@ class BatchRun:
             if not await self.sender.send(submission, bytes(group.data)):
                 return  # OpenAI is not answering: the next poll looks this one up before sending more
         if budget is not None and any(self._unsent()):
-            self._stop("budget", f"budget of ${budget:.2f} reached (submitted ${self.committed:.2f} at the batch "
-                                 "price); rerun with a larger --budget to continue")
+            self._stop("budget", f"budget reached: submitted ${self.committed:.2f} of ${budget:.2f} in this run "
+                                 "(at the batch price); a budget counts this run only: rerun to continue")
 
     # -- polling ------------------------------------------------------------------------------
     async def _poll(self) -> None:
@@ -210,12 +210,7 @@ class BatchRun:
     # -- bookkeeping --------------------------------------------------------------------------
     def _finish(self, key: str, status: str, *, cost: float = 0.0, error_kind: str | None = None,
                 message: str | None = None) -> None:
-        progress = self.progress
-        if status == "failed":
-            progress = progress.evolve(failed=progress.failed + 1)
-        else:
-            progress = progress.evolve(done=progress.done + 1, spent=progress.spent + cost)
-        self.progress = progress
+        self.progress = progress = self.progress.after(status, cost)
         self._emit(TaskFinished(key, status, progress, error_kind, message, cost))
 
     def _retrying(self, key: str, kind: str, message: str) -> None:

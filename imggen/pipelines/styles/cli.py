@@ -14,7 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from imggen.backends.openai_models import DEFAULT_MODEL
-from imggen.console import add_retry_failed, report_summary, start_or_explain
+from imggen.console import (
+    add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary, start_or_explain,
+)
 from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--styles", dest="styles_file", type=Path, help="styles file (default: the ten packaged styles)")
     add("--style", dest="style_names", nargs="+", metavar="NAME", help="draw only these styles")
     add("--datasets", nargs="+", metavar="NAME", help="draw only these datasets")
-    add("--max-samples", type=int, metavar="N", help="at most N samples per dataset")
+    add("--max-samples", type=at_least(1), metavar="N", help="at most N samples per dataset")
     add("--backend", choices=BACKENDS, default="openai", help="openai (needs OPENAI_API_KEY) or flux2 (local)")
     add("--model", help=f"OpenAI image model (default: {DEFAULT_MODEL})")
     add("--size", help="image size, e.g. 1024x1024 (flux2: any multiple of 16, e.g. 512x512)")
@@ -54,13 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a retired model (to rehearse against a local emulator)")
     add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder (flux2)")
     add("--flux-steps", type=int, help="denoising steps (flux2; default: the checkpoint's preset)")
-    add("--rpm", type=float, help="requests per minute (default: follow the server's rate-limit headers)")
+    add("--rpm", type=at_least(0, float, exclusive=True), help="requests per minute (default: follow the server's rate-limit headers)")
     add("--concurrency", type=concurrency, default=DEFAULT_CONCURRENCY,
         help="requests in flight, or auto: the rate limit x the observed latency (default: %(default)s)")
     add("--request-timeout", type=float, metavar="SECONDS",
         help="retry a request that has not answered after this long (default: the model's, e.g. 120 for GPT image)")
-    add("--budget", type=float, metavar="USD", help="stop before spending more than this many US dollars")
+    add("--budget", type=at_least(0, float), metavar="USD", help="stop before spending more than this many US dollars")
     add_retry_failed(parser, "images")
+    add_verbose(parser)
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
     add("--sheet", action="store_true", help="after the run, write comparison sheets to images/sheets/ (HTML, PNG)")
     add("--mode", choices=MODES, default="sync",
@@ -84,8 +87,8 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console(stderr=True)
+    args = parse_args(build_parser(), argv)
+    console = command_console()
     return start_or_explain("imggen styles", console, lambda: run(args, console))
 
 

@@ -140,6 +140,10 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart("request-timeout must be a positive number of seconds")
     if request.max_samples is not None and request.max_samples < 1:
         raise CannotStart("max-samples must be at least 1")
+    if request.rpm is not None and not request.rpm > 0:
+        raise CannotStart("rpm must be more than 0 (leave it out to follow the server's rate-limit headers)")
+    if request.budget is not None and not request.budget >= 0:
+        raise CannotStart("budget must be 0 or more US dollars")
     if request.mode not in MODES:
         raise CannotStart(f"unknown mode {request.mode!r}; use one of {', '.join(MODES)}")
     if request.mode == "batch" and request.backend != "openai":

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from imggen.console import EXIT_STOPPED
+from imggen.console import EXIT_STOPPED, command_console
 
 from .sheet import NotAStyleMatrix, write_sheets
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imggen sheet", description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="the --output folder of an imggen styles run")
     args = parser.parse_args(argv)
-    return 0 if report_sheets(args.output, Console(stderr=True)) else EXIT_STOPPED
+    return 0 if report_sheets(args.output, command_console()) else EXIT_STOPPED
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from imggen.console import add_retry_failed, report_summary, start_or_explain
+from imggen.console import (
+    add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary, start_or_explain,
+)
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
@@ -26,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--source", required=True, help="the source image: https URL, local path or data URI")
     add("--user-id", required=True, help="owner of the images (sanitized into paths and S3 keys)")
     add("--actor-id", required=True, help="the character the set is for (sanitized)")
-    add("--target", type=int, default=20, help="training images wanted (default: %(default)s)")
-    add("--grid", type=int, default=3, help="tiles per side of each grid: 3, 4, 5... (default: %(default)s)")
+    add("--target", type=at_least(1), default=20, help="training images wanted (default: %(default)s)")
+    add("--grid", type=at_least(2), default=3, help="tiles per side of each grid: 3, 4, 5... (default: %(default)s)")
     add("--storage", choices=("s3", "local"), help="where images go (default: s3 when AWS_USER_FILES_BUCKET is set)")
     add("--output", type=Path, default=Path("trainset-output"),
         help="run folders (ledger, grids, upscales) and local storage (default: %(default)s)")
@@ -39,11 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--flux-size", type=int, default=1024, help="side of a locally drawn grid in pixels (default: %(default)s)")
     add("--flux-steps", type=int, default=None, help="denoising steps (default: the checkpoint's preset)")
     add("--descriptions", type=Path, help="your own pool of tile subjects (JSON: {category: [subject, ...]})")
-    add("--max-grids", type=int, default=10, help="grid attempts per run (default: %(default)s)")
+    add("--max-grids", type=at_least(1), default=10, help="grid attempts per run (default: %(default)s)")
     add("--grid-concurrency", type=int, default=4, help="grids drawn at once (default: %(default)s)")
     add("--upscale-concurrency", type=int, default=24, help="upscales in flight at once (default: %(default)s)")
-    add("--budget", type=float, default=None, help="stop before spending more than this many USD in this run")
+    add("--budget", type=at_least(0, float), default=None, help="stop before spending more than this many USD in this run")
     add_retry_failed(parser, "training images")
+    add_verbose(parser)
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
     add("--vision-model", default=None, help="OpenAI vision model for --judge gpt")
     add("--replicate-wait", type=int, default=0,
@@ -85,8 +88,8 @@ async def run(args: argparse.Namespace, console: Console):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console(stderr=True)
+    args = parse_args(build_parser(), argv)
+    console = command_console()
     return start_or_explain("imggen trainset", console, lambda: finish(args, console, asyncio.run(run(args, console))))
 
 

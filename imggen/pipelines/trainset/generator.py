@@ -73,8 +73,8 @@ class TrainsetOptions:
     def __post_init__(self) -> None:
         if self.target < 1:
             raise ValueError("the target must be at least one image")
-        if self.grid < 1:
-            raise ValueError("the grid needs at least one row")
+        if self.grid < 2:
+            raise ValueError("a grid needs at least 2 tiles per side")
         if self.max_grids < 1 or self.grid_concurrency < 1 or self.upscale_concurrency < 1:
             raise ValueError("max_grids, grid_concurrency and upscale_concurrency must be at least 1")
 

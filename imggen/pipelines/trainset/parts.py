@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.engine.errors import CannotStart
 from imggen.settings import load_settings
 
@@ -80,6 +81,7 @@ async def open_parts(
             )
             stack.push_async_callback(replicate.aclose)
         if choices.flux_checkpoint is not None:
+            checkpoint_source(choices.flux_checkpoint)  # a missing checkpoint stops here, before any grid
             drawer = Flux2GridDrawer(Path(choices.flux_checkpoint), size=choices.flux_size,
                                      num_inference_steps=choices.flux_steps)
         else:
