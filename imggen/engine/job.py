@@ -55,11 +55,13 @@ async def run_job(
     reporters: Sequence[Reporter] = (),
     handle_signals: bool = False,
     outputs_valid: Callable[[Task], bool] | None = None,
+    paid_for: Callable[[Task], float] | None = None,
 ) -> RunSummary:
     """Run ``tasks`` through ``work`` with the ledger, state file and stats file of ``files``.
 
     ``outputs_valid`` decides whether a task's files already on disk stand for its result (by default:
-    they all decode as images). Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
+    they all decode as images); ``paid_for`` says what such files were billed, for the ledger (by
+    default nothing is known: 0). Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
     views = job_views(files)
@@ -72,5 +74,6 @@ async def run_job(
             reporters=[LogReporter(files.log), *reporters],
             views=views,
             outputs_valid=outputs_valid,
+            paid_for=paid_for,
         )
         return await runner.run(tasks, handle_signals=handle_signals)

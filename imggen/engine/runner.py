@@ -124,6 +124,7 @@ class Runner:
         reporters: Sequence[Reporter] = (),
         views: Sequence[View] = (),
         outputs_valid: Callable[[Task], bool] | None = None,  # may a task's files on disk stand for its result?
+        paid_for: Callable[[Task], float] | None = None,  # what such files were billed (a killed run paid them)
     ) -> None:
         self.ledger = ledger
         self.work = work
@@ -132,6 +133,7 @@ class Runner:
         self.reporters = list(reporters)
         self.views = list(views)
         self.outputs_valid = outputs_valid or self._outputs_are_images
+        self.paid_for = paid_for or (lambda task: 0.0)
         self._secrets = secret_values()
 
     # -- public -------------------------------------------------------------------------------
@@ -326,7 +328,10 @@ class Runner:
         self._write_views(force=False)
 
     def _finish_healed(self, task: Task) -> None:
-        self.ledger.mark_done(task.key, Outcome(outputs=task.outputs, provenance={"healed": True}), healed=True)
+        """Count a task done from its files on disk. What they were billed goes into the ledger (money
+        is counted as billed), not into this run's spending: an earlier, killed run paid it."""
+        paid = Outcome(outputs=task.outputs, cost=self.paid_for(task), provenance={"healed": True})
+        self.ledger.mark_done(task.key, paid, healed=True)
         self._progress = self._progress.evolve(healed=self._progress.healed + 1)
         self._finish(task.key, "healed", outputs=task.outputs)
 

@@ -111,6 +111,18 @@ def with_text_chunks(png: bytes, fields: Mapping[str, Any]) -> bytes:
     return png[:header_end] + chunks + png[header_end:]
 
 
+COST_FIELD = "cost_usd"  # the text chunk with what the image was billed
+
+
+def paid_cost(path: Path) -> float:
+    """What the stored image at ``path`` was billed, from its ``cost_usd`` chunk (0 if it has none)."""
+    try:
+        with Image.open(path) as image:
+            return float(image.text.get(COST_FIELD, 0.0))  # type: ignore[attr-defined] (PNG images have .text)
+    except (OSError, ValueError):
+        return 0.0
+
+
 # -- storing -----------------------------------------------------------------------------------
 def store_image(root: str | os.PathLike, place: ImagePlace, png: bytes) -> None:
     """Write the by-style copy atomically, then give it its by-dataset name."""

@@ -37,7 +37,7 @@ from .generators import Flux2Generator, Generator, OpenAIGenerator
 from .inputs import (
     InputError, InputProblem, PromptRecord, Style, choose_styles, load_prompts, load_styles, select_records,
 )
-from .layout import STATE_FILE, STATS_FILE, image_place, write_metadata
+from .layout import STATE_FILE, STATS_FILE, image_place, paid_cost, resolve, write_metadata
 from .work import StyleWork
 
 BACKENDS = ("openai", "flux2")
@@ -278,7 +278,8 @@ async def run_styles(
     )
     try:
         return await run_job(job_files(request.output), plan.tasks, StyleWork(request.output, generate),
-                             config=config, control=control, reporters=reporters, handle_signals=handle_signals)
+                             config=config, control=control, reporters=reporters, handle_signals=handle_signals,
+                             paid_for=lambda task: paid_cost(resolve(request.output, task.outputs[0])))
     finally:
         await generate.aclose()
 
