@@ -69,3 +69,31 @@ def by_style_images(output: Path) -> list[Path]:
 
 def stats(output: Path) -> dict:
     return json.loads((output / "images" / "processing_stats.json").read_text())
+
+
+def kill_while_drawing(command: list[str], env: dict, out: Path, rng, *, times: int, images: tuple[int, int],
+                       timeout_s: float = 90) -> tuple[int, collections.Counter]:
+    """Run ``command`` up to ``times`` times, each SIGKILLed once it has drawn a random number (within
+    ``images``) of new images; returns the kills and the tasks the ledger had running at each kill."""
+    import signal
+    import subprocess
+    import time
+
+    from imggen.engine.ledger import Ledger
+
+    kills, in_flight = 0, collections.Counter()
+    for _ in range(times):
+        threshold = len(by_style_images(out)) + rng.randint(*images)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while len(by_style_images(out)) < threshold and process.poll() is None:
+            assert time.monotonic() < deadline, "the run drew nothing for too long"
+            time.sleep(0.005)
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        with Ledger(out) as ledger:
+            in_flight.update(ledger.keys("running"))
+    return kills, in_flight

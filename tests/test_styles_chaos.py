@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import collections
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from styles_fixtures import CHEAP, SAMPLE_PROMPTS, by_style_images, emulator, emulator_env, generations, stats
+from styles_fixtures import (
+    CHEAP, SAMPLE_PROMPTS, by_style_images, emulator, emulator_env, generations, kill_while_drawing, stats,
+)
 
 from imggen.engine.ledger import Ledger
 from imggen.storage.atomic import is_valid_image
@@ -26,25 +26,10 @@ def test_faults_and_kills_pay_only_for_what_was_in_flight(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "imggen.cli", "styles", "--prompts", str(SAMPLE_PROMPTS), "--output", str(out),
                "--concurrency", "6", *CHEAP]
-    in_flight_at_kills: collections.Counter = collections.Counter()
-    kills = 0
     faults = {"error_rate": 0.10, "drop_rate": 0.05, "slow_rate": 0.05, "slow_s": 0.4}
     with emulator(latency_s=0.04, jitter_s=0.03, seed=5, **faults) as server:
         env = emulator_env(server)
-        for _ in range(4):
-            threshold = len(by_style_images(out)) + rng.randint(8, 20)
-            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 90
-            while len(by_style_images(out)) < threshold and process.poll() is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
-            if process.poll() is not None:
-                break
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
-            with Ledger(out) as ledger:
-                in_flight_at_kills.update(ledger.keys("running"))
+        kills, in_flight_at_kills = kill_while_drawing(command, env, out, rng, times=4, images=(8, 20))
         for _ in range(3):  # a task can meet three transient faults in one run; a rerun tries it again
             final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
             if final.returncode == 0:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import collections
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from styles_fixtures import CHEAP, SAMPLE_PROMPTS, by_style_images, emulator, emulator_env, generations
+from styles_fixtures import CHEAP, SAMPLE_PROMPTS, by_style_images, emulator, emulator_env, generations, kill_while_drawing
 
 from imggen.engine.ledger import Ledger
 from imggen.storage.atomic import is_valid_image
@@ -26,24 +24,9 @@ def test_sigkill_then_rerun_keeps_every_image_exactly_once(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "imggen.pipelines.styles.cli", "--prompts", str(SAMPLE_PROMPTS),
                "--output", str(out), "--concurrency", "4", *CHEAP]
-    in_flight_at_kills: collections.Counter = collections.Counter()
     with emulator(latency_s=0.05, jitter_s=0.03) as server:
         env = emulator_env(server)
-        kills = 0
-        for _ in range(3):
-            threshold = len(by_style_images(out)) + rng.randint(5, 25)
-            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60
-            while len(by_style_images(out)) < threshold and process.poll() is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
-            if process.poll() is not None:
-                break
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
-            with Ledger(out) as ledger:
-                in_flight_at_kills.update(ledger.keys("running"))
+        kills, in_flight_at_kills = kill_while_drawing(command, env, out, rng, times=3, images=(5, 25), timeout_s=60)
         assert kills >= 1
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
