@@ -87,8 +87,10 @@ def test_refusals_are_recorded_and_transient_lines_go_to_a_later_batch(tmp_path,
         failures = {failure["key"]: failure for failure in ledger.failures()}
         done = set(ledger.keys("done"))
     refused = {key for key, failure in failures.items() if failure["error_kind"] == "permanent"}
-    assert refused == {key for key in submitted if "_bad_" in key} and len(refused) == 10
+    blocked = {key for key in submitted if "_bad_" in key}
+    assert len(blocked) == 10 and refused and refused <= blocked
     assert all("moderation_blocked" in failures[key]["error"] for key in refused)
+    # A blocked line can also meet a 500 in three batches in a row before its refusal is ever seen.
     for key in set(failures) - refused:  # a 500 in three batches in a row: recorded, not sent a fourth time
         assert failures[key]["error_kind"] == "transient" and submitted[key] == 3
     assert summary.state == "finished" and len(done) + len(failures) == 70
