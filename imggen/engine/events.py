@@ -21,6 +21,7 @@ class Progress:
     running: int = 0
     healed: int = 0  # outputs found on disk, counted done without calling the backend
     done_at_start: int = 0  # finished before this run began (not part of the rate)
+    spent_before: float = 0.0  # money the ledger booked before this run began
     spent: float = 0.0  # money spent in this run
     retries: int = 0
     rate_limit_hits: int = 0

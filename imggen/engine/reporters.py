@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from ..literal import LiteralFormatter, line
 from ..settings import RedactingFilter
@@ -26,7 +27,7 @@ class RichReporter:
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[done]}/{task.total} done"),  # the summary's count: failures are apart
             TaskProgressColumn(),
             TextColumn("{task.fields[rate]}/min"),
             TimeRemainingColumn(),
@@ -39,12 +40,15 @@ class RichReporter:
         )
         self._description = description
         self._task_id = None
+        self._hold_shown_until = 0.0  # the end of the last rate-limit hold this display announced
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._bar.start()
             self._task_id = self._bar.add_task(self._description, total=event.progress.total, **_fields(event.progress))
             self._bar.update(self._task_id, completed=event.progress.done + event.progress.failed)
+            if event.progress.done_at_start:
+                self._bar.console.print(line(resuming_line(event.progress)), soft_wrap=True)
             return
         if self._task_id is None:
             return
@@ -52,6 +56,8 @@ class RichReporter:
         self._bar.update(self._task_id, completed=progress.done + progress.failed, **_fields(progress))
         if isinstance(event, TaskFinished) and event.status == "failed":
             self._bar.console.print(line(("failed", "red"), " ", event.key, ": ", event.message or ""), soft_wrap=True)
+        elif isinstance(event, TaskRetrying) and event.error_kind == "rate_limited":
+            self._announce_hold(event.wait_s)
         elif isinstance(event, (StateChanged, RunFinished)) and event.message:
             self._bar.console.print(line((event.message, "yellow")), soft_wrap=True)
         if isinstance(event, RunFinished):
@@ -59,9 +65,24 @@ class RichReporter:
             self._bar.stop()
 
 
+    def _announce_hold(self, wait_s: float) -> None:
+        """Say once per hold why the bar stands still: ``waiting 20 s: rate limited``."""
+        ends = time.monotonic() + wait_s
+        if wait_s >= 1 and ends > self._hold_shown_until + 1:
+            self._bar.console.print(line((f"waiting {wait_s:.0f} s: rate limited", "yellow")), soft_wrap=True)
+        self._hold_shown_until = max(self._hold_shown_until, ends)
+
+
+def resuming_line(progress: RunProgress) -> str:
+    """What a rerun found: ``resuming: 12 of 40 finished earlier, $0.48 spent earlier``."""
+    return (f"resuming: {progress.done_at_start} of {progress.total} finished earlier, "
+            f"${progress.spent_before:.2f} spent earlier")
+
+
 def _fields(progress: RunProgress) -> dict[str, object]:
     return {
         "rate": f"{progress.rate_per_min:.0f}",
+        "done": progress.done,
         "failed": progress.failed,
         "pace": progress.pace,
         "spent": f"{progress.spent:.2f}",

@@ -160,7 +160,8 @@ class Runner:
         unfinished = self.ledger.counts(run_id)
         done = total - unfinished["pending"] - unfinished["failed"]
         self._progress = Progress(
-            total=total, done=done, failed=unfinished["failed"], done_at_start=done + unfinished["failed"]
+            total=total, done=done, failed=unfinished["failed"], done_at_start=done + unfinished["failed"],
+            spent_before=self.ledger.totals()["cost"],
         )
         self.control.bind(loop, on_immediate_stop=self._cancel_in_flight, on_change=self._on_control)
         self._emit(RunStarted(self._progress))
