@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from PIL import Image
 from styles_fixtures import CHEAP, by_style_images, emulator, generations, png_text, records, stats, write_records
 
 from imggen.backends.openai_models import batch_terms
@@ -46,8 +47,14 @@ def test_a_200_image_batch_run_makes_the_same_files_as_a_synchronous_run_at_half
     sync_images = [path.relative_to(sync_out) for path in by_style_images(sync_out)]
     assert len(sync_images) == 200
     assert [path.relative_to(batch_out) for path in by_style_images(batch_out)] == sync_images
-    for relative in sync_images:
-        assert (batch_out / relative).read_bytes() == (sync_out / relative).read_bytes(), relative
+    multiplier = batch_terms().price_multiplier
+    for relative in sync_images:  # the same picture and provenance; only the price paid differs
+        batch_text, sync_text = png_text(batch_out / relative), png_text(sync_out / relative)
+        assert float(batch_text.pop("cost_usd")) == pytest.approx(float(sync_text.pop("cost_usd")) * multiplier,
+                                                                   abs=2e-6), relative
+        assert batch_text == sync_text, relative
+        with Image.open(batch_out / relative) as batch_image, Image.open(sync_out / relative) as sync_image:
+            assert batch_image.tobytes() == sync_image.tobytes(), relative
     assert png_text(batch_out / sync_images[0])["prompt"]
     metadata = (batch_out / "images" / "metadata.jsonl").read_text()
     assert metadata == (sync_out / "images" / "metadata.jsonl").read_text() and metadata.count("\n") == 200
@@ -55,7 +62,7 @@ def test_a_200_image_batch_run_makes_the_same_files_as_a_synchronous_run_at_half
     assert linked.read_bytes() == (batch_out / sync_images[0]).read_bytes()
     with Ledger(sync_out) as sync_ledger, Ledger(batch_out) as batch_ledger:
         sync_cost, batch_cost = sync_ledger.totals()["cost"], batch_ledger.totals()["cost"]
-    assert sync_cost > 0 and batch_cost == pytest.approx(sync_cost * batch_terms().price_multiplier)
+    assert sync_cost > 0 and batch_cost == pytest.approx(sync_cost * multiplier)
     assert stats(batch_out)["total_cost_usd"] == round(batch_cost, 4)
 
 
