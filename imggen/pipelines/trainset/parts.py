@@ -95,8 +95,9 @@ async def open_parts(
             from imggen.backends.openai_images import OpenAIImageBackend
 
             if not (choices.openai_api_key or load_settings().openai_api_key):  # found now, not after a paid grid
-                raise CannotStart("the gpt judge and gpt captions need an OpenAI API key: set OPENAI_API_KEY "
-                                  "(or use --judge hash and --caption description)")
+                needs, instead = ("the gpt judge needs", "--judge hash") if judge_name == "gpt" else (
+                    "gpt captions need", "--caption description")
+                raise CannotStart(f"{needs} an OpenAI API key: set OPENAI_API_KEY (or use {instead})")
 
             openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
             stack.push_async_callback(openai_backend.aclose)
