@@ -88,10 +88,11 @@ def test_gpt_captions_are_asked_once_per_tile_and_a_local_run_folder_loads_as_an
                          "--storage", "local", "--judge", "hash", "--upscaler", "lanczos", "--caption", "gpt",
                          "--trigger-word", "sks person", "--output", str(tmp_path / "runs")])
 
+    services.openai.fail_next("server_error")  # the first caption request meets a 500: that image is tried again
     assert run(3) == 0
-    assert chat_requests(services) == 3  # one caption per training image; the judge is the hash one
-    assert run(3) == 0 and chat_requests(services) == 3  # nothing new to caption
-    assert run(4) == 0 and chat_requests(services) == 4
+    assert chat_requests(services) == 4  # one caption per training image, and the 500; the judge is the hash one
+    assert run(3) == 0 and chat_requests(services) == 4  # nothing new to caption
+    assert run(4) == 0 and chat_requests(services) == 5
     capsys.readouterr()
     root = job_root(tmp_path / "runs", USER, ACTOR)
     captions = {i: (root / f"training-image{i}.txt").read_text(encoding="utf-8") for i in range(1, 5)}
@@ -99,6 +100,7 @@ def test_gpt_captions_are_asked_once_per_tile_and_a_local_run_folder_loads_as_an
         assert caption.startswith("sks person, A ") and " picture in mostly " in caption, caption
     asked = [r.prompt for r in services.openai.requests if r.path == "/v1/chat/completions"]
     assert all("caption" in prompt for prompt in asked)
+    assert len({caption.removeprefix("sks person, ") for caption in captions.values()}) >= 2  # it looked
 
     # the run folder itself (with its grids/ and upscales/) loads as the four training images
     rows = load_imagefolder(root, tmp_path, monkeypatch)

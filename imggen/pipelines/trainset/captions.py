@@ -4,8 +4,9 @@ and one ``metadata.jsonl`` of ``file_name`` and ``text`` for ``datasets.load_dat
 A caption is the actor's trigger word, then what the tile shows: the subject its grid asked for
 (``description``, free, the default) or a vision model's one-sentence answer (``gpt``). A vision
 answer is saved in the run folder (``captions/gpt/upscale-{grid}-{tile}.txt``) the moment it
-comes, so a rerun asks for no caption twice. Both files go to the store the images go to (an S3
-prefix or a folder); ``metadata.jsonl`` is rebuilt from the ledger at the end of every run.
+comes, so a rerun asks for no caption twice; a refusal or an empty answer falls back to the
+description. Both files go to the store the images go to (an S3 prefix or a folder);
+``metadata.jsonl`` is rebuilt from the ledger at the end of every run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from imggen.engine.errors import TaskError
+from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import DONE, Ledger
 from imggen.storage.atomic import atomic_write_bytes
 
@@ -87,7 +88,13 @@ class TrainingCaptions:
         if saved.is_file():
             return caption_text(self.trigger_word, saved.read_text(encoding="utf-8"))
         subject = await asyncio.to_thread(self._subject, grid, tile)
-        described = await self.captioner.describe(tile_png, subject)
+        try:
+            described = await self.captioner.describe(tile_png, subject) or subject or ""
+        except TaskError as error:
+            if error.kind is not ErrorKind.PERMANENT:
+                raise  # the training image is tried again, its upscale kept
+            log.warning("%s: no %s caption (%s); using its description", tile_key, self.captioner.name, error.message)
+            described = subject or ""
         if self.captioner.name != DescriptionCaptioner.name:
             await asyncio.to_thread(atomic_write_bytes, saved, described.encode("utf-8"))
         return caption_text(self.trigger_word, described)

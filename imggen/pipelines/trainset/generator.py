@@ -244,7 +244,7 @@ async def run_trainset(
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
-    await captions.store_metadata(parts.store, [task.key for task in tasks])
+        await captions.store_metadata(parts.store, [task.key for task in tasks])
     return collect_result(root, options.target, summary, pool)
 
 
