@@ -71,7 +71,8 @@ def test_captions_from_the_descriptions_sit_beside_the_images_in_s3_and_load_wit
         head = s3.head_object(Bucket=BUCKET, Key=f"{prefix}/{key}.txt")
         assert head["ContentType"] == "text/plain; charset=utf-8"
     lines = [json.loads(line) for line in (download / "metadata.jsonl").read_text().splitlines()]
-    assert lines == [{"file_name": f"{key}.jpg", "text": wanted[key]} for key in sorted(wanted, key=lambda k: int(k[14:]))]
+    in_slot_order = sorted(wanted, key=lambda key: int(key.removeprefix("training-image")))
+    assert lines == [{"file_name": f"{key}.jpg", "text": wanted[key]} for key in in_slot_order]
     assert chat_requests(services) == 0  # description captions and the hash judge ask no model
 
     rows = load_imagefolder(download, tmp_path, monkeypatch)

@@ -72,7 +72,8 @@ def test_a_later_grid_repeating_kept_tiles_is_refused_before_any_upscale(monkeyp
 def test_a_repeat_of_a_tile_kept_in_an_earlier_run_is_refused_in_the_next(monkeypatch, source_file, tmp_path):
     with running_services(repeated_tiles=2) as started:
         use_services(started, monkeypatch, tmp_path)
-        assert generator(tmp_path, 3).generate_training_data(str(source_file), USER, ACTOR)["total_grids_generated"] == 1
+        first = generator(tmp_path, 3).generate_training_data(str(source_file), USER, ACTOR)
+        assert first["total_grids_generated"] == 1
         assert kept_tiles(tmp_path) == {(1, 0), (1, 1), (1, 2)}
         # the next run uses the six spare tiles of grid 1, then draws grid 2, whose tiles 0 and 1 repeat
         # tiles kept in the first run

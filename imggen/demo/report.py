@@ -85,7 +85,9 @@ def _captioned(root: Path, folder: Path) -> str:
                 image = html.escape(quote(str((metadata.parent / row["file_name"]).relative_to(root))))
                 text = html.escape(caption.read_text(encoding="utf-8"))
                 figures.append(f"<figure><img src='{image}' alt='{text}'><figcaption>{text}</figcaption></figure>")
-    return f"<div class='captions'><p>Training images and their captions:</p>{''.join(figures)}</div>" if figures else ""
+    if not figures:
+        return ""
+    return f"<div class='captions'><p>Training images and their captions:</p>{''.join(figures)}</div>"
 
 
 def _distinct_images(folder: Path) -> list[Path]:
