@@ -174,6 +174,9 @@ def test_a_busy_folder_is_one_line_and_exit_2_in_every_command(tmp_path, monkeyp
     ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a",
                                        "--upscaler", "lanczos", "--judge", "gpt"],
      "the gpt judge needs an OpenAI API key"),
+    ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a",
+                                       "--upscaler", "lanczos", "--judge", "hash", "--caption", "gpt"],
+     "gpt captions need an OpenAI API key: set OPENAI_API_KEY (or use --caption description)"),
 ])
 def test_bad_input_or_a_missing_key_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, module, args, why):
     import importlib

@@ -158,7 +158,7 @@ def test_training_set_export_has_grid_tile_and_description_columns(
     rows = load(target, tmp_path, monkeypatch)
     recorded, grids = ledger(root), ledger(root / "grids")
     assert COMMON | {"user_id", "actor_id", "slot", "grid", "tile", "description", "category",
-                     "upscaler"} <= set(rows[0])
+                     "upscaler", "text"} <= set(rows[0])
     assert sorted(row["slot"] for row in rows) == [1, 2, 3, 4]
     for row in rows:
         record = recorded[f"training-image{row['slot']}"]
@@ -169,3 +169,5 @@ def test_training_set_export_has_grid_tile_and_description_columns(
         assert (row["user_id"], row["actor_id"], row["upscaler"]) == ("me", "hero", "lanczos")
         assert row["cost"] == pytest.approx(record["cost"])
         assert same_pixels(row["image"], root / f"training-image{row['slot']}.jpg")
+        assert row["text"] == (root / f"training-image{row['slot']}.txt").read_text(encoding="utf-8")
+        assert row["text"] == row["description"]  # no trigger word: the caption is the tile's description

@@ -282,8 +282,13 @@ def _url_lines(stdout: str, count: int) -> None:
 
 
 def _objects(services: Services, prefix: str, count: int) -> None:
+    """``count`` images under ``prefix``, each with its caption beside it, and ``metadata.jsonl``."""
     listed = s3_client(services.s3_endpoint).list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-    assert len(listed) == count, f"{len(listed)} objects under {prefix} in the bucket, not {count}"
+    names = sorted(item["Key"].removeprefix(prefix) for item in listed)
+    images = [name for name in names if name.endswith(".jpg")]
+    assert len(images) == count, f"{len(images)} images under {prefix} in the bucket, not {count}"
+    captions = [f"{Path(name).stem}.txt" for name in images]
+    assert names == sorted([*images, *captions, "metadata.jsonl"]), f"not each image with its caption: {names}"
 
 
 def engine_demo_files() -> list[str]:

@@ -73,7 +73,8 @@ def test_chaos_kills_and_faults_pay_only_for_what_was_in_flight(source_file, tmp
         out, err = final.communicate(timeout=300)
         assert final.returncode == 0, err
         objects = services.s3().list_objects_v2(Bucket=BUCKET)["Contents"]
-        bodies = [services.s3().get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in objects]
+        images = [o for o in objects if o["Key"].endswith(".jpg")]
+        bodies = [services.s3().get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in images]
         lost = [p for p in emulator.predictions.values() if p.id not in recorded_ids(root) and p.status == "succeeded"]
         prices = {ref: model.price_usd_per_prediction or 0.0 for ref, model in replicate_models().items()}
         billed = sum(emulator.counts.paid.values())
@@ -90,7 +91,8 @@ def test_chaos_kills_and_faults_pay_only_for_what_was_in_flight(source_file, tmp
           f"poll_faults={dict(emulator.faults.poll_faults)} failed={emulator.counts.finished['failed']} "
           f"billed_usd={billed_usd:.2f} stats_billed_usd={stats['billed_cost_usd']:.2f}")
 
-    assert kills >= KILLS - 1 and len(out.split()) == 20 and len(objects) == 20
+    assert kills >= KILLS - 1 and len(out.split()) == 20 and len(images) == 20
+    assert len(objects) == 41  # each image with its caption, and metadata.jsonl
     for body in bodies:
         with Image.open(io.BytesIO(body)) as image:
             image.load()

@@ -90,7 +90,8 @@ def test_sigkill_then_rerun_pays_for_no_grid_or_upscale_twice(moment, source_fil
         assert rerun.returncode == 0, err
         keys = services.s3().list_objects_v2(Bucket=BUCKET)["Contents"]
 
-    assert len(out.split()) == 20 and len(keys) == 20
+    images = [key for key in keys if key["Key"].endswith(".jpg")]
+    assert len(out.split()) == 20 and len(images) == 20 and len(keys) == 41  # each with its caption, and metadata
     assert created[FLUX_KONTEXT_PRO] == 3  # the grids created before the kill were collected, not redrawn
     assert created[TOPAZ_IMAGE_UPSCALE] == 20
     assert paid_before_kill[FLUX_KONTEXT_PRO] >= 1

@@ -29,10 +29,14 @@ def test_papermill_builds_the_set_in_s3_and_shows_grids_and_results(services, so
     papermill.execute_notebook(
         str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
         parameters={"source": str(source_file), "user_id": "nb-user", "actor_id": "nb-actor", "target": 6,
-                    "storage": "s3", "judge": "gpt", "output": str(tmp_path / "runs"), "interactive": False},
+                    "storage": "s3", "judge": "gpt", "output": str(tmp_path / "runs"), "interactive": False,
+                    "trigger_word": "nbx"},
     )
     keys = [o["Key"] for o in services.s3().list_objects_v2(Bucket=BUCKET)["Contents"]]
-    assert sorted(keys) == sorted(f"nb-user/nb-actor/training-image{i}.jpg" for i in range(1, 7))
+    images = [f"nb-user/nb-actor/training-image{i}.{kind}" for i in range(1, 7) for kind in ("jpg", "txt")]
+    assert sorted(keys) == sorted([*images, "nb-user/nb-actor/metadata.jsonl"])
+    caption = services.s3().get_object(Bucket=BUCKET, Key="nb-user/nb-actor/training-image1.txt")["Body"].read()
+    assert caption.decode().startswith("nbx, ")  # the notebook's trigger word
     saved = (tmp_path / "ran.ipynb").read_text()
     assert REPLICATE_TOKEN not in saved and OPENAI_KEY not in saved
     ran = nbformat.reads(saved, as_version=4)

@@ -57,7 +57,8 @@ def test_twenty_images_in_s3_from_parallel_grids_and_a_rerun_pays_for_nothing(se
     assert prefix == f"{safe_name(USER)}/{safe_name('actor 7')}" and ".." not in prefix.split("/")
     s3 = services.s3()
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
-    assert keys == sorted(f"{prefix}/training-image{i}.jpg" for i in range(1, 21))
+    stored = [f"{prefix}/training-image{i}.{kind}" for i in range(1, 21) for kind in ("jpg", "txt")]
+    assert keys == sorted([*stored, f"{prefix}/metadata.jsonl"])  # each image with its caption
     for index, url in enumerate(result["training_image_urls"], start=1):
         key = f"{prefix}/training-image{index}.jpg"
         assert url == f"{services.s3_endpoint}/{BUCKET}/{key}"

@@ -1,4 +1,4 @@
-"""The OpenAI backend: one image from the Images API, and the grid-tile judge on vision chat.
+"""The OpenAI backend: one image from the Images API, and questions about an image (the grid-tile judge) on vision chat.
 
 Built on the official ``openai.AsyncOpenAI`` client (``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
 are honoured) with ``max_retries=0``: the engine owns retries, this module only sorts failures
@@ -177,11 +177,19 @@ class OpenAIImageBackend:
     ) -> list[int]:
         """Indices (0-based, row-major) of the tiles of a ``grid`` x ``grid`` image that a vision
         model finds unique."""
+        question = JUDGE_QUESTION.format(grid=grid, last=grid * grid - 1)
+        answer = await self.ask_about_image(image_bytes, question, model=model, what="tile judging")
+        return parse_tile_answer(answer, grid * grid)
+
+    async def ask_about_image(
+        self, image_bytes: bytes, question: str, *, model: str = DEFAULT_VISION_MODEL, what: str = "a vision question"
+    ) -> str:
+        """A vision model's answer (text) to ``question`` about the image ``image_bytes``."""
         with Image.open(io.BytesIO(image_bytes)) as picture:
             mime = Image.MIME.get(picture.format or "PNG", "image/png")
         data_uri = f"data:{mime};base64,{base64.b64encode(image_bytes).decode('ascii')}"
         content = [
-            {"type": "text", "text": JUDGE_QUESTION.format(grid=grid, last=grid * grid - 1)},
+            {"type": "text", "text": question},
             {"type": "image_url", "image_url": {"url": data_uri, "detail": "high"}},
         ]
         try:
@@ -189,9 +197,9 @@ class OpenAIImageBackend:
                 model=model, messages=[{"role": "user", "content": content}]
             )
         except openai.APIError as exc:
-            raise self._failure(exc, "tile judging") from None
+            raise self._failure(exc, what) from None
         answer = completion.choices[0].message.content if completion.choices else None
-        return parse_tile_answer(answer or "", grid * grid)
+        return answer or ""
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -1,5 +1,5 @@
 """The demo's HTML report: a contact sheet per pipeline, its stats and cost, links to the style
-matrix's comparison sheets, and where the outputs are."""
+matrix's comparison sheets, the training images with their captions, and where the outputs are."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Iterable
 from urllib.parse import quote
 
 from ..pipelines.styles.sheet import SHEETS
+from ..pipelines.trainset.captions import METADATA
 from .tour import Stage
 
 THUMBNAILS_PER_PIPELINE = 24
@@ -31,7 +32,8 @@ def write_report(root: Path, executed: Iterable[tuple[Stage, Path]]) -> Path:
         "<!doctype html><meta charset='utf-8'><title>imggen demo</title>"
         "<style>body{font-family:sans-serif;margin:2em;max-width:70em}img{width:96px;height:96px;"
         "object-fit:cover;margin:2px;image-rendering:pixelated}pre{background:#f4f4f4;padding:1em;"
-        "overflow:auto}.note{background:#fff6d5;padding:1em;border-radius:4px}</style>"
+        "overflow:auto}.note{background:#fff6d5;padding:1em;border-radius:4px}figure{display:inline-block;"
+        "width:12em;margin:4px;vertical-align:top}figcaption{font-size:small}</style>"
         f"<h1>imggen demo</h1><p class='note'>{NOISE_NOTE}</p>{''.join(sections)}"
     )
     report = root / "report.html"
@@ -57,7 +59,7 @@ def _section(root: Path, stage: Stage, notebook: Path) -> str:
         f"<h2>{html.escape(stage.title)}</h2>"
         f"<p>{len(images)} images in <code>{html.escape(str(folder))}</code>; cost ${cost:.2f}; "
         f"executed notebook <code>{html.escape(str(notebook))}</code></p>{_sheet_links(root, folder)}{thumbs}"
-        f"{stats_html}"
+        f"{_captioned(root, folder)}{stats_html}"
     )
 
 
@@ -70,6 +72,22 @@ def _sheet_links(root: Path, folder: Path) -> str:
         for page in pages
     )
     return f"<p class='sheets'>Comparison sheets, samples by styles: {links}</p>" if pages else ""
+
+
+def _captioned(root: Path, folder: Path) -> str:
+    """The training images in ``folder`` with their captions, as the caption files beside them say."""
+    figures = []
+    for metadata in sorted(folder.rglob(METADATA)):
+        for line in metadata.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            caption = metadata.parent / Path(row["file_name"]).with_suffix(".txt")
+            if caption.is_file() and len(figures) < THUMBNAILS_PER_PIPELINE:
+                image = html.escape(quote(str((metadata.parent / row["file_name"]).relative_to(root))))
+                text = html.escape(caption.read_text(encoding="utf-8"))
+                figures.append(f"<figure><img src='{image}' alt='{text}'><figcaption>{text}</figcaption></figure>")
+    if not figures:
+        return ""
+    return f"<div class='captions'><p>Training images and their captions:</p>{''.join(figures)}</div>"
 
 
 def _distinct_images(folder: Path) -> list[Path]:

@@ -4,7 +4,8 @@ It accepts the vision input format (``text`` and ``image_url`` parts; the URL ma
 URI or an http(s) URL it fetches). When the question names an ``NxN`` grid and one image is
 attached, it splits the image and answers with the JSON list of unique tile indices (see
 :mod:`imggen.emulators.tile_judge`); with several images attached, each image is one tile. With
-``response_format={"type": "json_object"}`` the list comes as ``{"unique_tiles": [...]}``.
+``response_format={"type": "json_object"}`` the list comes as ``{"unique_tiles": [...]}``. One
+image with no grid named gets a one-sentence caption (:mod:`imggen.emulators.picture_caption`).
 Anything else gets a short text saying what it can answer.
 """
 
@@ -26,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from imggen.backends.image_download import MAX_IMAGE_BYTES, read_capped
 from imggen.emulators.openai_replies import apply_fault, error_response, rate_limited, read_json
 from imggen.emulators.openai_state import RECORD, STATE
+from imggen.emulators.picture_caption import caption_picture
 from imggen.emulators.tile_judge import grid_size_from_text, split_grid, unique_tiles
 from imggen.engine.errors import TaskError
 
@@ -85,9 +87,11 @@ def _answer(text: str, pictures: list[Image.Image], threshold: float, as_object:
         tiles = split_grid(pictures[0], grid)
     elif len(pictures) > 1:
         tiles = pictures
+    elif pictures:
+        return caption_picture(pictures[0])
     else:
-        return ("I can only say which tiles of an NxN grid image are unique: attach one grid image and name its "
-                "size (for example 3x3), or attach the tiles as separate images.")
+        return ("I can say which tiles of an NxN grid image are unique (attach one grid image and name its size, "
+                "for example 3x3, or attach the tiles as separate images), or caption one image.")
     unique = unique_tiles(tiles, threshold)
     return json.dumps({"unique_tiles": unique} if as_object else unique)
 

@@ -3,7 +3,8 @@
 Each grid tile is the input image cropped, hue-shifted, sometimes mirrored and marked with a
 translucent shape, all drawn from the prompt, seed and tile index, so tiles differ from each other
 yet visibly come from the input. Chosen tiles can be made near-duplicates of earlier ones, the case
-a uniqueness judge has to catch.
+a uniqueness judge has to catch, and the first tiles of a grid near-copies of another grid's (a
+model repeating itself across grids, which only a comparison across grids catches).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ _UPSCALE_FACTORS = {"None": 1, "2x": 2, "4x": 4, "6x": 6}
 
 @dataclass(frozen=True)
 class GridLayout:
-    """How a grid was drawn: its shape and which tiles copy which (``{copy_index: source_index}``)."""
+    """How a grid was drawn: its shape, which tiles copy which (``{copy_index: source_index}``) and
+    which copy the same tile of another grid."""
 
     rows: int
     cols: int
     duplicates: dict[int, int] = field(default_factory=dict)
+    repeated: tuple[int, ...] = ()
 
 
 def grid_shape(prompt: str) -> tuple[int, int]:
@@ -72,12 +75,16 @@ def render_grid(
     size: tuple[int, int],
     seed: int,
     near_duplicates: int,
+    repeat_of: tuple[str, int] | None = None,
+    repeats: int = 0,
 ) -> tuple[Image.Image, GridLayout]:
-    """A grid of tiles derived from ``source``; the last ``near_duplicates`` tiles copy the first ones."""
+    """A grid of tiles derived from ``source``; the last ``near_duplicates`` tiles copy the first ones, and
+    the first ``repeats`` tiles nearly copy those of the grid drawn from ``repeat_of`` (its prompt and seed)."""
     rows, cols = grid_shape(prompt)
     tile_count = rows * cols
     copies = min(near_duplicates, tile_count // 2)
     duplicates = {tile_count - 1 - k: k for k in range(copies)}
+    repeated = tuple(i for i in range(repeats if repeat_of else 0) if i < tile_count and i not in duplicates)
     width, height = size
     grid = Image.new("RGB", size)
     tiles: dict[int, Image.Image] = {}
@@ -87,11 +94,14 @@ def render_grid(
         tile_size = (box[2] - box[0], box[3] - box[1])
         if index in duplicates:
             tile = _near_copy(tiles[duplicates[index]].resize(tile_size))
+        elif index in repeated:
+            earlier = random.Random(f"{repeat_of[0]}|{repeat_of[1]}|{index}")
+            tile = _near_copy(_variation(source, tile_size, earlier, index, tile_count))
         else:
             tile = _variation(source, tile_size, random.Random(f"{prompt}|{seed}|{index}"), index, tile_count)
         tiles[index] = tile
         grid.paste(tile, box[:2])
-    return grid, GridLayout(rows, cols, duplicates)
+    return grid, GridLayout(rows, cols, duplicates, repeated)
 
 
 def plain_source(prompt: str) -> Image.Image:

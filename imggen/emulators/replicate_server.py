@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--create-limit", type=int, default=600, help="create-prediction requests per minute")
     parser.add_argument("--file-ttl", type=float, default=3600.0, help="seconds before output files expire")
     parser.add_argument("--near-duplicates", type=int, default=0, help="near-duplicate tiles per grid")
+    parser.add_argument("--repeated-tiles", type=int, default=0,
+                        help="first tiles of every later grid that nearly copy the first grid's")
     parser.add_argument("--failure-rate", type=float, default=0.0, help="share of predictions that fail")
     parser.add_argument("--poll-error-rate", type=float, default=0.0, help="share of polls answered 500/503")
     parser.add_argument("--poll-drop-rate", type=float, default=0.0, help="share of polls whose connection drops")
@@ -247,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         create_limit_per_min=args.create_limit,
         file_ttl_s=args.file_ttl,
         near_duplicates=args.near_duplicates,
+        repeated_tiles=args.repeated_tiles,
         faults=ReplicateFaults(FaultRates(server_error=args.poll_error_rate, drop=args.poll_drop_rate),
                                throttle_rate=args.throttle_rate),
     )

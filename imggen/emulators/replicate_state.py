@@ -50,6 +50,7 @@ class ReplicateEmulatorConfig:
     max_wait_s: float = 60.0  # the longest "Prefer: wait" hold
     grid_megapixels: float = 1.0  # size of a generated grid
     near_duplicates: int = 0  # tiles per grid that nearly copy an earlier tile
+    repeated_tiles: int = 0  # first tiles of every later grid that nearly copy the first grid's
     insufficient_credit: bool = False  # answer every create with 402
     random_seed: int = 0  # for the failure rate
     behaviours: dict[str, ModelBehaviour] = field(default_factory=dict)

@@ -40,6 +40,7 @@ class PredictionWorker:
         self.counts = counts
         self.files: dict[str, StoredFile] = {}  # by path under /files/
         self.grids: dict[str, images.GridLayout] = {}  # by prediction id
+        self.first_grid: tuple[str, int] | None = None  # prompt and seed of the first grid drawn
         self._base_url = ""
         self._random = random.Random(config.random_seed)
         self._session: ClientSession | None = None
@@ -105,6 +106,7 @@ class PredictionWorker:
         inputs = {**replicate_models()[prediction.model].input_defaults(), **prediction.input}
         if prediction.model == FLUX_KONTEXT_PRO:
             source = await self._load_image(inputs["input_image"]) if "input_image" in inputs else None
+            self.first_grid = self.first_grid or (inputs["prompt"], inputs.get("seed", 0))
             data, content_type = await asyncio.to_thread(self._draw_grid, prediction, source, inputs)
         else:
             source = await self._load_image(inputs["image"])
@@ -119,11 +121,14 @@ class PredictionWorker:
     def _draw_grid(self, prediction: EmulatedPrediction, source, inputs: dict[str, Any]) -> tuple[bytes, str]:
         source = source or images.plain_source(inputs["prompt"])
         size = images.output_size(inputs["aspect_ratio"], source, self.config.grid_megapixels)
+        drawn_from = (inputs["prompt"], inputs.get("seed", 0))
         grid, layout = images.render_grid(
-            source, inputs["prompt"], size=size, seed=inputs.get("seed", 0), near_duplicates=self.config.near_duplicates
+            source, inputs["prompt"], size=size, seed=drawn_from[1], near_duplicates=self.config.near_duplicates,
+            repeat_of=self.first_grid if self.first_grid != drawn_from else None, repeats=self.config.repeated_tiles,
         )
         self.grids[prediction.id] = layout
-        prediction.logs = f"grid {layout.rows}x{layout.cols}, near-duplicates {layout.duplicates}\n"
+        prediction.logs = (f"grid {layout.rows}x{layout.cols}, near-duplicates {layout.duplicates}, "
+                           f"repeating the first grid {list(layout.repeated)}\n")
         return images.encode_image(grid, inputs["output_format"])
 
     async def _load_image(self, uri: str) -> Image.Image:

@@ -4,7 +4,8 @@ The image exported is the upscaled tile kept in the run folder (the same bytes t
 the local store). Columns besides the common ones (``prompt`` and ``seed`` are the grid's,
 ``model`` its drawer's, ``dataset`` is ``{user_id}/{actor_id}``): ``user_id``, ``actor_id``,
 ``slot``, ``grid``, ``tile``, the tile's ``description`` and ``category``, ``upscaler``,
-``drawer``, ``judge`` and the stored ``url``.
+``drawer``, ``judge``, the stored ``url`` and ``text``, the image's caption (its ``training-imageN.txt``,
+the column caption trainers read).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def read(root: Path) -> Reading:
         columns.update(user_id=user_id, actor_id=actor_id, slot=record["payload"].get("slot"), grid=found.get("grid"),
                        tile=tile, description=subject.get("text"), category=subject.get("category"),
                        upscaler=found.get("upscaler"), drawer=drawn.get("drawer"), judge=drawn.get("judge"),
-                       url=found.get("url"))
+                       url=found.get("url"), text=found.get("caption"))
         return ExportRow(source, f"{record['key']}{PurePosixPath(source).suffix}", columns)
 
     return finished_rows("trainset", root, ledger_records(root), to_row)

@@ -14,6 +14,8 @@ from imggen.console import (
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
+from .captions import CAPTION_CHOICES
+from .duplicates import DEFAULT_DUP_THRESHOLD
 from .generator import TrainsetOptions, run_trainset
 from .parts import TrainsetChoices, open_parts
 
@@ -48,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_retry_failed(parser, "training images")
     add_verbose(parser)
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
-    add("--vision-model", default=None, help="OpenAI vision model for --judge gpt")
+    add("--vision-model", default=None, help="OpenAI vision model for --judge gpt and --caption gpt")
+    add("--trigger-word", default=None, help="the word that starts every caption (training-imageN.txt, metadata.jsonl)")
+    add("--caption", choices=CAPTION_CHOICES, default="description",
+        help="caption after the trigger word: the tile's description (free) or the OpenAI vision model's "
+        "(default: %(default)s)")
+    add("--dup-threshold", type=at_least(0), default=DEFAULT_DUP_THRESHOLD,
+        help="a tile within this many perceptual-hash bits of a tile already kept for the actor, in any grid "
+        "or run, is refused before its upscale (default: %(default)s)")
     add("--replicate-wait", type=int, default=0,
         help="seconds a Replicate create call may hold for a fast result (0: answer at once and poll; "
         "a kill inside a hold pays that prediction again) (default: %(default)s)")
@@ -70,6 +79,7 @@ def choices_from(args: argparse.Namespace) -> TrainsetChoices:
         vision_model=args.vision_model,
         output_format=args.output_format,
         replicate_wait_s=args.replicate_wait or None,
+        caption=args.caption,
     )
 
 
@@ -77,7 +87,7 @@ async def run(args: argparse.Namespace, console: Console):
     options = TrainsetOptions(
         target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
         upscale_concurrency=args.upscale_concurrency, descriptions=args.descriptions, budget=args.budget,
-        retry_failed=args.retry_failed,
+        retry_failed=args.retry_failed, trigger_word=args.trigger_word, dup_threshold=args.dup_threshold,
     )
     choices = choices_from(args)
     async with open_parts(choices, user_id=args.user_id, actor_id=args.actor_id, local_root=args.output) as parts:

@@ -9,7 +9,9 @@ paid results are kept on disk before the ledger is marked (grids in ``grids/``, 
 
 Folder of one actor (``work_dir/{user_id}/{actor_id}/``): ``ledger.sqlite`` and the engine's
 views and every paid Replicate prediction (see :mod:`.journal`), ``grids/`` (grid images, their
-ledger, the slot-to-tile record), ``upscales/``, ``description_rotation.json``.
+ledger, the slot-to-tile record), ``upscales/``, ``description_rotation.json``, ``kept_tiles.json``
+(the hash of every tile made into a training image, see :mod:`.duplicates`) and ``captions/``
+(see :mod:`.captions`). Beside each stored image goes its caption, ``training-imageN.txt``.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 from imggen.storage.lock import folder_lock
 from imggen.storage.paths import safe_path
 
+from .captions import TEXT_TYPE, Captioner, DescriptionCaptioner, TrainingCaptions, caption_name
 from .descriptions import DescriptionPool, DescriptionRotation
 from .drawers import GridDrawer
+from .duplicates import DEFAULT_DUP_THRESHOLD, KEPT_TILES, KeptTiles
 from .journal import PredictionJournal
 from .judges import TileJudge
 from .source import load_source
@@ -55,6 +59,7 @@ class TrainsetParts:
     judge: TileJudge
     upscaler: Upscaler
     store: ImageStore
+    captioner: Captioner = field(default_factory=DescriptionCaptioner)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class TrainsetOptions:
     descriptions: DescriptionPool | str | os.PathLike | None = None  # None: the built-in 63
     budget: float | None = None  # USD cap for this run
     retry_failed: bool = False  # also retry training images that failed permanently before
+    trigger_word: str | None = None  # starts every caption
+    dup_threshold: int = DEFAULT_DUP_THRESHOLD  # hash bits within which a tile repeats a kept one
     max_attempts: int = 3  # per training image per run, for transient errors
     backoff_base_s: float = 1.0
 
@@ -86,6 +93,7 @@ class TrainingImage:
     tile: int
     url: str
     path: Path  # the upscaled image kept in the run folder
+    caption: str | None = None  # the text of training-imageN.txt
 
 
 @dataclass(frozen=True)
@@ -129,9 +137,12 @@ class TrainingImageWork:
     """The work of one training image: a unique tile, upscaled, stored."""
 
     def __init__(self, root: Path, pool: TilePool, upscaler: Upscaler, store: ImageStore,
-                 journal: PredictionJournal, debug_dir: Path | None) -> None:
+                 journal: PredictionJournal, debug_dir: Path | None, *, kept: KeptTiles,
+                 captions: TrainingCaptions) -> None:
         self.root = root
         self.pool = pool
+        self.kept = kept
+        self.captions = captions
         self.upscaler = upscaler
         self.store = store
         self.journal = journal
@@ -141,6 +152,11 @@ class TrainingImageWork:
         slot = task.payload["slot"]
         while True:
             claimed = await self.pool.claim(slot)
+            twin = await self.kept.admit(claimed.ref.key, claimed.image)
+            if twin is not None:  # refused before its upscale: nothing is paid for it
+                log.info("%s repeats the kept tile %s; taking another tile for %s", claimed.ref.key, twin, task.key)
+                self.pool.reject(slot, claimed.ref)
+                continue
             try:
                 relative, data, cost = await self._upscaled(claimed)
                 break
@@ -148,17 +164,21 @@ class TrainingImageWork:
                 if error.kind is not ErrorKind.PERMANENT:
                     raise
                 log.warning("%s refused for %s (%s); taking another tile", claimed.ref.key, task.key, error.message)
+                self.kept.forget(claimed.ref.key)
                 self.pool.reject(slot, claimed.ref)
+        ref = claimed.ref
+        caption = await self.captions.caption(ref.key, ref.grid, ref.tile, claimed.image)
         extension = self.upscaler.output_format
         name = f"{task.key}.{extension}"
         stored = await self.store.put(name, data, CONTENT_TYPES[extension])
+        await self.store.put(caption_name(name), caption.encode("utf-8"), TEXT_TYPE)
         if self.debug_dir is not None:
             await asyncio.to_thread(atomic_write_bytes, self.debug_dir / name, data)
-        ref = claimed.ref
         return Outcome(
             outputs=(relative,),
             cost=cost + self.pool.bill(ref),
-            provenance={"grid": ref.grid, "tile": ref.tile, "url": stored.url, "upscaler": self.upscaler.name},
+            provenance={"grid": ref.grid, "tile": ref.tile, "url": stored.url, "upscaler": self.upscaler.name,
+                        "caption": caption},
         )
 
     async def _upscaled(self, claimed: ClaimedTile) -> tuple[str, bytes, float]:
@@ -211,7 +231,9 @@ async def run_trainset(
         retry=config.retry_policy,
         debug_dir=debug,
     )
-    work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug)
+    captions = TrainingCaptions(root, parts.captioner, options.trigger_word)
+    work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug,
+                             kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
     summary: RunSummary | None = None
     with contextlib.closing(journal), folder_lock(pool.root):
@@ -222,6 +244,7 @@ async def run_trainset(
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
+        await captions.store_metadata(parts.store, [task.key for task in tasks])
     return collect_result(root, options.target, summary, pool)
 
 
@@ -234,6 +257,7 @@ def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool)
             if record is None or record["status"] != "done":
                 continue
             found = record["provenance"]
-            images.append(TrainingImage(slot, found["grid"], found["tile"], found["url"], root / record["outputs"][0]))
+            images.append(TrainingImage(slot, found["grid"], found["tile"], found["url"], root / record["outputs"][0],
+                                        found.get("caption")))
         money = money_spent(ledger)
     return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids(), money)

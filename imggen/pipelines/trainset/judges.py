@@ -13,6 +13,7 @@ from typing import Protocol
 
 from PIL import Image
 
+from .duplicates import DEFAULT_DUP_THRESHOLD, TileHash
 from .tiles import fallback_tiles, split_tiles
 
 
@@ -53,16 +54,13 @@ class HashTileJudge:
     """Keeps the first tile of every group of look-alikes, compared by perceptual hash; needs no key.
 
     Two tiles look alike when both their structure (pHash) and their colours (colour hash) are
-    within ``max_distance`` bits, so a recoloured copy and a re-framed same-coloured tile both
-    count as different.
+    within ``max_distance`` bits (see :class:`~.duplicates.TileHash`), so a recoloured copy and a
+    re-framed same-coloured tile both count as different.
     """
 
     name = "hash"
 
-    def __init__(self, *, max_distance: int = 6) -> None:
-        import imagehash  # a declared dependency; imported here to keep ``import imggen`` light
-
-        self._imagehash = imagehash
+    def __init__(self, *, max_distance: int = DEFAULT_DUP_THRESHOLD) -> None:
         self.max_distance = max_distance
 
     async def unique_tiles(self, grid_image: bytes, grid: int) -> list[int]:
@@ -70,13 +68,9 @@ class HashTileJudge:
 
     def _unique(self, grid_image: bytes, grid: int) -> list[int]:
         with Image.open(io.BytesIO(grid_image)) as picture:
-            tiles = split_tiles(picture.convert("RGB"), grid)
-        hashes = [(self._imagehash.phash(t), self._imagehash.colorhash(t, binbits=3)) for t in tiles]
+            hashes = [TileHash.of(tile) for tile in split_tiles(picture.convert("RGB"), grid)]
         kept: list[int] = []
-        for index, (shape, colour) in enumerate(hashes):
-            if not any(
-                shape - hashes[k][0] <= self.max_distance and colour - hashes[k][1] <= self.max_distance
-                for k in kept
-            ):
+        for index, tile_hash in enumerate(hashes):
+            if not any(tile_hash.distance(hashes[k]) <= self.max_distance for k in kept):
                 kept.append(index)
         return kept

@@ -2,7 +2,8 @@
 
 Remote choices use the Replicate and OpenAI backends (keys from the arguments or the
 environment); local ones need no key: FLUX.2 klein draws the grid from a checkpoint folder, the
-hash judge picks tiles, Lanczos or a spandrel model upscales, a folder stores. Backends hold
+hash judge picks tiles, Lanczos or a spandrel model upscales, a folder stores, and the captions
+come from the grids' descriptions (``caption="gpt"`` asks the OpenAI vision model instead). Backends hold
 connections tied to the running event loop, so parts are opened inside it and closed after.
 """
 
@@ -19,6 +20,7 @@ from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.engine.errors import CannotStart
 from imggen.settings import load_settings
 
+from .captions import make_captioner
 from .drawers import Flux2GridDrawer, ReplicateGridDrawer
 from .generator import TrainsetParts
 from .judges import GptTileJudge, HashTileJudge
@@ -40,6 +42,7 @@ class TrainsetChoices:
     openai_api_key: str | None = None  # None: OPENAI_API_KEY
     vision_model: str | None = None  # None: the OpenAI backend's default vision model
     output_format: str = "jpg"
+    caption: str = "description"  # description | gpt: what the caption after the trigger word comes from
     # Seconds Replicate's create call may hold for a finished result (``Prefer: wait=N``); None: it
     # answers at once with the prediction's id and polling collects it. The id only becomes durable
     # when the call answers, so a kill inside the hold loses the prediction and the rerun pays for it
@@ -87,14 +90,18 @@ async def open_parts(
         else:
             drawer = ReplicateGridDrawer(replicate, output_format=choices.output_format)
         judge_name = choices.resolved_judge()
-        if judge_name == "gpt":
+        openai_backend = None
+        if "gpt" in (judge_name, choices.caption):
             from imggen.backends.openai_images import OpenAIImageBackend
 
             if not (choices.openai_api_key or load_settings().openai_api_key):  # found now, not after a paid grid
-                raise CannotStart("the gpt judge needs an OpenAI API key: set OPENAI_API_KEY (or use --judge hash)")
+                needs, instead = ("the gpt judge needs", "--judge hash") if judge_name == "gpt" else (
+                    "gpt captions need", "--caption description")
+                raise CannotStart(f"{needs} an OpenAI API key: set OPENAI_API_KEY (or use {instead})")
 
             openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
             stack.push_async_callback(openai_backend.aclose)
+        if judge_name == "gpt":
             judge = GptTileJudge(openai_backend, model=choices.vision_model)
         elif judge_name == "hash":
             judge = HashTileJudge()
@@ -108,4 +115,5 @@ async def open_parts(
             judge=judge,
             upscaler=make_upscaler(choices.upscaler, replicate_backend=replicate, output_format=choices.output_format),
             store=make_store(storage, user_id=user_id, actor_id=actor_id, local_root=local_root),
+            captioner=make_captioner(choices.caption, openai_backend=openai_backend, model=choices.vision_model),
         )

@@ -19,6 +19,7 @@ from imggen.engine.control import RunControl
 from imggen.engine.events import Event, Reporter, TaskFinished
 
 from .descriptions import DescriptionPool
+from .duplicates import DEFAULT_DUP_THRESHOLD
 from .generator import TrainsetOptions, TrainsetResult, run_trainset
 from .parts import TrainsetChoices, open_parts
 from .sync import run_sync
@@ -63,11 +64,17 @@ class TrainingDataGenerator:
         upscale_concurrency: int = 24,
         vision_model: str | None = None,
         output_format: str = "jpg",
+        trigger_word: str | None = None,
+        caption: str = "description",
+        dup_threshold: int = DEFAULT_DUP_THRESHOLD,
     ) -> None:
         """Keys default to REPLICATE_API_TOKEN and OPENAI_API_KEY. ``work_dir`` keeps each actor's
         run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
         ``judge``: gpt or hash; ``upscaler``: topaz, lanczos or a model file; ``storage``: s3 or
         local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally.
+        Captions start with ``trigger_word``, then the tile's description (``caption="description"``)
+        or the vision model's (``"gpt"``); a tile within ``dup_threshold`` hash bits of one already
+        kept for the actor is refused before its upscale.
         """
         self.target_training_images = 20
         self.max_generation_attempts = 10
@@ -78,10 +85,12 @@ class TrainingDataGenerator:
         self.descriptions = descriptions
         self.grid_concurrency = grid_concurrency
         self.upscale_concurrency = upscale_concurrency
+        self.trigger_word = trigger_word
+        self.dup_threshold = dup_threshold
         self.choices = TrainsetChoices(
             judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
-            output_format=output_format,
+            output_format=output_format, caption=caption,
         )
 
     def options(self) -> TrainsetOptions:
@@ -92,6 +101,8 @@ class TrainingDataGenerator:
             grid_concurrency=self.grid_concurrency,
             upscale_concurrency=self.upscale_concurrency,
             descriptions=self.descriptions,
+            trigger_word=self.trigger_word,
+            dup_threshold=self.dup_threshold,
         )
 
     async def arun(

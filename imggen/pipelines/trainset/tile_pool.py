@@ -186,7 +186,7 @@ class TilePool:
         return self._unbilled.pop(ref.grid, 0.0)
 
     def reject(self, slot: int, ref: TileRef) -> None:
-        """Never use ``ref`` again (its upscale was refused); ``slot`` gets another tile next time."""
+        """Never use ``ref`` again (its upscale was refused, or it repeats a kept tile); ``slot`` gets another."""
         self._rejected.add(ref)
         self._assigned.pop(slot, None)
         self._save_assignments()

@@ -1,0 +1,135 @@
+"""Captions of training images: ``training-imageN.txt`` beside each image (the kohya / ai-toolkit layout)
+and one ``metadata.jsonl`` of ``file_name`` and ``text`` for ``datasets.load_dataset("imagefolder")``.
+
+A caption is the actor's trigger word, then what the tile shows: the subject its grid asked for
+(``description``, free, the default) or a vision model's one-sentence answer (``gpt``). A vision
+answer is saved in the run folder (``captions/gpt/upscale-{grid}-{tile}.txt``) the moment it
+comes, so a rerun asks for no caption twice; a refusal or an empty answer falls back to the
+description. Both files go to the store the images go to (an S3 prefix or a folder);
+``metadata.jsonl`` is rebuilt from the ledger at the end of every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.ledger import DONE, Ledger
+from imggen.storage.atomic import atomic_write_bytes
+
+from .stores import ImageStore
+
+log = logging.getLogger("imggen.trainset")
+
+CAPTION_CHOICES = ("description", "gpt")
+METADATA = "metadata.jsonl"
+TEXT_TYPE = "text/plain; charset=utf-8"
+CAPTION_QUESTION = (
+    "Write a caption for this image for training an image model: one plain sentence saying what it shows "
+    "(subject, setting, action), not its style. Answer with the caption only."
+)
+
+
+class Captioner(Protocol):
+    name: str
+
+    async def describe(self, tile_png: bytes, subject: str | None) -> str:
+        """What the tile shows; ``subject`` is what its grid asked for (None when unknown)."""
+
+
+class DescriptionCaptioner:
+    """The subject the grid's prompt asked for, as it stands: free and instant."""
+
+    name = "description"
+
+    async def describe(self, tile_png: bytes, subject: str | None) -> str:
+        return subject or ""
+
+
+class VisionCaptioner:
+    """A vision model's caption of the tile, through :class:`~imggen.backends.openai_images.OpenAIImageBackend`."""
+
+    name = "gpt"
+
+    def __init__(self, backend, *, model: str | None = None) -> None:
+        self._backend = backend
+        self._options = {"model": model} if model else {}
+
+    async def describe(self, tile_png: bytes, subject: str | None) -> str:
+        answer = await self._backend.ask_about_image(tile_png, CAPTION_QUESTION, what="captioning", **self._options)
+        return " ".join(answer.split()).strip("\"'")
+
+
+def caption_text(trigger_word: str | None, description: str) -> str:
+    """``"{trigger_word}, {description}"``, leaving out whichever is empty."""
+    return ", ".join(part.strip() for part in (trigger_word or "", description) if part and part.strip())
+
+
+def caption_name(image_name: str) -> str:
+    """``training-image3.txt`` for ``training-image3.jpg``."""
+    return f"{Path(image_name).stem}.txt"
+
+
+class TrainingCaptions:
+    """The captions of one run folder ``root``: made once per tile, stored beside the images."""
+
+    def __init__(self, root: Path, captioner: Captioner, trigger_word: str | None = None) -> None:
+        self.root = root
+        self.captioner = captioner
+        self.trigger_word = trigger_word
+
+    async def caption(self, tile_key: str, grid: int, tile: int, tile_png: bytes) -> str:
+        """The caption of tile ``tile`` of grid ``grid``, asked for at most once per run folder."""
+        saved = self.root / "captions" / self.captioner.name / f"{tile_key}.txt"
+        if saved.is_file():
+            return caption_text(self.trigger_word, saved.read_text(encoding="utf-8"))
+        subject = await asyncio.to_thread(self._subject, grid, tile)
+        try:
+            described = await self.captioner.describe(tile_png, subject) or subject or ""
+        except TaskError as error:
+            if error.kind is not ErrorKind.PERMANENT:
+                raise  # the training image is tried again, its upscale kept
+            log.warning("%s: no %s caption (%s); using its description", tile_key, self.captioner.name, error.message)
+            described = subject or ""
+        if self.captioner.name != DescriptionCaptioner.name:
+            await asyncio.to_thread(atomic_write_bytes, saved, described.encode("utf-8"))
+        return caption_text(self.trigger_word, described)
+
+    def _subject(self, grid: int, tile: int) -> str | None:
+        """What grid ``grid`` asked tile ``tile`` to show, from the grid ledger."""
+        with Ledger(self.root / "grids") as grids:
+            record = grids.task(f"grid-{grid}")
+        subjects = (record or {}).get("payload", {}).get("subjects") or []
+        return subjects[tile]["text"] if 0 <= tile < len(subjects) else None
+
+    async def store_metadata(self, store: ImageStore, image_keys: list[str]) -> None:
+        """Write ``metadata.jsonl`` for the finished training images among ``image_keys`` to ``store``."""
+        lines = []
+        with Ledger(self.root) as ledger:
+            for key in image_keys:
+                record = ledger.task(key)
+                if record is not None and record["status"] == DONE and record["outputs"]:
+                    name = f"{key}{Path(record['outputs'][0]).suffix}"
+                    text = (record["provenance"] or {}).get("caption")
+                    lines.append(json.dumps({"file_name": name, "text": text}, ensure_ascii=False))
+        if not lines:
+            return
+        try:
+            await store.put(METADATA, ("\n".join(lines) + "\n").encode("utf-8"), "application/jsonl")
+        except TaskError as error:
+            log.warning("%s was not stored (%s); the next run writes it", METADATA, error.message)
+
+
+def make_captioner(choice: str, *, openai_backend=None, model: str | None = None) -> Captioner:
+    """``description`` or ``gpt`` (which needs ``openai_backend``)."""
+    if choice == "description":
+        return DescriptionCaptioner()
+    if choice == "gpt":
+        if openai_backend is None:
+            raise ValueError("gpt captions need an OpenAI backend")
+        return VisionCaptioner(openai_backend, model=model)
+    raise ValueError(f"unknown caption source {choice!r}: choose {' or '.join(CAPTION_CHOICES)}")
