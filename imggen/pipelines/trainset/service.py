@@ -63,11 +63,14 @@ class TrainingDataGenerator:
         upscale_concurrency: int = 24,
         vision_model: str | None = None,
         output_format: str = "jpg",
+        new_round: bool = False,
     ) -> None:
         """Keys default to REPLICATE_API_TOKEN and OPENAI_API_KEY. ``work_dir`` keeps each actor's
         run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
         ``judge``: gpt or hash; ``upscaler``: topaz, lanczos or a model file; ``storage``: s3 or
         local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally.
+        ``new_round`` makes the actor's set again, also with settings other than its earlier runs'
+        (which are refused without it).
         """
         self.target_training_images = 20
         self.max_generation_attempts = 10
@@ -78,6 +81,7 @@ class TrainingDataGenerator:
         self.descriptions = descriptions
         self.grid_concurrency = grid_concurrency
         self.upscale_concurrency = upscale_concurrency
+        self.new_round = new_round
         self.choices = TrainsetChoices(
             judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
@@ -92,6 +96,7 @@ class TrainingDataGenerator:
             grid_concurrency=self.grid_concurrency,
             upscale_concurrency=self.upscale_concurrency,
             descriptions=self.descriptions,
+            new_round=self.new_round,
         )
 
     async def arun(
