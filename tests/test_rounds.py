@@ -175,3 +175,33 @@ def test_trainset_the_readmes_s3_then_local_commands_on_one_actor(services, sour
     for url in urls:
         with Image.open(url.removeprefix("file://")) as image:
             assert image.size == (64, 64)  # a 32-pixel tile of a 96-pixel local grid, doubled
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_style_notebook_refuses_other_settings_and_takes_new_round(tmp_path, monkeypatch):
+    import papermill
+
+    from styles_fixtures import REPO
+
+    out = tmp_path / "out"
+
+    def notebook(**parameters) -> None:
+        papermill.execute_notebook(
+            str(REPO / "notebooks" / "01_style_matrix.ipynb"), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path),
+            kernel_name="python3", progress_bar=False,
+            parameters={"prompts": str(SAMPLE_PROMPTS), "output": str(out), "max_samples": 1, "styles": "cartoon",
+                        "datasets": "wikipedia", "size": "1024x1024", "sheet": False, **parameters},
+        )
+
+    with emulator(monkeypatch) as server:
+        notebook(quality="low")
+        assert len(generations(server)) == 1
+        with pytest.raises(papermill.PapermillExecutionError) as refused:
+            notebook(quality="medium")
+        assert "quality low → medium" in str(refused.value) and HINT in str(refused.value)
+        assert len(generations(server)) == 1
+        notebook(quality="medium", new_round=True)
+        assert len(generations(server)) == 2
+        (image,) = (out / "images" / "by_style" / "cartoon").glob("*.png")
+        assert json.loads(png_text(image)["parameters"])["quality"] == "medium"
