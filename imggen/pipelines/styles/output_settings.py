@@ -6,9 +6,9 @@ concurrency, budget, mode), nor which samples or styles a run draws, which may c
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imggen.backends.flux2_checkpoint import checkpoint_setting
 from imggen.backends.openai_models import ImageModelSpec
 
 from .inputs import Style
@@ -24,5 +24,5 @@ def output_settings(request: StyleRequest, spec: ImageModelSpec | None, params: 
                     "quality": params["quality"] or spec.default_quality,
                     **{f"dall-e {name}": value for name, value in params["extra"].items()}}
     else:
-        settings = {"model": str(Path(request.flux_ckpt).resolve()), "size": request.size, "steps": request.flux_steps}
+        settings = {"model": checkpoint_setting(request.flux_ckpt), "size": request.size, "steps": request.flux_steps}
     return {**settings, **{f"style {style.name!r}": style.template for style in styles}}

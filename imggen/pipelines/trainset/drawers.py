@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from imggen.backends.flux2_checkpoint import checkpoint_setting
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
 
 from .journal import PredictionJournal
@@ -71,7 +72,7 @@ class Flux2GridDrawer:
         self._options = {"device": device, "num_inference_steps": num_inference_steps}
         self._checkpoint = checkpoint
         self._size = size
-        self.settings = {"grids": f"{self.name} {checkpoint}", "grid size": size, "steps": num_inference_steps}
+        self.settings = {"grids": f"{self.name} {checkpoint_setting(checkpoint)}", "grid size": size, "steps": num_inference_steps}
         self._backend = None
         self._lock = asyncio.Lock()  # one pipeline, one call at a time
 
