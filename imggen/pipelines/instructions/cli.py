@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from ...console import (
-    EXIT_FAILURES, NEW_ROUND_FLAGS, add_retry_failed, add_verbose, command_console, parse_args, report_summary, start_or_explain,
+    EXIT_FAILURES, NEW_ROUND_FLAGS, add_retry_failed, add_verbose, command_console, parse_args, report_summary,
+    start_or_explain,
 )
 from ...engine.reporters import RichReporter
 from ...literal import line

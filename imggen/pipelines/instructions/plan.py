@@ -36,6 +36,7 @@ from ...storage.atomic import is_valid_image
 from .layout import RESERVED_NAMES, Group
 from .records import RESULTS_FILE, BadRecord, Question, read_questions
 
+
 def image_seed(seed: int, dataset: str, question_id: object, index: int) -> int:
     """A 63-bit seed for one image, fixed by the run seed, the question and the instruction's index."""
     text = json.dumps([seed, dataset, str(question_id), index])

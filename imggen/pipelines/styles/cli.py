@@ -15,7 +15,8 @@ from rich.console import Console
 
 from imggen.backends.openai_models import DEFAULT_MODEL
 from imggen.console import (
-    add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary, start_or_explain,
+    add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary,
+    start_or_explain,
 )
 from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter

@@ -294,7 +294,8 @@ async def run_styles(
         return await run_job(job_files(request.output), plan.tasks, StyleWork(request.output, generate),
                              config=config, control=control, reporters=reporters, handle_signals=handle_signals,
                              outputs_valid=lambda task: made_for(request.output, task),
-                             paid_for=lambda task: paid_cost(resolve(request.output, task.outputs[0])), rounds=plan.rounds)
+                             paid_for=lambda task: paid_cost(resolve(request.output, task.outputs[0])),
+                             rounds=plan.rounds)
     finally:
         await generate.aclose()
 

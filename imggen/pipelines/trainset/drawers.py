@@ -72,7 +72,8 @@ class Flux2GridDrawer:
         self._options = {"device": device, "num_inference_steps": num_inference_steps}
         self._checkpoint = checkpoint
         self._size = size
-        self.settings = {"grids": f"{self.name} {checkpoint_setting(checkpoint)}", "grid size": size, "steps": num_inference_steps}
+        self.settings = {"grids": f"{self.name} {checkpoint_setting(checkpoint)}", "grid size": size,
+                         "steps": num_inference_steps}
         self._backend = None
         self._lock = asyncio.Lock()  # one pipeline, one call at a time
 

@@ -146,7 +146,7 @@ def choose_run_folder(root: Path, settings: dict, *, new_round: bool) -> tuple[P
     numbers = [0, *(int(path.name.removeprefix("round")) for path in root.glob("round*")
                     if path.is_dir() and path.name.removeprefix("round").isdigit())]
     recorded = {number: recorded_rounds(round_folder(root, number)).get(SCOPE) for number in numbers}
-    latest = max(number for number in numbers if number == 0 or recorded[number])  # a round that never started is not one
+    latest = max(number for number in numbers if number == 0 or recorded[number])  # one never started is none
     this_round = choose_round(f"the training set of {root}", recorded[latest], settings, new_round=new_round)
     return round_folder(root, this_round.number), this_round
 
