@@ -27,6 +27,7 @@ EXIT_OK, EXIT_FAILURES, EXIT_STOPPED = 0, 1, 2
 # inside a run into a failed task or a stopped run, so none of these comes from a task.
 START_ERRORS = (CannotStart, FolderBusy, UnsafePath, TaskError, FileNotFoundError, ValueError, RuntimeError)
 RETRY_FAILED_FLAGS = ("--retry-failed", "--retry_failed")  # both spellings, in every command
+NEW_ROUND_FLAGS = ("--new-round", "--new_round")
 
 
 def command_console() -> Console:
@@ -84,6 +85,13 @@ def add_retry_failed(parser: argparse.ArgumentParser, what: str) -> None:
     """The ``--retry-failed`` (or ``--retry_failed``) flag: try the permanent failures of earlier runs again."""
     parser.add_argument(*RETRY_FAILED_FLAGS, dest="retry_failed", action="store_true",
                         help=f"also retry {what} that failed permanently in earlier runs (refused, unreadable input)")
+
+
+def add_new_round(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--new-round`` (or ``--new_round``) flag: make the outputs again, with other settings if given."""
+    parser.add_argument(*NEW_ROUND_FLAGS, dest="new_round", action="store_true",
+                        help=f"start a new round: make the {what} again, also with settings other than the "
+                        "earlier runs' (which are refused without it); the earlier rounds stay in the ledger")
 
 
 def start_or_explain(command: str, console: Console, body: Callable[[], int]) -> int:

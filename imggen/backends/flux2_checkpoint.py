@@ -33,6 +33,12 @@ def checkpoint_source(value: str | os.PathLike) -> tuple[str, bool]:
     return str(value), False
 
 
+def checkpoint_setting(value: str | os.PathLike) -> str:
+    """The checkpoint as a run's setting: a folder's absolute path, anything else (a Hub id) as given."""
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else str(value)
+
+
 _WHERE = (f"give a FLUX.2 klein checkpoint folder or a Hub id such as {REAL_CHECKPOINTS} (to keep a copy: "
           "hf download black-forest-labs/FLUX.2-klein-4B --local-dir checkpoints/flux2-klein-4B)")
 

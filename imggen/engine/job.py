@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ..storage.lock import folder_lock
 from .control import RunControl
 from .events import Reporter
 from .ledger import Ledger
 from .reporters import LogReporter
+from .rounds import Round
 from .runner import Runner, RunnerConfig, RunSummary, View, Work
 from .stats import write_generation_state, write_processing_stats
 from .tasks import Task
@@ -56,16 +57,21 @@ async def run_job(
     handle_signals: bool = False,
     outputs_valid: Callable[[Task], bool] | None = None,
     paid_for: Callable[[Task], float] | None = None,
+    rounds: Mapping[str, Round] | None = None,
 ) -> RunSummary:
     """Run ``tasks`` through ``work`` with the ledger, state file and stats file of ``files``.
 
     ``outputs_valid`` decides whether a task's files already on disk stand for its result (by default:
     they all decode as images); ``paid_for`` says what such files were billed, for the ledger (by
-    default nothing is known: 0). Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
+    default nothing is known: 0). ``rounds`` (see :mod:`.rounds`) are recorded in the ledger, inside the
+    folder's lock, before the tasks are planned, so a run killed at any point leaves tasks only of a
+    recorded round. Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
     views = job_views(files)
     with folder_lock(files.root), Ledger(files.root) as ledger:
+        if rounds:
+            ledger.record_rounds(dict(rounds))
         runner = Runner(
             ledger,
             work,

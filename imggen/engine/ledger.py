@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 import orjson
 
 from .errors import ErrorKind
+from .rounds import Round
 from .tasks import Outcome, Task
 
 LEDGER_NAME = "ledger.sqlite"
@@ -50,6 +51,11 @@ CREATE TABLE IF NOT EXISTS runs (
     state TEXT NOT NULL DEFAULT 'running',
     message TEXT
 );
+CREATE TABLE IF NOT EXISTS rounds (
+    scope TEXT PRIMARY KEY,
+    number INTEGER NOT NULL,
+    settings TEXT NOT NULL
+);
 """
 
 # Replanning leaves finished work untouched. Unfinished tasks join the new plan with the new payload; a failed one is tried again
@@ -72,6 +78,14 @@ class LedgerRow:
 
     seq: int
     task: Task
+
+
+def recorded_rounds(root: str | Path) -> dict[str, Round]:
+    """The rounds recorded in the ledger of ``root``; none when it has no ledger (nothing is created)."""
+    if not (Path(root) / LEDGER_NAME).is_file():
+        return {}
+    with Ledger(root) as ledger:
+        return ledger.rounds()
 
 
 class Ledger:
@@ -121,6 +135,21 @@ class Ledger:
             "SELECT MIN(started_at), MAX(finished_at), TOTAL(finished_at - started_at) FROM runs"
         ).fetchone()
         return first, last, float(total or 0.0)
+
+    # -- rounds (see :mod:`.rounds`) -------------------------------------------------------
+    def rounds(self) -> dict[str, Round]:
+        """Each scope's recorded round and settings."""
+        rows = self._db.execute("SELECT scope, number, settings FROM rounds")
+        return {scope: Round(number, json.loads(settings)) for scope, number, settings in rows}
+
+    def record_rounds(self, rounds: dict[str, Round]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO rounds (scope, number, settings) VALUES (?, ?, ?) ON CONFLICT(scope) DO UPDATE SET "
+                "number = excluded.number, settings = excluded.settings",
+                [(scope, kept.number, json.dumps(kept.settings)) for scope, kept in rounds.items()],
+            )
 
     # -- planning -------------------------------------------------------------------------
     def plan(self, tasks: Iterable[Task], run_id: int, *, retry_failed: bool = False) -> int:

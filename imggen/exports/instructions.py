@@ -10,18 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from ..engine.rounds import latest_rounds, split_round
 from .rows import ExportRow, Reading, common_columns, finished_rows, ledger_records
-
-ROUND_MARK = "#round"
 
 
 def read(root: Path) -> Reading:
-    latest: dict[str, dict] = {}
-    for record in ledger_records(root):  # plan order: a later round replaces the earlier ones
-        latest[record["key"].split(ROUND_MARK)[0]] = record
-
     def to_row(record: dict) -> ExportRow:
-        image_path, _, round_number = record["key"].partition(ROUND_MARK)
+        image_path, round_number = split_round(record["key"])
         parts = PurePosixPath(image_path).parts
         dataset, planning_model, model, question_id, image = parts
         payload, provenance = record["payload"], record["provenance"] or {}
@@ -30,8 +25,8 @@ def read(root: Path) -> Reading:
         columns.update(instruction=payload["prompt"], planning_model=planning_model, question_id=question_id,
                        instruction_index=int(image.removeprefix("img_").removesuffix(".png")),
                        references=list(payload.get("references") or []), source=payload.get("source"),
-                       round=int(round_number or 0))
+                       round=round_number)
         return ExportRow(image_path, "__".join(parts), columns)
 
-    return finished_rows("instructions", root, latest.values(), to_row)
+    return finished_rows("instructions", root, latest_rounds(ledger_records(root)), to_row)
 

@@ -99,6 +99,11 @@ class S3Store:
     def key_for(self, name: str) -> str:
         return self.prefix + name
 
+    @property
+    def location(self) -> str:
+        """``s3://bucket/prefix/``: where this store's objects go."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
     def url_for(self, key: str) -> str:
         """The object's URL: path style on a custom endpoint, virtual-hosted style on AWS."""
         if self._endpoint_url:

@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from ...console import (
-    EXIT_FAILURES, add_retry_failed, add_verbose, command_console, parse_args, report_summary, start_or_explain,
+    EXIT_FAILURES, NEW_ROUND_FLAGS, add_retry_failed, add_verbose, command_console, parse_args, report_summary,
+    start_or_explain,
 )
 from ...engine.reporters import RichReporter
 from ...literal import line
@@ -43,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_gpus", type=int, default=-1,
                         help="GPUs to use, -1 for all visible (respects CUDA_VISIBLE_DEVICES); "
                         "with --device cpu, the number of CPU workers (default: %(default)s)")
-    parser.add_argument("--no_skip_existing", action="store_true",
-                        help="generate again the images that already exist (a new round in the ledger)")
+    parser.add_argument("--no_skip_existing", *NEW_ROUND_FLAGS, dest="no_skip_existing", action="store_true",
+                        help="start a new round: generate every image again, also with other settings "
+                        "(the earlier rounds stay in the ledger)")
     add_retry_failed(parser, "images")
     add_verbose(parser)
     parser.add_argument("--max_samples", type=int, default=-1,

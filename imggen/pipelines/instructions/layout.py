@@ -4,7 +4,7 @@
 {output_root}/{dataset}/{planning_model}/{generation_model}/{question_id}/img_{i}.png
 {output_root}/{dataset}/{planning_model}/{generation_model}/stats.json   and  run.log
 {output_root}/run.log            the global log (every run appends to it)
-{output_root}/ledger.sqlite      the engine's ledger (resume), .imggen/ its views and regeneration rounds
+{output_root}/ledger.sqlite      the engine's ledger (resume, each folder's round and settings), .imggen/ its views
 ```
 
 Every name in a path (dataset, planning model, question id) goes through ``safe_name``, so a
@@ -19,7 +19,7 @@ from typing import Iterable
 
 from ...storage import paths
 
-STATE_FOLDER = ".imggen"  # generation_state.json, processing_stats.json, rounds.json
+STATE_FOLDER = ".imggen"  # generation_state.json, processing_stats.json
 RUN_LOG = "run.log"
 STATS_FILE = "stats.json"
 # Files the job keeps in the output root; no dataset may be named like them.

@@ -6,14 +6,16 @@ id, instruction index), so an image's pixels do not depend on which worker made 
 order, or on the planning model (two planning models' images of one question share their noise).
 
 Skipping existing images is the engine's resume: a task whose key is done in the ledger, or whose
-file is already a valid image, is not generated again. ``--no_skip_existing`` starts a new
-*round* for each folder in the plan: the round is recorded (``rounds.json``) before the ledger's
-plan, the tasks get new keys (``...png#round2``), and the ledger keeps the earlier rounds' records
-as they were. Old images are not deleted: each is replaced (atomically) when its new one is made,
-and a file on disk stands for a task of a round only if its provenance names that task's key
-(:func:`made_for`), so a run killed at any point, even while planning, never takes an old image
-for a new one. An interrupted regeneration continues on a plain rerun (which keeps the current
-round); giving ``--no_skip_existing`` again starts yet another round.
+file is already a valid image, is not generated again. Each folder is a scope of
+:mod:`~imggen.engine.rounds`: the ledger keeps the settings its images were made with (checkpoint,
+steps, size, seed), and a rerun with other settings is refused. ``--no_skip_existing`` (or
+``--new-round``) starts a new *round* for each folder in the plan: the round is recorded in the
+ledger before the ledger's plan, the tasks get new keys (``...png#round2``), and the ledger keeps the
+earlier rounds' records as they were. Old images are not deleted: each is replaced (atomically) when
+its new one is made, and a file on disk stands for a task of a round only if its provenance names
+that task's key (:func:`made_for`), so a run killed at any point, even while planning, never takes an
+old image for a new one. An interrupted regeneration continues on a plain rerun with the same
+settings (which keeps the current round); giving ``--no_skip_existing`` again starts yet another round.
 """
 
 from __future__ import annotations
@@ -26,23 +28,19 @@ from typing import Iterator
 
 from PIL import Image
 
+from ...engine.ledger import recorded_rounds
+from ...engine.rounds import Round, choose_round, round_key
 from ...engine.tasks import Task
 from ...storage import paths
-from ...storage.atomic import atomic_write_json, is_valid_image
-from .layout import RESERVED_NAMES, STATE_FOLDER, Group
+from ...storage.atomic import is_valid_image
+from .layout import RESERVED_NAMES, Group
 from .records import RESULTS_FILE, BadRecord, Question, read_questions
-
-ROUNDS_FILE = "rounds.json"
 
 
 def image_seed(seed: int, dataset: str, question_id: object, index: int) -> int:
     """A 63-bit seed for one image, fixed by the run seed, the question and the instruction's index."""
     text = json.dumps([seed, dataset, str(question_id), index])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
-
-
-def task_key(image_path: str, round_number: int) -> str:
-    return image_path if round_number == 0 else f"{image_path}#round{round_number}"
 
 
 @dataclass
@@ -64,7 +62,7 @@ class Plan:
     regenerate: bool
     groups: dict[Group, list[Entry]] = field(default_factory=dict)
     bad_records: list[BadRecord] = field(default_factory=list)
-    rounds: dict[str, int] = field(default_factory=dict)
+    rounds: dict[str, Round] = field(default_factory=dict)  # folder prefix -> its round in this run
 
     @property
     def image_count(self) -> int:
@@ -72,9 +70,7 @@ class Plan:
 
     def tasks(self) -> Iterator[Task]:
         """The tasks, in input order. Consumed by the runner inside the folder lock, so the side
-        effects here (new rounds, empty folders) happen only in the run that holds the folder."""
-        if self.regenerate:
-            atomic_write_json(self.root / STATE_FOLDER / ROUNDS_FILE, self.rounds)
+        effect here (empty folders) happens only in the run that holds the folder."""
         for group, entries in self.groups.items():
             for entry in entries:
                 if entry.question is None:
@@ -125,11 +121,6 @@ def planning_model_names(predicted_root: Path, chosen: str | None) -> list[str]:
     return sorted(child.name for child in predicted_root.iterdir() if child.is_dir() and not child.name.startswith("."))
 
 
-def load_rounds(root: Path) -> dict[str, int]:
-    path = root / STATE_FOLDER / ROUNDS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def build_plan(
     *,
     predicted_root: Path,
@@ -142,11 +133,17 @@ def build_plan(
     width: int | None = None,
     max_samples: int = -1,
     regenerate: bool = False,
+    settings: dict | None = None,
 ) -> Plan:
-    """Read every planning model's results.jsonl into folders of questions and their task keys."""
+    """Read every planning model's results.jsonl into folders of questions and their task keys.
+
+    ``settings`` are what else defines an image besides the folder (checkpoint, steps ...); a folder
+    whose recorded settings differ raises :class:`~imggen.engine.rounds.SettingsChanged` unless
+    ``regenerate`` starts a new round."""
     root = output_root.resolve()
-    plan = Plan(root, generation_model, seed, height, width, regenerate, rounds=load_rounds(root))
-    bumped: set[str] = set()
+    plan = Plan(root, generation_model, seed, height, width, regenerate)
+    recorded = recorded_rounds(root)
+    wanted = {**(settings or {}), "seed": seed, "height": height, "width": width}
     for planning_model in planning_models:
         results = predicted_root / planning_model / RESULTS_FILE
         if not paths.is_existing_file(results):
@@ -163,12 +160,12 @@ def build_plan(
                 plan.groups.setdefault(group, []).append(Entry(record.question_id, None))
                 continue
             group = Group(record.dataset, planning_model, generation_model)
-            if regenerate and group.prefix not in bumped:
-                bumped.add(group.prefix)
-                plan.rounds[group.prefix] = plan.rounds.get(group.prefix, 0) + 1
-            round_number = plan.rounds.get(group.prefix, 0)
+            if group.prefix not in plan.rounds:
+                plan.rounds[group.prefix] = choose_round(str(group.folder(root)), recorded.get(group.prefix), wanted,
+                                                         new_round=regenerate)
+            round_number = plan.rounds[group.prefix].number
             keys = tuple(
-                task_key(group.image_path(record.question_id, index), round_number)
+                round_key(group.image_path(record.question_id, index), round_number)
                 for index in range(len(record.instructions))
             )
             plan.groups.setdefault(group, []).append(Entry(record.question_id, record, keys))

@@ -48,7 +48,7 @@ class InstructionsOptions:
     height: int | None = None
     width: int | None = None
     num_gpus: int = -1
-    skip_existing: bool = True
+    skip_existing: bool = True  # False: a new round, every image made again (also with other settings)
     retry_failed: bool = False  # also retry images that failed permanently before (e.g. an unreadable image, now fixed)
     max_samples: int = -1
     engine: str = "local"
@@ -103,6 +103,7 @@ async def run_instructions(
         width=options.width,
         max_samples=options.max_samples,
         regenerate=not options.skip_existing,
+        settings={"checkpoint": checkpoint, "num_inference_steps": options.num_inference_steps},
     )
     root = plan.root
     root.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ async def run_instructions(
             config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0,
                                 retry_failed=options.retry_failed),
             control=control, reporters=reporters, handle_signals=handle_signals,
-            outputs_valid=lambda task: made_for(root, task),
+            outputs_valid=lambda task: made_for(root, task), rounds=plan.rounds,
         )
     _append_lines(global_log, [
         f"instructions: {sum(len(entries) for entries in plan.groups.values())} questions in "

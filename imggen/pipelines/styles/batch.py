@@ -38,10 +38,10 @@ from imggen.engine.ledger import Ledger
 from imggen.engine.reporters import LogReporter
 from imggen.engine.runner import RunSummary
 from imggen.engine.tasks import Outcome, Task
-from imggen.storage.atomic import is_valid_image
 from imggen.storage.lock import folder_lock
 
 from .batch_collect import Collector
+from .layout import made_for
 from .batch_progress import BatchWatch
 from .batch_requests import group_requests
 from .batch_send import Sender
@@ -131,7 +131,7 @@ class BatchRun:
             task = row.task
             if task.key in open_keys:
                 continue
-            if task.outputs and all(is_valid_image(self.ledger.root / path) for path in task.outputs):
+            if task.outputs and made_for(self.ledger.root, task):
                 self.ledger.mark_done(task.key, Outcome(outputs=task.outputs, provenance={"healed": True}),
                                       healed=True)
                 self.progress = self.progress.evolve(healed=self.progress.healed + 1)
@@ -255,6 +255,7 @@ async def run_styles_batch(plan: "StylePlan", *, api_key: str, base_url: str | N
     images = OpenAIImageBackend(api_key=api_key, base_url=base_url, allow_retired=plan.request.allow_retired)
     try:
         with folder_lock(files.root), Ledger(files.root) as ledger, BatchBook(ledger.path) as book:
+            ledger.record_rounds(plan.rounds)  # before any task of the round is planned, as run_job does
             run = BatchRun(plan, ledger, book, api, images, control=control,
                            reporters=[LogReporter(files.log), *reporters], views=job_views(files), secret=api_key)
             loop = asyncio.get_running_loop()

@@ -35,7 +35,9 @@ from typing import Any, Mapping
 from PIL import Image
 
 from imggen.engine.ledger import Ledger
-from imggen.storage.atomic import atomic_write_bytes, atomic_writer
+from imggen.engine.rounds import split_round
+from imggen.engine.tasks import Task
+from imggen.storage.atomic import atomic_write_bytes, atomic_writer, is_valid_image
 from imggen.storage.paths import MAX_NAME_LENGTH, inside, safe_name
 
 IMAGES = "images"
@@ -112,6 +114,7 @@ def with_text_chunks(png: bytes, fields: Mapping[str, Any]) -> bytes:
 
 
 COST_FIELD = "cost_usd"  # the text chunk with what the image was billed
+KEY_FIELD = "key"  # the text chunk with the key of the task the image was made for (its round)
 
 
 def paid_cost(path: Path) -> float:
@@ -121,6 +124,28 @@ def paid_cost(path: Path) -> float:
             return float(image.text.get(COST_FIELD, 0.0))  # type: ignore[attr-defined] (PNG images have .text)
     except (OSError, ValueError):
         return 0.0
+
+
+def made_key(root: str | os.PathLike, relative: str) -> str | None:
+    """The key the image at ``relative`` was made for, from its text chunk (read without decoding)."""
+    try:
+        with Image.open(resolve(root, relative)) as image:
+            return image.text.get(KEY_FIELD)  # type: ignore[attr-defined] (PNG images have .text)
+    except (OSError, ValueError):
+        return None
+
+
+def stored_for(root: str | os.PathLike, task: Task) -> bool:
+    """Whether the by-style copy on disk is ``task``'s image: it decodes and, for a task of a later
+    round (see :mod:`~imggen.engine.rounds`), it was made for that very key, not an earlier round."""
+    if not is_valid_image(resolve(root, task.outputs[0])):
+        return False
+    return split_round(task.key)[1] == 0 or made_key(root, task.outputs[0]) == task.key
+
+
+def made_for(root: str | os.PathLike, task: Task) -> bool:
+    """Whether both of ``task``'s files on disk stand for its result (the by-dataset name may be missing)."""
+    return stored_for(root, task) and is_valid_image(resolve(root, task.outputs[1]))
 
 
 # -- storing -----------------------------------------------------------------------------------
@@ -151,8 +176,9 @@ def write_metadata(ledger: Ledger, root: str | os.PathLike) -> Path:
     """``images/metadata.jsonl``: one line per finished image, with its by-style file name relative
     to ``images/`` and the columns :data:`METADATA_COLUMNS` plus ``revised_prompt``."""
     path = Path(root) / METADATA_FILE
+    latest = {split_round(key)[0]: key for key in ledger.keys("done")}  # in plan order: a later round replaces
     with atomic_writer(path, "w") as out:
-        for key in ledger.keys("done"):
+        for key in latest.values():
             record = ledger.task(key)
             if not record or not record["outputs"]:
                 continue

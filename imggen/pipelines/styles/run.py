@@ -26,6 +26,8 @@ from imggen.engine.control import RunControl
 from imggen.engine.errors import CannotStart, TaskError
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
+from imggen.engine.ledger import recorded_rounds
+from imggen.engine.rounds import Round, choose_round, round_key
 from imggen.engine.runner import RateLimit, RunnerConfig, RunSummary
 from imggen.engine.tasks import Task
 from imggen.literal import printable
@@ -37,13 +39,15 @@ from .generators import Flux2Generator, Generator, OpenAIGenerator
 from .inputs import (
     InputError, InputProblem, PromptRecord, Style, choose_styles, load_prompts, load_styles, select_records,
 )
-from .layout import STATE_FILE, STATS_FILE, image_place, paid_cost, resolve, write_metadata
+from .layout import STATE_FILE, STATS_FILE, image_place, made_for, made_key, paid_cost, resolve, write_metadata
+from .output_settings import output_settings
 from .work import StyleWork
 
 BACKENDS = ("openai", "flux2")
 MODES = ("sync", "batch")
 DEFAULT_CONCURRENCY = AUTO  # in flight: rate limit x observed latency (see imggen/engine/concurrency.py)
 SEED_DALLE_PARAMS = {"size": "1024x1024", "quality": "hd", "style": "vivid"}  # the seed's full-HD DALL-E 3 images
+SCOPE = "styles"  # the output folder's one scope of rounds (see imggen/engine/rounds.py)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class StyleRequest:
     batch_size: int | None = None  # batch mode: requests per batch (default and most: the API's limit)
     poll_s: float = 30.0  # batch mode: seconds between polls of the open batches
     cancel_batches: bool = False  # batch mode: cancel this folder's open batches, keep what they finished
+    new_round: bool = False  # draw every image again, also with other settings than the folder's (a new round)
 
 
 @dataclass
@@ -88,6 +93,11 @@ class StylePlan:
     spec: ImageModelSpec | None = None  # None for the local backend
     image_params: dict = field(default_factory=dict)  # size, quality and the model's extra parameters
     cost_known: bool = True
+    round: Round = Round(0)  # the folder's round these tasks belong to, and its settings
+
+    @property
+    def rounds(self) -> dict[str, Round]:
+        return {SCOPE: self.round}
 
     @property
     def estimated_cost(self) -> float | None:
@@ -165,6 +175,8 @@ def plan_styles(request: StyleRequest) -> StylePlan:
     except InputError as exc:
         raise CannotStart(str(exc)) from None
     records = select_records(prompt_set.records, datasets=request.datasets, max_samples=request.max_samples)
+    this_round = choose_round(str(request.output), recorded_rounds(request.output).get(SCOPE),
+                              output_settings(request, spec, params, styles), new_round=request.new_round)
     problems = [*prompt_set.problems, *style_problems]
     if not records:
         found = sorted({record.dataset for record in prompt_set.records})
@@ -193,17 +205,19 @@ def plan_styles(request: StyleRequest) -> StylePlan:
             cost_known = cost_known and cost is not None
             payload = {"dataset": record.dataset, "sample_id": record.sample_id, "style": style.name,
                        "text": record.text, "prompt": prompt, "model": model_name}
-            tasks.append(Task(place.key, payload, outputs=place.outputs, cost=cost or 0.0))
+            tasks.append(Task(round_key(place.key, this_round.number), payload, outputs=place.outputs,
+                              cost=cost or 0.0))
     if request.budget is not None and not cost_known:
         raise CannotStart(f"no published price for {spec.id}, so --budget cannot be enforced; "
                           "choose a model with a price or run without a budget")
-    return StylePlan(request, tasks, records, styles, problems, spec, params, cost_known)
+    return StylePlan(request, tasks, records, styles, problems, spec, params, cost_known, this_round)
 
 
 def describe_plan(plan: StylePlan) -> str:
     """A few lines for people: what will be drawn, what it should cost, what was skipped."""
     output = Path(plan.request.output)
-    on_disk = sum(all((output / path).exists() for path in task.outputs) for task in plan.tasks)
+    on_disk = sum(all((output / path).exists() for path in task.outputs)
+                  and (plan.round.number == 0 or made_key(output, task.outputs[0]) == task.key) for task in plan.tasks)
     datasets = sorted({record.dataset for record in plan.records})
     cost = plan.estimated_cost
     lines = [
@@ -279,7 +293,9 @@ async def run_styles(
     try:
         return await run_job(job_files(request.output), plan.tasks, StyleWork(request.output, generate),
                              config=config, control=control, reporters=reporters, handle_signals=handle_signals,
-                             paid_for=lambda task: paid_cost(resolve(request.output, task.outputs[0])))
+                             outputs_valid=lambda task: made_for(request.output, task),
+                             paid_for=lambda task: paid_cost(resolve(request.output, task.outputs[0])),
+                             rounds=plan.rounds)
     finally:
         await generate.aclose()
 

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 from imggen.engine.tasks import Outcome, Task
-from imggen.storage.atomic import is_valid_image
 
 from .generators import Generator, Picture
-from .layout import COST_FIELD, ImagePlace, link_by_dataset, paid_cost, resolve, store_image, with_text_chunks
+from .layout import (
+    COST_FIELD, KEY_FIELD, ImagePlace, link_by_dataset, paid_cost, resolve, store_image, stored_for, with_text_chunks,
+)
 
 
 def place_of(task: Task) -> ImagePlace:
@@ -31,9 +32,9 @@ class StyleWork:
 
     async def __call__(self, task: Task) -> Outcome:
         place = place_of(task)
-        stored = resolve(self.root, place.by_style)
-        if is_valid_image(stored):
+        if stored_for(self.root, task):
             link_by_dataset(self.root, place)
+            stored = resolve(self.root, place.by_style)
             return Outcome(outputs=place.outputs, cost=paid_cost(stored), provenance={"healed": True})
         return store_picture(self.root, task, await self.generate(task.payload["prompt"], task.key))
 
@@ -51,6 +52,7 @@ def store_picture(root: Path, task: Task, picture: Picture) -> Outcome:
         "parameters": picture.provenance["parameters"],
         "revised_prompt": picture.provenance.get("revised_prompt"),
         "Software": "imggen",
+        KEY_FIELD: task.key,
     }
     cost = picture.cost if picture.cost is not None else task.cost
     fields[COST_FIELD] = f"{cost:.6f}"  # so a run killed before it booked the image still books what it paid

@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from imggen.console import (
-    add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary, start_or_explain,
+    add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary,
+    start_or_explain,
 )
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--upscale-concurrency", type=int, default=24, help="upscales in flight at once (default: %(default)s)")
     add("--budget", type=at_least(0, float), default=None, help="stop before spending more than this many USD in this run")
     add_retry_failed(parser, "training images")
+    add_new_round(parser, "training images")
     add_verbose(parser)
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
     add("--vision-model", default=None, help="OpenAI vision model for --judge gpt and --caption gpt")
@@ -88,6 +90,7 @@ async def run(args: argparse.Namespace, console: Console):
         target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
         upscale_concurrency=args.upscale_concurrency, descriptions=args.descriptions, budget=args.budget,
         retry_failed=args.retry_failed, trigger_word=args.trigger_word, dup_threshold=args.dup_threshold,
+        new_round=args.new_round,
     )
     choices = choices_from(args)
     async with open_parts(choices, user_id=args.user_id, actor_id=args.actor_id, local_root=args.output) as parts:

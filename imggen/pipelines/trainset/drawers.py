@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from imggen.backends.flux2_checkpoint import checkpoint_setting
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
 
 from .journal import PredictionJournal
@@ -26,6 +27,7 @@ class MadeImage:
 class GridDrawer(Protocol):
     name: str
     output_format: str  # "jpg" or "png", the encoding of what ``draw`` returns
+    settings: dict  # what defines the grids it draws (a run's settings; see imggen/engine/rounds.py)
 
     async def draw(
         self, prompt: str, source: bytes, *, grid: int, seed: int, key: str, journal: PredictionJournal
@@ -41,6 +43,7 @@ class ReplicateGridDrawer:
         self._backend = backend
         self._aspect_ratio = aspect_ratio
         self.output_format = output_format
+        self.settings = {"grids": self.name, "aspect ratio": aspect_ratio, "grid format": output_format}
 
     async def draw(
         self, prompt: str, source: bytes, *, grid: int, seed: int, key: str, journal: PredictionJournal
@@ -69,6 +72,8 @@ class Flux2GridDrawer:
         self._options = {"device": device, "num_inference_steps": num_inference_steps}
         self._checkpoint = checkpoint
         self._size = size
+        self.settings = {"grids": f"{self.name} {checkpoint_setting(checkpoint)}", "grid size": size,
+                         "steps": num_inference_steps}
         self._backend = None
         self._lock = asyncio.Lock()  # one pipeline, one call at a time
 

@@ -12,6 +12,12 @@ views and every paid Replicate prediction (see :mod:`.journal`), ``grids/`` (gri
 ledger, the slot-to-tile record), ``upscales/``, ``description_rotation.json``, ``kept_tiles.json``
 (the hash of every tile made into a training image, see :mod:`.duplicates`) and ``captions/``
 (see :mod:`.captions`). Beside each stored image goes its caption, ``training-imageN.txt``.
+
+The actor's training set is one scope of :mod:`~imggen.engine.rounds`: its ledger keeps the settings
+it is made with (grid drawer, judge, upscaler, storage, grid), and a rerun with other settings
+is refused unless ``new_round`` is set. Round N > 0 has a run folder of its own, ``roundN/`` in the
+actor's folder (same layout), so it draws new grids and makes new images and reuses nothing paid
+for with other settings; finished images go to the same stored names, replacing the earlier round's.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from imggen.engine.control import RunControl
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
-from imggen.engine.ledger import Ledger
+from imggen.engine.ledger import Ledger, recorded_rounds
 from imggen.engine.retry import Hold
+from imggen.engine.rounds import Round, choose_round
 from imggen.engine.stats import money_spent
 from imggen.engine.runner import RunnerConfig, RunSummary
 from imggen.engine.tasks import Outcome, Task
@@ -74,6 +81,7 @@ class TrainsetOptions:
     retry_failed: bool = False  # also retry training images that failed permanently before
     trigger_word: str | None = None  # starts every caption
     dup_threshold: int = DEFAULT_DUP_THRESHOLD  # hash bits within which a tile repeats a kept one
+    new_round: bool = False  # make the set again, also with other settings than the actor's (a new round)
     max_attempts: int = 3  # per training image per run, for transient errors
     backoff_base_s: float = 1.0
 
@@ -127,6 +135,32 @@ class TrainsetResult:
 def job_root(work_dir: str | os.PathLike, user_id: str, actor_id: str) -> Path:
     """The run folder of one actor; the untrusted ids are sanitized."""
     return safe_path(work_dir, user_id, actor_id)
+
+
+SCOPE = "training set"  # the one scope of rounds in an actor's run folder
+
+
+def output_settings(parts: TrainsetParts, options: TrainsetOptions) -> dict:
+    """What defines an actor's training images: how grids are drawn, judged and upscaled, where the
+    images are stored and the grid; not the target (a bigger one later adds images to the same set),
+    concurrency, budget or grid attempts."""
+    return {**parts.drawer.settings, **parts.judge.settings, **parts.upscaler.settings,
+            "storage": parts.store.location, "grid": options.grid}
+
+
+def choose_run_folder(root: Path, settings: dict, *, new_round: bool) -> tuple[Path, Round]:
+    """The run folder of the round this run works in (``root`` for round 0, ``root/roundN`` after)
+    and the round; raises :class:`~imggen.engine.rounds.SettingsChanged` if the settings differ."""
+    numbers = [0, *(int(path.name.removeprefix("round")) for path in root.glob("round*")
+                    if path.is_dir() and path.name.removeprefix("round").isdigit())]
+    recorded = {number: recorded_rounds(round_folder(root, number)).get(SCOPE) for number in numbers}
+    latest = max(number for number in numbers if number == 0 or recorded[number])  # one never started is none
+    this_round = choose_round(f"the training set of {root}", recorded[latest], settings, new_round=new_round)
+    return round_folder(root, this_round.number), this_round
+
+
+def round_folder(root: Path, number: int) -> Path:
+    return root if number == 0 else root / f"round{number}"
 
 
 def slot_key(slot: int) -> str:
@@ -208,7 +242,8 @@ async def run_trainset(
     handle_signals: bool = False,
 ) -> TrainsetResult:
     """Build (or continue) the training set of one actor from ``source`` (https URL, path or data URI)."""
-    root = job_root(work_dir, user_id, actor_id)
+    actor_root = job_root(work_dir, user_id, actor_id)
+    root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
     source_bytes = await load_source(source)
     debug = Path(debug_dir) if debug_dir is not None else None
     control = control or RunControl()
@@ -236,11 +271,13 @@ async def run_trainset(
                              kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
     summary: RunSummary | None = None
-    with contextlib.closing(journal), folder_lock(pool.root):
+    later_round = folder_lock(actor_root) if root != actor_root else contextlib.nullcontext()  # one run per actor
+    with contextlib.closing(journal), later_round, folder_lock(pool.root):
         pool.open()
         try:
             summary = await run_job(JobFiles(root), tasks, work, config=config, control=control,
-                                    reporters=[pool, *reporters], handle_signals=handle_signals)
+                                    reporters=[pool, *reporters], handle_signals=handle_signals,
+                                    rounds={SCOPE: this_round})
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)

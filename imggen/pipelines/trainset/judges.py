@@ -19,6 +19,7 @@ from .tiles import fallback_tiles, split_tiles
 
 class TileJudge(Protocol):
     name: str
+    settings: dict  # what defines the tiles it keeps (a run's settings; see imggen/engine/rounds.py)
 
     async def unique_tiles(self, grid_image: bytes, grid: int) -> list[int]:
         """Indices of the tiles of ``grid_image`` that are not duplicates."""
@@ -44,6 +45,7 @@ class GptTileJudge:
         """``backend`` is an :class:`~imggen.backends.openai_images.OpenAIImageBackend`."""
         self._backend = backend
         self._model = model
+        self.settings = {"judge": self.name, "vision model": model}
 
     async def unique_tiles(self, grid_image: bytes, grid: int) -> list[int]:
         options = {"model": self._model} if self._model else {}
@@ -62,6 +64,7 @@ class HashTileJudge:
 
     def __init__(self, *, max_distance: int = DEFAULT_DUP_THRESHOLD) -> None:
         self.max_distance = max_distance
+        self.settings = {"judge": self.name, "hash distance": max_distance}
 
     async def unique_tiles(self, grid_image: bytes, grid: int) -> list[int]:
         return await asyncio.to_thread(self._unique, grid_image, grid)

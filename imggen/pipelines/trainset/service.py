@@ -67,6 +67,7 @@ class TrainingDataGenerator:
         trigger_word: str | None = None,
         caption: str = "description",
         dup_threshold: int = DEFAULT_DUP_THRESHOLD,
+        new_round: bool = False,
     ) -> None:
         """Keys default to REPLICATE_API_TOKEN and OPENAI_API_KEY. ``work_dir`` keeps each actor's
         run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
@@ -75,6 +76,8 @@ class TrainingDataGenerator:
         Captions start with ``trigger_word``, then the tile's description (``caption="description"``)
         or the vision model's (``"gpt"``); a tile within ``dup_threshold`` hash bits of one already
         kept for the actor is refused before its upscale.
+        ``new_round`` makes the actor's set again, also with settings other than its earlier runs'
+        (which are refused without it).
         """
         self.target_training_images = 20
         self.max_generation_attempts = 10
@@ -87,6 +90,7 @@ class TrainingDataGenerator:
         self.upscale_concurrency = upscale_concurrency
         self.trigger_word = trigger_word
         self.dup_threshold = dup_threshold
+        self.new_round = new_round
         self.choices = TrainsetChoices(
             judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
@@ -103,6 +107,7 @@ class TrainingDataGenerator:
             descriptions=self.descriptions,
             trigger_word=self.trigger_word,
             dup_threshold=self.dup_threshold,
+            new_round=self.new_round,
         )
 
     async def arun(

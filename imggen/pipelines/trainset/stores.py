@@ -24,6 +24,7 @@ class Stored(Protocol):
 
 class ImageStore(Protocol):
     name: str
+    location: str  # where its files go (``s3://bucket/prefix/``, ``file:///folder``)
 
     async def put(self, name: str, data: bytes, content_type: str) -> Stored: ...
 
@@ -46,6 +47,7 @@ class LocalFolderStore:
 
     def __init__(self, root: str | os.PathLike, user_id: str, actor_id: str) -> None:
         self.folder = safe_path(root, user_id, actor_id)
+        self.location = self.folder.resolve().as_uri()
 
     async def put(self, name: str, data: bytes, content_type: str) -> StoredFile:
         path = await asyncio.to_thread(atomic_write_bytes, safe_path(self.folder, name), data)

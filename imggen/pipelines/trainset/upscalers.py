@@ -32,6 +32,7 @@ def encode(image: Image.Image, output_format: str) -> bytes:
 class Upscaler(Protocol):
     name: str
     output_format: str
+    settings: dict  # what defines its images (a run's settings; see imggen/engine/rounds.py)
 
     async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage: ...
 
@@ -47,6 +48,7 @@ class TopazUpscaler:
         self._options = {"enhance_model": enhance_model, "upscale_factor": upscale_factor,
                          "output_format": output_format}
         self.output_format = output_format
+        self.settings = {"upscaler": self.name, **self._options}
 
     async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage:
         result = await journal.collect_or_create(
@@ -68,6 +70,7 @@ class LanczosUpscaler:
         if factor < 1:
             raise ValueError("the upscale factor must be at least 1")
         self.factor = factor
+        self.settings = {"upscaler": self.name, "upscale_factor": f"{factor}x", "output_format": output_format}
         self.output_format = output_format
 
     async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage:
@@ -100,6 +103,7 @@ class SpandrelUpscaler:
         self._model = spandrel.ModelLoader(device=self._device).load_from_file(str(self.model_path)).eval()
         self.name = f"spandrel:{self.model_path.name}"
         self.output_format = output_format
+        self.settings = {"upscaler": f"spandrel {self.model_path.resolve()}", "output_format": output_format}
         self._lock = asyncio.Lock()
 
     async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage:
