@@ -105,6 +105,7 @@ class RunSummary:
     progress: Progress
     message: str | None = None
     failures: tuple[tuple[str, int, str], ...] = ()  # (error kind, tasks, the first one's message) of this plan
+    unpriced: str = ""  # paid calls of this run whose price is unknown, in words ("" when none)
 
     @property
     def ok(self) -> bool:
