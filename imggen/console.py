@@ -29,8 +29,8 @@ START_ERRORS = (CannotStart, FolderBusy, UnsafePath, TaskError, FileNotFoundErro
 RETRY_FAILED_FLAGS = ("--retry-failed", "--retry_failed")  # both spellings, in every command
 # What to do after a run that ended early. A fatal end (storage, key, quota, configuration) would end
 # the same way if rerun as it is, so it asks for the cause to be fixed first.
-NEXT_STEP = {"fatal": "fix the cause above before rerunning: the same command as it is would stop the same way "
-                      "(what was paid for is kept and not paid again)"}
+NEXT_STEP = {"fatal": "fix the cause above, then rerun the same command; until then a rerun would stop the same "
+                      "way (what was paid for is kept and not paid again)"}
 RERUN = "rerun the same command to continue where this run stopped"
 
 

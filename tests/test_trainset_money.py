@@ -65,4 +65,4 @@ def test_a_run_that_fails_reports_what_it_was_billed(services, source_file, tmp_
     assert code == 2 and billed >= GRID_PRICE
     assert f"${billed:.2f} spent" in err and "$0.00 spent" not in err
     assert "rerun the same command to continue" not in err
-    assert "fix the cause above before rerunning" in err
+    assert "fix the cause above, then rerun the same command; until then a rerun would stop the same way" in err
