@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.settings import Settings, load_settings
+
+log = logging.getLogger("imggen.storage")
 
 _FATAL_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
                 "AllAccessDisabled", "AccountProblem", "InvalidBucketName", "ExpiredToken"}
@@ -129,9 +132,13 @@ class S3Store:
         probe = self.key_for(f".imggen-write-check-{uuid.uuid4().hex}")
         try:
             client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
-            client.delete_object(Bucket=self.bucket, Key=probe)
         except (ClientError, BotoCoreError) as error:
             raise TaskError(ErrorKind.FATAL, f"cannot write to {where}: {s3_error(error, where).message}") from None
+        try:  # a key allowed to write but not to delete still stores images: the empty probe stays then
+            client.delete_object(Bucket=self.bucket, Key=probe)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("could not delete the write check s3://%s/%s: %s", self.bucket, probe,
+                        s3_error(error, probe).message)
 
     async def put(self, name: str, data: bytes, content_type: str) -> StoredObject:
         """Upload ``data`` as ``prefix + name`` and verify what S3 stored."""
