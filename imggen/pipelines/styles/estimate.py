@@ -49,7 +49,8 @@ class CostEstimate:
             return f"typical: from {self.typical.count} images already billed in this ledger"
         if price(spec, self._size, self._quality) is not None:
             return f"the published price of {spec.id} at {self._size}, {self._quality} quality"
-        return f"worst case: {spec.id}'s published token prices at the largest output for {self._size}, {self._quality}"
+        return (f"worst case: {spec.id}'s published token prices for the largest image of size {self._size}, "
+                f"quality {self._quality}")
 
     @property
     def _size(self) -> str:
