@@ -92,7 +92,8 @@ def add_retry_failed(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_allow_unpriced(parser: argparse.ArgumentParser) -> None:
-    """``--allow-unpriced`` (or ``--allow_unpriced``): run with ``--budget`` although a model it pays has no known price."""
+    """``--allow-unpriced`` (or ``--allow_unpriced``): run with ``--budget`` although a model it pays
+    has no known price."""
     parser.add_argument("--allow-unpriced", action="store_true",
                         help="with --budget, run even where a model's price is unknown: the budget then caps only "
                         "the priced calls, and the summary names the unpriced ones")

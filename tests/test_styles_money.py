@@ -53,3 +53,5 @@ def test_a_budget_refuses_a_model_without_a_price_unless_allowed(tmp_path, monke
         assert code == 0 and len(generations(server)) == 2
         assert "estimated cost: unknown: gpt-image-2 has no published price" in err
         assert "$0.00 spent and the images of gpt-image-2 at an unknown price" in err
+        found = stats(out)
+        assert (found["total_cost_usd"], found["unpriced_images"], found["unpriced_models"]) == (0.0, 2, ["gpt-image-2"])

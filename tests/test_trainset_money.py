@@ -8,7 +8,7 @@ import json
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
 from imggen.pipelines.trainset import job_root
 from imggen.pipelines.trainset.cli import main as trainset_main
-from trainset_fixtures import services, source_file  # noqa: F401 - fixtures
+from trainset_fixtures import services, source_file  # noqa: F401,F811 - fixtures
 
 USER, ACTOR = "user-1", "actor-1"
 GRID_PRICE = replicate_models()[FLUX_KONTEXT_PRO].price_usd_per_prediction
@@ -50,7 +50,8 @@ def test_a_budget_refuses_an_unknown_price_unless_allowed(services, source_file,
     assert code == 0 and counts.paid[TOPAZ_IMAGE_UPSCALE] == 3
     billed = counts.billed_usd()  # the grids; the upscales' price is unknown
     assert billed == GRID_PRICE * counts.paid[FLUX_KONTEXT_PRO]
-    assert f"billed ${billed:.2f} (used ${billed:.2f}, wasted $0.00) and 3 {TOPAZ_IMAGE_UPSCALE} calls at an unknown price" in err
+    assert (f"billed ${billed:.2f} (used ${billed:.2f}, wasted $0.00) and 3 {TOPAZ_IMAGE_UPSCALE} calls "
+            "at an unknown price") in err
     assert f"${billed:.2f} spent and 3 {TOPAZ_IMAGE_UPSCALE} calls at an unknown price" in err
     stats = json.loads((job_root(tmp_path / "runs", USER, ACTOR) / "processing_stats.json").read_text())
     assert stats["billed_cost_usd"] == round(billed, 4)

@@ -116,7 +116,8 @@ def money(db: sqlite3.Connection, *, since: float | None = None) -> dict | None:
     calls whose price is unknown (their money is in no figure) and ``unpriced_models`` names them."""
     where, args = ("WHERE created_at >= ?", (since,)) if since is not None else ("", ())
     try:
-        rows = db.execute(f"SELECT state, COUNT(*), TOTAL(price) FROM paid_calls {where} GROUP BY state", args).fetchall()
+        rows = db.execute(f"SELECT state, COUNT(*), TOTAL(price) FROM paid_calls {where} GROUP BY state",
+                          args).fetchall()
         unpriced = db.execute(f"SELECT model, COUNT(*) FROM paid_calls {where} {'AND' if where else 'WHERE'} "
                               "price IS NULL AND state IN ('used', 'wasted') GROUP BY model ORDER BY model",
                               args).fetchall()

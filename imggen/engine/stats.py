@@ -18,7 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..storage.atomic import atomic_write_json, atomic_writer
 from .ledger import LEDGER_NAME, Ledger
@@ -91,8 +91,17 @@ def typical_cost(root: str | os.PathLike, provenance: Mapping[str, Any]) -> Typi
     return TypicalCost(total / count, count) if count else None
 
 
-def write_processing_stats(ledger: Ledger, path: str | os.PathLike) -> Path:
-    return atomic_write_json(path, processing_stats(ledger))
+def unpriced_images(ledger: Ledger) -> dict[str, Any]:
+    """How many finished images were billed at a price nobody published (provenance ``cost_unknown``)
+    and by which models: their money is in no cost figure."""
+    found = ledger.flagged("cost_unknown")
+    return {"unpriced_images": sum(found.values()), "unpriced_models": list(found)}
+
+
+def write_processing_stats(ledger: Ledger, path: str | os.PathLike,
+                           extra: Callable[[Ledger], dict[str, Any]] | None = None) -> Path:
+    """The stats file, with a pipeline's ``extra`` fields."""
+    return atomic_write_json(path, {**processing_stats(ledger), **(extra(ledger) if extra else {})})
 
 
 def write_generation_state(ledger: Ledger, path: str | os.PathLike) -> Path:

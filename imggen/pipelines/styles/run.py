@@ -3,7 +3,8 @@
 :class:`StyleRequest` says what to draw and how; :func:`plan_styles` reads and checks the inputs
 and the model (a retired model, a size it does not take or, unless ``allow_unpriced``, a missing
 price for ``budget`` stop it here, before any request) and returns the task list with its cost
-estimate (see :mod:`~imggen.pipelines.styles.estimate`); :func:`run_styles` runs a plan through the engine, or (``mode="batch"``) through OpenAI's Batch API with
+estimate (see :mod:`~imggen.pipelines.styles.estimate`); :func:`run_styles` runs a plan through
+the engine, or (``mode="batch"``) through OpenAI's Batch API with
 :mod:`~imggen.pipelines.styles.batch`. The CLI (``imggen styles``) and the notebook
 (``notebooks/01_style_matrix.ipynb``) both call these three. File places are in
 :mod:`~imggen.pipelines.styles.layout`.
@@ -28,6 +29,7 @@ from imggen.engine.errors import CannotStart, TaskError
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.runner import RateLimit, RunnerConfig, RunSummary
+from imggen.engine.stats import unpriced_images
 from imggen.engine.tasks import Task
 from imggen.literal import printable
 from imggen.settings import load_settings
@@ -188,7 +190,8 @@ def plan_styles(request: StyleRequest) -> StylePlan:
             cost = estimate.per_image(prompt) if estimate is not None else 0.0
             cost_known = cost_known and cost is not None
             payload = {"dataset": record.dataset, "sample_id": record.sample_id, "style": style.name,
-                       "text": record.text, "prompt": prompt, "model": model_name}
+                       "text": record.text, "prompt": prompt, "model": model_name,
+                       **({"price_unknown": True} if cost is None else {})}
             tasks.append(Task(place.key, payload, outputs=place.outputs, cost=cost or 0.0))
     basis = estimate.basis if estimate is not None else StylePlan.estimate_basis
     if not cost_known:
@@ -212,7 +215,8 @@ def describe_plan(plan: StylePlan) -> str:
         f"already on disk: {on_disk}; to draw: {len(plan.tasks) - on_disk}",
         f"estimated cost: {plan.estimate_basis}; the budget and the cost figures count these images as $0.00"
         if cost is None
-        else f"estimated cost: {bound} ${cost:.2f} for all {len(plan.tasks)} images ({per_image}, {plan.estimate_basis})",
+        else f"estimated cost: {bound} ${cost:.2f} for all {len(plan.tasks)} images "
+             f"({per_image}, {plan.estimate_basis})",
     ]
     if plan.request.mode == "batch":
         lines += describe_batch_price(plan)
@@ -246,7 +250,8 @@ async def open_generator(plan: StylePlan) -> Generator:
 def job_files(output: str | os.PathLike) -> JobFiles:
     """The engine's files in the seed's places, plus the ``metadata.jsonl`` view."""
     root = Path(output)
-    return JobFiles(root, state=STATE_FILE, stats=STATS_FILE, extra_views=[lambda ledger: write_metadata(ledger, root)])
+    return JobFiles(root, state=STATE_FILE, stats=STATS_FILE, extra_views=[lambda ledger: write_metadata(ledger, root)],
+                    stats_extra=unpriced_images)
 
 
 async def run_styles(

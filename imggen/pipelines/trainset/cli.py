@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from imggen.console import (
-    add_allow_unpriced, add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary, start_or_explain,
+    add_allow_unpriced, add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary,
+    start_or_explain,
 )
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line

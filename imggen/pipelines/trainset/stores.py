@@ -1,7 +1,8 @@
 """Where finished training images go: an S3 bucket or a local folder, both under ``{user_id}/{actor_id}/``.
 
 Both take a file name and return an object with the image's ``url`` (``https://...`` for S3,
-``file://...`` for a folder), and ``check`` that they can take files before a run pays for any. The user and actor ids are untrusted and pass through ``safe_name``.
+``file://...`` for a folder), and ``check`` that they can take files before a run pays for any.
+The user and actor ids are untrusted and pass through ``safe_name``.
 """
 
 from __future__ import annotations
