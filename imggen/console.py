@@ -28,6 +28,11 @@ EXIT_OK, EXIT_FAILURES, EXIT_STOPPED = 0, 1, 2
 START_ERRORS = (CannotStart, FolderBusy, UnsafePath, TaskError, FileNotFoundError, ValueError, RuntimeError)
 RETRY_FAILED_FLAGS = ("--retry-failed", "--retry_failed")  # both spellings, in every command
 NEW_ROUND_FLAGS = ("--new-round", "--new_round")
+# What to do after a run that ended early. A fatal end (storage, key, quota, configuration) would end
+# the same way if rerun as it is, so it asks for the cause to be fixed first.
+NEXT_STEP = {"fatal": "fix the cause above, then rerun the same command; until then a rerun would stop the same "
+                      "way (what was paid for is kept and not paid again)"}
+RERUN = "rerun the same command to continue where this run stopped"
 
 
 def command_console() -> Console:
@@ -92,6 +97,12 @@ def add_new_round(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(*NEW_ROUND_FLAGS, dest="new_round", action="store_true",
                         help=f"start a new round: make the {what} again, also with settings other than the "
                         "earlier runs' (which are refused without it); the earlier rounds stay in the ledger")
+def add_allow_unpriced(parser: argparse.ArgumentParser) -> None:
+    """``--allow-unpriced`` (or ``--allow_unpriced``): run with ``--budget`` although a model it pays
+    has no known price."""
+    parser.add_argument("--allow-unpriced", action="store_true",
+                        help="with --budget, run even where a model's price is unknown: the budget then caps only "
+                        "the priced calls, and the summary names the unpriced ones")
 
 
 def start_or_explain(command: str, console: Console, body: Callable[[], int]) -> int:
@@ -107,9 +118,10 @@ def start_or_explain(command: str, console: Console, body: Callable[[], int]) ->
 def report_summary(summary: RunSummary, console: Console) -> int:
     """Print how the run ended; return 0 (all done), 1 (some tasks failed) or 2 (stopped early)."""
     progress = summary.progress
+    unpriced = f" and {summary.unpriced}" if summary.unpriced else ""
     console.print(
         f"{summary.state}: {progress.done}/{progress.total} done, {progress.failed} failed, "
-        f"{progress.remaining} pending, ${progress.spent:.2f} spent", markup=False,
+        f"{progress.remaining} pending, ${progress.spent:.2f} spent{unpriced}", markup=False, soft_wrap=True,
     )
     for kind, count, first in summary.failures:
         console.print(line(("  ", ""), (f"{kind}: {count}", "red"), f" (first: {first})"), soft_wrap=True)
@@ -119,6 +131,6 @@ def report_summary(summary: RunSummary, console: Console) -> int:
     if summary.message:
         console.print(line(summary.message), soft_wrap=True)
     if summary.state != "finished":
-        console.print("rerun the same command to continue where this run stopped")
+        console.print(NEXT_STEP.get(summary.state, RERUN), markup=False, soft_wrap=True)
         return EXIT_STOPPED
     return EXIT_OK if progress.failed == 0 else EXIT_FAILURES

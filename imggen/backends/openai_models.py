@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any, Mapping
 
 CUSTOM_SIZE = "custom"  # marks models that accept any WIDTHxHEIGHT within the registry's rule
+UNKNOWN_PRICE = "unknown"  # what a model with no published price says in the registry
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,6 +74,11 @@ class ImageModelSpec:
     def is_gpt_image(self) -> bool:
         return self.family == "gpt-image"
 
+    @property
+    def price_known(self) -> bool:
+        """Whether an image's cost can be known: a published table or token prices (else ``"price": "unknown"``)."""
+        return bool(self.price_per_image or self.token_prices_per_million)
+
 
 def _status_on(entry: Mapping[str, Any], today: dt.date) -> str:
     shutdown = entry.get("shutdown")
@@ -83,6 +89,10 @@ def _status_on(entry: Mapping[str, Any], today: dt.date) -> str:
 
 def _spec_from_entry(model_id: str, entry: Mapping[str, Any], today: dt.date) -> ImageModelSpec:
     shutdown = entry.get("shutdown")
+    priced = bool(entry.get("price_per_image") or entry.get("token_prices_per_million"))
+    if priced == (entry.get("price") == UNKNOWN_PRICE):
+        raise ValueError(f"openai_models.json: {model_id} needs price_per_image or token_prices_per_million, "
+                         f"or \"price\": {UNKNOWN_PRICE!r} (and not both)")
     return ImageModelSpec(
         id=model_id,
         family=entry["family"],

@@ -1,7 +1,9 @@
 """The Replicate models imggen runs, read from ``imggen/data/replicate_models.json``.
 
 One place for model ids, input schemas (types, allowed values, defaults) and prices, shared by the
-Replicate backend (costs) and the local emulator (input validation).
+Replicate backend (costs) and the local emulator (input validation). Every model states its price:
+a number of US dollars, or ``"unknown"`` where no confirmed figure exists; a catalog entry with
+neither is refused when the file is read, so no model is ever counted at $0.00 by omission.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 FLUX_KONTEXT_PRO = "black-forest-labs/flux-kontext-pro"
 TOPAZ_IMAGE_UPSCALE = "topazlabs/image-upscale"
+UNKNOWN_PRICE = "unknown"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,10 @@ class ReplicateModel:
     inputs: dict[str, dict[str, Any]]
     price_usd_per_prediction: float | None
     price_note: str
+
+    @property
+    def price_known(self) -> bool:
+        return self.price_usd_per_prediction is not None
 
     @property
     def owner(self) -> str:
@@ -46,8 +53,18 @@ def replicate_models() -> dict[str, ReplicateModel]:
         ref: ReplicateModel(
             ref=ref,
             inputs=entry["inputs"],
-            price_usd_per_prediction=entry["price_usd_per_prediction"],
+            price_usd_per_prediction=_price(ref, entry.get("price_usd_per_prediction")),
             price_note=entry["price_note"],
         )
         for ref, entry in json.loads(text)["models"].items()
     }
+
+
+def _price(ref: str, stated: object) -> float | None:
+    """The catalog's price of ``ref``: US dollars, or None where it says ``"unknown"``."""
+    if stated == UNKNOWN_PRICE:
+        return None
+    if isinstance(stated, (int, float)) and not isinstance(stated, bool) and stated >= 0:
+        return float(stated)
+    raise ValueError(f"replicate_models.json: {ref} needs price_usd_per_prediction as US dollars or "
+                     f"{UNKNOWN_PRICE!r}, not {stated!r}")

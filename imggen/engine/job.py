@@ -31,6 +31,7 @@ class JobFiles:
     stats: Path = Path("processing_stats.json")
     log: Path = Path("run.log")
     extra_views: list = field(default_factory=list)
+    stats_extra: Callable | None = None  # Ledger -> more fields for the stats file
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -41,7 +42,7 @@ def job_views(files: JobFiles) -> list[View]:
     """The views a job keeps up to date: the state file, the stats file and the job's own."""
     return [
         lambda ledger: write_generation_state(ledger, files.state),
-        lambda ledger: write_processing_stats(ledger, files.stats),
+        lambda ledger: write_processing_stats(ledger, files.stats, files.stats_extra),
         *files.extra_views,
     ]
 

@@ -283,6 +283,13 @@ class Ledger:
             entry[0] += 1
         return sorted(((kind, count, first) for kind, (count, first) in found.items()), key=lambda item: -item[1])
 
+    def flagged(self, flag: str) -> dict[str, int]:
+        """The finished tasks whose provenance sets ``flag``, counted by their provenance's ``model``."""
+        rows = self._db.execute(
+            "SELECT json_extract(provenance, '$.model'), COUNT(*) FROM tasks WHERE status = 'done' "
+            "AND json_extract(provenance, ?) GROUP BY 1 ORDER BY 1", (f"$.{flag}",))
+        return {str(model): count for model, count in rows}
+
     def last_finished_seq(self) -> int:
         (seq,) = self._db.execute("SELECT MAX(seq) FROM tasks WHERE status IN ('done', 'failed')").fetchone()
         return seq or 0

@@ -3,7 +3,9 @@
 A call is recorded ``open`` the moment the provider answers its create (so a killed process's
 successor collects it instead of paying again), then settles once: ``used`` (billed, its output
 saved), ``wasted`` (billed, its output expired, was lost or refused) or ``unbilled`` (it ended
-failed, canceled or aborted before producing anything). Stats add the money up from here.
+failed, canceled or aborted before producing anything). Stats add the money up from here. A call
+whose price is unknown (the catalog says so) is recorded with no price, and counted as such: never
+as $0.00.
 Each change is committed at once, on the caller's thread (a few milliseconds, no fsync in WAL mode).
 """
 
@@ -18,19 +20,18 @@ from .ledger import LEDGER_NAME
 
 OPEN, USED, WASTED, UNBILLED = "open", "used", "wasted", "unbilled"
 
-_SCHEMA = """
+_TABLE = """
 CREATE TABLE IF NOT EXISTS paid_calls (
     call_id TEXT PRIMARY KEY,
     task_key TEXT NOT NULL,
     model TEXT NOT NULL,
-    price REAL NOT NULL,
+    price REAL,
     state TEXT NOT NULL DEFAULT 'open',
     created_at REAL NOT NULL,
     settled_at REAL,
     note TEXT
-);
-CREATE INDEX IF NOT EXISTS paid_calls_open ON paid_calls (task_key, state);
-"""
+)"""
+_INDEX = "CREATE INDEX IF NOT EXISTS paid_calls_open ON paid_calls (task_key, state)"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class PaidCall:
     call_id: str
     task_key: str
     model: str
-    price: float  # USD billed if it succeeds
+    price: float | None  # USD billed if it succeeds; None where the price is unknown
 
 
 class PaidCalls:
@@ -51,12 +52,14 @@ class PaidCalls:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
+        self._db.execute(_TABLE)
+        _allow_unknown_prices(self._db)
+        self._db.execute(_INDEX)
 
     def close(self) -> None:
         self._db.close()
 
-    def created(self, task_key: str, call_id: str, model: str, price: float) -> None:
+    def created(self, task_key: str, call_id: str, model: str, price: float | None) -> None:
         self._db.execute(
             "INSERT OR IGNORE INTO paid_calls (call_id, task_key, model, price, created_at) VALUES (?, ?, ?, ?, ?)",
             (call_id, task_key, model, price, time.time()),
@@ -87,10 +90,37 @@ class PaidCalls:
             self.settle(call.call_id, state, note)
 
 
-def money(db: sqlite3.Connection) -> dict[str, float] | None:
-    """Billed, used and wasted USD and call counts of the paid calls in ``db``; None when none were recorded."""
+def _allow_unknown_prices(db: sqlite3.Connection) -> None:
+    """Give a ledger from before unknown prices a nullable price column. Such a ledger recorded an
+    unknown price as 0 (no paid call is free), so those calls become unpriced."""
+    def price_required() -> bool:
+        return any(row[1] == "price" and row[3] for row in db.execute("PRAGMA table_info(paid_calls)"))
+
+    if not price_required():
+        return
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        if not price_required():
+            return  # another process moved it meanwhile
+        db.execute("ALTER TABLE paid_calls RENAME TO paid_calls_before_unknown_prices")
+        db.execute("DROP INDEX IF EXISTS paid_calls_open")
+        db.execute(_TABLE)
+        db.execute("INSERT INTO paid_calls SELECT call_id, task_key, model, NULLIF(price, 0), state, created_at, "
+                   "settled_at, note FROM paid_calls_before_unknown_prices")
+        db.execute("DROP TABLE paid_calls_before_unknown_prices")
+
+
+def money(db: sqlite3.Connection, *, since: float | None = None) -> dict | None:
+    """Billed, used and wasted USD and call counts of the paid calls in ``db`` (those created at or
+    after ``since`` when given); None when none were recorded. ``unpriced_calls`` counts the billed
+    calls whose price is unknown (their money is in no figure) and ``unpriced_models`` names them."""
+    where, args = ("WHERE created_at >= ?", (since,)) if since is not None else ("", ())
     try:
-        rows = db.execute("SELECT state, COUNT(*), TOTAL(price) FROM paid_calls GROUP BY state").fetchall()
+        rows = db.execute(f"SELECT state, COUNT(*), TOTAL(price) FROM paid_calls {where} GROUP BY state",
+                          args).fetchall()
+        unpriced = db.execute(f"SELECT model, COUNT(*) FROM paid_calls {where} {'AND' if where else 'WHERE'} "
+                              "price IS NULL AND state IN ('used', 'wasted') GROUP BY model ORDER BY model",
+                              args).fetchall()
     except sqlite3.OperationalError:  # no paid call was ever recorded in this folder
         return None
     if not rows:
@@ -108,4 +138,6 @@ def money(db: sqlite3.Connection) -> dict[str, float] | None:
         "wasted_calls": count[WASTED],
         "unbilled_calls": count[UNBILLED],
         "open_calls": count[OPEN],
+        "unpriced_calls": sum(n for _, n in unpriced),
+        "unpriced_models": [model for model, _ in unpriced],
     }

@@ -70,6 +70,7 @@ class RunnerConfig:
     default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After or a count the limiter can use
     limit_window_s: float = 60.0  # the window a provider's limit header counts over (OpenAI: a minute)
     budget: float | None = None  # hard cap on money spent in this run
+    estimate_basis: str = "its estimate"  # what the tasks' costs rest on, for the budget's message
     retry_failed: bool = False  # also retry tasks that failed permanently before
     view_interval_s: float = 10.0  # how often views (state files) are rewritten during a run
 
@@ -105,6 +106,7 @@ class RunSummary:
     progress: Progress
     message: str | None = None
     failures: tuple[tuple[str, int, str], ...] = ()  # (error kind, tasks, the first one's message) of this plan
+    unpriced: str = ""  # paid calls of this run whose price is unknown, in words ("" when none)
 
     @property
     def ok(self) -> bool:
@@ -146,6 +148,7 @@ class Runner:
         self._target = InFlightTarget(self.config.concurrency, ceiling=self.config.max_concurrency)
         self._gate = InFlightGate(self._target)
         self._reserved = 0.0
+        self._budget_freed = asyncio.Event()
         self._end_state: str | None = None
         self._end_message: str | None = None
         self._views_written_at = time.monotonic()
@@ -201,7 +204,7 @@ class Runner:
         if task.outputs and self.outputs_valid(task):
             self._finish_healed(task)
             return True
-        if not self._reserve_budget(task):
+        if not await self._reserve_budget(task):
             return False
         job = asyncio.current_task()
         self._in_flight.add(job)
@@ -210,6 +213,7 @@ class Runner:
         finally:
             self._in_flight.discard(job)
             self._reserved -= task.cost
+            self._budget_freed.set()
         return True
 
     async def _run_task(self, task: Task) -> None:
@@ -306,16 +310,23 @@ class Runner:
         self._target.succeeded(latency_s, limit / self._limiter.period_s if limit is not None else None)
         self._gate.wake()
 
-    def _reserve_budget(self, task: Task) -> bool:
+    async def _reserve_budget(self, task: Task) -> bool:
+        """Reserve ``task``'s estimate within the budget. While tasks in flight hold reservations it
+        waits for them to be billed (often below their estimates) before it decides the budget is spent."""
         budget = self.config.budget
-        if budget is not None and self._progress.spent + self._reserved + task.cost > budget + 1e-9:
-            self._stop_run(
-                "budget",
-                f"budget reached: spent ${self._progress.spent:.2f} of ${budget:.2f} in this run, and the next "
-                f"task may cost up to ${task.cost:.2f}; a budget counts this run only: rerun to continue "
-                "(with the same or a larger --budget)",
-            )
-            return False
+        while budget is not None and self._progress.spent + self._reserved + task.cost > budget + 1e-9:
+            if self._reserved <= 1e-9:
+                self._stop_run(
+                    "budget",
+                    f"budget reached: spent ${self._progress.spent:.2f} of ${budget:.2f} in this run, and the next "
+                    f"task may cost up to ${task.cost:.2f} ({self.config.estimate_basis}); a budget counts this run "
+                    "only: rerun to continue (with the same or a larger --budget)",
+                )
+                return False
+            self._budget_freed.clear()
+            await self._budget_freed.wait()
+            if self._end_state is not None or self.control.state is ControlState.STOPPING:
+                return False
         self._reserved += task.cost
         return True
 

@@ -5,7 +5,8 @@ failures, rate-limit hits, connection errors, success rate) and the money: bille
 (from the folder's paid calls where a pipeline records them, see :mod:`.paid_calls`, else the
 tasks' own costs); ``generation_state.json`` is the seed's
 state file (completed samples, failed records, last chunk index, timestamp), now a view of the
-ledger rather than the source of truth.
+ledger rather than the source of truth. :func:`typical_cost` gives the billed cost per task that
+the next estimate for the same work rests on.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 import os
 import sqlite3
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from ..storage.atomic import atomic_write_json, atomic_writer
-from .ledger import Ledger
+from .ledger import LEDGER_NAME, Ledger
 from .paid_calls import money
 
 SEED_CHUNK_SIZE = 5  # the seed processed samples in chunks of five
@@ -62,8 +64,44 @@ def money_spent(ledger: Ledger) -> dict[str, Any]:
     return {"total_cost_usd": calls["billed_cost_usd"], **calls}
 
 
-def write_processing_stats(ledger: Ledger, path: str | os.PathLike) -> Path:
-    return atomic_write_json(path, processing_stats(ledger))
+@dataclass(frozen=True)
+class TypicalCost:
+    """The mean billed cost of ``count`` finished tasks alike."""
+
+    per_task: float
+    count: int
+
+
+def typical_cost(root: str | os.PathLike, provenance: Mapping[str, Any]) -> TypicalCost | None:
+    """What the finished tasks of the folder ``root`` whose provenance has every ``provenance`` value
+    (JSON paths such as ``$.parameters.size``; None matches an absent field) were billed on average;
+    None when there is none. Costs booked from an estimate (provenance ``cost_estimated``) are left
+    out, and one billed at a discount (``price_multiplier``) counts at its full price. Read only."""
+    path = Path(root) / LEDGER_NAME
+    if not path.is_file():
+        return None
+    matches = "".join(" AND json_extract(provenance, ?) IS ?" for _ in provenance)
+    args = [item for pair in provenance.items() for item in pair]
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        count, total = db.execute(
+            "SELECT COUNT(*), TOTAL(cost / COALESCE(json_extract(provenance, '$.price_multiplier'), 1)) FROM tasks "
+            "WHERE status = 'done' AND healed = 0 AND json_extract(provenance, '$.cost_estimated') IS NULL" + matches,
+            args,
+        ).fetchone()
+    return TypicalCost(total / count, count) if count else None
+
+
+def unpriced_images(ledger: Ledger) -> dict[str, Any]:
+    """How many finished images were billed at a price nobody published (provenance ``cost_unknown``)
+    and by which models: their money is in no cost figure."""
+    found = ledger.flagged("cost_unknown")
+    return {"unpriced_images": sum(found.values()), "unpriced_models": list(found)}
+
+
+def write_processing_stats(ledger: Ledger, path: str | os.PathLike,
+                           extra: Callable[[Ledger], dict[str, Any]] | None = None) -> Path:
+    """The stats file, with a pipeline's ``extra`` fields."""
+    return atomic_write_json(path, {**processing_stats(ledger), **(extra(ledger) if extra else {})})
 
 
 def write_generation_state(ledger: Ledger, path: str | os.PathLike) -> Path:

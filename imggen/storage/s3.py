@@ -6,7 +6,8 @@ AWS_ACCESS_SECRET, AWS_REGION, AWS_USER_FILES_BUCKET) with boto3's standard ones
 and AWS_ENDPOINT_URL for a local or third-party S3. Every upload sends its SHA-256 so S3 refuses
 corrupted bytes, then reads the object's head back and compares the checksum, length, content
 type and (for plain single-part objects) the MD5 ETag; a mismatch is a transient error, so the
-upload is tried again. boto3 is synchronous: uploads run in a worker thread.
+upload is tried again. :meth:`S3Store.check` proves, before a run pays for anything, that the
+bucket exists and takes a write under the prefix. boto3 is synchronous: calls run in a worker thread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -24,6 +27,8 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.settings import Settings, load_settings
+
+log = logging.getLogger("imggen.storage")
 
 _FATAL_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
                 "AllAccessDisabled", "AccountProblem", "InvalidBucketName", "ExpiredToken"}
@@ -111,6 +116,35 @@ class S3Store:
         region = self._region or self.client().meta.region_name or "us-east-1"
         return f"https://{self.bucket}.s3.{region}.amazonaws.com/{quote(key)}"
 
+    async def check(self) -> None:
+        """Raise a fatal :class:`TaskError` in one line unless the bucket exists and takes a write
+        under the prefix: a head of the bucket, then a small probe object written and deleted."""
+        await asyncio.to_thread(self._check)
+
+    def _check(self) -> None:
+        where = f"s3://{self.bucket}/{self.prefix}"
+        try:
+            client = self.client()
+            client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if status == 404:
+                raise TaskError(ErrorKind.FATAL, f"S3 bucket {self.bucket!r} does not exist "
+                                                 "(AWS_USER_FILES_BUCKET names it)") from None
+            raise _fatal(s3_error(error, f"s3://{self.bucket}")) from None
+        except BotoCoreError as error:
+            raise _fatal(s3_error(error, f"s3://{self.bucket}")) from None
+        probe = self.key_for(f".imggen-write-check-{uuid.uuid4().hex}")
+        try:
+            client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
+        except (ClientError, BotoCoreError) as error:
+            raise TaskError(ErrorKind.FATAL, f"cannot write to {where}: {s3_error(error, where).message}") from None
+        try:  # a key allowed to write but not to delete still stores images: the empty probe stays then
+            client.delete_object(Bucket=self.bucket, Key=probe)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("could not delete the write check s3://%s/%s: %s", self.bucket, probe,
+                        s3_error(error, probe).message)
+
     async def put(self, name: str, data: bytes, content_type: str) -> StoredObject:
         """Upload ``data`` as ``prefix + name`` and verify what S3 stored."""
         return await asyncio.to_thread(self._put, self.key_for(name), data, content_type)
@@ -144,6 +178,10 @@ def _mismatch(head: dict, data: bytes, digest: str, content_type: str) -> str | 
     if plain and etag != hashlib.md5(data).hexdigest():
         return f"ETag {etag} is not the MD5 of the bytes sent"
     return None
+
+
+def _fatal(error: TaskError) -> TaskError:
+    return TaskError(ErrorKind.FATAL, error.message)
 
 
 def s3_error(error: Exception, where: str) -> TaskError:

@@ -154,7 +154,8 @@ class BatchRun:
                 return  # OpenAI is not answering: the next poll looks this one up before sending more
         if budget is not None and any(self._unsent()):
             self._stop("budget", f"budget reached: submitted ${self.committed:.2f} of ${budget:.2f} in this run "
-                                 "(at the batch price); a budget counts this run only: rerun to continue")
+                                 f"(at the batch price; per image: {self.plan.estimate_basis}); a budget counts "
+                                 "this run only: rerun to continue")
 
     # -- polling ------------------------------------------------------------------------------
     async def _poll(self) -> None:

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from imggen.backends.openai_models import DEFAULT_MODEL
 from imggen.console import (
-    add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary,
+    add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args,
+    report_summary,
     start_or_explain,
 )
 from imggen.engine.concurrency import AUTO
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--request-timeout", type=float, metavar="SECONDS",
         help="retry a request that has not answered after this long (default: the model's, e.g. 120 for GPT image)")
     add("--budget", type=at_least(0, float), metavar="USD", help="stop before spending more than this many US dollars")
+    add_allow_unpriced(parser)
     add_retry_failed(parser, "images")
     add_new_round(parser, "images")
     add_verbose(parser)
@@ -83,7 +85,8 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
         datasets=args.datasets, max_samples=args.max_samples, backend=args.backend, model=args.model,
         size=args.size, quality=args.quality, dalle_style=args.dalle_style, allow_retired=args.allow_retired,
         flux_ckpt=args.flux_ckpt, flux_steps=args.flux_steps, rpm=args.rpm, concurrency=args.concurrency,
-        request_timeout_s=args.request_timeout, budget=args.budget, retry_failed=args.retry_failed, mode=args.mode,
+        request_timeout_s=args.request_timeout, budget=args.budget, allow_unpriced=args.allow_unpriced,
+        retry_failed=args.retry_failed, mode=args.mode,
         batch_size=args.batch_size, poll_s=args.poll_seconds, cancel_batches=args.cancel_batches,
         new_round=args.new_round,
     )

@@ -38,6 +38,8 @@ def openai_picture(image: GeneratedImage, *, price_multiplier: float = 1.0) -> P
     provenance = {"backend": "openai", "model": image.model, "parameters": image.params,
                   "revised_prompt": image.revised_prompt}
     cost = image.cost * price_multiplier if image.cost is not None else None
+    if price_multiplier != 1.0:
+        provenance["price_multiplier"] = price_multiplier  # so the full price per image can be read back
     return Picture(as_png(image.data), provenance, cost, image.rate)
 
 

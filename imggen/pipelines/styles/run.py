@@ -1,9 +1,10 @@
 """The style matrix from request to finished run: every sample of a prompt set drawn in every style.
 
 :class:`StyleRequest` says what to draw and how; :func:`plan_styles` reads and checks the inputs
-and the model (a retired model, a size it does not take or a missing price for ``budget`` stop it
-here, before any request) and returns the task list with its cost estimate; :func:`run_styles`
-runs a plan through the engine, or (``mode="batch"``) through OpenAI's Batch API with
+and the model (a retired model, a size it does not take or, unless ``allow_unpriced``, a missing
+price for ``budget`` stop it here, before any request) and returns the task list with its cost
+estimate (see :mod:`~imggen.pipelines.styles.estimate`); :func:`run_styles` runs a plan through
+the engine, or (``mode="batch"``) through OpenAI's Batch API with
 :mod:`~imggen.pipelines.styles.batch`. The CLI (``imggen styles``) and the notebook
 (``notebooks/01_style_matrix.ipynb``) both call these three. File places are in
 :mod:`~imggen.pipelines.styles.layout`.
@@ -11,6 +12,7 @@ runs a plan through the engine, or (``mode="batch"``) through OpenAI's Batch API
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Callable, Sequence
 
 from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.openai_models import (
-    DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, estimate_cost, find_problem, get_model,
+    DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, find_problem, get_model,
 )
 from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
@@ -29,12 +31,14 @@ from imggen.engine.job import JobFiles, run_job
 from imggen.engine.ledger import recorded_rounds
 from imggen.engine.rounds import Round, choose_round, round_key
 from imggen.engine.runner import RateLimit, RunnerConfig, RunSummary
+from imggen.engine.stats import unpriced_images
 from imggen.engine.tasks import Task
 from imggen.literal import printable
 from imggen.settings import load_settings
 
 from .batch import run_styles_batch
 from .batch_requests import describe_batch_price
+from .estimate import CostEstimate
 from .generators import Flux2Generator, Generator, OpenAIGenerator
 from .inputs import (
     InputError, InputProblem, PromptRecord, Style, choose_styles, load_prompts, load_styles, select_records,
@@ -73,6 +77,7 @@ class StyleRequest:
     request_timeout_s: float | None = None  # a stalled request is retried after this (None: the model's)
     limit_window_s: float = 60.0  # what the limits count over: a minute (shorter only against an emulator)
     budget: float | None = None  # US dollars; a hard cap for this run
+    allow_unpriced: bool = False  # run with a budget although the model has no published price
     retry_failed: bool = False  # also retry images refused before (e.g. by the content policy)
     mode: str = "sync"  # sync: one request per image; batch: OpenAI's Batch API at its batch price
     batch_size: int | None = None  # batch mode: requests per batch (default and most: the API's limit)
@@ -93,6 +98,7 @@ class StylePlan:
     spec: ImageModelSpec | None = None  # None for the local backend
     image_params: dict = field(default_factory=dict)  # size, quality and the model's extra parameters
     cost_known: bool = True
+    estimate_basis: str = "free: drawn on this machine"  # what the per-image figure rests on, in words
     round: Round = Round(0)  # the folder's round these tasks belong to, and its settings
 
     @property
@@ -101,7 +107,7 @@ class StylePlan:
 
     @property
     def estimated_cost(self) -> float | None:
-        """An upper estimate in US dollars, or None where the model has no published price."""
+        """The estimate in US dollars (see ``estimate_basis``), or None where the model has no published price."""
         return sum(task.cost for task in self.tasks) if self.cost_known else None
 
     @property
@@ -128,15 +134,6 @@ def _model_and_params(request: StyleRequest) -> tuple[ImageModelSpec, dict]:
     if problem is not None:
         raise CannotStart(problem.describe(spec.id))
     return spec, {**params, "extra": extra}
-
-
-def _cost_per_image(spec: ImageModelSpec, params: dict, prompt: str) -> float | None:
-    """The published or token-based image price plus the prompt's text tokens (at most one per byte)."""
-    image = estimate_cost(spec, params["size"] or spec.default_size, params["quality"] or spec.default_quality)
-    if image is None:
-        return None
-    text_price = spec.token_prices_per_million.get("text_input", 0.0)
-    return image + len(prompt.encode("utf-8")) * text_price / 1_000_000
 
 
 def _check_request(request: StyleRequest) -> None:
@@ -186,6 +183,7 @@ def plan_styles(request: StyleRequest) -> StylePlan:
                           f"{listed}")
     tasks, owners, cost_known = [], {}, True
     model_name = spec.id if spec else Path(request.flux_ckpt).name
+    estimate = CostEstimate.for_folder(request.output, spec, params) if spec is not None else None
     for record in records:
         for style in styles:
             prompt = style.prompt(record.text)
@@ -201,16 +199,19 @@ def plan_styles(request: StyleRequest) -> StylePlan:
                                              f"is already used by {owners[place.key]}; skipped"))
                 continue
             owners[place.key] = record.where
-            cost = _cost_per_image(spec, params, prompt) if spec is not None else 0.0
+            cost = estimate.per_image(prompt) if estimate is not None else 0.0
             cost_known = cost_known and cost is not None
             payload = {"dataset": record.dataset, "sample_id": record.sample_id, "style": style.name,
-                       "text": record.text, "prompt": prompt, "model": model_name}
+                       "text": record.text, "prompt": prompt, "model": model_name,
+                       **({"price_unknown": True} if cost is None else {})}
             tasks.append(Task(round_key(place.key, this_round.number), payload, outputs=place.outputs,
                               cost=cost or 0.0))
-    if request.budget is not None and not cost_known:
-        raise CannotStart(f"no published price for {spec.id}, so --budget cannot be enforced; "
-                          "choose a model with a price or run without a budget")
-    return StylePlan(request, tasks, records, styles, problems, spec, params, cost_known, this_round)
+    basis = estimate.basis if estimate is not None else StylePlan.estimate_basis
+    if not cost_known:
+        if request.budget is not None and not request.allow_unpriced:
+            raise CannotStart(f"no published price for {spec.id}, so --budget cannot cap it; choose a model with "
+                              "a price, run without a budget, or add --allow-unpriced to run with it uncapped")
+    return StylePlan(request, tasks, records, styles, problems, spec, params, cost_known, basis, this_round)
 
 
 def describe_plan(plan: StylePlan) -> str:
@@ -220,12 +221,16 @@ def describe_plan(plan: StylePlan) -> str:
                   and (plan.round.number == 0 or made_key(output, task.outputs[0]) == task.key) for task in plan.tasks)
     datasets = sorted({record.dataset for record in plan.records})
     cost = plan.estimated_cost
+    per_image = f"${cost / len(plan.tasks):.3f}/image" if cost and plan.tasks else ""
+    bound = "about" if plan.estimate_basis.startswith("typical") else "at most"
     lines = [
         f"{len(plan.tasks)} images: {len(plan.records)} samples ({', '.join(datasets)}) x {len(plan.styles)} styles "
         f"({', '.join(style.name for style in plan.styles)}) with {plan.model_name}",
         f"already on disk: {on_disk}; to draw: {len(plan.tasks) - on_disk}",
-        "estimated cost: unknown (no published price)" if cost is None
-        else f"estimated cost: at most ${cost:.2f} for all {len(plan.tasks)} images",
+        f"estimated cost: {plan.estimate_basis}; the budget and the cost figures count these images as $0.00"
+        if cost is None
+        else f"estimated cost: {bound} ${cost:.2f} for all {len(plan.tasks)} images "
+             f"({per_image}, {plan.estimate_basis})",
     ]
     if plan.request.mode == "batch":
         lines += describe_batch_price(plan)
@@ -259,7 +264,8 @@ async def open_generator(plan: StylePlan) -> Generator:
 def job_files(output: str | os.PathLike) -> JobFiles:
     """The engine's files in the seed's places, plus the ``metadata.jsonl`` view."""
     root = Path(output)
-    return JobFiles(root, state=STATE_FILE, stats=STATS_FILE, extra_views=[lambda ledger: write_metadata(ledger, root)])
+    return JobFiles(root, state=STATE_FILE, stats=STATS_FILE, extra_views=[lambda ledger: write_metadata(ledger, root)],
+                    stats_extra=unpriced_images)
 
 
 async def run_styles(
@@ -278,6 +284,14 @@ async def run_styles(
             on_problem(problem)
     else:
         plan = what
+    summary = await _run_plan(plan, control, reporters, handle_signals)
+    if not plan.cost_known:  # the money figures count its images as $0.00: say so beside them
+        summary = dataclasses.replace(summary, unpriced=f"the images of {plan.spec.id} at an unknown price")
+    return summary
+
+
+async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequence[Reporter],
+                    handle_signals: bool) -> RunSummary:
     request = plan.request
     if request.mode == "batch":
         return await run_styles_batch(plan, api_key=openai_api_key(), base_url=load_settings().openai_base_url,
@@ -286,7 +300,8 @@ async def run_styles(
     generate = await open_generator(plan)
     window = request.limit_window_s
     config = RunnerConfig(
-        concurrency=request.concurrency, budget=request.budget, limit_window_s=window,
+        concurrency=request.concurrency, budget=request.budget, estimate_basis=plan.estimate_basis,
+        limit_window_s=window,
         rate_limit=RateLimit(request.rpm * window / 60, window) if request.rpm else None,
         retry_failed=request.retry_failed,
     )

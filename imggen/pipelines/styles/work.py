@@ -57,4 +57,9 @@ def store_picture(root: Path, task: Task, picture: Picture) -> Outcome:
     cost = picture.cost if picture.cost is not None else task.cost
     fields[COST_FIELD] = f"{cost:.6f}"  # so a run killed before it booked the image still books what it paid
     store_image(root, place, with_text_chunks(picture.png, fields))
-    return Outcome(outputs=place.outputs, cost=cost, provenance=picture.provenance, rate=picture.rate)
+    provenance = picture.provenance
+    if picture.cost is None:  # booked from the estimate, or (no published price) at $0 and said so in the stats
+        provenance = {**provenance, "cost_estimated": True}
+        if payload.get("price_unknown"):
+            provenance["cost_unknown"] = True
+    return Outcome(outputs=place.outputs, cost=cost, provenance=provenance, rate=picture.rate)

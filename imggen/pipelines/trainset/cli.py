@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from imggen.console import (
-    add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args, report_summary,
+    add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args,
+    report_summary,
     start_or_explain,
 )
 from imggen.engine.reporters import RichReporter
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--grid-concurrency", type=int, default=4, help="grids drawn at once (default: %(default)s)")
     add("--upscale-concurrency", type=int, default=24, help="upscales in flight at once (default: %(default)s)")
     add("--budget", type=at_least(0, float), default=None, help="stop before spending more than this many USD in this run")
+    add_allow_unpriced(parser)
     add_retry_failed(parser, "training images")
     add_new_round(parser, "training images")
     add_verbose(parser)
@@ -90,7 +92,7 @@ async def run(args: argparse.Namespace, console: Console):
         target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
         upscale_concurrency=args.upscale_concurrency, descriptions=args.descriptions, budget=args.budget,
         retry_failed=args.retry_failed, trigger_word=args.trigger_word, dup_threshold=args.dup_threshold,
-        new_round=args.new_round,
+        new_round=args.new_round, allow_unpriced=args.allow_unpriced,
     )
     choices = choices_from(args)
     async with open_parts(choices, user_id=args.user_id, actor_id=args.actor_id, local_root=args.output) as parts:

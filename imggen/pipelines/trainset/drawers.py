@@ -28,6 +28,7 @@ class GridDrawer(Protocol):
     name: str
     output_format: str  # "jpg" or "png", the encoding of what ``draw`` returns
     settings: dict  # what defines the grids it draws (a run's settings; see imggen/engine/rounds.py)
+    paid_model: str | None  # the Replicate model each grid is paid to, or None when drawing is free
 
     async def draw(
         self, prompt: str, source: bytes, *, grid: int, seed: int, key: str, journal: PredictionJournal
@@ -38,6 +39,7 @@ class ReplicateGridDrawer:
     """flux-kontext-pro through :class:`~imggen.backends.replicate_backend.ReplicateBackend`, resumable."""
 
     name = "flux-kontext-pro"
+    paid_model = FLUX_KONTEXT_PRO
 
     def __init__(self, backend, *, aspect_ratio: str = "1:1", output_format: str = "jpg") -> None:
         self._backend = backend
@@ -66,6 +68,7 @@ class Flux2GridDrawer:
 
     name = "flux2-klein"
     output_format = "jpg"
+    paid_model = None
 
     def __init__(self, checkpoint, *, size: int = 1024, device: str | None = None,
                  num_inference_steps: int | None = None) -> None:

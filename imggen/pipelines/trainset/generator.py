@@ -24,17 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from imggen.backends.replicate_catalog import replicate_models
 from imggen.engine.control import RunControl
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.errors import CannotStart, ErrorKind, TaskError
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.ledger import Ledger, recorded_rounds
+from imggen.engine.paid_calls import money as paid_money
 from imggen.engine.retry import Hold
 from imggen.engine.rounds import Round, choose_round
 from imggen.engine.stats import money_spent
@@ -68,6 +73,11 @@ class TrainsetParts:
     store: ImageStore
     captioner: Captioner = field(default_factory=DescriptionCaptioner)
 
+    def unpriced_models(self) -> list[str]:
+        """The Replicate models this run would pay for whose price the catalog says is unknown."""
+        paid = (self.drawer.paid_model, self.upscaler.paid_model)
+        return [model for model in paid if model is not None and not replicate_models()[model].price_known]
+
 
 @dataclass(frozen=True)
 class TrainsetOptions:
@@ -78,6 +88,7 @@ class TrainsetOptions:
     upscale_concurrency: int = 24  # training images (upscale + upload) in flight at once
     descriptions: DescriptionPool | str | os.PathLike | None = None  # None: the built-in 63
     budget: float | None = None  # USD cap for this run
+    allow_unpriced: bool = False  # run with a budget although a model's price is unknown (it counts $0 there)
     retry_failed: bool = False  # also retry training images that failed permanently before
     trigger_word: str | None = None  # starts every caption
     dup_threshold: int = DEFAULT_DUP_THRESHOLD  # hash bits within which a tile repeats a kept one
@@ -114,10 +125,12 @@ class TrainsetResult:
     money: dict = field(default_factory=dict)  # billed, used and wasted USD of the run folder, in all runs
 
     def cost_line(self) -> str:
-        """``billed $0.20 (used $0.16, wasted $0.04)``: what Replicate billed, and for what."""
+        """``billed $0.20 (used $0.16, wasted $0.04)``: what Replicate billed, and for what, plus the
+        calls whose price is unknown (``and 20 topazlabs/image-upscale calls at an unknown price``)."""
         money = self.money
-        return (f"billed ${money.get('billed_cost_usd', 0.0):.2f} (used ${money.get('used_cost_usd', 0.0):.2f}, "
+        line = (f"billed ${money.get('billed_cost_usd', 0.0):.2f} (used ${money.get('used_cost_usd', 0.0):.2f}, "
                 f"wasted ${money.get('wasted_cost_usd', 0.0):.2f})")
+        return line + unpriced_note(money, lead=" and ")
 
     @property
     def training_image_urls(self) -> list[str]:
@@ -130,6 +143,13 @@ class TrainsetResult:
             "total_grids_generated": self.total_grids_generated,
             "total_training_images": len(self.images),
         }
+
+
+def unpriced_note(money: dict, *, lead: str) -> str:
+    """``lead`` + ``20 topazlabs/image-upscale calls at an unknown price``, or "" when every call had a price."""
+    if not money.get("unpriced_calls"):
+        return ""
+    return f"{lead}{money['unpriced_calls']} {', '.join(money['unpriced_models'])} calls at an unknown price"
 
 
 def job_root(work_dir: str | os.PathLike, user_id: str, actor_id: str) -> Path:
@@ -242,6 +262,10 @@ async def run_trainset(
     handle_signals: bool = False,
 ) -> TrainsetResult:
     """Build (or continue) the training set of one actor from ``source`` (https URL, path or data URI)."""
+    unpriced = parts.unpriced_models()
+    if options.budget is not None and unpriced and not options.allow_unpriced:
+        raise CannotStart(f"{', '.join(unpriced)} has no known price, so --budget cannot cap it; add --allow-unpriced "
+                          "to cap only the priced calls, or choose a free part (e.g. --upscaler lanczos)")
     actor_root = job_root(work_dir, user_id, actor_id)
     root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
     source_bytes = await load_source(source)
@@ -271,6 +295,7 @@ async def run_trainset(
                              kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
     summary: RunSummary | None = None
+    started = time.time()
     later_round = folder_lock(actor_root) if root != actor_root else contextlib.nullcontext()  # one run per actor
     with contextlib.closing(journal), later_round, folder_lock(pool.root):
         pool.open()
@@ -282,11 +307,12 @@ async def run_trainset(
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
         await captions.store_metadata(parts.store, [task.key for task in tasks])
-    return collect_result(root, options.target, summary, pool)
+    return collect_result(root, options.target, summary, pool, started)
 
 
-def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool) -> TrainsetResult:
-    """The finished training images of the run folder, in slot order."""
+def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool, started: float) -> TrainsetResult:
+    """The finished training images of the run folder, in slot order. The summary's money is what
+    was billed since ``started`` (this run), failed tasks' grids and upscales included."""
     images = []
     with Ledger(root) as ledger:
         for slot in range(1, target + 1):
@@ -297,4 +323,9 @@ def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool)
             images.append(TrainingImage(slot, found["grid"], found["tile"], found["url"], root / record["outputs"][0],
                                         found.get("caption")))
         money = money_spent(ledger)
+        with contextlib.closing(sqlite3.connect(ledger.path)) as db:
+            this_run = paid_money(db, since=started)
+    if this_run is not None:
+        summary = dataclasses.replace(summary, progress=summary.progress.evolve(spent=this_run["billed_cost_usd"]),
+                                      unpriced=unpriced_note(this_run, lead=""))
     return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids(), money)

@@ -74,7 +74,7 @@ class PredictionJournal:
         return await self._create(key, model, resume, create)
 
     async def _create(self, key: str, model: str, resume, create) -> Result:
-        price = replicate_models()[model].price_usd_per_prediction or 0.0
+        price = replicate_models()[model].price_usd_per_prediction  # None: unknown, recorded as such
         created: list[str] = []
 
         def record(prediction_id: str) -> None:  # committed before anything else happens to the prediction

@@ -110,10 +110,12 @@ async def open_parts(
         storage = choices.resolved_storage()
         log.info("training set: %s grids, %s judge, %s upscaler, %s storage",
                  drawer.name, judge_name, choices.upscaler, storage)
+        store = make_store(storage, user_id=user_id, actor_id=actor_id, local_root=local_root)
+        await store.check()  # a missing or read-only bucket stops here, before any grid is paid for
         yield TrainsetParts(
             drawer=drawer,
             judge=judge,
             upscaler=make_upscaler(choices.upscaler, replicate_backend=replicate, output_format=choices.output_format),
-            store=make_store(storage, user_id=user_id, actor_id=actor_id, local_root=local_root),
+            store=store,
             captioner=make_captioner(choices.caption, openai_backend=openai_backend, model=choices.vision_model),
         )

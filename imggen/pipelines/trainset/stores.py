@@ -1,7 +1,8 @@
 """Where finished training images go: an S3 bucket or a local folder, both under ``{user_id}/{actor_id}/``.
 
 Both take a file name and return an object with the image's ``url`` (``https://...`` for S3,
-``file://...`` for a folder). The user and actor ids are untrusted and pass through ``safe_name``.
+``file://...`` for a folder), and ``check`` that they can take files before a run pays for any.
+The user and actor ids are untrusted and pass through ``safe_name``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from imggen.engine.errors import CannotStart
 from imggen.storage.atomic import atomic_write_bytes
 from imggen.storage.paths import safe_name, safe_path
 
@@ -25,6 +27,9 @@ class Stored(Protocol):
 class ImageStore(Protocol):
     name: str
     location: str  # where its files go (``s3://bucket/prefix/``, ``file:///folder``)
+
+    async def check(self) -> None:
+        """Raise (one line) unless files can be stored here; called before anything is paid for."""
 
     async def put(self, name: str, data: bytes, content_type: str) -> Stored: ...
 
@@ -48,6 +53,14 @@ class LocalFolderStore:
     def __init__(self, root: str | os.PathLike, user_id: str, actor_id: str) -> None:
         self.folder = safe_path(root, user_id, actor_id)
         self.location = self.folder.resolve().as_uri()
+
+    async def check(self) -> None:
+        try:
+            await asyncio.to_thread(self.folder.mkdir, parents=True, exist_ok=True)
+        except OSError as error:
+            raise CannotStart(f"cannot store training images in {self.folder}: {error.strerror}") from None
+        if not os.access(self.folder, os.W_OK):
+            raise CannotStart(f"cannot store training images in {self.folder}: not writable")
 
     async def put(self, name: str, data: bytes, content_type: str) -> StoredFile:
         path = await asyncio.to_thread(atomic_write_bytes, safe_path(self.folder, name), data)

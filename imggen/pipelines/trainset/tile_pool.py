@@ -282,6 +282,7 @@ class TilePool:
         provenance = {}
         if is_valid_image(path):  # drawn by an earlier attempt or run
             data = path.read_bytes()
+            self._journal.saved(key)
             verdict = await judge_grid(self._judge, data, shape)
         else:
             made = await self._drawer.draw(
@@ -289,14 +290,14 @@ class TilePool:
             )
             data, provenance, self._drawn_cost[number] = made.data, made.provenance, made.cost
             # The judge looks while the file is written and split into tiles (off the event loop); the
-            # write ends before the ledger is marked.
+            # write ends before the ledger is marked. Once on disk the grid was used, whatever the judge says.
             written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
             self._tile_images[number] = asyncio.ensure_future(asyncio.to_thread(tile_pngs, data, shape))
             try:
                 verdict = await judge_grid(self._judge, data, shape)
             finally:
                 await written
-        self._journal.saved(key)
+                self._journal.saved(key)
         if verdict.fallback:
             log.warning("%s: the %s judge found no unique tile; using the corners and centre", key, self._judge.name)
         cost = self._drawn_cost.pop(number, 0.0)

@@ -33,6 +33,7 @@ class Upscaler(Protocol):
     name: str
     output_format: str
     settings: dict  # what defines its images (a run's settings; see imggen/engine/rounds.py)
+    paid_model: str | None  # the Replicate model each upscale is paid to, or None when upscaling is free
 
     async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage: ...
 
@@ -41,6 +42,7 @@ class TopazUpscaler:
     """topazlabs/image-upscale through the Replicate backend, resumable after a crash."""
 
     name = "topaz"
+    paid_model = TOPAZ_IMAGE_UPSCALE
 
     def __init__(self, backend, *, enhance_model: str = "Standard V2", upscale_factor: str = "2x",
                  output_format: str = "jpg") -> None:
@@ -65,6 +67,7 @@ class LanczosUpscaler:
     """Plain Lanczos resampling by an integer factor: free, local, no model."""
 
     name = "lanczos"
+    paid_model = None
 
     def __init__(self, *, factor: int = 2, output_format: str = "jpg") -> None:
         if factor < 1:
@@ -85,6 +88,8 @@ class LanczosUpscaler:
 
 class SpandrelUpscaler:
     """A super-resolution model file (ESRGAN, SwinIR, ...) loaded by spandrel, run with torch locally."""
+
+    paid_model = None
 
     def __init__(self, model_path: str | Path, *, device: str | None = None, output_format: str = "jpg") -> None:
         try:

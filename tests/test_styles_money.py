@@ -1,0 +1,57 @@
+"""What ``imggen styles`` says and does about money: the basis of each estimate, budgets spent on what
+was billed rather than on worst cases, and models with no published price."""
+
+from __future__ import annotations
+
+import re
+
+from imggen.backends.openai_models import get_model
+from imggen.pipelines.styles.cli import main
+from styles_fixtures import by_style_images, emulator, generations, records, stats, write_records
+
+
+def run(capsys, *args) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def test_the_budget_is_spent_on_billed_images_and_the_ledger_teaches_the_next_estimate(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    prompts = write_records(tmp_path / "p.json", records(8))
+    args = ["--prompts", prompts, "--output", out, "--style", "cartoon", "realistic", "anime"]  # size, quality: auto
+    with emulator(monkeypatch) as server:
+        code, err = run(capsys, *args, "--budget", "0.5")
+        assert re.search(r"estimated cost: at most \$[\d.]+ for all 24 images \(\$0\.1\d\d/image, worst case: ", err), err
+        drawn = len(generations(server))
+        spent = stats(out)["total_cost_usd"]
+        assert code == 2 and f"budget reached: spent ${spent:.2f} of $0.50 in this run" in err
+        assert "(worst case: " in err.split("budget reached")[1]
+        assert drawn == len(by_style_images(out)) and spent <= 0.5
+        per_image = spent / drawn
+        assert per_image < 0.1  # billed well below the worst case, so the budget bought more than two images
+        assert drawn > (0.5 - 0.19) / per_image - 1
+
+        code, err = run(capsys, *args, "--dry-run")
+        assert code == 0
+        assert (f"estimated cost: about ${per_image * 24:.2f} for all 24 images (${per_image:.3f}/image, "
+                f"typical: from {drawn} images already billed in this ledger)") in err
+        assert len(generations(server)) == drawn  # a dry run sends nothing
+
+
+def test_a_budget_refuses_a_model_without_a_price_unless_allowed(tmp_path, monkeypatch, capsys):
+    assert not get_model("gpt-image-2").price_known
+    out = tmp_path / "out"
+    prompts = write_records(tmp_path / "p.json", records(2))
+    args = ["--prompts", prompts, "--output", out, "--style", "cartoon", "--model", "gpt-image-2", "--budget", "1"]
+    with emulator(monkeypatch) as server:
+        code, err = run(capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "cannot start: no published price for gpt-image-2, so --budget cannot cap it" in err
+        assert "--allow-unpriced" in err and not generations(server)
+
+        code, err = run(capsys, *args, "--allow_unpriced")
+        assert code == 0 and len(generations(server)) == 2
+        assert "estimated cost: unknown: gpt-image-2 has no published price" in err
+        assert "$0.00 spent and the images of gpt-image-2 at an unknown price" in err
+        found = stats(out)
+        assert (found["total_cost_usd"], found["unpriced_images"], found["unpriced_models"]) == (0.0, 2, ["gpt-image-2"])
