@@ -1,7 +1,8 @@
 """The Replicate models imggen runs, read from ``imggen/data/replicate_models.json``.
 
-One place for model ids, input schemas (types, allowed values, defaults) and prices, shared by the
-Replicate backend (costs) and the local emulator (input validation).
+One place for model ids, input schemas (types, allowed values, defaults), prices and the account's
+create limit, shared by the Replicate backend (costs), the training set (its pace) and the local
+emulator (input validation).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ class ReplicateModel:
     def input_defaults(self) -> dict[str, Any]:
         """The documented default of every input that has one."""
         return {key: spec["default"] for key, spec in self.inputs.items() if "default" in spec}
+
+
+@lru_cache(maxsize=1)
+def replicate_create_limit_per_min() -> float:
+    """Prediction creates Replicate allows an account per minute, over all models (its documented default)."""
+    text = resources.files("imggen").joinpath("data", "replicate_models.json").read_text(encoding="utf-8")
+    return float(json.loads(text)["create_limit_per_min"])
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,9 @@
 The run's tasks are the training images ``training-image1`` ... ``training-imageN`` on the
 engine runner (retries by error kind, budget, pause/stop, progress, the ledger and its views).
 One task claims a unique tile from the :class:`~.tile_pool.TilePool` (which draws and judges
-grids in parallel, only as many as needed), upscales it, stores it, and saves a debug copy. Its
+grids in parallel, only as many as needed), upscales it, stores it, and saves a debug copy. Grids
+and upscales in flight each follow their own target (:mod:`.lanes`: a number, or ``auto``: the
+create pace x the observed latency); the progress line shows both. Its
 paid results are kept on disk before the ledger is marked (grids in ``grids/``, upscales in
 ``upscales/upscale-{grid}-{tile}.*``), so a rerun for the same actor pays for nothing twice.
 
@@ -16,17 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from imggen.backends.replicate_catalog import replicate_create_limit_per_min
+from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.engine.events import Reporter
+from imggen.engine.events import Event, Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.ledger import Ledger
+from imggen.engine.limiter import RequestLimiter
 from imggen.engine.retry import Hold
 from imggen.engine.stats import money_spent
 from imggen.engine.runner import RunnerConfig, RunSummary
@@ -39,10 +45,11 @@ from .descriptions import DescriptionPool, DescriptionRotation
 from .drawers import GridDrawer
 from .journal import PredictionJournal
 from .judges import TileJudge
+from .lanes import CEILING, Lane, checked_concurrency
 from .source import load_source
 from .stores import CONTENT_TYPES, ImageStore
 from .tile_pool import ClaimedTile, DrawnGrid, GridPlan, TilePool
-from .upscalers import Upscaler
+from .upscalers import TopazUpscaler, Upscaler
 
 log = logging.getLogger("imggen.trainset")
 
@@ -62,8 +69,9 @@ class TrainsetOptions:
     target: int = 20  # training images wanted
     grid: int = 3  # tiles per side of each grid
     max_grids: int = 10  # grid attempts per run
-    grid_concurrency: int = 4  # grids drawn at once
-    upscale_concurrency: int = 24  # training images (upscale + upload) in flight at once
+    grid_concurrency: int | str = AUTO  # grids drawn at once: a number, or "auto" (see .lanes)
+    upscale_concurrency: int | str = AUTO  # upscales in flight at once: a number, or "auto"
+    rpm: float | None = None  # Replicate creates per minute at most (None: its documented limit; never above it)
     descriptions: DescriptionPool | str | os.PathLike | None = None  # None: the built-in 63
     budget: float | None = None  # USD cap for this run
     retry_failed: bool = False  # also retry training images that failed permanently before
@@ -75,8 +83,24 @@ class TrainsetOptions:
             raise ValueError("the target must be at least one image")
         if self.grid < 2:
             raise ValueError("a grid needs at least 2 tiles per side")
-        if self.max_grids < 1 or self.grid_concurrency < 1 or self.upscale_concurrency < 1:
-            raise ValueError("max_grids, grid_concurrency and upscale_concurrency must be at least 1")
+        if self.max_grids < 1:
+            raise ValueError("max_grids must be at least 1")
+        checked_concurrency("grid_concurrency", self.grid_concurrency)
+        checked_concurrency("upscale_concurrency", self.upscale_concurrency)
+        if self.rpm is not None and not self.rpm > 0:
+            raise ValueError("rpm must be positive")
+
+    @property
+    def creates_per_min(self) -> float:
+        """The create pace: Replicate's documented limit, or the user's ``rpm`` when lower."""
+        documented = replicate_create_limit_per_min()
+        return documented if self.rpm is None else min(self.rpm, documented)
+
+    @property
+    def slots(self) -> int:
+        """Training images in flight: a pinned upscale count, else as many as auto may ever upscale."""
+        pinned = self.upscale_concurrency if self.upscale_concurrency != AUTO else CEILING
+        return min(self.target, pinned)
 
 
 @dataclass(frozen=True)
@@ -129,9 +153,10 @@ class TrainingImageWork:
     """The work of one training image: a unique tile, upscaled, stored."""
 
     def __init__(self, root: Path, pool: TilePool, upscaler: Upscaler, store: ImageStore,
-                 journal: PredictionJournal, debug_dir: Path | None) -> None:
+                 journal: PredictionJournal, debug_dir: Path | None, lane: Lane) -> None:
         self.root = root
         self.pool = pool
+        self.lane = lane  # the upscales in flight
         self.upscaler = upscaler
         self.store = store
         self.journal = journal
@@ -167,7 +192,8 @@ class TrainingImageWork:
         if is_valid_image(path):  # saved by an earlier attempt or run
             data, cost = path.read_bytes(), 0.0
         else:
-            made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
+            async with self.lane.flight(claimed.ref.key):
+                made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
             await asyncio.to_thread(atomic_write_bytes, path, made.data)  # fsync off the event loop
             data, cost = made.data, made.cost
         self.journal.saved(claimed.ref.key)
@@ -193,13 +219,14 @@ async def run_trainset(
     debug = Path(debug_dir) if debug_dir is not None else None
     control = control or RunControl()
     config = RunnerConfig(
-        concurrency=min(options.target, options.upscale_concurrency),
+        concurrency=options.slots,
         max_attempts=options.max_attempts,
         backoff_base_s=options.backoff_base_s,
         budget=options.budget,
         retry_failed=options.retry_failed,
     )
-    journal = PredictionJournal(root, hold=Hold(), create_retry=config.retry_policy)
+    journal = PredictionJournal(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
+                                create_retry=config.retry_policy)
     pool = TilePool(
         root / "grids",
         source_bytes,
@@ -211,18 +238,36 @@ async def run_trainset(
         retry=config.retry_policy,
         debug_dir=debug,
     )
-    work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug)
+    work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug,
+                             Lane("upscales", options.upscale_concurrency, journal,
+                                  paced=isinstance(parts.upscaler, TopazUpscaler)))
+    shown = [PartsShown(reporter, [pool.lane, work.lane], journal.creates) for reporter in reporters]
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
     summary: RunSummary | None = None
     with contextlib.closing(journal), folder_lock(pool.root):
         pool.open()
         try:
             summary = await run_job(JobFiles(root), tasks, work, config=config, control=control,
-                                    reporters=[pool, *reporters], handle_signals=handle_signals)
+                                    reporters=[pool, *shown], handle_signals=handle_signals)
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
     return collect_result(root, options.target, summary, pool)
+
+
+class PartsShown:
+    """A reporter that sees each event's progress with the grids and upscales in flight, and the create
+    limit once a create has been paced by it (a local drawer and upscaler create nothing)."""
+
+    def __init__(self, reporter: Reporter, lanes: list[Lane], creates: RequestLimiter) -> None:
+        self._reporter, self._lanes, self._creates = reporter, lanes, creates
+
+    def __call__(self, event: Event) -> None:
+        limit = self._creates.limit
+        paced = limit is not None and any(lane.target.rate_per_s is not None for lane in self._lanes)
+        progress = event.progress.evolve(parts=tuple(lane.shown() for lane in self._lanes),
+                                         limit_per_min=limit * 60.0 / self._creates.period_s if paced else None)
+        self._reporter(dataclasses.replace(event, progress=progress))
 
 
 def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool) -> TrainsetResult:

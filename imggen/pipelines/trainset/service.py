@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.events import Event, Reporter, TaskFinished
 
@@ -59,8 +60,9 @@ class TrainingDataGenerator:
         descriptions: DescriptionPool | str | os.PathLike | None = None,
         flux_checkpoint: str | os.PathLike | None = None,
         flux_size: int = 1024,
-        grid_concurrency: int = 4,
-        upscale_concurrency: int = 24,
+        grid_concurrency: int | str = AUTO,
+        upscale_concurrency: int | str = AUTO,
+        rpm: float | None = None,
         vision_model: str | None = None,
         output_format: str = "jpg",
     ) -> None:
@@ -68,6 +70,9 @@ class TrainingDataGenerator:
         run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
         ``judge``: gpt or hash; ``upscaler``: topaz, lanczos or a model file; ``storage``: s3 or
         local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally.
+        ``grid_concurrency`` and ``upscale_concurrency``: a number pins what is in flight; "auto"
+        follows the create pace (Replicate's limit, or ``rpm`` creates per minute when lower) x the
+        observed latency.
         """
         self.target_training_images = 20
         self.max_generation_attempts = 10
@@ -78,6 +83,7 @@ class TrainingDataGenerator:
         self.descriptions = descriptions
         self.grid_concurrency = grid_concurrency
         self.upscale_concurrency = upscale_concurrency
+        self.rpm = rpm
         self.choices = TrainsetChoices(
             judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
@@ -91,6 +97,7 @@ class TrainingDataGenerator:
             max_grids=self.max_generation_attempts,
             grid_concurrency=self.grid_concurrency,
             upscale_concurrency=self.upscale_concurrency,
+            rpm=self.rpm,
             descriptions=self.descriptions,
         )
 
