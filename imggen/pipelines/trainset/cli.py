@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--upscale-concurrency", type=concurrency, default=AUTO,
         help="upscales in flight at once, or auto: the create pace x the upscales' latency (default: %(default)s)")
     add("--rpm", type=at_least(0, float, exclusive=True),
-        help="Replicate creates per minute at most (default: Replicate's documented 600; never above it)")
+        help="Replicate creates per minute, your account's limit (default: Replicate's documented 600; "
+        "lower while credit is low, higher if Replicate raised it)")
     add("--budget", type=at_least(0, float), default=None, help="stop before spending more than this many USD in this run")
     add_retry_failed(parser, "training images")
     add_verbose(parser)

@@ -71,7 +71,7 @@ class TrainsetOptions:
     max_grids: int = 10  # grid attempts per run
     grid_concurrency: int | str = AUTO  # grids drawn at once: a number, or "auto" (see .lanes)
     upscale_concurrency: int | str = AUTO  # upscales in flight at once: a number, or "auto"
-    rpm: float | None = None  # Replicate creates per minute at most (None: its documented limit; never above it)
+    rpm: float | None = None  # Replicate creates per minute: the account's limit (None: Replicate's documented one)
     descriptions: DescriptionPool | str | os.PathLike | None = None  # None: the built-in 63
     budget: float | None = None  # USD cap for this run
     retry_failed: bool = False  # also retry training images that failed permanently before
@@ -92,9 +92,10 @@ class TrainsetOptions:
 
     @property
     def creates_per_min(self) -> float:
-        """The create pace: Replicate's documented limit, or the user's ``rpm`` when lower."""
-        documented = replicate_create_limit_per_min()
-        return documented if self.rpm is None else min(self.rpm, documented)
+        """The create pace: the user's ``rpm``, else Replicate's documented limit. Replicate sends no
+        limit header, and accounts differ (lower while credit is low, higher on request), so the
+        user's figure, when given, is the one that knows the account."""
+        return self.rpm if self.rpm is not None else replicate_create_limit_per_min()
 
     @property
     def slots(self) -> int:

@@ -4,9 +4,10 @@ Each kind of work is a :class:`Lane` with the engine's in-flight target
 (:class:`~imggen.engine.concurrency.InFlightTarget`): a pinned number, or ``auto``, which follows
 Little's law from that kind's observed latency and the pace of Replicate's creates (the run's one
 :class:`~imggen.engine.limiter.RequestLimiter`, kept by the :class:`~.journal.PredictionJournal`:
-Replicate's documented create limit, or the user's ``rpm`` when that is lower). Until the first
+the user's ``rpm``, else Replicate's documented create limit). Until the first
 answer the limiter's spacing alone bounds it (creates go one per spacing: a ramp from one, never a
-burst); a throttled create halves it. Work that never creates a prediction (a local drawer or
+burst); a throttled create halves it, once per excess: a create sent before the last halving was
+sent under the larger target, so its 429 answers the same excess and halves nothing more. Work that never creates a prediction (a local drawer or
 upscaler) has no pace; its target is the engine's probe: a small start, one more per answer.
 
 The latency of one piece of work runs from the moment its create was sent (the journal says when;
@@ -16,6 +17,7 @@ waiting for the limiter is not latency) or, without a create, from when it began
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -44,6 +46,7 @@ class Lane:
         self.target = InFlightTarget(concurrency, ceiling=ceiling, paced_from_start=paced)
         self._gate = InFlightGate(self.target)
         self._journal = journal
+        self._halved_at = -math.inf  # when a throttled create last halved the target
 
     @property
     def running(self) -> int:
@@ -56,17 +59,19 @@ class Lane:
     async def flight(self, key: str) -> AsyncIterator[None]:
         """Hold a place for the work on ``key`` while the block runs; its end teaches the target."""
         await self._gate.acquire()
-        began, delivered = time.monotonic(), False
+        began, outcome = time.monotonic(), None
         try:
             yield
-            delivered = True
+            outcome = "delivered"
         except TaskError as error:
-            if error.kind is ErrorKind.RATE_LIMITED:
-                self.target.rate_limited()
+            outcome = error.kind
             raise
         finally:
             sent = self._journal.sent_at(key)
-            if delivered:
+            if outcome == "delivered":
                 rate = self._journal.create_rate_per_s if sent is not None else None
                 self.target.succeeded(time.monotonic() - (began if sent is None else sent), rate)
+            elif outcome is ErrorKind.RATE_LIMITED and (sent is None or sent > self._halved_at):
+                self.target.rate_limited()
+                self._halved_at = time.monotonic()
             self._gate.release()

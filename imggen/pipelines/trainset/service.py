@@ -71,8 +71,8 @@ class TrainingDataGenerator:
         ``judge``: gpt or hash; ``upscaler``: topaz, lanczos or a model file; ``storage``: s3 or
         local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally.
         ``grid_concurrency`` and ``upscale_concurrency``: a number pins what is in flight; "auto"
-        follows the create pace (Replicate's limit, or ``rpm`` creates per minute when lower) x the
-        observed latency.
+        follows the create pace (``rpm`` creates per minute, default Replicate's documented limit) x
+        the observed latency.
         """
         self.target_training_images = 20
         self.max_generation_attempts = 10
