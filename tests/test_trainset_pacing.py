@@ -91,6 +91,20 @@ def test_a_throttled_create_halves_the_upscale_target(monkeypatch, source_file, 
     assert before >= CREATES_PER_S * 0.8 * 2 and after <= before // 2 + 1
 
 
+def test_creates_throttled_together_halve_the_target_once(monkeypatch, source_file, tmp_path):
+    # the three grids' creates leave together (an account allowed 600,000 a minute) and all meet a 429:
+    # one excess, one halving of the grids' target (from the 256 allowed before the first answer)
+    with running_services() as started:
+        use_services(started, monkeypatch, tmp_path)
+        started.replicate.reject_creates(3, 429, retry_after_s=1, form="body")
+        seen = PartsSeen()
+        result = build(tmp_path, 20, seen, rpm=600_000)
+        counts = started.replicate.counts
+    assert len(result.images) == 20 and counts.throttled == 3 and counts.created[FLUX_KONTEXT_PRO] == 3
+    after = {parts["grids"][1] for event, parts in seen.seen if isinstance(event, TaskRetrying)}
+    assert after == {128}
+
+
 def test_a_pinned_upscale_concurrency_is_never_exceeded(monkeypatch, source_file, tmp_path):
     with running_services(upscale_latency_s=0.6) as started:
         use_services(started, monkeypatch, tmp_path)
