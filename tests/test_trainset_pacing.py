@@ -10,7 +10,7 @@ from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSC
 from imggen.engine.events import Event, TaskFinished, TaskRetrying
 from imggen.pipelines.trainset import TrainingDataGenerator
 from imggen.pipelines.trainset.cli import build_parser
-from trainset_fixtures import running_services, source_file, use_services  # noqa: F401 - fixtures
+from trainset_fixtures import overlapping, running_services, source_file, use_services  # noqa: F401 - fixtures
 
 USER, ACTOR = "u1", "a1"
 CREATES_PER_S = 600 / 60  # Replicate's documented create limit
@@ -30,15 +30,6 @@ class PartsSeen:
 
     def targets(self, name: str) -> list[int]:
         return [parts[name][1] for _, parts in self.seen if name in parts]
-
-
-def overlapping(predictions) -> int:
-    events = sorted([(p.created_at, 1) for p in predictions] + [(p.completed_at, -1) for p in predictions])
-    running = most = 0
-    for _, change in events:
-        running += change
-        most = max(most, running)
-    return most
 
 
 def build(tmp_path: Path, target: int, reporter: PartsSeen, *, actor: str = ACTOR, **options):

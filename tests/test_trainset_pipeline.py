@@ -18,7 +18,8 @@ from imggen.pipelines.trainset.cli import main as trainset_main
 from imggen.pipelines.trainset.stores import owner_prefix
 from imggen.storage.paths import safe_name
 from trainset_fixtures import (  # noqa: F401 - fixtures
-    BUCKET, OPENAI_KEY, REPLICATE_TOKEN, running_services, services, source_file, source_image_bytes, use_services,
+    BUCKET, OPENAI_KEY, REPLICATE_TOKEN, overlapping, running_services, services, source_file, source_image_bytes,
+    use_services,
 )
 
 USER, ACTOR = "user/../1", "actor 7"
@@ -31,16 +32,6 @@ def generator(tmp_path: Path, **options) -> TrainingDataGenerator:
 def grid_records(tmp_path: Path) -> dict[str, dict]:
     with Ledger(job_root(tmp_path / "runs", USER, ACTOR) / "grids") as ledger:
         return {key: ledger.task(key) for status in ("done", "failed", "pending") for key in ledger.keys(status)}
-
-
-def overlapping(predictions) -> int:
-    """The most predictions that were running at the same moment."""
-    events = sorted([(p.created_at, 1) for p in predictions] + [(p.completed_at, -1) for p in predictions])
-    running = most = 0
-    for _, change in events:
-        running += change
-        most = max(most, running)
-    return most
 
 
 def test_twenty_images_in_s3_from_parallel_grids_and_a_rerun_pays_for_nothing(monkeypatch, source_file, tmp_path):

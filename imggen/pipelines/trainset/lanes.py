@@ -4,11 +4,12 @@ Each kind of work is a :class:`Lane` with the engine's in-flight target
 (:class:`~imggen.engine.concurrency.InFlightTarget`): a pinned number, or ``auto``, which follows
 Little's law from that kind's observed latency and the pace of Replicate's creates (the run's one
 :class:`~imggen.engine.limiter.RequestLimiter`, kept by the :class:`~.journal.PredictionJournal`:
-the user's ``rpm``, else Replicate's documented create limit). Until the first
-answer the limiter's spacing alone bounds it (creates go one per spacing: a ramp from one, never a
-burst); a throttled create halves it, once per excess: a create sent before the last halving was
-sent under the larger target, so its 429 answers the same excess and halves nothing more. Work that never creates a prediction (a local drawer or
-upscaler) has no pace; its target is the engine's probe: a small start, one more per answer.
+the user's ``rpm``, else Replicate's documented create limit). Until the first answer the limiter's
+spacing alone bounds it (creates go one per spacing: a ramp from one, never a burst); a throttled
+create halves it, once per excess: a create sent before the last halving was sent under the larger
+target, so its 429 answers the same excess and halves nothing more. Work that never creates a
+prediction (a local drawer or upscaler) has no pace; its target is the engine's probe: a small
+start, one more per answer.
 
 The latency of one piece of work runs from the moment its create was sent (the journal says when;
 waiting for the limiter is not latency) or, without a create, from when it began, to its end.
