@@ -1,7 +1,9 @@
 """Wall time for a 20-image training set: the pipeline against the seed's sequential flow, same emulators, same run.
 
 The seed's latencies (grid 30 s, judge 5 s, upscale 30 s per call) are divided by ``--k``
-(default 30: grid 1 s, judge 0.17 s, upscale 1 s). Both flows use the real replicate, openai and
+(default 30: grid 1 s, judge 0.17 s, upscale 1 s), and Replicate's create limit (600 a minute) is
+multiplied by it, in the emulator and in the pipeline's pace (``rpm``), so that the limit weighs
+on the scaled run as on a real one. Both flows use the real replicate, openai and
 boto3 clients against the local Replicate and OpenAI emulators and a moto S3 server, all three served
 by a child process (the providers are remote: their work does not compete with the client's event
 loop for the interpreter). The seed's
@@ -32,6 +34,7 @@ from moto.server import ThreadedMotoServer
 
 from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.replicate_backend import ReplicateBackend
+from imggen.backends.replicate_catalog import replicate_create_limit_per_min
 from imggen.emulators.fault_plan import FaultRates
 from imggen.engine.errors import TaskError
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread
@@ -51,6 +54,11 @@ BUCKET = "trainset-benchmark"
 TOKEN, KEY = "r8_benchmark_token_0123456789", "sk-benchmark-key-0123456789"
 
 
+def scaled_create_limit(k: float) -> float:
+    """Replicate's creates per minute in a world whose times are divided by ``k``."""
+    return replicate_create_limit_per_min() * k
+
+
 @contextlib.contextmanager
 def services(k: float, faults: ReplicateFaults | None = None):
     """Emulators at the scaled latencies (with ``faults``) and a moto S3 server.
@@ -58,6 +66,7 @@ def services(k: float, faults: ReplicateFaults | None = None):
     Yields the environment that points at them and the Replicate emulator."""
     replicate_config = ReplicateEmulatorConfig(api_token=TOKEN, grid_latency_s=SEED_GRID_S / k,
                                                upscale_latency_s=SEED_UPSCALE_S / k, grid_megapixels=0.25,
+                                               create_limit_per_min=round(scaled_create_limit(k)),
                                                faults=faults or ReplicateFaults())
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -119,8 +128,8 @@ def serve(k: float, poll_faults: float, throttle: float) -> None:
                   f"polls={counts.polls} billed={sum(counts.paid.values())}", flush=True)
 
 
-async def ours(target: int, work_dir: Path) -> float:
-    generator = TrainingDataGenerator(work_dir=work_dir / "ours", judge="gpt", storage="s3")
+async def ours(target: int, work_dir: Path, k: float) -> float:
+    generator = TrainingDataGenerator(work_dir=work_dir / "ours", judge="gpt", storage="s3", rpm=scaled_create_limit(k))
     generator.target_training_images = target
     began = time.perf_counter()
     result = await generator.arun(str(SOURCE), "bench", "ours")
@@ -164,10 +173,10 @@ async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
     return time.perf_counter() - began
 
 
-async def measure(target: int) -> tuple[float, float]:
+async def measure(target: int, k: float) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
-        await ours(1, Path(folder) / "warm-up")  # one image first: both flows then run on warm imports and clients
-        ours_s = await ours(target, Path(folder))
+        await ours(1, Path(folder) / "warm-up", k)  # one image first: both flows then run on warm imports and clients
+        ours_s = await ours(target, Path(folder), k)
         seed_s = await seed_flow(target, Path(folder))
     return ours_s, seed_s
 
@@ -185,7 +194,7 @@ def main() -> None:
     if args.serve:
         return serve(args.k, args.poll_faults, args.throttle)
     with provider_process(args.k, args.poll_faults, args.throttle) as counts:
-        ours_s, seed_s = asyncio.run(measure(args.target))
+        ours_s, seed_s = asyncio.run(measure(args.target, args.k))
         print(f"faults met: {counts()}")
     critical = (SEED_GRID_S + SEED_JUDGE_S + SEED_UPSCALE_S) / args.k
     print(f"ours: {ours_s:.2f} s ({ours_s / critical:.2f} x the critical path); seed's flow: {seed_s:.2f} s")

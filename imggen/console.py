@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from rich.console import Console
 
 from .backends.flux2 import VERBOSE_ENV
+from .engine.concurrency import AUTO
 from .engine.errors import CannotStart, TaskError
 from .engine.runner import RunSummary
 from .literal import line
@@ -70,6 +71,16 @@ def add_verbose(parser: argparse.ArgumentParser) -> None:
     """``--verbose``: keep the model libraries' loading bars and warnings (off by default)."""
     parser.add_argument("--verbose", action="store_true",
                         help="show diffusers' and transformers' loading bars and warnings")
+
+
+def concurrency(text: str) -> int | str:
+    """An argparse type: ``auto`` or a whole number (what is in flight; see :mod:`imggen.engine.concurrency`)."""
+    if text == AUTO:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or {AUTO}, got {text!r}") from None
 
 
 def at_least(minimum: float, kind: type = int, *, exclusive: bool = False) -> Callable[[str], float]:

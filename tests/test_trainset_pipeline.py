@@ -18,7 +18,8 @@ from imggen.pipelines.trainset.cli import main as trainset_main
 from imggen.pipelines.trainset.stores import owner_prefix
 from imggen.storage.paths import safe_name
 from trainset_fixtures import (  # noqa: F401 - fixtures
-    BUCKET, OPENAI_KEY, REPLICATE_TOKEN, running_services, services, source_file, source_image_bytes, use_services,
+    BUCKET, OPENAI_KEY, REPLICATE_TOKEN, overlapping, running_services, services, source_file, source_image_bytes,
+    use_services,
 )
 
 USER, ACTOR = "user/../1", "actor 7"
@@ -33,17 +34,14 @@ def grid_records(tmp_path: Path) -> dict[str, dict]:
         return {key: ledger.task(key) for status in ("done", "failed", "pending") for key in ledger.keys(status)}
 
 
-def overlapping(predictions) -> int:
-    """The most predictions that were running at the same moment."""
-    events = sorted([(p.created_at, 1) for p in predictions] + [(p.completed_at, -1) for p in predictions])
-    running = most = 0
-    for _, change in events:
-        running += change
-        most = max(most, running)
-    return most
+def test_twenty_images_in_s3_from_parallel_grids_and_a_rerun_pays_for_nothing(monkeypatch, source_file, tmp_path):
+    # grids that take longer than the spacing of Replicate's creates (0.1 s at 600/min) overlap
+    with running_services(grid_latency_s=0.5) as services:
+        use_services(services, monkeypatch, tmp_path)
+        _twenty_images_then_a_rerun(services, source_file, tmp_path)
 
 
-def test_twenty_images_in_s3_from_parallel_grids_and_a_rerun_pays_for_nothing(services, source_file, tmp_path):
+def _twenty_images_then_a_rerun(services, source_file, tmp_path):
     result = generator(tmp_path).generate_training_data(str(source_file), USER, ACTOR)
 
     assert result["total_training_images"] == 20 and result["total_grids_generated"] == 3
@@ -145,10 +143,12 @@ def test_failed_aborted_and_refused_predictions_are_replaced(services, source_fi
     assert tuple(assignments["rejected"][0]) not in {tuple(v) for v in assignments["assigned"].values()}
 
 
-def test_upscales_run_concurrently_up_to_the_bound(services, source_file, tmp_path):
-    made = generator(tmp_path, upscale_concurrency=4)
-    made.target_training_images = 9
-    assert made.generate_training_data(str(source_file), USER, ACTOR)["total_training_images"] == 9
+def test_upscales_run_concurrently_up_to_the_bound(monkeypatch, source_file, tmp_path):
+    with running_services(upscale_latency_s=0.6) as services:  # 6 creates' spacing: 4 is the bound
+        use_services(services, monkeypatch, tmp_path)
+        made = generator(tmp_path, upscale_concurrency=4)
+        made.target_training_images = 9
+        assert made.generate_training_data(str(source_file), USER, ACTOR)["total_training_images"] == 9
     upscales = [p for p in services.replicate.predictions.values() if p.model == TOPAZ_IMAGE_UPSCALE]
     assert len(upscales) == 9 and overlapping(upscales) == 4
 

@@ -47,6 +47,16 @@ def source_file(tmp_path: Path) -> Path:
     return path
 
 
+def overlapping(predictions) -> int:
+    """The most emulated predictions that were running at the same moment."""
+    events = sorted([(p.created_at, 1) for p in predictions] + [(p.completed_at, -1) for p in predictions])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
+
+
 @contextlib.contextmanager
 def moto_s3() -> Iterator[str]:
     """A moto S3 server on a free port holding only the (empty) test bucket; yields its endpoint URL."""

@@ -1,9 +1,10 @@
 """The Replicate models imggen runs, read from ``imggen/data/replicate_models.json``.
 
-One place for model ids, input schemas (types, allowed values, defaults) and prices, shared by the
-Replicate backend (costs) and the local emulator (input validation). Every model states its price:
-a number of US dollars, or ``"unknown"`` where no confirmed figure exists; a catalog entry with
-neither is refused when the file is read, so no model is ever counted at $0.00 by omission.
+One place for model ids, input schemas (types, allowed values, defaults), prices and the account's
+create limit, shared by the Replicate backend (costs), the training set (its pace) and the local
+emulator (input validation). Every model states its price: a number of US dollars, or ``"unknown"``
+where no confirmed figure exists; a catalog entry with neither is refused when the file is read, so
+no model is ever counted at $0.00 by omission.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ class ReplicateModel:
     def input_defaults(self) -> dict[str, Any]:
         """The documented default of every input that has one."""
         return {key: spec["default"] for key, spec in self.inputs.items() if "default" in spec}
+
+
+@lru_cache(maxsize=1)
+def replicate_create_limit_per_min() -> float:
+    """Prediction creates Replicate allows an account per minute, over all models (its documented default)."""
+    text = resources.files("imggen").joinpath("data", "replicate_models.json").read_text(encoding="utf-8")
+    return float(json.loads(text)["create_limit_per_min"])
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,9 @@ law's number is never a burst. Without a known limit a probe starts small and gr
 answer. A rate-limit answer halves the target (multiplicative decrease); the cap it sets grows
 back by one per round trip while no limit is known (additive increase), and by one per answer
 (about a round trip to recover) when the limiter already paces the starts. It never passes the
-ceiling.
+ceiling. Where a limit is known and paces the starts from the very first one
+(``paced_from_start``), the pace alone bounds what is in flight until the first answer: it grows by
+one start per spacing of the limiter, a ramp from one, never a burst.
 
 :class:`InFlightGate` is the runner's semaphore whose size follows the target.
 """
@@ -27,12 +29,12 @@ LATENCY_WEIGHT = 0.2  # each new latency's weight in the running average
 class InFlightTarget:
     """The number of tasks to keep in flight, fixed or following rate x latency."""
 
-    def __init__(self, concurrency: int | str = AUTO, *, ceiling: int = 256) -> None:
+    def __init__(self, concurrency: int | str = AUTO, *, ceiling: int = 256, paced_from_start: bool = False) -> None:
         if concurrency != AUTO and not (isinstance(concurrency, int) and concurrency >= 1):
             raise ValueError(f"concurrency must be a positive number or {AUTO!r}")
         self.pinned = concurrency if concurrency != AUTO else None
         self.ceiling = ceiling if self.pinned is None else self.pinned
-        self._probe = float(min(START, self.ceiling))  # in flight while no limit is known
+        self._probe = float(self.ceiling if paced_from_start else min(START, self.ceiling))  # before an answer
         self._cap: float | None = None  # set by a rate-limit answer, then grows back slowly
         self.latency_s: float | None = None
         self.rate_per_s: float | None = None

@@ -12,6 +12,15 @@ from typing import Callable, Union
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """One kind of work a task is made of (e.g. a training image's grids and upscales): running now / the target."""
+
+    name: str
+    running: int
+    target: int
+
+
+@dataclass(frozen=True)
 class Progress:
     """A snapshot of a run's counters."""
 
@@ -27,6 +36,7 @@ class Progress:
     rate_limit_hits: int = 0
     in_flight_target: int | None = None  # tasks the runner keeps in flight now
     limit_per_min: float | None = None  # the requests limit in use (--rpm or the provider's), if any
+    parts: tuple[InFlight, ...] = ()  # the kinds of work inside the tasks, when a pipeline has them
     state: str = "running"
     started_at: float = field(default_factory=time.monotonic)
 
@@ -48,10 +58,12 @@ class Progress:
 
     @property
     def pace(self) -> str:
-        """``in flight 3/12, limit 173/min`` (the limit only when one is in use)."""
+        """``in flight 3/12, limit 173/min`` (the limit only when one is in use); with parts
+        ``in flight 20/20, grids 2/3, upscales 9/21, limit 600/min``."""
         limit = f", limit {self.limit_per_min:.0f}/min" if self.limit_per_min else ""
         target = f"/{self.in_flight_target}" if self.in_flight_target else ""
-        return f"in flight {self.running}{target}{limit}"
+        parts = "".join(f", {part.name} {part.running}/{part.target}" for part in self.parts)
+        return f"in flight {self.running}{target}{parts}{limit}"
 
     def evolve(self, **changes: object) -> "Progress":
         return replace(self, **changes)

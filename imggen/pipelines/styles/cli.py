@@ -15,11 +15,10 @@ from rich.console import Console
 
 from imggen.backends.openai_models import DEFAULT_MODEL
 from imggen.console import (
-    add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args,
-    report_summary,
+    add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, concurrency,
+    parse_args, report_summary,
     start_or_explain,
 )
-from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
@@ -27,16 +26,6 @@ from .run import (
     BACKENDS, DEFAULT_CONCURRENCY, MODES, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
 )
 from .sheet_cli import report_sheets
-
-
-def concurrency(text: str) -> int | str:
-    """``auto`` or a positive whole number."""
-    if text == AUTO:
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or {AUTO}, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,11 @@ from pathlib import Path
 from rich.console import Console
 
 from imggen.console import (
-    add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, parse_args,
-    report_summary,
+    add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, concurrency,
+    parse_args, report_summary,
     start_or_explain,
 )
+from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
@@ -46,8 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--flux-steps", type=int, default=None, help="denoising steps (default: the checkpoint's preset)")
     add("--descriptions", type=Path, help="your own pool of tile subjects (JSON: {category: [subject, ...]})")
     add("--max-grids", type=at_least(1), default=10, help="grid attempts per run (default: %(default)s)")
-    add("--grid-concurrency", type=int, default=4, help="grids drawn at once (default: %(default)s)")
-    add("--upscale-concurrency", type=int, default=24, help="upscales in flight at once (default: %(default)s)")
+    add("--grid-concurrency", type=concurrency, default=AUTO,
+        help="grids drawn at once, or auto: the create pace x the grids' latency, never more than needed "
+        "(default: %(default)s)")
+    add("--upscale-concurrency", type=concurrency, default=AUTO,
+        help="upscales in flight at once, or auto: the create pace x the upscales' latency (default: %(default)s)")
+    add("--rpm", type=at_least(0, float, exclusive=True),
+        help="Replicate creates per minute, your account's limit (default: Replicate's documented 600; "
+        "lower while credit is low, higher if Replicate raised it)")
     add("--budget", type=at_least(0, float), default=None, help="stop before spending more than this many USD in this run")
     add_allow_unpriced(parser)
     add_retry_failed(parser, "training images")
@@ -90,9 +97,9 @@ def choices_from(args: argparse.Namespace) -> TrainsetChoices:
 async def run(args: argparse.Namespace, console: Console):
     options = TrainsetOptions(
         target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
-        upscale_concurrency=args.upscale_concurrency, descriptions=args.descriptions, budget=args.budget,
-        retry_failed=args.retry_failed, trigger_word=args.trigger_word, dup_threshold=args.dup_threshold,
-        new_round=args.new_round, allow_unpriced=args.allow_unpriced,
+        upscale_concurrency=args.upscale_concurrency, rpm=args.rpm, descriptions=args.descriptions,
+        budget=args.budget, retry_failed=args.retry_failed, trigger_word=args.trigger_word,
+        dup_threshold=args.dup_threshold, new_round=args.new_round, allow_unpriced=args.allow_unpriced,
     )
     choices = choices_from(args)
     async with open_parts(choices, user_id=args.user_id, actor_id=args.actor_id, local_root=args.output) as parts:

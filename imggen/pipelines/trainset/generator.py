@@ -3,7 +3,9 @@
 The run's tasks are the training images ``training-image1`` ... ``training-imageN`` on the
 engine runner (retries by error kind, budget, pause/stop, progress, the ledger and its views).
 One task claims a unique tile from the :class:`~.tile_pool.TilePool` (which draws and judges
-grids in parallel, only as many as needed), upscales it, stores it, and saves a debug copy. Its
+grids in parallel, only as many as needed), upscales it, stores it, and saves a debug copy. Grids
+and upscales in flight each follow their own target (:mod:`.lanes`: a number, or ``auto``: the
+create pace x the observed latency); the progress line shows both. Its
 paid results are kept on disk before the ledger is marked (grids in ``grids/``, upscales in
 ``upscales/upscale-{grid}-{tile}.*``), so a rerun for the same actor pays for nothing twice.
 
@@ -33,12 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from imggen.backends.replicate_catalog import replicate_models
+from imggen.backends.replicate_catalog import replicate_create_limit_per_min, replicate_models
+from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.errors import CannotStart, ErrorKind, TaskError
-from imggen.engine.events import Reporter
+from imggen.engine.events import Event, Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.ledger import Ledger, recorded_rounds
+from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import money as paid_money
 from imggen.engine.retry import Hold
 from imggen.engine.rounds import Round, choose_round
@@ -55,10 +59,11 @@ from .drawers import GridDrawer
 from .duplicates import DEFAULT_DUP_THRESHOLD, KEPT_TILES, KeptTiles
 from .journal import PredictionJournal
 from .judges import TileJudge
+from .lanes import CEILING, Lane, checked_concurrency
 from .source import load_source
 from .stores import CONTENT_TYPES, ImageStore
 from .tile_pool import ClaimedTile, DrawnGrid, GridPlan, TilePool
-from .upscalers import Upscaler
+from .upscalers import TopazUpscaler, Upscaler
 
 log = logging.getLogger("imggen.trainset")
 
@@ -84,8 +89,9 @@ class TrainsetOptions:
     target: int = 20  # training images wanted
     grid: int = 3  # tiles per side of each grid
     max_grids: int = 10  # grid attempts per run
-    grid_concurrency: int = 4  # grids drawn at once
-    upscale_concurrency: int = 24  # training images (upscale + upload) in flight at once
+    grid_concurrency: int | str = AUTO  # grids drawn at once: a number, or "auto" (see .lanes)
+    upscale_concurrency: int | str = AUTO  # upscales in flight at once: a number, or "auto"
+    rpm: float | None = None  # Replicate creates per minute: the account's limit (None: Replicate's documented one)
     descriptions: DescriptionPool | str | os.PathLike | None = None  # None: the built-in 63
     budget: float | None = None  # USD cap for this run
     allow_unpriced: bool = False  # run with a budget although a model's price is unknown (it counts $0 there)
@@ -101,8 +107,25 @@ class TrainsetOptions:
             raise ValueError("the target must be at least one image")
         if self.grid < 2:
             raise ValueError("a grid needs at least 2 tiles per side")
-        if self.max_grids < 1 or self.grid_concurrency < 1 or self.upscale_concurrency < 1:
-            raise ValueError("max_grids, grid_concurrency and upscale_concurrency must be at least 1")
+        if self.max_grids < 1:
+            raise ValueError("max_grids must be at least 1")
+        checked_concurrency("grid_concurrency", self.grid_concurrency)
+        checked_concurrency("upscale_concurrency", self.upscale_concurrency)
+        if self.rpm is not None and not self.rpm > 0:
+            raise ValueError("rpm must be positive")
+
+    @property
+    def creates_per_min(self) -> float:
+        """The create pace: the user's ``rpm``, else Replicate's documented limit. Replicate sends no
+        limit header, and accounts differ (lower while credit is low, higher on request), so the
+        user's figure, when given, is the one that knows the account."""
+        return self.rpm if self.rpm is not None else replicate_create_limit_per_min()
+
+    @property
+    def slots(self) -> int:
+        """Training images in flight: a pinned upscale count, else as many as auto may ever upscale."""
+        pinned = self.upscale_concurrency if self.upscale_concurrency != AUTO else CEILING
+        return min(self.target, pinned)
 
 
 @dataclass(frozen=True)
@@ -191,10 +214,11 @@ class TrainingImageWork:
     """The work of one training image: a unique tile, upscaled, stored."""
 
     def __init__(self, root: Path, pool: TilePool, upscaler: Upscaler, store: ImageStore,
-                 journal: PredictionJournal, debug_dir: Path | None, *, kept: KeptTiles,
+                 journal: PredictionJournal, debug_dir: Path | None, lane: Lane, *, kept: KeptTiles,
                  captions: TrainingCaptions) -> None:
         self.root = root
         self.pool = pool
+        self.lane = lane  # the upscales in flight
         self.kept = kept
         self.captions = captions
         self.upscaler = upscaler
@@ -241,7 +265,8 @@ class TrainingImageWork:
         if is_valid_image(path):  # saved by an earlier attempt or run
             data, cost = path.read_bytes(), 0.0
         else:
-            made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
+            async with self.lane.flight(claimed.ref.key):
+                made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
             await asyncio.to_thread(atomic_write_bytes, path, made.data)  # fsync off the event loop
             data, cost = made.data, made.cost
         self.journal.saved(claimed.ref.key)
@@ -272,13 +297,14 @@ async def run_trainset(
     debug = Path(debug_dir) if debug_dir is not None else None
     control = control or RunControl()
     config = RunnerConfig(
-        concurrency=min(options.target, options.upscale_concurrency),
+        concurrency=options.slots,
         max_attempts=options.max_attempts,
         backoff_base_s=options.backoff_base_s,
         budget=options.budget,
         retry_failed=options.retry_failed,
     )
-    journal = PredictionJournal(root, hold=Hold(), create_retry=config.retry_policy)
+    journal = PredictionJournal(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
+                                create_retry=config.retry_policy)
     pool = TilePool(
         root / "grids",
         source_bytes,
@@ -292,7 +318,10 @@ async def run_trainset(
     )
     captions = TrainingCaptions(root, parts.captioner, options.trigger_word)
     work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug,
+                             Lane("upscales", options.upscale_concurrency, journal,
+                                  paced=isinstance(parts.upscaler, TopazUpscaler)),
                              kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
+    shown = [PartsShown(reporter, [pool.lane, work.lane], journal.creates) for reporter in reporters]
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
     summary: RunSummary | None = None
     started = time.time()
@@ -301,13 +330,28 @@ async def run_trainset(
         pool.open()
         try:
             summary = await run_job(JobFiles(root), tasks, work, config=config, control=control,
-                                    reporters=[pool, *reporters], handle_signals=handle_signals,
+                                    reporters=[pool, *shown], handle_signals=handle_signals,
                                     rounds={SCOPE: this_round})
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
         await captions.store_metadata(parts.store, [task.key for task in tasks])
     return collect_result(root, options.target, summary, pool, started)
+
+
+class PartsShown:
+    """A reporter that sees each event's progress with the grids and upscales in flight, and the create
+    limit once a create has been paced by it (a local drawer and upscaler create nothing)."""
+
+    def __init__(self, reporter: Reporter, lanes: list[Lane], creates: RequestLimiter) -> None:
+        self._reporter, self._lanes, self._creates = reporter, lanes, creates
+
+    def __call__(self, event: Event) -> None:
+        limit = self._creates.limit
+        paced = limit is not None and any(lane.target.rate_per_s is not None for lane in self._lanes)
+        progress = event.progress.evolve(parts=tuple(lane.shown() for lane in self._lanes),
+                                         limit_per_min=limit * 60.0 / self._creates.period_s if paced else None)
+        self._reporter(dataclasses.replace(event, progress=progress))
 
 
 def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool, started: float) -> TrainsetResult:

@@ -8,20 +8,25 @@ downloading (5xx, dropped connection, timeout, 429) is retried on the same id, w
 without a usable output (failed, canceled, aborted, unknown to the server, or billed with its
 output expired) is settled and created anew, and the billed ones are recorded as wasted. Every
 create first waits out the shared :class:`~imggen.engine.retry.Hold` that a throttled create
-(429 with its ``Retry-After``) extends, so no caller sends one early.
+(429 with its ``Retry-After``) extends, so no caller sends one early, and then its turn at the run's
+create limiter (one for all models: Replicate counts an account's creates together), so creates are
+spaced at that limit, never a burst. When each key's create was sent is kept for the in-flight
+targets (:mod:`.lanes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from imggen.backends.replicate_catalog import replicate_models
+from imggen.backends.replicate_catalog import replicate_create_limit_per_min, replicate_models
 from imggen.backends.replicate_responses import PredictionEnded
 from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
 from imggen.engine.retry import Hold, RetryPolicy, decide
 
@@ -37,10 +42,13 @@ COLLECT_DEADLINE_S = 900.0
 class PredictionJournal:
     """The paid predictions of the run folder ``root`` (kept in its ``ledger.sqlite``)."""
 
-    def __init__(self, root: str | os.PathLike, *, hold: Hold | None = None,
+    def __init__(self, root: str | os.PathLike, *, hold: Hold | None = None, creates: RequestLimiter | None = None,
                  create_retry: RetryPolicy = RetryPolicy(), collect_deadline_s: float = COLLECT_DEADLINE_S) -> None:
+        """``creates`` paces every create (default: Replicate's documented limit per minute)."""
         self._calls = PaidCalls(Path(root))
         self._hold = hold or Hold()
+        self.creates = creates or RequestLimiter(replicate_create_limit_per_min())
+        self._sent: dict[str, float] = {}  # key -> when its latest create was sent (monotonic clock)
         self._create_retry = create_retry
         self._collect_deadline_s = collect_deadline_s
 
@@ -50,6 +58,15 @@ class PredictionJournal:
     def pending(self, key: str) -> PaidCall | None:
         """The prediction created for ``key`` whose result is not saved yet, if any."""
         return self._calls.open_call(key)
+
+    @property
+    def create_rate_per_s(self) -> float | None:
+        limit = self.creates.limit
+        return limit / self.creates.period_s if limit is not None else None
+
+    def sent_at(self, key: str) -> float | None:
+        """When the latest create for ``key`` was sent, if one was since the last ask (it is forgotten now)."""
+        return self._sent.pop(key, None)
 
     def saved(self, key: str) -> None:
         """``key``'s result is on disk: its prediction was used."""
@@ -81,7 +98,8 @@ class PredictionJournal:
             self._calls.created(key, prediction_id, model, price)
             created.append(prediction_id)
 
-        await self._hold.wait()
+        await self._turn()
+        self._sent[key] = time.monotonic()
         try:
             return await create(record)
         except PredictionEnded as ended:
@@ -100,6 +118,14 @@ class PredictionJournal:
         except PredictionEnded as ended:
             self._settle(call, ended)
             raise
+
+    async def _turn(self) -> None:
+        """Wait until a create may be sent: past any hold, and at its place in the limiter's spacing."""
+        while True:
+            await self._hold.wait()
+            await self.creates.acquire()
+            if self._hold.until <= time.monotonic():
+                return
 
     async def _collect(self, call: PaidCall, resume, failure: TaskError | None = None) -> Result:
         """``resume`` the prediction until it delivers, retrying faults on the same id until the deadline."""

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.events import Event, Reporter, TaskFinished
 
@@ -60,8 +61,9 @@ class TrainingDataGenerator:
         descriptions: DescriptionPool | str | os.PathLike | None = None,
         flux_checkpoint: str | os.PathLike | None = None,
         flux_size: int = 1024,
-        grid_concurrency: int = 4,
-        upscale_concurrency: int = 24,
+        grid_concurrency: int | str = AUTO,
+        upscale_concurrency: int | str = AUTO,
+        rpm: float | None = None,
         vision_model: str | None = None,
         output_format: str = "jpg",
         trigger_word: str | None = None,
@@ -73,6 +75,9 @@ class TrainingDataGenerator:
         run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
         ``judge``: gpt or hash; ``upscaler``: topaz, lanczos or a model file; ``storage``: s3 or
         local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally.
+        ``grid_concurrency`` and ``upscale_concurrency``: a number pins what is in flight; "auto"
+        follows the create pace (``rpm`` creates per minute, default Replicate's documented limit) x
+        the observed latency.
         Captions start with ``trigger_word``, then the tile's description (``caption="description"``)
         or the vision model's (``"gpt"``); a tile within ``dup_threshold`` hash bits of one already
         kept for the actor is refused before its upscale.
@@ -91,6 +96,7 @@ class TrainingDataGenerator:
         self.trigger_word = trigger_word
         self.dup_threshold = dup_threshold
         self.new_round = new_round
+        self.rpm = rpm
         self.choices = TrainsetChoices(
             judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
@@ -104,6 +110,7 @@ class TrainingDataGenerator:
             max_grids=self.max_generation_attempts,
             grid_concurrency=self.grid_concurrency,
             upscale_concurrency=self.upscale_concurrency,
+            rpm=self.rpm,
             descriptions=self.descriptions,
             trigger_word=self.trigger_word,
             dup_threshold=self.dup_threshold,

@@ -1,9 +1,11 @@
 """The grids behind a training set, and the unique tiles they yield, handed to training-image slots.
 
 Each slot of the run asks for a tile with :meth:`TilePool.claim`. The pool draws grids in
-parallel (at most ``grid_concurrency`` at once) only while the waiting slots outnumber the tiles
-already available plus the most the grids in flight can still yield, so it never starts more
-grids than needed besides those in flight, and stops at ``max_grids`` attempts per run.
+parallel only while the waiting slots outnumber the tiles already available plus the most the
+grids in flight can still yield, so it never starts more grids than needed besides those in
+flight, and stops at ``max_grids`` attempts per run. How many may be in flight at once is the
+grids' :class:`~.lanes.Lane` target: ``grid_concurrency``, a number, or ``auto`` (the create pace
+x the grids' latency, halved by a throttled create).
 
 The pool owns one folder (``grids/`` of the run). Every grid is a task ``grid-{n}`` in the
 engine ledger of that folder: its prompt and subjects are fixed when first planned, the image is saved before the
@@ -25,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from imggen.engine.concurrency import AUTO
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.events import Event, StateChanged
 from imggen.engine.ledger import Ledger
@@ -34,9 +37,10 @@ from imggen.settings import redact
 from imggen.storage.atomic import atomic_write_bytes, atomic_write_json, is_valid_image
 
 from .descriptions import DescriptionRotation
-from .drawers import GridDrawer
+from .drawers import GridDrawer, ReplicateGridDrawer
 from .journal import PredictionJournal
 from .judges import TileJudge, judge_grid
+from .lanes import Lane
 from .prompts import build_grid_prompt
 from .tiles import tile_pngs
 
@@ -77,7 +81,7 @@ class DrawnGrid:
 class GridPlan:
     grid: int = 3  # tiles per side
     max_grids: int = 10  # grid attempts per run (the seed's max_generation_attempts)
-    grid_concurrency: int = 4  # grids drawn at once
+    grid_concurrency: int | str = AUTO  # grids drawn at once: a number, or "auto" (see .lanes)
 
 
 def grid_number(key: str) -> int:
@@ -105,6 +109,7 @@ class TilePool:
         self._rotation = rotation
         self._plan = plan
         self._journal = journal
+        self.lane = Lane("grids", plan.grid_concurrency, journal, paced=isinstance(drawer, ReplicateGridDrawer))
         self._retry = retry
         self._debug_dir = debug_dir
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
@@ -216,7 +221,7 @@ class TilePool:
             uncovered = self._live_waiters() - len(self._available)
             if uncovered <= sum(most for _, most in self._in_flight.values()):
                 return
-            if len(self._in_flight) >= self._plan.grid_concurrency:
+            if len(self._in_flight) >= self.lane.target.value:
                 return
             if self._attempts >= self._plan.max_grids:
                 if not self._in_flight:
@@ -255,7 +260,8 @@ class TilePool:
     async def _grid_attempt(self, number: int) -> None:
         key = f"grid-{number}"
         try:
-            shape, tiles, cost, relative = await self._make_grid(number, key)
+            async with self.lane.flight(key):
+                shape, tiles, cost, relative = await self._make_grid(number, key)
         except asyncio.CancelledError:
             self._ledger.release(key)
             raise

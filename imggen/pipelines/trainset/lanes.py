@@ -1,0 +1,78 @@
+"""How many grids, and how many upscales, a training-set run keeps in flight.
+
+Each kind of work is a :class:`Lane` with the engine's in-flight target
+(:class:`~imggen.engine.concurrency.InFlightTarget`): a pinned number, or ``auto``, which follows
+Little's law from that kind's observed latency and the pace of Replicate's creates (the run's one
+:class:`~imggen.engine.limiter.RequestLimiter`, kept by the :class:`~.journal.PredictionJournal`:
+the user's ``rpm``, else Replicate's documented create limit). Until the first answer the limiter's
+spacing alone bounds it (creates go one per spacing: a ramp from one, never a burst); a throttled
+create halves it, once per excess: a create sent before the last halving was sent under the larger
+target, so its 429 answers the same excess and halves nothing more. Work that never creates a
+prediction (a local drawer or upscaler) has no pace; its target is the engine's probe: a small
+start, one more per answer.
+
+The latency of one piece of work runs from the moment its create was sent (the journal says when;
+waiting for the limiter is not latency) or, without a create, from when it began, to its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator
+
+from imggen.engine.concurrency import AUTO, InFlightGate, InFlightTarget
+from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.events import InFlight
+
+from .journal import PredictionJournal
+
+CEILING = 256  # the most in flight of one kind with "auto"
+
+
+def checked_concurrency(name: str, value: int | str) -> None:
+    if value != AUTO and not (isinstance(value, int) and value >= 1):
+        raise ValueError(f"{name} must be a positive number or {AUTO!r}")
+
+
+class Lane:
+    """One kind of work (``name``: grids, upscales): its in-flight target and the gate that keeps to it."""
+
+    def __init__(self, name: str, concurrency: int | str, journal: PredictionJournal, *, paced: bool,
+                 ceiling: int = CEILING) -> None:
+        """``paced``: the work creates Replicate predictions, so the journal's limiter spaces its starts."""
+        checked_concurrency(f"{name} concurrency", concurrency)
+        self.name = name
+        self.target = InFlightTarget(concurrency, ceiling=ceiling, paced_from_start=paced)
+        self._gate = InFlightGate(self.target)
+        self._journal = journal
+        self._halved_at = -math.inf  # when a throttled create last halved the target
+
+    @property
+    def running(self) -> int:
+        return self._gate.in_use
+
+    def shown(self) -> InFlight:
+        return InFlight(self.name, self.running, self.target.value)
+
+    @contextlib.asynccontextmanager
+    async def flight(self, key: str) -> AsyncIterator[None]:
+        """Hold a place for the work on ``key`` while the block runs; its end teaches the target."""
+        await self._gate.acquire()
+        began, outcome = time.monotonic(), None
+        try:
+            yield
+            outcome = "delivered"
+        except TaskError as error:
+            outcome = error.kind
+            raise
+        finally:
+            sent = self._journal.sent_at(key)
+            if outcome == "delivered":
+                rate = self._journal.create_rate_per_s if sent is not None else None
+                self.target.succeeded(time.monotonic() - (began if sent is None else sent), rate)
+            elif outcome is ErrorKind.RATE_LIMITED and (sent is None or sent > self._halved_at):
+                self.target.rate_limited()
+                self._halved_at = time.monotonic()
+            self._gate.release()
