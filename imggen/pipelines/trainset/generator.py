@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from imggen.engine.announcer import Announcer
 from imggen.engine.control import RunControl
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.events import Reporter
@@ -40,6 +41,7 @@ from .drawers import GridDrawer
 from .journal import PredictionJournal
 from .judges import TileJudge
 from .source import load_source
+from .stages import StageWatch
 from .stores import CONTENT_TYPES, ImageStore
 from .tile_pool import ClaimedTile, DrawnGrid, GridPlan, TilePool
 from .upscalers import Upscaler
@@ -200,25 +202,28 @@ async def run_trainset(
         retry_failed=options.retry_failed,
     )
     journal = PredictionJournal(root, hold=Hold(), create_retry=config.retry_policy)
+    announcer = Announcer()
+    stages = StageWatch(announcer.stage)  # the displays show which stages run
     pool = TilePool(
         root / "grids",
         source_bytes,
-        drawer=parts.drawer,
-        judge=parts.judge,
+        drawer=stages.counted(parts.drawer, "draw", "draw"),
+        judge=stages.counted(parts.judge, "unique_tiles", "judge"),
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / "description_rotation.json"),
         plan=GridPlan(options.grid, options.max_grids, options.grid_concurrency),
         journal=journal,
         retry=config.retry_policy,
         debug_dir=debug,
     )
-    work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug)
+    work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
+                             stages.counted(parts.store, "put", "upload"), journal, debug)
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
     summary: RunSummary | None = None
     with contextlib.closing(journal), folder_lock(pool.root):
         pool.open()
         try:
             summary = await run_job(JobFiles(root), tasks, work, config=config, control=control,
-                                    reporters=[pool, *reporters], handle_signals=handle_signals)
+                                    reporters=[pool, *reporters], handle_signals=handle_signals, announcer=announcer)
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
