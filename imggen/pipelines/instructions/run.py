@@ -92,7 +92,7 @@ class InstructionsPlan:
     checkpoint: str
     plan: Plan
     devices: list[str] | None  # each local worker's device; None: Ray actors, placed by the cluster
-    missing_images: str | None = None  # the line saying how many records' source images are missing
+    missing_note: str | None = None  # the line saying how many records name missing source images
 
     def describe(self) -> str:
         """A few lines for people, printed before the run: what will be made, on what, from where."""
@@ -108,7 +108,7 @@ class InstructionsPlan:
             f"images: {plan.image_count} planned, {done} done earlier, {plan.image_count - done} to make",
             f"{workers}; checkpoint {self.checkpoint}, {steps} steps, batch size {options.batch_size}",
         ]
-        return "\n".join(lines + [f"warning: {self.missing_images}"] * bool(self.missing_images))
+        return "\n".join(lines + [f"warning: {self.missing_note}"] * bool(self.missing_note))
 
 
 def done_earlier(plan: Plan) -> int:
