@@ -156,8 +156,9 @@ async def run_instructions(
     root = plan.root
     root.mkdir(parents=True, exist_ok=True)
     global_log = root / RUN_LOG
-    log_start = global_log.stat().st_size if global_log.exists() else 0
+    # the plan names every planning model: the global log's alone, before this run's share of each folder's
     _append_lines(global_log, [f"plan: {line}" for line in planned.describe().splitlines()])
+    log_start = global_log.stat().st_size
     _append_lines(global_log, [f"bad record {record}" for record in plan.bad_records], level="WARNING")
     spec = RenderSpec(planned.checkpoint, options.num_inference_steps, options.dtype,
                       os.environ.get(CALL_LOG_ENV), compile=options.compile, offload=options.offload,
