@@ -64,7 +64,8 @@ async def run_job(
     ``outputs_valid`` decides whether a task's files already on disk stand for its result (by default:
     they all decode as images); ``paid_for`` says what such files were billed, for the ledger (by
     default nothing is known: 0). ``announcer`` gets every reporter of the run, the log file's
-    included, for the job's own messages. Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
+    included, for the job's own messages. Raises :class:`~imggen.storage.lock.FolderBusy` if another
+    run holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
     views = job_views(files)

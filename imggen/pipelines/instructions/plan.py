@@ -154,7 +154,8 @@ def check_image_root(plan: Plan, image_root: Path) -> str | None:
     if not missing:
         return None
     where = f"under --image_root {image_root.absolute()}"
-    note = f"{len(missing)} of {plan.records} records name source images missing {where} (e.g. {missing[0].missing_image})"
+    example = missing[0].missing_image
+    note = f"{len(missing)} of {plan.records} records name source images missing {where} (e.g. {example})"
     if 2 * len(missing) > plan.records:
         raise CannotStart(f"{note}; set --image_root to the folder the records' image_paths are relative to")
     return note + "; those records are skipped"

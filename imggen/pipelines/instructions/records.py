@@ -107,8 +107,8 @@ def _parse(line: str, source: str, image_root: Path) -> Question | BadRecord:
     for path in image_paths:
         found = remap_image_path(path, image_root)
         if found is None:
-            return BadRecord(source, f"image not found: {path} (also tried dataset/ -> datasets/)", dataset, question_id,
-                             missing_image=image_root.absolute() / path)
+            return BadRecord(source, f"image not found: {path} (also tried dataset/ -> datasets/)",
+                             dataset, question_id, missing_image=image_root.absolute() / path)
         resolved.append(str(found))
     return Question(question_id, dataset, tuple(resolved), tuple(instructions), source)
 
