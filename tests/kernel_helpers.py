@@ -11,7 +11,9 @@ import json
 import time
 from typing import Iterator
 
-from jupyter_client.manager import start_new_kernel
+from jupyter_client.manager import KernelManager
+
+from imggen.notebook.headless import quiet_kernel_settings
 
 
 class Kernel:
@@ -54,9 +56,14 @@ class Kernel:
 
 @contextlib.contextmanager
 def started_kernel(**kwargs) -> Iterator[Kernel]:
-    """A fresh ``python3`` kernel; ``kwargs`` go to ``start_new_kernel`` (e.g. ``env=``)."""
-    manager, client = start_new_kernel(kernel_name="python3", **kwargs)
+    """A fresh ``python3`` kernel, on channels that are not plain TCP; ``kwargs`` go to ``start_kernel``
+    (e.g. ``env=``)."""
+    manager = KernelManager(kernel_name="python3", **quiet_kernel_settings())
+    manager.start_kernel(**kwargs)
+    client = manager.client()
+    client.start_channels()
     try:
+        client.wait_for_ready(timeout=60)
         yield Kernel(client)
     finally:
         client.stop_channels()

@@ -30,6 +30,7 @@ def test_demo_runs_three_pipelines_offline_and_keys_change_nothing(tmp_path):
         env=environment, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "running over TCP without encryption" not in result.stderr
     report = (out / "report.html").read_text()
     for title in ("Style matrix", "Instruction images", "Training set"):
         assert f"<h2>{title}</h2>" in report

@@ -131,7 +131,8 @@ def test_all_planning_models_are_the_folders_sorted(tmp_path):
         (tmp_path / name).mkdir()
     (tmp_path / "notes.txt").write_text("")
     assert planning_model_names(tmp_path, None) == ["a-model", "b-model"]
-    assert planning_model_names(tmp_path, "x") == ["x"]
+    (tmp_path / "a-model" / "results.jsonl").write_text("")
+    assert planning_model_names(tmp_path, "a-model") == ["a-model"]
 
 
 def test_cli_has_the_seed_arguments_and_their_defaults():
@@ -196,7 +197,10 @@ def test_ids_and_paths_are_shown_and_logged_as_they_are(tmp_path, capsys):
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
     (checkpoint / "model_index.json").write_text("{}")  # no task is left to run, so no model is loaded
-    write_results(tmp_path, PLANNER, [
+    noise_image(tmp_path / "pics" / "here.png", 1)
+    without_instructions = [{"id": f"e{n}", "dataset": "d", "image_paths": ["pics/here.png"], "instructions": []}
+                            for n in range(3)]  # so that most records' images are there
+    write_results(tmp_path, PLANNER, [*without_instructions,
         {"id": "q[/]1", "dataset": "d", "image_paths": ["pics/[/]a.png"], "instructions": ["x"]},
         {"id": "q2", "dataset": "d", "instructions": ["x"],
          "image_paths": ["pics/nul\x00\x1b[31m\n2026-01-01 00:00:00,000 INFO done.png"]},

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import papermill
 import pytest
+
+from imggen.notebook.headless import execute_notebook
 
 from instructions_fixtures import klein
 
@@ -28,7 +29,7 @@ def test_the_parameters_cell_is_tagged_and_has_no_assignment_in_comments():
 @pytest.mark.timeout(300)
 def test_notebook_runs_headless_and_shows_the_gallery_and_stats(tmp_path, klein):
     output = tmp_path / "run.ipynb"
-    papermill.execute_notebook(
+    execute_notebook(
         str(NOTEBOOK), str(output), cwd=str(NOTEBOOK.parent), kernel_name="python3", progress_bar=False,
         parameters={
             "flux_ckpt": str(klein),
@@ -41,6 +42,7 @@ def test_notebook_runs_headless_and_shows_the_gallery_and_stats(tmp_path, klein)
     cells = json.loads(output.read_text())["cells"]
     text = json.dumps([cell.get("outputs", []) for cell in cells])
     assert "[instructions] finished: 3/3 done, 0 failed" in text
+    assert "(loading the model on 1 worker process\\u2026)" in text and "(1 worker process ready in " in text
     assert text.count("data:image/png;base64,") == 3
     assert "number of 0 generation" in text and "number of 2 generation" in text
     stats = tmp_path / "generated_images" / "demo" / "DemoPlanner" / "flux2-klein-tiny" / "stats.json"

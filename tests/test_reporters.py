@@ -1,5 +1,6 @@
 """What the terminal display says: a rerun says what it resumes, a rate-limit hold says why the bar stands
-still (once per hold), and the bar's done count is the summary's (failures are counted apart)."""
+still (once per hold), the bar's done count is the summary's (failures are counted apart), and the
+bar shows the stage a job tells (the training set's grids, judging, upscales, uploads)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 
 from rich.console import Console
 
-from imggen.engine.events import Progress, RunFinished, RunStarted, TaskFinished, TaskRetrying
+from imggen.engine.events import Progress, RunFinished, RunStarted, StageChanged, TaskFinished, TaskRetrying
 from imggen.engine.ledger import Ledger
 from imggen.engine.reporters import RichReporter
 from imggen.engine.runner import Runner, RunnerConfig
@@ -46,3 +47,48 @@ async def test_a_rerun_says_what_it_resumes(out):
         display = RichReporter("test", Console(file=screen, width=200))
         await Runner(ledger, Recorder(), reporters=[display]).run(make_tasks(5, cost=0.04))
     assert "resuming: 3 of 5 finished earlier, $0.12 spent earlier" in screen.getvalue()
+
+
+def test_the_bar_shows_the_stage_the_job_tells():
+    start = Progress(total=3)
+    text = screen_of([RunStarted(start), StageChanged(start, "drawing 1 grid"),
+                      StageChanged(start, "upscaling 2 tiles, uploading 1 image"), RunFinished(start)])
+    assert "upscaling 2 tiles, uploading 1 image" in text
+
+
+class NoiseGridDrawer:
+    """Grids of noise, whose tiles all differ."""
+
+    name, output_format = "noise", "png"
+
+    async def draw(self, prompt, source, *, grid, seed, key, journal):
+        import numpy as np
+        from PIL import Image
+
+        from imggen.pipelines.trainset.drawers import MadeImage
+
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(buffer, "PNG")
+        return MadeImage(buffer.getvalue())
+
+
+async def test_the_training_set_tells_each_stage_as_it_runs(tmp_path):
+    from imggen.pipelines.trainset import TrainsetOptions, TrainsetParts, run_trainset
+    from imggen.pipelines.trainset.judges import HashTileJudge
+    from imggen.pipelines.trainset.stores import LocalFolderStore
+    from imggen.pipelines.trainset.upscalers import LanczosUpscaler
+    from trainset_fixtures import source_image_bytes
+
+    (tmp_path / "source.png").write_bytes(source_image_bytes())
+    parts = TrainsetParts(NoiseGridDrawer(), HashTileJudge(), LanczosUpscaler(), LocalFolderStore(tmp_path, "u", "a"))
+    stages: list[str] = []
+    screen = io.StringIO()
+    reporters = [lambda event: isinstance(event, StageChanged) and stages.append(event.stage),
+                 RichReporter("training images", Console(file=screen, width=200))]
+    result = await run_trainset(tmp_path / "source.png", "u", "a", parts=parts, work_dir=tmp_path / "runs",
+                                options=TrainsetOptions(target=2), reporters=reporters)
+    assert len(result.images) == 2
+    first = [next(i for i, stage in enumerate(stages) if doing in stage)
+             for doing in ("drawing 1 grid", "judging 1 grid", "upscaling", "uploading")]
+    assert first == sorted(first), stages
+    assert stages[-1] == "", "nothing runs at the end"

@@ -30,7 +30,6 @@ import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import papermill
 import pytest
 from aiohttp import web
 from instructions_fixtures import klein, noise_image, write_results  # noqa: F401 - the tiny checkpoint fixture
@@ -41,6 +40,7 @@ from trainset_fixtures import (
 )
 
 from imggen.engine.ledger import Ledger
+from imggen.notebook.headless import execute_notebook
 from imggen.pipelines.instructions import InstructionsOptions, run_instructions
 from imggen.pipelines.instructions.plan import build_plan
 from imggen.pipelines.trainset import TrainingDataGenerator
@@ -188,7 +188,7 @@ def test_style_matrix_and_its_notebook_leave_the_key_nowhere(tmp_path, monkeypat
                      "--max-samples", "1", "--size", "1024x1024", "--quality", "low",
                      env={"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": server.base_url}, cwd=tmp_path)
         assert run.returncode == 0, run.stderr[-3000:]
-        papermill.execute_notebook(
+        execute_notebook(
             str(STYLES_NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3",
             progress_bar=False, parameters={"prompts": str(SAMPLE_PROMPTS), "output": "notebook-out", "max_samples": 1,
                                             "styles": ["realistic"], "size": "1024x1024", "quality": "low"},

@@ -10,6 +10,8 @@ import time
 import nbformat
 import papermill
 import pytest
+
+from imggen.notebook.headless import execute_notebook
 from kernel_helpers import started_kernel, wait_until
 from styles_fixtures import API_KEY, REPO, SAMPLE_PROMPTS, by_style_images, emulator, generations
 
@@ -29,7 +31,7 @@ def test_the_parameters_cell_parses_cleanly():
 def test_papermill_runs_it_headless_to_the_end_and_keeps_the_key_out(tmp_path, monkeypatch):
     out = tmp_path / "out"
     with emulator(monkeypatch, latency_s=0.02) as server:
-        papermill.execute_notebook(
+        execute_notebook(
             str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
             parameters={"prompts": str(SAMPLE_PROMPTS), "output": str(out), "max_samples": 1,
                         "styles": ["cartoon", "anime"], "size": "1024x1024", "quality": "low"},
@@ -55,7 +57,7 @@ def test_papermill_runs_it_headless_to_the_end_and_keeps_the_key_out(tmp_path, m
 def test_papermill_runs_it_in_batch_mode(tmp_path, monkeypatch):
     out = tmp_path / "out"
     with emulator(monkeypatch) as server:
-        papermill.execute_notebook(
+        execute_notebook(
             str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
             parameters={"prompts": str(SAMPLE_PROMPTS), "output": str(out), "max_samples": 1, "mode": "batch",
                         "poll_seconds": 0.1, "styles": ["cartoon", "anime"], "size": "1024x1024", "quality": "low"},
@@ -120,7 +122,7 @@ def test_the_readme_papermill_line_runs_from_the_root_and_from_notebooks(tmp_pat
     out = tmp_path / "out"
     cwd = REPO if folder == "repository root" else REPO / "notebooks"
     with emulator(monkeypatch, latency_s=0.01) as server:
-        papermill.execute_notebook(
+        execute_notebook(
             str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(cwd), kernel_name="python3", progress_bar=False,
             parameters={"output": str(out), "max_samples": 1, "styles": "cartoon,anime", "size": "1024x1024",
                         "quality": "low"},
@@ -134,7 +136,7 @@ def test_a_budget_stop_fails_the_papermill_run_with_the_reason(tmp_path, monkeyp
     out = tmp_path / "out"
     with emulator(monkeypatch, latency_s=0.01) as server:
         with pytest.raises(papermill.PapermillExecutionError) as failure:
-            papermill.execute_notebook(
+            execute_notebook(
                 str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3",
                 progress_bar=False,
                 parameters={"prompts": str(SAMPLE_PROMPTS), "output": str(out), "max_samples": 1,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
+
+from imggen.notebook.headless import execute_notebook
 
 from trainset_fixtures import BUCKET, OPENAI_KEY, REPLICATE_TOKEN, services, source_file  # noqa: F401 - fixtures
 
@@ -26,7 +27,7 @@ def test_the_parameters_cell_parses_cleanly_and_holds_no_key():
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_papermill_builds_the_set_in_s3_and_shows_grids_and_results(services, source_file, tmp_path):
-    papermill.execute_notebook(
+    execute_notebook(
         str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
         parameters={"source": str(source_file), "user_id": "nb-user", "actor_id": "nb-actor", "target": 6,
                     "storage": "s3", "judge": "gpt", "output": str(tmp_path / "runs"), "interactive": False,

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import papermill
-
 from ..backends.tiny_flux2 import build_tiny_checkpoint
+from ..notebook.headless import execute_notebook
 
 
 def _shipped(folder: str) -> Path:
@@ -93,8 +92,8 @@ def run_tour(root: Path, say: Callable[[str], None] = print) -> list[tuple[Stage
         say(f"running {stage.notebook} ({stage.title})")
         result = root / "notebooks" / stage.notebook
         result.parent.mkdir(exist_ok=True)
-        papermill.execute_notebook(
-            str(NOTEBOOKS / stage.notebook), str(result), parameters=stage.parameters(root, checkpoint),
+        execute_notebook(
+            NOTEBOOKS / stage.notebook, result, parameters=stage.parameters(root, checkpoint),
             cwd=str(root), progress_bar=False, kernel_name="python3",
         )
         executed.append((stage, result))

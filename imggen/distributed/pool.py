@@ -16,6 +16,11 @@ Every worker sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` before it
 unless the user set the allocator's configuration: the varying batch shapes of a long run then do
 not fragment GPU memory into out-of-memory errors.
 
+Loading a model can take minutes, so the pool says what it does through ``on_status`` (one line
+each): ``loading the model on 2 worker processes`` when the first item arrives, then
+``2 worker processes ready in 41 s`` (or how many of them could load) once every first worker
+has loaded or failed to.
+
 The wire format of results is plain tuples, because exceptions with keyword-only arguments do not
 survive pickling: ``("ok", value)`` or ``("error", kind, message)``.
 """
@@ -26,6 +31,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import time
 from collections import deque
 from typing import Any, Callable, Hashable, Protocol
 
@@ -113,6 +119,7 @@ class WorkerPool:
         batch_size: int = 1,
         max_restarts: int | None = None,
         describe: str = "worker",
+        on_status: Callable[[str], None] = lambda message: None,
     ) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one worker")
@@ -126,6 +133,8 @@ class WorkerPool:
         self._workers: dict[int, Worker] = {}
         self._alive = 0
         self._last_error = "no worker started"
+        self._on_status = on_status
+        self._loading: dict[str, float | int] = {}  # while the first workers load: when it began, and how many did
 
     @property
     def capacity(self) -> int:
@@ -159,6 +168,8 @@ class WorkerPool:
     def _start(self) -> None:
         self._dispatcher = Dispatcher(self.batch_size)
         self._alive = self.size
+        self._loading = {"began": time.monotonic(), "ready": 0, "ended": 0}
+        self._on_status(f"loading the model on {_count(self.size, self.describe)}…")
         loop = asyncio.get_running_loop()
         self._slots = [loop.create_task(self._slot(index)) for index in range(self.size)]
 
@@ -187,8 +198,10 @@ class WorkerPool:
         except WorkerDied as died:
             self._last_error = f"{worker.name} could not load the model: {died}"
             log.error("%s", self._last_error)
+            self._loaded(ready=False)
             await worker.close()
             return False
+        self._loaded(ready=True)
         in_flight: deque[tuple[list, asyncio.Task]] = deque()
         try:
             while True:
@@ -217,6 +230,20 @@ class WorkerPool:
                         item.future.cancel()
             raise
 
+    def _loaded(self, *, ready: bool) -> None:
+        """Count one of the first workers as loaded (or not); say so once all of them are."""
+        loading = self._loading
+        if not loading:
+            return  # a replacement worker
+        loading["ready"] += ready
+        loading["ended"] += 1
+        if loading["ended"] == self.size:
+            seconds = time.monotonic() - loading["began"]
+            workers = _count(self.size, self.describe)
+            which = workers if loading["ready"] == self.size else f"{loading['ready']} of {workers}"
+            self._on_status(f"{which} ready in {seconds:.1f} s")
+            self._loading = {}
+
     async def _fail_in_flight(self, in_flight: deque) -> None:
         """Every batch the dead worker held becomes a transient error, so the runner retries it."""
         await asyncio.gather(*(job for _, job in in_flight), return_exceptions=True)
@@ -225,6 +252,10 @@ class WorkerPool:
         for item in items:
             _settle(item, ("error", ErrorKind.TRANSIENT.value, f"{self._last_error}; retrying"))
         in_flight.clear()
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "es" if noun.endswith("s") else "s")
 
 
 def _settle(item, result: tuple) -> None:

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler, prepare_worker_environment
 
@@ -57,8 +57,9 @@ def _cuda_count() -> int:
 
 
 def local_pool(factory: HandlerFactory, devices: list[str], *, batch_size: int = 1,
-               max_restarts: int | None = None) -> WorkerPool:
-    """A pool of spawned processes, worker i on ``devices[i]``, each running ``factory``'s handler."""
+               max_restarts: int | None = None, on_status: Callable[[str], None] = lambda message: None) -> WorkerPool:
+    """A pool of spawned processes, worker i on ``devices[i]``, each running ``factory``'s handler;
+    ``on_status`` hears of the workers' loading (see :class:`~.pool.WorkerPool`)."""
     context = multiprocessing.get_context("spawn")
     threads = threads_per_worker(devices)
     serial = itertools.count()
@@ -68,7 +69,7 @@ def local_pool(factory: HandlerFactory, devices: list[str], *, batch_size: int =
                              devices[index], threads)
 
     return WorkerPool(launch, len(devices), batch_size=batch_size, max_restarts=max_restarts,
-                      describe="worker process")
+                      describe="worker process", on_status=on_status)
 
 
 class ProcessWorker:

@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 import os
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler, prepare_worker_environment
 
@@ -89,8 +89,10 @@ async def ray_pool(
     num_gpus: int,
     batch_size: int = 1,
     max_restarts: int | None = None,
+    on_status: Callable[[str], None] = lambda message: None,
 ) -> AsyncIterator[WorkerPool]:
-    """A pool of Ray actors: one per cluster GPU (or ``num_gpus`` of them), or ``num_gpus`` CPU actors."""
+    """A pool of Ray actors: one per cluster GPU (or ``num_gpus`` of them), or ``num_gpus`` CPU actors;
+    ``on_status`` hears of their loading (see :class:`~.pool.WorkerPool`)."""
     import ray
 
     started_here = _connect(ray)
@@ -111,7 +113,7 @@ async def ray_pool(
                              actor_device, threads)
 
         async with WorkerPool(launch, count, batch_size=batch_size, max_restarts=max_restarts,
-                              describe="Ray actor") as pool:
+                              describe="Ray actor", on_status=on_status) as pool:
             yield pool
     finally:
         if started_here:

@@ -109,10 +109,18 @@ class StateChanged:
 
 
 @dataclass(frozen=True)
+class StageChanged:
+    """What the job is busy with besides its counters, e.g. ``drawing 2 grids, upscaling 3``; empty when idle."""
+
+    progress: Progress
+    stage: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     progress: Progress
     message: str | None = None
 
 
-Event = Union[RunStarted, TaskFinished, TaskRetrying, StateChanged, RunFinished]
+Event = Union[RunStarted, TaskFinished, TaskRetrying, StateChanged, StageChanged, RunFinished]
 Reporter = Callable[[Event], None]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from ..storage.lock import folder_lock
+from .announcer import Announcer
 from .control import RunControl
 from .events import Reporter
 from .ledger import Ledger
@@ -59,6 +60,7 @@ async def run_job(
     outputs_valid: Callable[[Task], bool] | None = None,
     paid_for: Callable[[Task], float] | None = None,
     rounds: Mapping[str, Round] | None = None,
+    announcer: Announcer | None = None,
 ) -> RunSummary:
     """Run ``tasks`` through ``work`` with the ledger, state file and stats file of ``files``.
 
@@ -66,19 +68,24 @@ async def run_job(
     they all decode as images); ``paid_for`` says what such files were billed, for the ledger (by
     default nothing is known: 0). ``rounds`` (see :mod:`.rounds`) are recorded in the ledger, inside the
     folder's lock, before the tasks are planned, so a run killed at any point leaves tasks only of a
-    recorded round. Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
+    recorded round. ``announcer`` gets every reporter of the run, the log file's included, for the
+    job's own messages. Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
     views = job_views(files)
     with folder_lock(files.root), Ledger(files.root) as ledger:
         if rounds:
             ledger.record_rounds(dict(rounds))
+        reporters = [LogReporter(files.log), *reporters]
+        if announcer is not None:
+            announcer.attach(reporters)
+            reporters = [announcer, *reporters]
         runner = Runner(
             ledger,
             work,
             config=config,
             control=control,
-            reporters=[LogReporter(files.log), *reporters],
+            reporters=reporters,
             views=views,
             outputs_valid=outputs_valid,
             paid_for=paid_for,

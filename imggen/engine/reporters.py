@@ -15,12 +15,13 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from ..literal import LiteralFormatter, line
 from ..settings import RedactingFilter
-from .events import Event, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
+from .events import Event, RunFinished, RunStarted, StageChanged, StateChanged, TaskFinished, TaskRetrying
 from .events import Progress as RunProgress
 
 
 class RichReporter:
-    """A live progress bar: done/total, rate, ETA, failures and money spent."""
+    """A live progress bar: done/total, rate, ETA, failures, money spent and the job's stage, with
+    the run's notices (see :class:`Notices`) printed above it."""
 
     def __init__(self, description: str = "generating", console: Console | None = None) -> None:
         self._console = console or Console(stderr=True, soft_wrap=True)
@@ -35,42 +36,59 @@ class RichReporter:
             TextColumn("[red]{task.fields[failed]} failed"),
             TextColumn("[green]${task.fields[spent]}"),
             TextColumn("{task.fields[state]}"),
+            TextColumn("{task.fields[stage]}"),
             console=self._console,
             transient=False,
         )
         self._description = description
         self._task_id = None
-        self._hold_shown_until = 0.0  # the end of the last rate-limit hold this display announced
+        self._notices = Notices()
 
     def __call__(self, event: Event) -> None:
+        notice = self._notices(event)
         if isinstance(event, RunStarted):
             self._bar.start()
-            self._task_id = self._bar.add_task(self._description, total=event.progress.total, **_fields(event.progress))
+            self._task_id = self._bar.add_task(self._description, total=event.progress.total, stage="",
+                                               **_fields(event.progress))
             self._bar.update(self._task_id, completed=event.progress.done + event.progress.failed)
-            if event.progress.done_at_start:
-                self._bar.console.print(line(resuming_line(event.progress)), soft_wrap=True)
-            return
         if self._task_id is None:
             return
         progress = event.progress
-        self._bar.update(self._task_id, completed=progress.done + progress.failed, **_fields(progress))
+        stage = {"stage": event.stage} if isinstance(event, StageChanged) else {}
+        self._bar.update(self._task_id, completed=progress.done + progress.failed, **_fields(progress), **stage)
         if isinstance(event, TaskFinished) and event.status == "failed":
             self._bar.console.print(line(("failed", "red"), " ", event.key, ": ", event.message or ""), soft_wrap=True)
-        elif isinstance(event, TaskRetrying) and event.error_kind == "rate_limited":
-            self._announce_hold(event.wait_s)
-        elif isinstance(event, (StateChanged, RunFinished)) and event.message:
-            self._bar.console.print(line((event.message, "yellow")), soft_wrap=True)
+        if notice:
+            self._bar.console.print(line((notice, "yellow")), soft_wrap=True)
         if isinstance(event, RunFinished):
             self._bar.refresh()
             self._bar.stop()
 
 
-    def _announce_hold(self, wait_s: float) -> None:
-        """Say once per hold why the bar stands still: ``waiting 20 s: rate limited``."""
+class Notices:
+    """The one-line notices in a run's events, for every display to show alike: what a rerun found
+    (``resuming: ...``), a rate-limit hold (``waiting 20 s: rate limited``, once per hold), and the
+    messages of the runner and of the job (budget reached, interrupt, workers loading)."""
+
+    def __init__(self) -> None:
+        self._hold_shown_until = 0.0  # the end of the last rate-limit hold announced
+
+    def __call__(self, event: Event) -> str | None:
+        """The notice ``event`` carries, or None."""
+        if isinstance(event, RunStarted):
+            return resuming_line(event.progress) if event.progress.done_at_start else None
+        if isinstance(event, TaskRetrying) and event.error_kind == "rate_limited":
+            return self._hold(event.wait_s)
+        if isinstance(event, (StateChanged, RunFinished)):
+            return event.message
+        return None
+
+    def _hold(self, wait_s: float) -> str | None:
+        """Once per hold, the reason the counters stand still."""
         ends = time.monotonic() + wait_s
-        if wait_s >= 1 and ends > self._hold_shown_until + 1:
-            self._bar.console.print(line((f"waiting {wait_s:.0f} s: rate limited", "yellow")), soft_wrap=True)
+        announce = wait_s >= 1 and ends > self._hold_shown_until + 1
         self._hold_shown_until = max(self._hold_shown_until, ends)
+        return f"waiting {wait_s:.0f} s: rate limited" if announce else None
 
 
 def resuming_line(progress: RunProgress) -> str:

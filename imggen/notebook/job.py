@@ -27,7 +27,8 @@ from typing import Awaitable, Callable
 import ipywidgets as widgets
 
 from ..engine.control import RunControl
-from ..engine.events import Event, Progress, RunFinished, RunStarted, StateChanged, TaskFinished
+from ..engine.events import Event, Progress, RunFinished, RunStarted, StageChanged, StateChanged, TaskFinished
+from ..engine.reporters import Notices
 from ..engine.runner import RunSummary
 from ..literal import html_text, printable
 from .display import gallery_html
@@ -76,6 +77,9 @@ class NotebookJob:
         self._gallery_drawn = 0.0
         self.control = RunControl()
         self.progress: Progress | None = None
+        self._notices = Notices()
+        self.notice = ""  # the latest of the run's notices: resuming, a rate-limit hold, a message
+        self.stage = ""  # what the job is busy with, for jobs that say (the training set's grids, judging...)
         self.summary: RunSummary | None = None
         self.error: BaseException | None = None
         self.task: asyncio.Task | None = None
@@ -116,18 +120,22 @@ class NotebookJob:
     # -- the reporter ------------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
         self.progress = event.progress
+        notice = self._notices(event)
+        self.notice = notice or self.notice
+        if isinstance(event, StageChanged):
+            self.stage = event.stage
         if isinstance(event, TaskFinished) and event.outputs and self.images is not None:
             self.latest.appendleft((self.images / event.outputs[0], event.key))
-        final = isinstance(event, (RunStarted, RunFinished, StateChanged))
+        final = isinstance(event, (RunStarted, RunFinished, StateChanged)) or notice is not None
         if self.interactive:
             self._draw(event, force=final)
         elif final or time.monotonic() - self._last_line >= HEADLESS_LINE_EVERY_S:
-            self._print_line(event)
+            self._print_line(event, notice)
 
-    def _print_line(self, event: Event) -> None:
+    def _print_line(self, event: Event, notice: str | None) -> None:
         self._last_line = time.monotonic()
-        message = f" ({event.message})" if getattr(event, "message", None) and not isinstance(event, TaskFinished) else ""
-        line = printable(f"[{self.title}] {_describe(event.progress)}{message}")
+        stage = f"; {self.stage}" if self.stage else ""
+        line = printable(f"[{self.title}] {_describe(event.progress)}{stage}" + (f" ({notice})" if notice else ""))
         print(line, flush=True)
         _to_terminal(line)
 
@@ -138,6 +146,8 @@ class NotebookJob:
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger")
         self.bar = widgets.IntProgress(value=0, min=0, max=1, description=self.title)
         self.status = widgets.Label("starting")
+        self.stage_label = widgets.Label("")
+        self.notice_label = widgets.Label("")
         self.stats = widgets.HTML("")
         self.gallery = widgets.HTML("")
         for widget, css in (
@@ -146,6 +156,8 @@ class NotebookJob:
             (self.stop_button, "imggen-stop"),
             (self.bar, "imggen-progress"),
             (self.status, "imggen-status"),
+            (self.stage_label, "imggen-stage"),
+            (self.notice_label, "imggen-notice"),
             (self.stats, "imggen-stats"),
             (self.gallery, "imggen-latest"),
         ):
@@ -156,7 +168,8 @@ class NotebookJob:
         self.widget = widgets.VBox(
             [
                 widgets.HBox([self.pause_button, self.resume_button, self.stop_button]),
-                widgets.HBox([self.bar, self.status]),
+                widgets.HBox([self.bar, self.status, self.stage_label]),
+                self.notice_label,
                 self.stats,
                 self.gallery,
             ]
@@ -176,13 +189,12 @@ class NotebookJob:
         self.bar.max = max(progress.total, 1)
         self.bar.value = progress.done + progress.failed
         self.status.value = progress.state
+        self.stage_label.value, self.notice_label.value = self.stage, self.notice
         self._enable_buttons(progress.state if not isinstance(event, RunFinished) else "ended")
         self.stats.value = f"<code>{_describe(progress)}</code>"
         if self.latest and (force or time.monotonic() - self._gallery_drawn >= 1.0 / GALLERY_UPDATES_PER_S):
             self._gallery_drawn = time.monotonic()
             self.gallery.value = gallery_html(self.latest)
-        if isinstance(event, (StateChanged, RunFinished)) and event.message:
-            self.stats.value += f"<br>{html_text(event.message)}"
 
 
     def _enable_buttons(self, state: str) -> None:

@@ -14,7 +14,7 @@ from ...console import (
 )
 from ...engine.reporters import RichReporter
 from ...literal import line
-from .run import ENGINES, InstructionsOptions, run_instructions
+from .run import ENGINES, InstructionsOptions, plan_instructions, run_instructions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     options = options_from_args(args)
-    result = asyncio.run(
-        run_instructions(options, reporters=[RichReporter("instructions", console)], handle_signals=True)
-    )
+    planned = plan_instructions(options)
+    console.print(line(planned.describe()), soft_wrap=True)
+    result = asyncio.run(run_instructions(options, planned=planned, reporters=[RichReporter("instructions", console)],
+                                          handle_signals=True))
     for record in result.bad_records:
         console.print(line(("bad record", "yellow"), " ", str(record)), soft_wrap=True)
     if result.bad_records:

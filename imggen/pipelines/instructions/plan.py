@@ -30,6 +30,7 @@ from PIL import Image
 
 from ...engine.ledger import recorded_rounds
 from ...engine.rounds import Round, choose_round, round_key
+from ...engine.errors import CannotStart
 from ...engine.tasks import Task
 from ...storage import paths
 from ...storage.atomic import is_valid_image
@@ -63,6 +64,12 @@ class Plan:
     groups: dict[Group, list[Entry]] = field(default_factory=dict)
     bad_records: list[BadRecord] = field(default_factory=list)
     rounds: dict[str, Round] = field(default_factory=dict)  # folder prefix -> its round in this run
+    records: int = 0  # lines read from the results files, good and bad
+
+    @property
+    def missing_images(self) -> list[BadRecord]:
+        """The records skipped because a source image they name is not there."""
+        return [record for record in self.bad_records if record.missing_image is not None]
 
     @property
     def image_count(self) -> int:
@@ -113,12 +120,41 @@ def made_for(root: Path, task: Task) -> bool:
 
 
 def planning_model_names(predicted_root: Path, chosen: str | None) -> list[str]:
-    """The planning model given, or every folder under the predictions root (sorted)."""
+    """The planning model given, or every folder under the predictions root (sorted).
+
+    A chosen model without its ``results.jsonl`` cannot start: the message names the file looked
+    for and the planning models that are there."""
     if chosen is not None:
+        if not paths.is_existing_file(predicted_root / chosen / RESULTS_FILE):
+            raise CannotStart(f"no planning model {chosen!r}: {predicted_root / chosen / RESULTS_FILE} does not exist "
+                              f"({_known_models(predicted_root)})")
         return [chosen]
     if not predicted_root.is_dir():
         raise FileNotFoundError(f"{predicted_root} is not a folder of planning-model predictions")
     return sorted(child.name for child in predicted_root.iterdir() if child.is_dir() and not child.name.startswith("."))
+
+
+def _known_models(predicted_root: Path) -> str:
+    if not predicted_root.is_dir():
+        return f"{predicted_root} is not a folder; set --predicted_instructions_root"
+    names = planning_model_names(predicted_root, None)
+    return f"planning models in {predicted_root}: {', '.join(names)}" if names else f"{predicted_root} has none"
+
+
+def check_image_root(plan: Plan, image_root: Path) -> str | None:
+    """A line saying how many records name source images missing under ``image_root`` (None if none).
+
+    When most do (more than half of the records, and at least one), the root is wrong rather than a
+    few files: that is :class:`CannotStart`, before any model is loaded."""
+    missing = plan.missing_images
+    if not missing:
+        return None
+    where = f"under --image_root {image_root.absolute()}"
+    example = missing[0].missing_image
+    note = f"{len(missing)} of {plan.records} records name source images missing {where} (e.g. {example})"
+    if 2 * len(missing) > plan.records:
+        raise CannotStart(f"{note}; set --image_root to the folder the records' image_paths are relative to")
+    return note + "; those records are skipped"
 
 
 def build_plan(
@@ -150,6 +186,7 @@ def build_plan(
             plan.bad_records.append(BadRecord(str(results), "file not found; planning model skipped"))
             continue
         for record in read_questions(results, image_root=image_root, max_samples=max_samples):
+            plan.records += 1
             if isinstance(record, Question) and paths.safe_name(record.dataset) in RESERVED_NAMES:
                 record = BadRecord(record.source, f"dataset name {record.dataset!r} is reserved in the output root")
             if isinstance(record, BadRecord):

@@ -39,6 +39,7 @@ class BadRecord:
     message: str
     dataset: str | None = None  # known when the record got that far, so stats can count the question
     question_id: str | int | None = None
+    missing_image: Path | None = None  # the image path it names, under the image root, when that file is missing
 
     def __str__(self) -> str:
         return f"{self.source}: {self.message}"
@@ -106,7 +107,8 @@ def _parse(line: str, source: str, image_root: Path) -> Question | BadRecord:
     for path in image_paths:
         found = remap_image_path(path, image_root)
         if found is None:
-            return BadRecord(source, f"image not found: {path} (also tried dataset/ -> datasets/)", dataset, question_id)
+            return BadRecord(source, f"image not found: {path} (also tried dataset/ -> datasets/)",
+                             dataset, question_id, missing_image=image_root.absolute() / path)
         resolved.append(str(found))
     return Question(question_id, dataset, tuple(resolved), tuple(instructions), source)
 

@@ -14,21 +14,22 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from ...backends.flux2_checkpoint import checkpoint_source
 from ...distributed.pool import WorkerPool
 from ...distributed.processes import local_pool, worker_devices
+from ...engine.announcer import Announcer
 from ...engine.control import RunControl
 from ...engine.events import Reporter
 from ...engine.job import JobFiles, run_job
-from ...engine.ledger import DONE, Ledger
+from ...engine.ledger import DONE, LEDGER_NAME, Ledger
 from ...engine.runner import RunnerConfig, RunSummary
 from ...engine.tasks import Outcome, Task
 from ...literal import printable
 from ...storage.atomic import atomic_write_json
 from .layout import RUN_LOG, STATE_FOLDER, STATS_FILE, generation_stats
-from .plan import Plan, build_plan, made_for, planning_model_names
+from .plan import Plan, build_plan, check_image_root, made_for, planning_model_names
 from .render import CALL_LOG_ENV, RenderSpec
 
 log = logging.getLogger("imggen.instructions")
@@ -83,14 +84,45 @@ class InstructionsResult:
         return self.plan.bad_records
 
 
-async def run_instructions(
-    options: InstructionsOptions,
-    *,
-    control: RunControl | None = None,
-    reporters: Sequence[Reporter] = (),
-    handle_signals: bool = False,
-) -> InstructionsResult:
-    """Generate one image per instruction for the chosen planning model(s); see the module docs."""
+@dataclass
+class InstructionsPlan:
+    """A run before it starts: the checkpoint, the task plan, the workers, and what the inputs lack."""
+
+    options: InstructionsOptions
+    checkpoint: str
+    plan: Plan
+    devices: list[str] | None  # each local worker's device; None: Ray actors, placed by the cluster
+    missing_note: str | None = None  # the line saying how many records name missing source images
+
+    def describe(self) -> str:
+        """A few lines for people, printed before the run: what will be made, on what, from where."""
+        plan, options = self.plan, self.options
+        done = done_earlier(plan)
+        models = sorted({group.planning_model for group in plan.groups})
+        workers = (f"Ray actors ({options.device or 'cuda if the cluster has GPUs'})" if self.devices is None
+                   else f"{len(self.devices)} worker(s) on {', '.join(self.devices)}")
+        steps = options.num_inference_steps or "the checkpoint's preset"
+        lines = [
+            f"{plan.records} records ({len(plan.bad_records)} bad) from planning model(s) "
+            f"{', '.join(models) or '-'} in {len(plan.groups)} folder(s) under {plan.root}",
+            f"images: {plan.image_count} planned, {done} done earlier, {plan.image_count - done} to make",
+            f"{workers}; checkpoint {self.checkpoint}, {steps} steps, batch size {options.batch_size}",
+        ]
+        return "\n".join(lines + [f"warning: {self.missing_note}"] * bool(self.missing_note))
+
+
+def done_earlier(plan: Plan) -> int:
+    """The plan's images already done in the ledger (an earlier run's), without taking the folder."""
+    if not (plan.root / LEDGER_NAME).is_file():
+        return 0
+    with Ledger(plan.root) as ledger:
+        done = set(ledger.keys(DONE))
+    return sum(key in done for entries in plan.groups.values() for entry in entries for key in entry.keys)
+
+
+def plan_instructions(options: InstructionsOptions) -> InstructionsPlan:
+    """Read the inputs and check them; nothing is loaded or written. A missing checkpoint or planning
+    model, or an image root under which most source images are missing, is :class:`CannotStart`."""
     checkpoint, _ = checkpoint_source(options.flux_ckpt)  # not a checkpoint, or nothing at all: stops here
     plan = build_plan(
         predicted_root=options.predicted_instructions_root,
@@ -105,16 +137,36 @@ async def run_instructions(
         regenerate=not options.skip_existing,
         settings={"checkpoint": checkpoint, "num_inference_steps": options.num_inference_steps},
     )
+    missing = check_image_root(plan, options.image_root)
+    devices = None if options.engine == "ray" else worker_devices(options.device, options.num_gpus)
+    return InstructionsPlan(options, checkpoint, plan, devices, missing)
+
+
+async def run_instructions(
+    options: InstructionsOptions,
+    *,
+    planned: InstructionsPlan | None = None,
+    control: RunControl | None = None,
+    reporters: Sequence[Reporter] = (),
+    handle_signals: bool = False,
+) -> InstructionsResult:
+    """Generate one image per instruction for the chosen planning model(s); see the module docs.
+    ``planned`` is :func:`plan_instructions`'s answer for these options, when the caller showed it."""
+    planned = planned or plan_instructions(options)
+    plan = planned.plan
     root = plan.root
     root.mkdir(parents=True, exist_ok=True)
     global_log = root / RUN_LOG
-    log_start = global_log.stat().st_size if global_log.exists() else 0
+    # the plan names every planning model: the global log's alone, before this run's share of each folder's
+    _append_lines(global_log, [f"plan: {line}" for line in planned.describe().splitlines()])
+    log_start = global_log.stat().st_size
     _append_lines(global_log, [f"bad record {record}" for record in plan.bad_records], level="WARNING")
-    spec = RenderSpec(checkpoint, options.num_inference_steps, options.dtype,
+    spec = RenderSpec(planned.checkpoint, options.num_inference_steps, options.dtype,
                       os.environ.get(CALL_LOG_ENV), compile=options.compile, offload=options.offload,
                       batch_size=options.batch_size, height=options.height, width=options.width)
+    announcer = Announcer()
 
-    async with _worker_pool(options, spec) as pool:
+    async with _worker_pool(planned, spec, announcer.say) as pool:
 
         async def work(task: Task) -> Outcome:
             payload = task.payload
@@ -129,7 +181,7 @@ async def run_instructions(
             config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0,
                                 retry_failed=options.retry_failed),
             control=control, reporters=reporters, handle_signals=handle_signals,
-            outputs_valid=lambda task: made_for(root, task), rounds=plan.rounds,
+            outputs_valid=lambda task: made_for(root, task), rounds=plan.rounds, announcer=announcer,
         )
     _append_lines(global_log, [
         f"instructions: {sum(len(entries) for entries in plan.groups.values())} questions in "
@@ -140,16 +192,17 @@ async def run_instructions(
 
 
 @contextlib.asynccontextmanager
-async def _worker_pool(options: InstructionsOptions, spec: RenderSpec) -> AsyncIterator[WorkerPool]:
-    if options.engine == "ray":
+async def _worker_pool(planned: InstructionsPlan, spec: RenderSpec,
+                       on_status: Callable[[str], None]) -> AsyncIterator[WorkerPool]:
+    options = planned.options
+    if planned.devices is None:
         from ...distributed.ray_actors import ray_pool
 
         async with ray_pool(spec, device=options.device, num_gpus=options.num_gpus,
-                            batch_size=options.batch_size) as pool:
+                            batch_size=options.batch_size, on_status=on_status) as pool:
             yield pool
     else:
-        devices = worker_devices(options.device, options.num_gpus)
-        async with local_pool(spec, devices, batch_size=options.batch_size) as pool:
+        async with local_pool(spec, planned.devices, batch_size=options.batch_size, on_status=on_status) as pool:
             yield pool
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Sequence
 
 from imggen.backends.replicate_catalog import replicate_create_limit_per_min, replicate_models
+from imggen.engine.announcer import Announcer
 from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.errors import CannotStart, ErrorKind, TaskError
@@ -61,6 +62,7 @@ from .journal import PredictionJournal
 from .judges import TileJudge
 from .lanes import CEILING, Lane, checked_concurrency
 from .source import load_source
+from .stages import StageWatch
 from .stores import CONTENT_TYPES, ImageStore
 from .tile_pool import ClaimedTile, DrawnGrid, GridPlan, TilePool
 from .upscalers import TopazUpscaler, Upscaler
@@ -305,11 +307,13 @@ async def run_trainset(
     )
     journal = PredictionJournal(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
                                 create_retry=config.retry_policy)
+    announcer = Announcer()
+    stages = StageWatch(announcer.stage)  # the displays show which stages run
     pool = TilePool(
         root / "grids",
         source_bytes,
-        drawer=parts.drawer,
-        judge=parts.judge,
+        drawer=stages.counted(parts.drawer, "draw", "draw"),
+        judge=stages.counted(parts.judge, "unique_tiles", "judge"),
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / "description_rotation.json"),
         plan=GridPlan(options.grid, options.max_grids, options.grid_concurrency),
         journal=journal,
@@ -317,7 +321,8 @@ async def run_trainset(
         debug_dir=debug,
     )
     captions = TrainingCaptions(root, parts.captioner, options.trigger_word)
-    work = TrainingImageWork(root, pool, parts.upscaler, parts.store, journal, debug,
+    work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
+                             stages.counted(parts.store, "put", "upload"), journal, debug,
                              Lane("upscales", options.upscale_concurrency, journal,
                                   paced=isinstance(parts.upscaler, TopazUpscaler)),
                              kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
@@ -331,7 +336,7 @@ async def run_trainset(
         try:
             summary = await run_job(JobFiles(root), tasks, work, config=config, control=control,
                                     reporters=[pool, *shown], handle_signals=handle_signals,
-                                    rounds={SCOPE: this_round})
+                                    rounds={SCOPE: this_round}, announcer=announcer)
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
