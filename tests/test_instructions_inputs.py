@@ -13,7 +13,7 @@ from PIL import Image
 from imggen.pipelines.instructions.cli import build_parser, options_from_args
 from imggen.pipelines.instructions.layout import Group, generation_stats
 from imggen.pipelines.instructions.plan import build_plan, image_seed, planning_model_names
-from imggen.pipelines.instructions.records import BadRecord, Question, read_questions, remap_image_path
+from imggen.pipelines.instructions.inputs import BadRecord, Question, read_questions, remap_image_path
 from imggen.pipelines.instructions.render import load_reference
 
 from instructions_fixtures import PLANNER, noise_image, sample_inputs, write_results

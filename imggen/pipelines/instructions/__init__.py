@@ -6,6 +6,6 @@ Input ``predicted_instructions/{planning_model}/results.jsonl``; output
 a Ray cluster (one actor per GPU); resumable through the engine's ledger in the output root.
 """
 
-from .run import InstructionsOptions, InstructionsResult, run_instructions
+from .run import InstructionsOptions, InstructionsPlan, InstructionsResult, plan_instructions, run_instructions
 
-__all__ = ["InstructionsOptions", "InstructionsResult", "run_instructions"]
+__all__ = ["InstructionsOptions", "InstructionsPlan", "InstructionsResult", "plan_instructions", "run_instructions"]

@@ -30,7 +30,7 @@ from ...engine.tasks import Task
 from ...storage import paths
 from ...storage.atomic import atomic_write_json, is_valid_image
 from .layout import RESERVED_NAMES, STATE_FOLDER, Group
-from .records import RESULTS_FILE, BadRecord, Question, read_questions
+from .inputs import RESULTS_FILE, BadRecord, Question, read_questions
 
 ROUNDS_FILE = "rounds.json"
 

@@ -24,12 +24,12 @@ from ...engine.events import Reporter
 from ...engine.job import JobFiles, run_job
 from ...engine.ledger import DONE, Ledger
 from ...engine.runner import RunnerConfig, RunSummary
-from ...engine.tasks import Outcome, Task
 from ...literal import printable
 from ...storage.atomic import atomic_write_json
 from .layout import RUN_LOG, STATE_FOLDER, STATS_FILE, generation_stats
 from .plan import Plan, build_plan, made_for, planning_model_names
 from .render import CALL_LOG_ENV, RenderSpec
+from .work import InstructionWork
 
 log = logging.getLogger("imggen.instructions")
 ENGINES = ("local", "ray")
@@ -83,16 +83,24 @@ class InstructionsResult:
         return self.plan.bad_records
 
 
-async def run_instructions(
-    options: InstructionsOptions,
-    *,
-    control: RunControl | None = None,
-    reporters: Sequence[Reporter] = (),
-    handle_signals: bool = False,
-) -> InstructionsResult:
-    """Generate one image per instruction for the chosen planning model(s); see the module docs."""
-    checkpoint, _ = checkpoint_source(options.flux_ckpt)  # not a checkpoint, or nothing at all: stops here
-    plan = build_plan(
+@dataclass
+class InstructionsPlan:
+    """A checked run: its options, the checkpoint they name, and the folders' task plan; nothing sent yet."""
+
+    options: InstructionsOptions
+    checkpoint: str
+    folders: Plan
+
+    @property
+    def bad_records(self) -> list:
+        return self.folders.bad_records
+
+
+def plan_instructions(options: InstructionsOptions) -> InstructionsPlan:
+    """Check the checkpoint (not a checkpoint, or nothing at all: stops here) and read every
+    planning model's records into tasks."""
+    checkpoint, _ = checkpoint_source(options.flux_ckpt)
+    folders = build_plan(
         predicted_root=options.predicted_instructions_root,
         planning_models=planning_model_names(options.predicted_instructions_root, options.planning_model),
         output_root=options.output_root,
@@ -104,6 +112,20 @@ async def run_instructions(
         max_samples=options.max_samples,
         regenerate=not options.skip_existing,
     )
+    return InstructionsPlan(options, checkpoint, folders)
+
+
+async def run_instructions(
+    what: InstructionsOptions | InstructionsPlan,
+    *,
+    control: RunControl | None = None,
+    reporters: Sequence[Reporter] = (),
+    handle_signals: bool = False,
+) -> InstructionsResult:
+    """Generate one image per instruction for the chosen planning model(s); see the module docs.
+    Given options, they are planned first (:func:`plan_instructions`)."""
+    planned = plan_instructions(what) if isinstance(what, InstructionsOptions) else what
+    options, checkpoint, plan = planned.options, planned.checkpoint, planned.folders
     root = plan.root
     root.mkdir(parents=True, exist_ok=True)
     global_log = root / RUN_LOG
@@ -114,17 +136,10 @@ async def run_instructions(
                       batch_size=options.batch_size, height=options.height, width=options.width)
 
     async with _worker_pool(options, spec) as pool:
-
-        async def work(task: Task) -> Outcome:
-            payload = task.payload
-            group = (tuple(payload["references"]), payload["height"], payload["width"])
-            provenance = await pool.submit(payload, group)
-            return Outcome(outputs=task.outputs, provenance=provenance)
-
         files = JobFiles(root, state=Path(STATE_FOLDER, "generation_state.json"),
                          stats=Path(STATE_FOLDER, "processing_stats.json"), log=Path(RUN_LOG))
         summary = await run_job(
-            files, plan.tasks(), work,
+            files, plan.tasks(), InstructionWork(pool),
             config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0,
                                 retry_failed=options.retry_failed),
             control=control, reporters=reporters, handle_signals=handle_signals,
