@@ -30,7 +30,7 @@ def _request(prompts, out, **options) -> StyleRequest:
 
 
 def _run(request: StyleRequest, control: RunControl | None = None):
-    return asyncio.run(run_styles(request, control=control, on_problem=lambda problem: None))
+    return asyncio.run(run_styles(request, control=control, on_problem=lambda problem: None)).summary
 
 
 @pytest.mark.slow

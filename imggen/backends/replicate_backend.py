@@ -14,7 +14,7 @@ import asyncio
 import base64
 import inspect
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,7 @@ from imggen.backends.replicate_responses import (
     note_response,
 )
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.settings import load_settings
+from imggen.settings import credential, load_settings
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 _TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
@@ -77,7 +77,7 @@ class ReplicateBackend:
         creation to output.
         """
         settings = load_settings()
-        token = api_token or (settings.replicate_api_token and settings.replicate_api_token.get_secret_value())
+        token = api_token or credential("replicate_api_token", settings)
         if not token:
             raise TaskError(ErrorKind.FATAL, "REPLICATE_API_TOKEN is not set")
         self._token = token

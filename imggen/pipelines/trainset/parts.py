@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.engine.errors import CannotStart
-from imggen.settings import load_settings
+from imggen.settings import credential, load_settings
 
 from .drawers import Flux2GridDrawer, ReplicateGridDrawer
 from .generator import TrainsetParts
@@ -57,8 +57,7 @@ class TrainsetChoices:
     def resolved_judge(self) -> str:
         if self.judge is not None:
             return self.judge
-        settings = load_settings()
-        return "gpt" if self.openai_api_key or settings.openai_api_key else "hash"
+        return "gpt" if self.openai_api_key or credential("openai_api_key") else "hash"
 
     def resolved_storage(self) -> str:
         if self.storage is not None:
@@ -90,7 +89,7 @@ async def open_parts(
         if judge_name == "gpt":
             from imggen.backends.openai_images import OpenAIImageBackend
 
-            if not (choices.openai_api_key or load_settings().openai_api_key):  # found now, not after a paid grid
+            if not (choices.openai_api_key or credential("openai_api_key")):  # found now, not after a paid grid
                 raise CannotStart("the gpt judge needs an OpenAI API key: set OPENAI_API_KEY (or use --judge hash)")
 
             openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
