@@ -41,7 +41,7 @@ def test_notebook_runs_headless_and_shows_the_gallery_and_stats(tmp_path, klein)
     cells = json.loads(output.read_text())["cells"]
     text = json.dumps([cell.get("outputs", []) for cell in cells])
     assert "[instructions] finished: 3/3 done, 0 failed" in text
-    assert text.count("data:image/png;base64,") == 3
+    assert text.count("data:image/jpeg;base64,") == 3, "a thumbnail per image in the gallery"
     assert "number of 0 generation" in text and "number of 2 generation" in text
     stats = tmp_path / "generated_images" / "demo" / "DemoPlanner" / "flux2-klein-tiny" / "stats.json"
     assert json.loads(stats.read_text())["0 generation"] == [2]
