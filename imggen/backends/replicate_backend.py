@@ -5,7 +5,9 @@ in the same step, because Replicate deletes outputs after an hour. ``async_run``
 replicate 1.0.7 it returns ``None`` when ``Prefer: wait`` answers "processing", and its pydantic
 model rejects the API's "aborted" status, so prediction states are read from the raw responses.
 Every failure becomes a :class:`TaskError` (see ``replicate_responses``) whose kind tells the
-runner what to do; the backend never retries.
+runner what to do. The backend never creates a prediction again; within one call it only polls the
+prediction it created and fetches its output file (:func:`~imggen.backends.image_download.download_image`
+tries that a bounded number of times), so every new request is the runner's decision.
 """
 
 from __future__ import annotations

@@ -48,12 +48,6 @@ class TrainsetChoices:
     # time either way (4.05 s and 3.89 s), so the default is no hold.
     replicate_wait_s: int | None = None
 
-    @classmethod
-    def local(cls, flux_checkpoint: str | os.PathLike, **overrides) -> "TrainsetChoices":
-        """Everything on this machine: FLUX.2 klein, the hash judge, Lanczos, a local folder."""
-        return cls(**{"judge": "hash", "upscaler": "lanczos", "storage": "local",
-                      "flux_checkpoint": flux_checkpoint, **overrides})
-
     def resolved_judge(self) -> str:
         if self.judge is not None:
             return self.judge
