@@ -61,3 +61,11 @@ class TaskError(Exception):
 class CannotStart(Exception):
     """A run that cannot start as asked (bad input, unknown model, missing key); the message says why
     and what to change. Raised before anything is sent or paid."""
+
+
+def as_task_error(error: BaseException) -> TaskError:
+    """``error`` as the engine sorts it: a TaskError as it is; anything else (a bug, an unexpected
+    library error) is permanent: recorded, never retried."""
+    if isinstance(error, TaskError):
+        return error
+    return TaskError(ErrorKind.PERMANENT, f"{type(error).__name__}: {error}")
