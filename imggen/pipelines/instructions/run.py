@@ -1,9 +1,11 @@
 """The instruction-image job: read the plan, run it on the model workers through the engine, then
 write each folder's ``stats.json`` and ``run.log`` once every worker has finished.
 
-The engine runs in this process (ledger, retries, progress, run control); the ``work`` function
-hands each task to the worker pool and waits for it. Workers write the image (atomically), then
-this process marks the ledger, so a crash between the two is healed by the next run.
+:func:`plan_instructions` reads the inputs into tasks (:mod:`.plan`); :func:`run_instructions` runs
+them. The engine runs in this process (ledger, progress, run control, and every retry decision:
+:mod:`imggen.engine.retry`); :class:`~.work.InstructionWork` hands each task to the worker pool,
+where :mod:`.render` asks FLUX.2 klein for the image and writes it (atomically); then this process
+marks the ledger, so a crash between the two is healed by the next run.
 """
 
 from __future__ import annotations
