@@ -77,7 +77,7 @@ async def styles_run(server: RunningOpenAIEmulator, folder: Path, images: int, w
     request = StyleRequest(prompts=write_prompts(folder, images), output=folder / "out", model=MODEL, size=SIZE,
                            quality=QUALITY, limit_window_s=window_s, **tuning)
     os.environ["OPENAI_BASE_URL"] = server.base_url  # read when the run opens its backend, before any await
-    summary = await run_styles(request, reporters=[record], on_problem=print)
+    summary = (await run_styles(request, reporters=[record], on_problem=print)).summary
     assert summary.state == "finished", summary
     return finished
 

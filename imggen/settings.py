@@ -1,5 +1,7 @@
 """Keys and endpoints from the environment and a ``.env`` file, and the redaction that keeps keys out of text.
 
+:func:`credential` is the one way a key is read (each backend's default when none is passed).
+
 Secrets are held as :class:`pydantic.SecretStr`, so printing a settings object never shows them.
 :func:`redact` replaces every secret value this process knows of with ``***``; the engine passes
 every error message through it before logging or storing it.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import Iterable
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +43,16 @@ def load_settings() -> Settings:
     return Settings()
 
 
+def credential(name: str, settings: Settings | None = None) -> str | None:
+    """The secret setting ``name`` (``openai_api_key``, ``replicate_api_token``, ``aws_access_key``,
+    ``aws_access_secret``) from the environment or ``.env``; None when it is unset or blank.
+    Every backend reads its key through here."""
+    value = getattr(settings or load_settings(), name)
+    if value is None:
+        return None
+    return value.get_secret_value().strip() or None
+
+
 def secret_values(settings: Settings | None = None) -> set[str]:
     """Every secret value set in the environment or in the settings."""
     values = {
@@ -55,9 +68,10 @@ def secret_values(settings: Settings | None = None) -> set[str]:
     return values
 
 
-def redact(text: str, secrets: set[str] | None = None) -> str:
-    """Replace every known secret in ``text`` with ``***``."""
-    for secret in sorted(secrets if secrets is not None else secret_values(), key=len, reverse=True):
+def redact(text: str, secrets: Iterable[str | None] | None = None) -> str:
+    """Replace each of ``secrets`` (None: every secret this process knows of) in ``text`` with ``***``."""
+    known = secret_values() if secrets is None else {secret for secret in secrets if secret}
+    for secret in sorted(known, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 

@@ -63,6 +63,11 @@ def png_text(path: Path) -> dict[str, str]:
         return dict(image.text)
 
 
+def provenance(path: Path) -> dict:
+    """The provenance JSON an image carries under its ``imggen`` text chunk."""
+    return json.loads(png_text(path)["imggen"])
+
+
 def by_style_images(output: Path) -> list[Path]:
     return sorted((output / "images" / "by_style").rglob("*.png"))
 

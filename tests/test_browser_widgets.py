@@ -200,7 +200,7 @@ def test_pause_resume_and_stop_in_jupyterlab(tmp_path, playwright, artifacts, mo
 
         request = StyleRequest(**{**run_parameters(stopped_out, None), "concurrency": 8})
         with concurrent.futures.ThreadPoolExecutor(1) as thread:  # Playwright's loop owns this thread
-            summary = thread.submit(asyncio.run, run_styles(plan_styles(request))).result(timeout=60)
+            summary = thread.submit(asyncio.run, run_styles(plan_styles(request))).result(timeout=60).summary
         assert summary.state == "finished", summary
         assert summary.progress.done == stop_total == image_count(stopped_out)
         assert ledger_counts(stopped_out)[DONE] == stop_total

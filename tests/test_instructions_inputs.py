@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imggen.engine.seeds import image_seed
 from imggen.pipelines.instructions.cli import build_parser, options_from_args
 from imggen.pipelines.instructions.layout import Group, generation_stats
-from imggen.pipelines.instructions.plan import build_plan, image_seed, planning_model_names
-from imggen.pipelines.instructions.records import BadRecord, Question, read_questions, remap_image_path
+from imggen.pipelines.instructions.inputs import BadRecord, Question, read_questions, remap_image_path
+from imggen.pipelines.instructions.plan import build_plan, planning_model_names
 from imggen.pipelines.instructions.render import load_reference
 
 from instructions_fixtures import PLANNER, noise_image, sample_inputs, write_results
@@ -103,9 +104,9 @@ def test_untrusted_names_stay_inside_the_output_root(tmp_path):
 
 
 def test_image_seeds_depend_on_question_and_index_not_on_the_planner_or_the_order():
-    seeds = {image_seed(0, "d", q, i) for q in range(20) for i in range(5)}
+    seeds = {image_seed(0, "d", str(q), i) for q in range(20) for i in range(5)}
     assert len(seeds) == 100
-    assert image_seed(0, "d", 3, 1) == image_seed(0, "d", "3", 1) != image_seed(1, "d", 3, 1)
+    assert image_seed(0, "d", "3", 1) == image_seed(0, "d", "3", 1) != image_seed(1, "d", "3", 1)
     assert all(0 <= seed < 2**63 for seed in seeds)
 
 

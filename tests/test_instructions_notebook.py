@@ -43,7 +43,7 @@ def test_notebook_runs_headless_and_shows_the_gallery_and_stats(tmp_path, klein)
     text = json.dumps([cell.get("outputs", []) for cell in cells])
     assert "[instructions] finished: 3/3 done, 0 failed" in text
     assert "(loading the model on 1 worker process\\u2026)" in text and "(1 worker process ready in " in text
-    assert text.count("data:image/png;base64,") == 3
+    assert text.count("data:image/jpeg;base64,") == 3, "a thumbnail per image in the gallery"
     assert "number of 0 generation" in text and "number of 2 generation" in text
     stats = tmp_path / "generated_images" / "demo" / "DemoPlanner" / "flux2-klein-tiny" / "stats.json"
     assert json.loads(stats.read_text())["0 generation"] == [2]

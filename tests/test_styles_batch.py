@@ -10,7 +10,7 @@ import time
 
 import pytest
 from PIL import Image
-from styles_fixtures import CHEAP, by_style_images, emulator, generations, png_text, records, stats, write_records
+from styles_fixtures import CHEAP, by_style_images, emulator, generations, png_text, provenance, records, stats, write_records
 
 from imggen.backends.openai_models import batch_terms
 from imggen.emulators.openai_batch_store import BatchEmulatorConfig
@@ -30,7 +30,7 @@ def _request(prompts, out, **options) -> StyleRequest:
 
 
 def _run(request: StyleRequest, control: RunControl | None = None):
-    return asyncio.run(run_styles(request, control=control, on_problem=lambda problem: None))
+    return asyncio.run(run_styles(request, control=control, on_problem=lambda problem: None)).summary
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_a_200_image_batch_run_makes_the_same_files_as_a_synchronous_run_at_half
         assert batch_text == sync_text, relative
         with Image.open(batch_out / relative) as batch_image, Image.open(sync_out / relative) as sync_image:
             assert batch_image.tobytes() == sync_image.tobytes(), relative
-    assert png_text(batch_out / sync_images[0])["prompt"]
+    assert provenance(batch_out / sync_images[0])["prompt"]
     metadata = (batch_out / "images" / "metadata.jsonl").read_text()
     assert metadata == (sync_out / "images" / "metadata.jsonl").read_text() and metadata.count("\n") == 200
     linked = batch_out / "images" / "by_dataset" / "wikipedia" / sync_images[0].name

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from styles_fixtures import by_style_images, png_text, records, write_records
+from styles_fixtures import by_style_images, png_text, provenance, records, write_records
 
 from imggen.backends.tiny_flux2 import build_tiny_checkpoint
 from imggen.engine.ledger import Ledger
@@ -35,11 +35,13 @@ def test_the_matrix_runs_on_a_local_checkpoint_without_a_key(tmp_path, monkeypat
     assert len(images) == 4
     first = out / "images/by_style/cartoon/simpa_000_cartoon.png"
     assert os.path.samefile(first, out / "images/by_dataset/simpa/simpa_000_cartoon.png")
-    text = png_text(first)
-    parameters = json.loads(text["parameters"])
+    text = provenance(first)
+    parameters = text["parameters"]
     assert text["model"] == "flux2-klein-tiny" and text["style"] == "cartoon" and "sample text number 0" in text["prompt"]
     assert parameters["steps"] == 2 and (parameters["width"], parameters["height"]) == (64, 64)
-    seeds = {json.loads(png_text(path)["parameters"])["seed"] for path in images}
+    assert png_text(first)["parameters"] == (f"{text['prompt']}\nSteps: 2, Seed: {parameters['seed']}, Size: 64x64, "
+                                             "Model: flux2-klein-tiny")
+    seeds = {provenance(path)["parameters"]["seed"] for path in images}
     assert len(seeds) == 4, "each image has its own seed"
     metadata = [json.loads(line) for line in (out / "images/metadata.jsonl").read_text().splitlines()]
     assert {row["model"] for row in metadata} == {"flux2-klein-tiny"} and len(metadata) == 4

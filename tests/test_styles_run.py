@@ -7,8 +7,9 @@ import os
 import time
 
 import pytest
+from PIL import Image
 from styles_fixtures import (
-    API_KEY, CHEAP, SAMPLE_PROMPTS, by_style_images, emulator, generations, png_text, records, stats,
+    API_KEY, CHEAP, SAMPLE_PROMPTS, by_style_images, emulator, generations, png_text, provenance, records, stats,
     successful_prompts, write_records,
 )
 
@@ -37,11 +38,15 @@ def test_every_sample_in_every_style_lands_in_both_places_with_provenance(tmp_pa
         twin = out / "images/by_dataset/wikipedia/wikipedia_001_cartoon.png"
         assert os.path.samefile(first, twin)
         assert len(list((out / "images/by_dataset").rglob("*.png"))) == 12
-        text = png_text(first)
+        text = provenance(first)
         assert text["style"] == "cartoon" and text["dataset"] == "wikipedia" and text["sample_id"] == "001"
         assert text["model"] == "gpt-image-2.6-sunburst"
         assert "Eiffel Tower" in text["prompt"] and text["prompt"] in successful_prompts(server)
-        assert json.loads(text["parameters"])["quality"] == "low"
+        assert text["parameters"]["quality"] == "low"
+        with Image.open(first) as image:
+            size = f"{image.width}x{image.height}"
+        # what image browsers show: the prompt, then the A1111-style settings line
+        assert png_text(first)["parameters"] == f"{text['prompt']}\nSize: {size}, Model: gpt-image-2.6-sunburst"
 
         state = json.loads((out / "code/generation_state.json").read_text())
         assert len(state["completed_samples"]) == 12 and "wikipedia_001_cartoon" in state["completed_samples"]
@@ -67,7 +72,7 @@ def test_metadata_loads_with_the_datasets_imagefolder_builder(tmp_path, monkeypa
     rows = {(row["dataset"], row["sample_id"], row["style"]): row for row in loaded}
     assert set(rows) == {(d, "001", s) for d in ("wikipedia", "asset", "simpa", "onestop") for s in ("cartoon", "watercolor")}
     row = rows[("simpa", "001", "watercolor")]
-    assert row["prompt"] == png_text(out / "images/by_style/watercolor/simpa_001_watercolor.png")["prompt"]
+    assert row["prompt"] == provenance(out / "images/by_style/watercolor/simpa_001_watercolor.png")["prompt"]
     assert row["image"].size == (16, 16)
 
 
@@ -105,8 +110,8 @@ def test_dall_e_3_runs_as_the_legacy_contract_with_the_seeds_parameters(tmp_path
         code, err = run(capsys, "--prompts", SAMPLE_PROMPTS, "--output", out, "--model", "dall-e-3", "--allow-retired",
                         "--max-samples", "1", "--datasets", "onestop", "--style", "anime", "--budget", "1")
         assert code == 0, err
-        text = png_text(out / "images/by_style/anime/onestop_001_anime.png")
-        assert json.loads(text["parameters"]) == {"model": "dall-e-3", "size": "1024x1024", "quality": "hd",
+        text = provenance(out / "images/by_style/anime/onestop_001_anime.png")
+        assert text["parameters"] == {"model": "dall-e-3", "size": "1024x1024", "quality": "hd",
                                                   "style": "vivid"}
         assert "telescopes" in text["revised_prompt"] and text["revised_prompt"] != text["prompt"]
         assert stats(out)["total_cost_usd"] == 0.08  # the seed's HD price

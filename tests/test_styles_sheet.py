@@ -14,7 +14,7 @@ from imggen.cli import main as imggen
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.styles import sheet
 from imggen.pipelines.styles.cli import main as styles
-from imggen.pipelines.styles.run import StyleRequest, plan_styles
+from imggen.pipelines.styles import StyleRequest, plan_styles
 
 HOSTILE_ID = "<b>2</b>"
 HOSTILE_TEXT = "<script>alert('x')</script> & <img src=x onerror=alert(1)> a BLOCKED_PROMPT \"scene\"'>"

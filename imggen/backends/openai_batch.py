@@ -24,9 +24,10 @@ from typing import Any, Awaitable, Callable, TypeVar
 import openai
 from openai.types import Batch
 
-from imggen.backends.openai_errors import redact, status_error, task_error
+from imggen.backends.openai_errors import status_error, task_error
 from imggen.backends.openai_models import batch_terms
 from imggen.engine.errors import ErrorKind, TaskError
+from imggen.settings import credential, load_settings, redact
 
 FINISHED_STATUSES = ("completed", "failed", "expired", "cancelled")
 NOT_RUN_CODES = {"batch_expired", "batch_cancelled"}  # the request never ran: nothing was paid
@@ -59,11 +60,11 @@ class ResultLine:
             code = (self.error or {}).get("code")
             if code in NOT_RUN_CODES:
                 return None
-            message = redact(str((self.error or {}).get("message", "")), secret)
+            message = redact(str((self.error or {}).get("message", "")), [secret])
             return TaskError(ErrorKind.TRANSIENT, f"OpenAI batch request failed ({code}): {message}")
         error = (self.body or {}).get("error") or {}
         code = error.get("code") or (error.get("type") if self.status_code == 429 else None)
-        return status_error(self.status_code, code, redact(str(error.get("message", "")), secret),
+        return status_error(self.status_code, code, redact(str(error.get("message", "")), [secret]),
                             what="batch image generation", headers={})
 
 
@@ -87,8 +88,11 @@ class OpenAIBatchAPI:
     """Files and batches of one OpenAI account."""
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 300.0) -> None:
+        """``api_key``/``base_url`` default to ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` (environment or ``.env``)."""
         try:
-            self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
+            self._client = openai.AsyncOpenAI(api_key=api_key or credential("openai_api_key"),
+                                              base_url=base_url or load_settings().openai_base_url,
+                                              max_retries=0, timeout=timeout_s)
         except openai.OpenAIError:
             raise TaskError(ErrorKind.FATAL, "no OpenAI API key: set OPENAI_API_KEY") from None
 

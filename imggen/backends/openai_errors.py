@@ -18,6 +18,7 @@ from typing import Mapping
 import openai
 
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
+from imggen.settings import redact
 
 QUOTA_CODES = {"insufficient_quota", "credit_balance_exhausted"}
 REFUSAL_CODES = {"content_policy_violation", "moderation_blocked"}
@@ -83,10 +84,6 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
-
-
 def task_error(exc: Exception, *, secret: str | None, what: str) -> TaskError:
     """The engine's error for an ``openai`` exception raised while doing ``what``.
 
@@ -102,7 +99,7 @@ def task_error(exc: Exception, *, secret: str | None, what: str) -> TaskError:
     if not isinstance(exc, openai.APIStatusError):
         return TaskError(ErrorKind.TRANSIENT, f"OpenAI {what} failed: {type(exc).__name__}")
     status, code = exc.status_code, exc.code or (exc.type if exc.status_code == 429 else None)
-    server_message = redact(str((exc.body or {}).get("message", "") if isinstance(exc.body, dict) else ""), secret)
+    server_message = redact(str((exc.body or {}).get("message", "") if isinstance(exc.body, dict) else ""), [secret])
     return status_error(status, code, server_message, what=what, headers=exc.response.headers)
 
 

@@ -30,6 +30,7 @@ from imggen.backends.openai_models import (
     get_model, price,
 )
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
+from imggen.settings import credential, load_settings
 
 JUDGE_QUESTION = (
     "This image is a {grid}x{grid} grid of tiles, numbered 0 to {last} row by row from the top left. "
@@ -88,12 +89,12 @@ class OpenAIImageBackend:
         allow_retired: bool = False, today: dt.date | None = None, download_attempts: int = 3,
         max_download_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
-        """``api_key``/``base_url`` default to ``OPENAI_API_KEY``/``OPENAI_BASE_URL``.
+        """``api_key``/``base_url`` default to ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` (environment or ``.env``).
         ``timeout_s``: how long one request may take before it fails as a transient timeout (None: each
         image model's own, from the registry; the judge and downloads get DEFAULT_TIMEOUT_S).
         ``allow_retired`` lets a retired model's legacy contract be rehearsed against the emulator."""
-        self._api_key = api_key
-        self._base_url = base_url
+        self._api_key = api_key or credential("openai_api_key")
+        self._base_url = base_url or load_settings().openai_base_url
         self._timeout_s = timeout_s
         self._allow_retired = allow_retired
         self._today = today

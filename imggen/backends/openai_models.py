@@ -3,7 +3,7 @@
 The facts live in ``imggen/data/openai_models.json`` (sizes, qualities, extra parameters, output
 kind, prices, shutdown dates and replacements, each with its source). This module loads them and
 answers three questions: may this model be used today (:func:`get_model`), is this request valid
-for it (:func:`find_problem` / :func:`validate_request`), and what does an image cost
+for it (:func:`find_problem`), and what does an image cost
 (:func:`price` where published, :func:`cost_from_usage` after the fact, :func:`estimate_cost`
 before it, for budgets). :func:`batch_terms` gives the Batch API's discount and limits.
 """
@@ -192,13 +192,6 @@ def find_problem(
         elif value not in spec.params[name]:
             return RequestProblem(name, value, spec.params[name])
     return None
-
-
-def validate_request(spec: ImageModelSpec, **request: Any) -> None:
-    """Raise ``ValueError`` naming the parameter when ``spec`` would reject the request."""
-    problem = find_problem(spec, **request)
-    if problem is not None:
-        raise ValueError(problem.describe(spec.id))
 
 
 def price(model: str | ImageModelSpec, size: str, quality: str) -> float | None:

@@ -5,7 +5,9 @@ in the same step, because Replicate deletes outputs after an hour. ``async_run``
 replicate 1.0.7 it returns ``None`` when ``Prefer: wait`` answers "processing", and its pydantic
 model rejects the API's "aborted" status, so prediction states are read from the raw responses.
 Every failure becomes a :class:`TaskError` (see ``replicate_responses``) whose kind tells the
-runner what to do; the backend never retries.
+runner what to do. The backend never creates a prediction again; within one call it only polls the
+prediction it created and fetches its output file (:func:`~imggen.backends.image_download.download_image`
+tries that a bounded number of times), so every new request is the runner's decision.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import base64
 import inspect
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +35,7 @@ from imggen.backends.replicate_responses import (
     note_response,
 )
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.settings import load_settings
+from imggen.settings import credential, load_settings
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 _TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
@@ -77,7 +79,7 @@ class ReplicateBackend:
         creation to output.
         """
         settings = load_settings()
-        token = api_token or (settings.replicate_api_token and settings.replicate_api_token.get_secret_value())
+        token = api_token or credential("replicate_api_token", settings)
         if not token:
             raise TaskError(ErrorKind.FATAL, "REPLICATE_API_TOKEN is not set")
         self._token = token

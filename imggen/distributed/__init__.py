@@ -2,8 +2,10 @@
 
 A :class:`~imggen.distributed.pool.WorkerPool` takes work items in the run's event loop and hands
 them to whichever worker is free (dynamic balancing: a worker pulls its next batch when it finishes
-one). Workers load their model once. Nothing here knows about images or datasets: a worker runs a
-*handler factory* the pipeline provides.
+one). Workers load their model once. The pool knows devices and models (one GPU per worker, the
+CUDA memory settings, batching items that share one model call), not datasets or file layouts:
+a worker runs a *handler factory* the pipeline provides, which decides what an item is (for the
+instruction images: a batch of FLUX.2 klein images to render and write).
 """
 
 from .pool import WorkerDied, WorkerPool

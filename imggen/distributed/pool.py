@@ -35,7 +35,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Hashable, Protocol
 
-from ..engine.errors import ErrorKind, TaskError
+from ..engine.errors import ErrorKind, TaskError, as_task_error
 from .dispatch import Dispatcher
 
 log = logging.getLogger("imggen.distributed")
@@ -90,10 +90,8 @@ def call_handler(handler: Handler, payloads: list, reply: Callable[[list[tuple]]
 
 
 def _to_wire(results: list | BaseException, payloads: list) -> list[tuple]:
-    if isinstance(results, TaskError):
-        results = [results] * len(payloads)
-    elif isinstance(results, BaseException):  # a bug or an unexpected library error: permanent, never retried
-        results = [TaskError(ErrorKind.PERMANENT, f"{type(results).__name__}: {results}")] * len(payloads)
+    if isinstance(results, BaseException):
+        results = [as_task_error(results)] * len(payloads)
     return [
         ("error", result.kind.value, result.message) if isinstance(result, TaskError) else ("ok", result)
         for result in results

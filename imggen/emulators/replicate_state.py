@@ -15,7 +15,6 @@ from typing import Any
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
 from imggen.emulators.replicate_faults import ReplicateFaults
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 # What a scripted prediction ends as. "safety" fails with the provider's content-filter error;
 # "stall" stays "processing" until it is canceled; "expired" succeeds (and is billed) but its
 # output file is already gone (404), as after Replicate's hour of retention.

@@ -1,7 +1,10 @@
 """What can go wrong with one task, sorted into the kinds the runner treats differently.
 
 Backends raise :class:`TaskError` with a :class:`ErrorKind`; the runner decides from the kind
-alone whether to wait, back off, record or stop. Backends never retry on their own.
+alone whether to wait, back off, record or stop, and it alone sends a request again. Inside one
+attempt a backend only repeats reads of what was already asked for, bounded: polling a known
+Replicate prediction, and fetching a finished image's file again (at most ``download_attempts``
+times), since sending the request again would pay for it again.
 """
 
 from __future__ import annotations
@@ -58,3 +61,11 @@ class TaskError(Exception):
 class CannotStart(Exception):
     """A run that cannot start as asked (bad input, unknown model, missing key); the message says why
     and what to change. Raised before anything is sent or paid."""
+
+
+def as_task_error(error: BaseException) -> TaskError:
+    """``error`` as the engine sorts it: a TaskError as it is; anything else (a bug, an unexpected
+    library error) is permanent: recorded, never retried."""
+    if isinstance(error, TaskError):
+        return error
+    return TaskError(ErrorKind.PERMANENT, f"{type(error).__name__}: {error}")

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     payload TEXT NOT NULL,
     outputs TEXT NOT NULL,
     est_cost REAL NOT NULL DEFAULT 0,
-    plan INTEGER NOT NULL,
+    plan INTEGER NOT NULL,  -- the id of the run that last planned the task
     status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
     rate_limit_hits INTEGER NOT NULL DEFAULT 0,
@@ -175,8 +175,8 @@ class Ledger:
             self._db.executemany(_UPSERT, rows())
         return planned
 
-    def pending(self, plan: int, *, page: int = 1000) -> Iterator[LedgerRow]:
-        """Yield this plan's pending tasks in plan order, reading a page at a time.
+    def pending(self, run_id: int, *, page: int = 1000) -> Iterator[LedgerRow]:
+        """Yield the pending tasks run ``run_id`` planned, in plan order, reading a page at a time.
 
         Pages walk the table in ``seq`` order, so a whole run reads each row at most once; an extra
         index on plan and status would cost more at planning than it saves here.
@@ -186,7 +186,7 @@ class Ledger:
             rows = self._db.execute(
                 "SELECT seq, key, payload, outputs, est_cost FROM tasks "
                 "WHERE plan = ? AND status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-                (plan, after, page),
+                (run_id, after, page),
             ).fetchall()
             if not rows:
                 return
@@ -240,12 +240,12 @@ class Ledger:
         self._db.execute("UPDATE tasks SET status = 'pending' WHERE key = ? AND status = 'running'", (key,))
 
     # -- reading --------------------------------------------------------------------------
-    def counts(self, plan: int | None = None) -> dict[str, int]:
-        """Tasks per status, for the whole ledger or the unfinished tasks of one plan.
+    def counts(self, run_id: int | None = None) -> dict[str, int]:
+        """Tasks per status, for the whole ledger or the unfinished tasks run ``run_id`` planned.
 
-        Finished tasks keep the plan that finished them, so per plan only the unfinished counts mean much.
+        Finished tasks keep the run that finished them, so per run only the unfinished counts mean much.
         """
-        where, args = ("WHERE plan = ?", (plan,)) if plan is not None else ("", ())
+        where, args = ("WHERE plan = ?", (run_id,)) if run_id is not None else ("", ())
         counts = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
         for status, n in self._db.execute(f"SELECT status, COUNT(*) FROM tasks {where} GROUP BY status", args):
             counts[status] = n
@@ -272,11 +272,12 @@ class Ledger:
         names = ("key", "error_kind", "error", "attempts", "failed_at")
         return [dict(zip(names, row)) for row in rows]
 
-    def failure_kinds(self, plan: int) -> list[tuple[str, int, str]]:
-        """The failed tasks of ``plan`` per error kind: (kind, how many, the first one's message), most first."""
+    def failure_kinds(self, run_id: int) -> list[tuple[str, int, str]]:
+        """The failed tasks run ``run_id`` planned, per error kind: (kind, how many, the first one's
+        message), most first."""
         found: dict[str, list] = {}
         rows = self._db.execute(
-            "SELECT error_kind, error FROM tasks WHERE plan = ? AND status = 'failed' ORDER BY seq", (plan,)
+            "SELECT error_kind, error FROM tasks WHERE plan = ? AND status = 'failed' ORDER BY seq", (run_id,)
         )
         for kind, error in rows:
             entry = found.setdefault(kind or "unknown", [0, error or ""])

@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from .errors import ErrorKind, TaskError
+from .errors import ErrorKind, TaskError, as_task_error
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ def decide(error: BaseException, attempt: int, policy: RetryPolicy, *, paced: bo
     ``paced``: a limiter that knows the server's limit took in its count of requests left, so a
     429 that names no wait is retried as soon as that limiter lets it (no extra hold).
     """
-    if not isinstance(error, TaskError):
-        return Decision(ErrorKind.PERMANENT, f"{type(error).__name__}: {error}", 0.0, True, False)
+    error = as_task_error(error)
     kind = error.kind
     if kind is ErrorKind.RATE_LIMITED:
         return Decision(kind, error.message, rate_limit_wait(error, policy, paced=paced), False, True)

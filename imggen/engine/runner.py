@@ -1,9 +1,10 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the tasks in flight (a number, or "auto": see :mod:`.concurrency`), the requests limit (one
-:mod:`.limiter` per run, taking the user's ``--rpm`` and whatever the provider's rate-limit headers
-say in place), the retry policy per error kind, the budget cap, run control and progress events. It
-knows nothing of providers or dataset layouts: ``work`` is any ``async (Task) -> Outcome`` callable.
+It owns the retry loop per error kind, the budget cap, run control and progress events; when the
+next attempt may start (the tasks in flight, the one requests limiter per run taking the user's
+``--rpm`` and whatever the provider's rate-limit headers say, the hold after a rate limit) is
+:mod:`.pacing`'s. It knows nothing of providers or dataset layouts: ``work`` is any
+``async (Task) -> Outcome`` callable.
 
 Retry policy (decided by :mod:`.retry`, see :class:`~imggen.engine.errors.ErrorKind`):
 
@@ -23,94 +24,27 @@ import contextlib
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from ..settings import redact, secret_values
 from ..storage.atomic import is_valid_image
-from .concurrency import AUTO, InFlightGate, InFlightTarget
+from .concurrency import InFlightTarget
+from .config import RunnerConfig, RunSummary
 from .control import ControlState, RunControl, SignalHandlers
-from .errors import ErrorKind, RateHint, TaskError
+from .errors import ErrorKind, TaskError
 from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
 from .ledger import Ledger, LedgerRow
-from .limiter import RequestLimiter
-from .retry import Decision, RetryPolicy, decide
+from .pacing import Pacing, RateLimit
+from .retry import Decision, decide
 from .tasks import Outcome, Task
 
 log = logging.getLogger("imggen.engine")
 
 Work = Callable[[Task], Awaitable[Outcome]]
 View = Callable[[Ledger], None]
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``requests`` task starts in any ``period_s`` seconds."""
-
-    requests: float
-    period_s: float = 60.0
-
-    @classmethod
-    def per_minute(cls, rpm: float | None) -> "RateLimit | None":
-        return cls(rpm) if rpm else None
-
-    def limiter(self) -> RequestLimiter:
-        return RequestLimiter(self.requests, self.period_s)
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    concurrency: int | str = AUTO  # tasks in flight: a number, or "auto" to follow rate x latency
-    max_concurrency: int = 256  # the ceiling of "auto"
-    rate_limit: RateLimit | None = None
-    max_attempts: int = 3  # attempts per task per run for transient errors
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After or a count the limiter can use
-    limit_window_s: float = 60.0  # the window a provider's limit header counts over (OpenAI: a minute)
-    budget: float | None = None  # hard cap on money spent in this run
-    estimate_basis: str = "its estimate"  # what the tasks' costs rest on, for the budget's message
-    retry_failed: bool = False  # also retry tasks that failed permanently before
-    view_interval_s: float = 10.0  # how often views (state files) are rewritten during a run
-
-    def __post_init__(self) -> None:
-        if self.concurrency != AUTO and not (isinstance(self.concurrency, int) and self.concurrency >= 1):
-            raise ValueError(f"concurrency must be at least 1 or {AUTO!r}")
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.budget is not None and self.budget < 0:
-            raise ValueError("budget cannot be negative")
-        if self.limit_window_s <= 0:
-            raise ValueError("limit_window_s must be positive")
-
-    def limiter(self) -> RequestLimiter:
-        """A run's limiter: the user's limit if any, over its period (else the provider's window)."""
-        if self.rate_limit is not None:
-            return self.rate_limit.limiter()
-        return RequestLimiter(None, self.limit_window_s)
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.max_attempts, self.backoff_base_s, self.backoff_max_s,
-                           self.default_rate_limit_wait_s)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """How a run ended. ``state`` is finished, stopped, budget or fatal."""
-
-    state: str
-    progress: Progress
-    message: str | None = None
-    failures: tuple[tuple[str, int, str], ...] = ()  # (error kind, tasks, the first one's message) of this plan
-    unpriced: str = ""  # paid calls of this run whose price is unknown, in words ("" when none)
-
-    @property
-    def ok(self) -> bool:
-        return self.state == "finished" and self.progress.failed == 0
+# RunnerConfig, RunSummary (from .config) and RateLimit (from .pacing) are named here too, beside the Runner.
+__all__ = ["RateLimit", "Runner", "RunnerConfig", "RunSummary", "View", "Work"]
 
 
 class Runner:
@@ -143,10 +77,8 @@ class Runner:
         """Plan ``tasks`` and run the unfinished ones. With ``handle_signals``, Ctrl-C stops the run."""
         loop = asyncio.get_running_loop()
         self._in_flight: set[asyncio.Task] = set()
-        self._hold_until = 0.0
-        self._limiter = self.config.limiter()
-        self._target = InFlightTarget(self.config.concurrency, ceiling=self.config.max_concurrency)
-        self._gate = InFlightGate(self._target)
+        target = InFlightTarget(self.config.concurrency, ceiling=self.config.max_concurrency)
+        self._pacing = Pacing(self.config.limiter(), target, self.control, window_s=self.config.limit_window_s)
         self._reserved = 0.0
         self._budget_freed = asyncio.Event()
         self._end_state: str | None = None
@@ -170,7 +102,7 @@ class Runner:
         self._emit(RunStarted(self._progress))
         source = self.ledger.pending(run_id)
         try:
-            worker_count = max(min(self._target.ceiling, total - done), 1)
+            worker_count = max(min(self._pacing.target.ceiling, total - done), 1)
             workers = [loop.create_task(self._worker(source)) for _ in range(worker_count)]
             results = await asyncio.gather(*workers, return_exceptions=True)
             for result in results:  # workers cancelled by an immediate stop end with CancelledError
@@ -192,12 +124,12 @@ class Runner:
         while self._end_state is None and (row := next(source, None)) is not None:
             if not await self.control.proceed():
                 return  # the row is still pending in the ledger
-            await self._gate.acquire()
+            await self._pacing.gate.acquire()
             try:
                 if not await self._take(row.task):
                     return
             finally:
-                self._gate.release()
+                self._pacing.gate.release()
 
     async def _take(self, task: Task) -> bool:
         """Run ``task`` (or count it healed); False when the budget is spent."""
@@ -219,7 +151,7 @@ class Runner:
     async def _run_task(self, task: Task) -> None:
         transient_failures = 0
         while True:
-            if not await self._wait_turn():
+            if not await self._pacing.wait_turn(lambda: self._end_state is None):
                 self.ledger.release(task.key)
                 return
             self.ledger.mark_started(task.key)
@@ -238,8 +170,8 @@ class Runner:
             if outcome is not None:
                 self.ledger.mark_done(task.key, outcome)
                 if outcome.rate is not None:
-                    self._adapt(outcome.rate)
-                self._follow_latency(time.monotonic() - began)
+                    self._pacing.follow_server(outcome.rate)
+                self._pacing.answered(time.monotonic() - began)
                 self._finish(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
                 return
             decision = self._classify(task, error, transient_failures + 1)
@@ -253,62 +185,26 @@ class Runner:
                 self._finish(task.key, "failed", error_kind=kind.value, message=message)
                 return
             if kind is ErrorKind.RATE_LIMITED:
-                self._hold_all(wait)
-                self._target.rate_limited()
+                self._pacing.rate_limited(wait)
                 self._progress = self._progress.evolve(rate_limit_hits=self._progress.rate_limit_hits + 1)
             else:
                 self._progress = self._progress.evolve(retries=self._progress.retries + 1)
             transient_failures += decision.spends_attempt
             self._emit(TaskRetrying(task.key, kind.value, message, wait, self._progress))
             if kind is not ErrorKind.RATE_LIMITED:
-                await self.control.sleep(wait)  # a stop cuts the backoff short; _wait_turn then gives up
+                await self.control.sleep(wait)  # a stop cuts the backoff short; wait_turn then gives up
 
     def _classify(self, task: Task, error: BaseException | None, attempt: int) -> Decision:
         """Record a failed attempt and decide what follows (see :mod:`.retry`); the message is redacted."""
         if isinstance(error, TaskError) and error.rate is not None:
-            self._adapt(error.rate)
-        decision = decide(error, attempt, self.config.retry_policy, paced=self._limiter.limit is not None)
+            self._pacing.follow_server(error.rate)
+        decision = decide(error, attempt, self.config.retry_policy, paced=self._pacing.limiter.limit is not None)
         decision = dataclasses.replace(decision, message=redact(decision.message, self._secrets))
         if not isinstance(error, TaskError):
             log.error("task %s raised", task.key, exc_info=error)
         connection_error = isinstance(error, TaskError) and error.connection_error
         self.ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error)
         return decision
-
-    async def _wait_turn(self) -> bool:
-        """Wait out any rate-limit hold and the limiter; False if the run stopped meanwhile."""
-        while True:
-            delay = self._hold_until - time.monotonic()
-            if delay > 0 and not await self.control.sleep(delay):
-                return False
-            if not await self._limiter.acquire(self.control.sleep):
-                return False
-            if not await self.control.proceed() or self._end_state is not None:
-                return False
-            if self._hold_until <= time.monotonic():
-                return True
-
-    def _hold_all(self, seconds: float) -> None:
-        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
-
-    def _adapt(self, hint: RateHint) -> None:
-        """Follow the server in the run's one limiter: its limit (never above the user's) and its count.
-        Only while no limit is known at all does a spent window hold every worker until it is full again."""
-        if hint.limit_per_min:
-            per_period = hint.limit_per_min * self._limiter.period_s / self.config.limit_window_s
-            self._limiter.learn_limit(max(per_period, 1.0))
-        if hint.remaining is None:
-            return
-        if self._limiter.limit is not None:
-            self._limiter.observe(hint.remaining, hint.reset_s)
-        elif hint.remaining == 0 and hint.reset_s:
-            self._hold_all(hint.reset_s)
-
-    def _follow_latency(self, latency_s: float) -> None:
-        """Let the in-flight target follow rate x latency (with ``concurrency="auto"``)."""
-        limit = self._limiter.limit
-        self._target.succeeded(latency_s, limit / self._limiter.period_s if limit is not None else None)
-        self._gate.wake()
 
     async def _reserve_budget(self, task: Task) -> bool:
         """Reserve ``task``'s estimate within the budget. While tasks in flight hold reservations it
@@ -348,10 +244,9 @@ class Runner:
         self._finish(task.key, "healed", outputs=task.outputs)
 
     def _set_running(self, delta: int) -> None:
-        limit = self._limiter.limit
         self._progress = self._progress.evolve(
-            running=self._progress.running + delta, in_flight_target=self._target.value,
-            limit_per_min=limit * 60.0 / self._limiter.period_s if limit is not None else None)
+            running=self._progress.running + delta, in_flight_target=self._pacing.target.value,
+            limit_per_min=self._pacing.limit_per_min)
 
     def _stop_run(self, state: str, message: str) -> None:
         if self._end_state is None:

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import ipywidgets as widgets
 
@@ -33,7 +33,7 @@ from ..engine.runner import RunSummary
 from ..literal import html_text, printable
 from .display import gallery_html
 
-StartJob = Callable[[RunControl, Callable[[Event], None]], Awaitable[RunSummary]]
+StartJob = Callable[[RunControl, Callable[[Event], None]], Awaitable[Any]]  # a pipeline result, or a RunSummary
 
 WIDGET_UPDATES_PER_S = 5
 GALLERY_SIZE = 8  # the latest images the panel shows
@@ -80,7 +80,7 @@ class NotebookJob:
         self._notices = Notices()
         self.notice = ""  # the latest of the run's notices: resuming, a rate-limit hold, a message
         self.stage = ""  # what the job is busy with, for jobs that say (the training set's grids, judging...)
-        self.summary: RunSummary | None = None
+        self.result: Any = None  # what the pipeline returned (its result, with .summary)
         self.error: BaseException | None = None
         self.task: asyncio.Task | None = None
         self._last_draw = 0.0
@@ -98,6 +98,11 @@ class NotebookJob:
 
     def stop(self) -> None:
         self.control.stop()
+
+    @property
+    def summary(self) -> RunSummary | None:
+        """How the run ended: the result's ``summary`` (the result itself for a bare engine job)."""
+        return getattr(self.result, "summary", self.result)
 
     @property
     def state(self) -> str:
@@ -219,7 +224,8 @@ async def run_in_notebook(
 ) -> NotebookJob:
     """Start a job from a notebook cell: ``job = await run_in_notebook(start, interactive=interactive)``.
 
-    ``start(control, reporter)`` must return the job's coroutine, passing both on to the pipeline.
+    ``start(control, reporter)`` must return the job's coroutine, passing both on to the pipeline;
+    what the pipeline returns is ``job.result`` once the run has ended (and ``job.summary`` its summary).
     ``interactive=None`` decides from the front end: widgets in Jupyter (the cell returns at once),
     a blocking run with text progress under papermill, which raises :class:`RunEndedEarly` when the
     run stops before its work is done. ``key`` (default: the title; pass the output folder) names
@@ -242,7 +248,7 @@ async def run_in_notebook(
 
     async def body() -> None:
         try:
-            job.summary = await start(job.control, job)
+            job.result = await start(job.control, job)
         except BaseException as error:  # shown in the panel; headless runs re-raise below
             job.error = error
             if job.interactive:

@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.settings import Settings, load_settings
+from imggen.settings import Settings, credential, load_settings
 
 log = logging.getLogger("imggen.storage")
 
@@ -90,15 +90,13 @@ class S3Store:
     def from_settings(cls, *, prefix: str = "", settings: Settings | None = None) -> "S3Store":
         """A store configured from the environment (and ``.env``)."""
         settings = settings or load_settings()
-        secret = settings.aws_access_secret.get_secret_value() if settings.aws_access_secret else None
-        access = settings.aws_access_key.get_secret_value() if settings.aws_access_key else None
         return cls(
             settings.aws_user_files_bucket or "",
             prefix=prefix,
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
-            access_key=access,
-            secret_key=secret,
+            access_key=credential("aws_access_key", settings),
+            secret_key=credential("aws_access_secret", settings),
         )
 
     def key_for(self, name: str) -> str:

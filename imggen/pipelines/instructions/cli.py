@@ -106,7 +106,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     options = options_from_args(args)
     planned = plan_instructions(options)
     console.print(line(planned.describe()), soft_wrap=True)
-    result = asyncio.run(run_instructions(options, planned=planned, reporters=[RichReporter("instructions", console)],
+    result = asyncio.run(run_instructions(planned, reporters=[RichReporter("instructions", console)],
                                           handle_signals=True))
     for record in result.bad_records:
         console.print(line(("bad record", "yellow"), " ", str(record)), soft_wrap=True)

@@ -20,28 +20,22 @@ settings (which keeps the current round); giving ``--no_skip_existing`` again st
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from PIL import Image
-
+from ...engine.errors import CannotStart
 from ...engine.ledger import recorded_rounds
 from ...engine.rounds import Round, choose_round, round_key
-from ...engine.errors import CannotStart
+from ...engine.seeds import image_seed
 from ...engine.tasks import Task
 from ...storage import paths
 from ...storage.atomic import is_valid_image
+from ...storage.provenance import read_provenance
+from .inputs import RESULTS_FILE, BadRecord, Question, read_questions
 from .layout import RESERVED_NAMES, Group
-from .records import RESULTS_FILE, BadRecord, Question, read_questions
 
 
-def image_seed(seed: int, dataset: str, question_id: object, index: int) -> int:
-    """A 63-bit seed for one image, fixed by the run seed, the question and the instruction's index."""
-    text = json.dumps([seed, dataset, str(question_id), index])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 @dataclass
@@ -96,7 +90,7 @@ class Plan:
                 "path": str(absolute),
                 "prompt": instruction,
                 "references": list(question.image_paths),
-                "seed": image_seed(self.seed, question.dataset, entry.question_id, index),
+                "seed": image_seed(self.seed, question.dataset, str(entry.question_id), index),
                 "height": self.height,
                 "width": self.width,
                 "source": question.source,
@@ -112,11 +106,7 @@ def made_for(root: Path, task: Task) -> bool:
         return False
     if task.key == task.outputs[0]:  # round 0: any valid image is the seed's "existing image"
         return True
-    try:
-        with Image.open(path) as image:
-            return json.loads(image.text.get("imggen", "{}")).get("key") == task.key
-    except (OSError, ValueError, AttributeError):
-        return False
+    return read_provenance(path).get("key") == task.key
 
 
 def planning_model_names(predicted_root: Path, chosen: str | None) -> list[str]:

@@ -16,17 +16,16 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import io
-import json
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ...engine.errors import ErrorKind, TaskError
 from ...storage.atomic import InvalidImage, atomic_write_bytes, check_image_bytes
+from ...storage.provenance import png_with_provenance
 
 CALL_LOG_ENV = "IMGGEN_PIPELINE_CALL_LOG"
 REFERENCE_CACHE_SIZE = 8  # decoded conditioning images a worker keeps
@@ -68,16 +67,6 @@ def _decoded_reference(path: str, size: int, mtime_ns: int):
     check_image_bytes(data)
     with Image.open(io.BytesIO(data)) as image:
         return image.convert("RGB")
-
-
-def png_with_provenance(image, provenance: dict[str, Any]) -> bytes:
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("imggen", json.dumps(provenance, ensure_ascii=False, default=str))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
 
 
 class InstructionRenderer:
@@ -131,7 +120,9 @@ class InstructionRenderer:
             provenance = {**image.info["provenance"], "key": payload["key"], "source": payload["source"],
                           "prompt": payload["prompt"],
                           "worker": self.worker, "pipeline_s": round(pipeline_s, 6)}
-            atomic_write_bytes(payload["path"], png_with_provenance(image, provenance))
+            png = png_with_provenance(image, provenance, prompt=payload["prompt"], model=provenance["model"],
+                                      seed=provenance.get("seed"), steps=provenance.get("steps"))
+            atomic_write_bytes(payload["path"], png)
             results.append(provenance)
         return results
 

@@ -1,9 +1,11 @@
 """The instruction-image job: read the plan, run it on the model workers through the engine, then
 write each folder's ``stats.json`` and ``run.log`` once every worker has finished.
 
-The engine runs in this process (ledger, retries, progress, run control); the ``work`` function
-hands each task to the worker pool and waits for it. Workers write the image (atomically), then
-this process marks the ledger, so a crash between the two is healed by the next run.
+:func:`plan_instructions` reads the inputs into tasks (:mod:`.plan`); :func:`run_instructions` runs
+them. The engine runs in this process (ledger, progress, run control, and every retry decision:
+:mod:`imggen.engine.retry`); :class:`~.work.InstructionWork` hands each task to the worker pool,
+where :mod:`.render` asks FLUX.2 klein for the image and writes it (atomically); then this process
+marks the ledger, so a crash between the two is healed by the next run.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from ...engine.events import Reporter
 from ...engine.job import JobFiles, run_job
 from ...engine.ledger import DONE, LEDGER_NAME, Ledger
 from ...engine.runner import RunnerConfig, RunSummary
-from ...engine.tasks import Outcome, Task
 from ...literal import printable
 from ...storage.atomic import atomic_write_json
 from .layout import RUN_LOG, STATE_FOLDER, STATS_FILE, generation_stats
 from .plan import Plan, build_plan, check_image_root, made_for, planning_model_names
 from .render import CALL_LOG_ENV, RenderSpec
+from .work import InstructionWork
 
 log = logging.getLogger("imggen.instructions")
 ENGINES = ("local", "ray")
@@ -86,17 +88,22 @@ class InstructionsResult:
 
 @dataclass
 class InstructionsPlan:
-    """A run before it starts: the checkpoint, the task plan, the workers, and what the inputs lack."""
+    """A checked run, before it starts: the options, the checkpoint they name, the folders' task plan,
+    the workers, and what the inputs lack; nothing is loaded or sent yet."""
 
     options: InstructionsOptions
     checkpoint: str
-    plan: Plan
+    folders: Plan
     devices: list[str] | None  # each local worker's device; None: Ray actors, placed by the cluster
     missing_note: str | None = None  # the line saying how many records name missing source images
 
+    @property
+    def bad_records(self) -> list:
+        return self.folders.bad_records
+
     def describe(self) -> str:
         """A few lines for people, printed before the run: what will be made, on what, from where."""
-        plan, options = self.plan, self.options
+        plan, options = self.folders, self.options
         done = done_earlier(plan)
         models = sorted({group.planning_model for group in plan.groups})
         workers = (f"Ray actors ({options.device or 'cuda if the cluster has GPUs'})" if self.devices is None
@@ -121,10 +128,10 @@ def done_earlier(plan: Plan) -> int:
 
 
 def plan_instructions(options: InstructionsOptions) -> InstructionsPlan:
-    """Read the inputs and check them; nothing is loaded or written. A missing checkpoint or planning
-    model, or an image root under which most source images are missing, is :class:`CannotStart`."""
+    """Read the inputs and check them into tasks; nothing is loaded or written. A missing checkpoint or
+    planning model, or an image root under which most source images are missing, is :class:`CannotStart`."""
     checkpoint, _ = checkpoint_source(options.flux_ckpt)  # not a checkpoint, or nothing at all: stops here
-    plan = build_plan(
+    folders = build_plan(
         predicted_root=options.predicted_instructions_root,
         planning_models=planning_model_names(options.predicted_instructions_root, options.planning_model),
         output_root=options.output_root,
@@ -137,23 +144,22 @@ def plan_instructions(options: InstructionsOptions) -> InstructionsPlan:
         regenerate=not options.skip_existing,
         settings={"checkpoint": checkpoint, "num_inference_steps": options.num_inference_steps},
     )
-    missing = check_image_root(plan, options.image_root)
+    missing = check_image_root(folders, options.image_root)
     devices = None if options.engine == "ray" else worker_devices(options.device, options.num_gpus)
-    return InstructionsPlan(options, checkpoint, plan, devices, missing)
+    return InstructionsPlan(options, checkpoint, folders, devices, missing)
 
 
 async def run_instructions(
-    options: InstructionsOptions,
+    what: InstructionsOptions | InstructionsPlan,
     *,
-    planned: InstructionsPlan | None = None,
     control: RunControl | None = None,
     reporters: Sequence[Reporter] = (),
     handle_signals: bool = False,
 ) -> InstructionsResult:
     """Generate one image per instruction for the chosen planning model(s); see the module docs.
-    ``planned`` is :func:`plan_instructions`'s answer for these options, when the caller showed it."""
-    planned = planned or plan_instructions(options)
-    plan = planned.plan
+    Given options, they are planned first (:func:`plan_instructions`)."""
+    planned = plan_instructions(what) if isinstance(what, InstructionsOptions) else what
+    options, plan = planned.options, planned.folders
     root = plan.root
     root.mkdir(parents=True, exist_ok=True)
     global_log = root / RUN_LOG
@@ -167,17 +173,10 @@ async def run_instructions(
     announcer = Announcer()
 
     async with _worker_pool(planned, spec, announcer.say) as pool:
-
-        async def work(task: Task) -> Outcome:
-            payload = task.payload
-            group = (tuple(payload["references"]), payload["height"], payload["width"])
-            provenance = await pool.submit(payload, group)
-            return Outcome(outputs=task.outputs, provenance=provenance)
-
         files = JobFiles(root, state=Path(STATE_FOLDER, "generation_state.json"),
                          stats=Path(STATE_FOLDER, "processing_stats.json"), log=Path(RUN_LOG))
         summary = await run_job(
-            files, plan.tasks(), work,
+            files, plan.tasks(), InstructionWork(pool),
             config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0,
                                 retry_failed=options.retry_failed),
             control=control, reporters=reporters, handle_signals=handle_signals,

@@ -47,7 +47,7 @@ from .batch_requests import group_requests
 from .batch_send import Sender
 
 if TYPE_CHECKING:
-    from .run import StylePlan
+    from .plan import StylePlan
 
 
 class BatchRun:
@@ -247,7 +247,7 @@ class BatchRun:
                 reporter(event)
 
 
-async def run_styles_batch(plan: "StylePlan", *, api_key: str, base_url: str | None, files: JobFiles,
+async def run_styles_batch(plan: "StylePlan", *, api_key: str, files: JobFiles, base_url: str | None = None,
                            control: RunControl | None = None, reporters: Sequence[Reporter] = (),
                            handle_signals: bool = False) -> RunSummary:
     """Run a planned style matrix through the Batch API in ``files.root``; see the module's notes."""

@@ -27,7 +27,7 @@ from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import DONE, FAILED, Ledger
 from imggen.engine.tasks import Task
 
-from .generators import openai_picture
+from .drawers import openai_picture
 from .work import store_picture
 
 MAX_ATTEMPTS = 3  # batches a task may fail transiently in before it is recorded as failed

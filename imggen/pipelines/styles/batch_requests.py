@@ -18,7 +18,7 @@ from imggen.backends.openai_models import batch_terms
 from imggen.engine.tasks import Task
 
 if TYPE_CHECKING:
-    from .run import StylePlan
+    from .plan import StylePlan
 
 
 @dataclass

@@ -23,7 +23,7 @@ from imggen.engine.ledger import Ledger
 from .batch_requests import request_body
 
 if TYPE_CHECKING:
-    from .run import StylePlan
+    from .plan import StylePlan
 
 FOLDER_KEY, SUBMISSION_KEY = "imggen_folder", "imggen_submission"  # the batch metadata that finds it again
 LOOKBACK_SLACK_S = 600.0  # clock difference allowed when looking a batch up by its creation time

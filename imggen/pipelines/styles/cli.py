@@ -22,9 +22,8 @@ from imggen.console import (
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
-from .run import (
-    BACKENDS, DEFAULT_CONCURRENCY, MODES, StyleRequest, describe_plan, openai_api_key, plan_styles, run_styles,
-)
+from .plan import BACKENDS, DEFAULT_CONCURRENCY, MODES, StyleRequest, describe_plan, plan_styles
+from .run import openai_api_key, run_styles
 from .sheet_cli import report_sheets
 
 
@@ -96,12 +95,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         console.print("dry run: nothing was sent")
         return 0
-    summary = asyncio.run(run_styles(plan, reporters=[RichReporter("styles", console)], handle_signals=True))
+    result = asyncio.run(run_styles(plan, reporters=[RichReporter("styles", console)], handle_signals=True))
     console.print(line(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}"),
                   soft_wrap=True)
     if args.sheet:
         report_sheets(args.output, console)
-    return report_summary(summary, console)
+    return report_summary(result.summary, console)
 
 
 if __name__ == "__main__":

@@ -16,35 +16,30 @@ Dataset, sample and style names come from user files and pass through
 :func:`~imggen.storage.paths.safe_name` before they become path components (names made of letters,
 digits, ``.``, ``_`` and ``-`` stay as they are), and every write goes through
 :func:`~imggen.storage.paths.inside`, so nothing lands outside the output root. Each PNG carries
-its provenance (prompt, style, dataset, sample id, model, parameters, revised prompt) in ``iTXt``
-text chunks, added without re-encoding the image the provider returned.
+its provenance (prompt, style, dataset, sample id, model, parameters, revised prompt) as written
+by :mod:`~imggen.storage.provenance`, plus the ``cost_usd`` it was billed, which a later run reads
+to book an image a killed run wrote but never booked.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import struct
 import uuid
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
-
-from PIL import Image
 
 from imggen.engine.ledger import Ledger
 from imggen.engine.rounds import split_round
 from imggen.engine.tasks import Task
 from imggen.storage.atomic import atomic_write_bytes, atomic_writer, is_valid_image
 from imggen.storage.paths import MAX_NAME_LENGTH, inside, safe_name
+from imggen.storage.provenance import read_text_field
 
 IMAGES = "images"
 STATE_FILE = Path("code/generation_state.json")
 STATS_FILE = Path("images/processing_stats.json")
 METADATA_FILE = Path("images/metadata.jsonl")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METADATA_COLUMNS = ("dataset", "sample_id", "style", "text", "prompt", "model")
 
 
@@ -79,40 +74,6 @@ def resolve(root: str | os.PathLike, relative: str) -> Path:
     return inside(root, *PurePosixPath(relative).parts)
 
 
-# -- PNG provenance ----------------------------------------------------------------------------
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _itxt(keyword: str, text: str) -> bytes:
-    # keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translated keyword NUL, UTF-8 text
-    return _chunk(b"iTXt", keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
-
-
-def as_png(data: bytes | Image.Image) -> bytes:
-    """PNG bytes of an image: PNG input is kept byte for byte, anything else is converted."""
-    if isinstance(data, bytes) and data.startswith(PNG_SIGNATURE):
-        return data
-    image = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def with_text_chunks(png: bytes, fields: Mapping[str, Any]) -> bytes:
-    """``png`` with one ``iTXt`` chunk per field (dicts and lists as JSON; None left out), after IHDR."""
-    if not png.startswith(PNG_SIGNATURE):
-        raise ValueError("not a PNG")
-    (ihdr_length,) = struct.unpack(">I", png[8:12])
-    header_end = 8 + 12 + ihdr_length  # signature, then IHDR's length, type, data and CRC
-    chunks = b"".join(
-        _itxt(name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True))
-        for name, value in fields.items()
-        if value is not None
-    )
-    return png[:header_end] + chunks + png[header_end:]
-
-
 COST_FIELD = "cost_usd"  # the text chunk with what the image was billed
 KEY_FIELD = "key"  # the text chunk with the key of the task the image was made for (its round)
 
@@ -120,9 +81,8 @@ KEY_FIELD = "key"  # the text chunk with the key of the task the image was made 
 def paid_cost(path: Path) -> float:
     """What the stored image at ``path`` was billed, from its ``cost_usd`` chunk (0 if it has none)."""
     try:
-        with Image.open(path) as image:
-            return float(image.text.get(COST_FIELD, 0.0))  # type: ignore[attr-defined] (PNG images have .text)
-    except (OSError, ValueError):
+        return float(read_text_field(path, COST_FIELD) or 0.0)
+    except ValueError:
         return 0.0
 
 

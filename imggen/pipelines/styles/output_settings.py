@@ -14,7 +14,7 @@ from imggen.backends.openai_models import ImageModelSpec
 from .inputs import Style
 
 if TYPE_CHECKING:
-    from .run import StyleRequest
+    from .plan import StyleRequest
 
 
 def output_settings(request: StyleRequest, spec: ImageModelSpec | None, params: dict, styles: list[Style]) -> dict:

@@ -11,11 +11,10 @@ import os
 from pathlib import Path
 
 from imggen.engine.tasks import Outcome, Task
+from imggen.storage.provenance import png_with_provenance
 
-from .generators import Generator, Picture
-from .layout import (
-    COST_FIELD, KEY_FIELD, ImagePlace, link_by_dataset, paid_cost, resolve, store_image, stored_for, with_text_chunks,
-)
+from .drawers import Drawer, Picture
+from .layout import COST_FIELD, KEY_FIELD, ImagePlace, link_by_dataset, paid_cost, resolve, store_image, stored_for
 
 
 def place_of(task: Task) -> ImagePlace:
@@ -26,9 +25,9 @@ def place_of(task: Task) -> ImagePlace:
 class StyleWork:
     """The engine's work function for the style matrix: ``await work(task) -> Outcome``."""
 
-    def __init__(self, root: str | os.PathLike, generate: Generator) -> None:
+    def __init__(self, root: str | os.PathLike, draw: Drawer) -> None:
         self.root = Path(root)
-        self.generate = generate
+        self.draw = draw
 
     async def __call__(self, task: Task) -> Outcome:
         place = place_of(task)
@@ -36,27 +35,32 @@ class StyleWork:
             link_by_dataset(self.root, place)
             stored = resolve(self.root, place.by_style)
             return Outcome(outputs=place.outputs, cost=paid_cost(stored), provenance={"healed": True})
-        return store_picture(self.root, task, await self.generate(task.payload["prompt"], task.key))
+        return store_picture(self.root, task, await self.draw(task.payload["prompt"], task.key))
 
 
 def store_picture(root: Path, task: Task, picture: Picture) -> Outcome:
     """Write ``picture`` as the task's image with its provenance (both modes store through here);
     the outcome books the picture's cost, or the task's estimate where the price is unknown."""
     place, payload = place_of(task), task.payload
-    fields = {
+    parameters = picture.provenance["parameters"]
+    provenance = {
         "prompt": payload["prompt"],
         "style": payload["style"],
         "dataset": payload["dataset"],
         "sample_id": payload["sample_id"],
         "model": picture.provenance["model"],
-        "parameters": picture.provenance["parameters"],
+        "parameters": parameters,
         "revised_prompt": picture.provenance.get("revised_prompt"),
-        "Software": "imggen",
-        KEY_FIELD: task.key,
     }
     cost = picture.cost if picture.cost is not None else task.cost
-    fields[COST_FIELD] = f"{cost:.6f}"  # so a run killed before it booked the image still books what it paid
-    store_image(root, place, with_text_chunks(picture.png, fields))
+    png = png_with_provenance(
+        picture.png, {name: value for name, value in provenance.items() if value is not None},
+        prompt=payload["prompt"], model=provenance["model"], seed=parameters.get("seed"), steps=parameters.get("steps"),
+        # what it was billed, so a run killed before it booked the image still books what it paid, and
+        # the key (with its round) it was made for
+        plain={COST_FIELD: f"{cost:.6f}", KEY_FIELD: task.key},
+    )
+    store_image(root, place, png)
     provenance = picture.provenance
     if picture.cost is None:  # booked from the estimate, or (no published price) at $0 and said so in the stats
         provenance = {**provenance, "cost_estimated": True}

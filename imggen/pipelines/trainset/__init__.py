@@ -7,6 +7,7 @@
 from .descriptions import Description, DescriptionPool, DescriptionRotation
 from .generator import TrainingImage, TrainsetOptions, TrainsetParts, TrainsetResult, job_root, run_trainset
 from .parts import TrainsetChoices, open_parts
+from .preview import grids_with_chosen_tiles, training_images
 from .service import ReplicateService, TrainingDataGenerator
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "TrainsetOptions",
     "TrainsetParts",
     "TrainsetResult",
+    "grids_with_chosen_tiles",
     "job_root",
     "open_parts",
     "run_trainset",
+    "training_images",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.engine.errors import CannotStart
-from imggen.settings import load_settings
+from imggen.settings import credential, load_settings
 
 from .captions import make_captioner
 from .drawers import Flux2GridDrawer, ReplicateGridDrawer
@@ -51,17 +51,10 @@ class TrainsetChoices:
     # time either way (4.05 s and 3.89 s), so the default is no hold.
     replicate_wait_s: int | None = None
 
-    @classmethod
-    def local(cls, flux_checkpoint: str | os.PathLike, **overrides) -> "TrainsetChoices":
-        """Everything on this machine: FLUX.2 klein, the hash judge, Lanczos, a local folder."""
-        return cls(**{"judge": "hash", "upscaler": "lanczos", "storage": "local",
-                      "flux_checkpoint": flux_checkpoint, **overrides})
-
     def resolved_judge(self) -> str:
         if self.judge is not None:
             return self.judge
-        settings = load_settings()
-        return "gpt" if self.openai_api_key or settings.openai_api_key else "hash"
+        return "gpt" if self.openai_api_key or credential("openai_api_key") else "hash"
 
     def resolved_storage(self) -> str:
         if self.storage is not None:
@@ -94,7 +87,7 @@ async def open_parts(
         if "gpt" in (judge_name, choices.caption):
             from imggen.backends.openai_images import OpenAIImageBackend
 
-            if not (choices.openai_api_key or load_settings().openai_api_key):  # found now, not after a paid grid
+            if not (choices.openai_api_key or credential("openai_api_key")):  # found now, not after a paid grid
                 needs, instead = ("the gpt judge needs", "--judge hash") if judge_name == "gpt" else (
                     "gpt captions need", "--caption description")
                 raise CannotStart(f"{needs} an OpenAI API key: set OPENAI_API_KEY (or use {instead})")

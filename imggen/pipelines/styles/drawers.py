@@ -1,13 +1,12 @@
 """The two ways the style matrix draws one image: the OpenAI Images API, or the local FLUX.2 klein model.
 
-Each generator turns one prompt into a :class:`Picture` (PNG bytes, what made it, what it cost)
+Each drawer turns one prompt into a :class:`Picture` (PNG bytes, what made it, what it cost)
 and knows nothing of files or datasets; :mod:`~imggen.pipelines.styles.work` stores the result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,8 +14,8 @@ from typing import Any, Protocol
 from imggen.backends.openai_images import GeneratedImage, OpenAIImageBackend
 from imggen.backends.openai_models import ImageModelSpec
 from imggen.engine.errors import RateHint
-
-from .layout import as_png
+from imggen.engine.seeds import image_seed
+from imggen.storage.provenance import as_png
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Picture:
     rate: RateHint | None = None
 
 
-class Generator(Protocol):
+class Drawer(Protocol):
     async def __call__(self, prompt: str, key: str) -> Picture: ...
 
     async def aclose(self) -> None: ...
@@ -44,7 +43,7 @@ def openai_picture(image: GeneratedImage, *, price_multiplier: float = 1.0) -> P
 
 
 @dataclass
-class OpenAIGenerator:
+class OpenAIDrawer:
     """One image per call from an OpenAI image model, with the request's parameters."""
 
     backend: OpenAIImageBackend
@@ -62,12 +61,7 @@ class OpenAIGenerator:
         await self.backend.aclose()
 
 
-def seed_for(key: str) -> int:
-    """A stable seed per image key, so a rerun redraws the same picture."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
-
-
-class Flux2Generator:
+class Flux2Drawer:
     """One image per call from a local FLUX.2 klein checkpoint, run in a worker thread one at a time."""
 
     def __init__(self, backend: Any, *, height: int | None = None, width: int | None = None) -> None:
@@ -78,7 +72,7 @@ class Flux2Generator:
     @classmethod
     async def load(
         cls, checkpoint: str | Path, *, size: str | None = None, steps: int | None = None
-    ) -> "Flux2Generator":
+    ) -> "Flux2Drawer":
         """Load the checkpoint in a thread so a notebook's loop stays responsive meanwhile."""
         from imggen.backends.flux2 import Flux2Backend  # imports torch
 
@@ -88,7 +82,7 @@ class Flux2Generator:
         return cls(backend, height=height, width=width)
 
     async def __call__(self, prompt: str, key: str) -> Picture:
-        seed = seed_for(key)
+        seed = image_seed(key)
         async with self._one_at_a_time:
             (image,) = await asyncio.to_thread(
                 self.backend.generate, [prompt], seeds=[seed], height=self.height, width=self.width

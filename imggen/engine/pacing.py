@@ -1,0 +1,92 @@
+"""When the next request of a run may start: the run's one request limiter, the hold every worker
+waits out after a rate limit, and the in-flight target (a number, or "auto": rate x latency).
+
+The runner asks :meth:`Pacing.wait_turn` before each attempt and reports back what the provider
+said (:meth:`Pacing.follow_server`), how long an answer took (:meth:`Pacing.answered`) and a rate
+limit hit (:meth:`Pacing.rate_limited`); what to retry stays the runner's (:mod:`.retry`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from .concurrency import InFlightGate, InFlightTarget
+from .control import RunControl
+from .errors import RateHint
+from .limiter import RequestLimiter
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` task starts in any ``period_s`` seconds."""
+
+    requests: float
+    period_s: float = 60.0
+
+    @classmethod
+    def per_minute(cls, rpm: float | None) -> "RateLimit | None":
+        return cls(rpm) if rpm else None
+
+    def limiter(self) -> RequestLimiter:
+        return RequestLimiter(self.requests, self.period_s)
+
+
+class Pacing:
+    """One run's pace. ``window_s`` is what a provider's limit header counts over (OpenAI: a minute)."""
+
+    def __init__(self, limiter: RequestLimiter, target: InFlightTarget, control: RunControl, *,
+                 window_s: float) -> None:
+        self.limiter = limiter
+        self.target = target
+        self.gate = InFlightGate(target)
+        self.control = control
+        self.window_s = window_s
+        self._hold_until = 0.0
+
+    @property
+    def limit_per_min(self) -> float | None:
+        limit = self.limiter.limit
+        return limit * 60.0 / self.limiter.period_s if limit is not None else None
+
+    async def wait_turn(self, still_running: Callable[[], bool]) -> bool:
+        """Wait out any rate-limit hold and the limiter; False if the run stopped meanwhile."""
+        sleep: Callable[[float], Awaitable[bool]] = self.control.sleep
+        while True:
+            delay = self._hold_until - time.monotonic()
+            if delay > 0 and not await sleep(delay):
+                return False
+            if not await self.limiter.acquire(sleep):
+                return False
+            if not await self.control.proceed() or not still_running():
+                return False
+            if self._hold_until <= time.monotonic():
+                return True
+
+    def hold_all(self, seconds: float) -> None:
+        """Every worker waits ``seconds`` before its next attempt."""
+        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+
+    def rate_limited(self, wait_s: float) -> None:
+        self.hold_all(wait_s)
+        self.target.rate_limited()
+
+    def follow_server(self, hint: RateHint) -> None:
+        """Follow the server in the run's one limiter: its limit (never above the user's) and its count.
+        Only while no limit is known at all does a spent window hold every worker until it is full again."""
+        if hint.limit_per_min:
+            per_period = hint.limit_per_min * self.limiter.period_s / self.window_s
+            self.limiter.learn_limit(max(per_period, 1.0))
+        if hint.remaining is None:
+            return
+        if self.limiter.limit is not None:
+            self.limiter.observe(hint.remaining, hint.reset_s)
+        elif hint.remaining == 0 and hint.reset_s:
+            self.hold_all(hint.reset_s)
+
+    def answered(self, latency_s: float) -> None:
+        """Let the in-flight target follow rate x latency (with ``concurrency="auto"``)."""
+        limit = self.limiter.limit
+        self.target.succeeded(latency_s, limit / self.limiter.period_s if limit is not None else None)
+        self.gate.wake()
