@@ -59,7 +59,8 @@ def test_the_bar_shows_the_stage_the_job_tells():
 class NoiseGridDrawer:
     """Grids of noise, whose tiles all differ."""
 
-    name, output_format = "noise", "png"
+    name, output_format, paid_model = "noise", "png", None
+    settings = {"grids": "noise"}
 
     async def draw(self, prompt, source, *, grid, seed, key, journal):
         import numpy as np

@@ -58,7 +58,7 @@ def test_styles_other_settings_are_refused_pacing_is_not_and_a_new_round_draws_a
         code, err = styles("--quality", "medium", "--new-round")
         assert code == 0, err
         assert len(generations(server)) == 4  # both images drawn again
-        assert json.loads(png_text(image)["parameters"])["quality"] == "medium"
+        assert json.loads(png_text(image)["imggen"])["parameters"]["quality"] == "medium"
         metadata = (out / "images" / "metadata.jsonl").read_text().splitlines()
         assert len(metadata) == 2  # one line per image, of its latest round
         with Ledger(out) as ledger:
@@ -204,4 +204,4 @@ def test_the_style_notebook_refuses_other_settings_and_takes_new_round(tmp_path,
         notebook(quality="medium", new_round=True)
         assert len(generations(server)) == 2
         (image,) = (out / "images" / "by_style" / "cartoon").glob("*.png")
-        assert json.loads(png_text(image)["parameters"])["quality"] == "medium"
+        assert json.loads(png_text(image)["imggen"])["parameters"]["quality"] == "medium"

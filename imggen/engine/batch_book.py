@@ -13,12 +13,13 @@ Provider-neutral: it stores ids and statuses as text and knows nothing of any AP
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from .sqlite_book import SqliteBook
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batch_folder (tag TEXT NOT NULL);
@@ -60,22 +61,11 @@ class Submission:
     counts: dict[str, Any] | None  # the provider's last reported request counts
 
 
-class BatchBook:
+class BatchBook(SqliteBook):
     """Submissions of one output folder, in the ledger file at ``path`` (its own connection)."""
 
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "BatchBook":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(path, _SCHEMA)
 
     def folder_tag(self) -> str:
         """This folder's label at the provider, made on first use and kept for good."""

@@ -8,7 +8,6 @@ process loses at most the tasks it had in flight, which go back to ``pending`` o
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import orjson
 
 from .errors import ErrorKind
 from .rounds import Round
+from .sqlite_book import SqliteBook
 from .tasks import Outcome, Task
 
 LEDGER_NAME = "ledger.sqlite"
@@ -88,28 +88,18 @@ def recorded_rounds(root: str | Path) -> dict[str, Round]:
         return ledger.rounds()
 
 
-class Ledger:
+class Ledger(SqliteBook):
     """Open (or create) the ledger of an output folder. Use from one thread; reopen elsewhere to read."""
 
     def __init__(self, root: str | Path, *, name: str = LEDGER_NAME) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / name
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps the key index of a big plan in memory
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "Ledger":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(self.path, _SCHEMA, pragmas=(
+            "journal_mode=WAL",
+            "synchronous=NORMAL",  # durable across a killed process
+            "cache_size=-65536",  # 64 MiB: keeps the key index of a big plan in memory
+        ))
 
     # -- runs -----------------------------------------------------------------------------
     def begin_run(self) -> int:

@@ -88,11 +88,7 @@ def paid_cost(path: Path) -> float:
 
 def made_key(root: str | os.PathLike, relative: str) -> str | None:
     """The key the image at ``relative`` was made for, from its text chunk (read without decoding)."""
-    try:
-        with Image.open(resolve(root, relative)) as image:
-            return image.text.get(KEY_FIELD)  # type: ignore[attr-defined] (PNG images have .text)
-    except (OSError, ValueError):
-        return None
+    return read_text_field(resolve(root, relative), KEY_FIELD)
 
 
 def stored_for(root: str | os.PathLike, task: Task) -> bool:

@@ -65,7 +65,7 @@ from .source import load_source
 from .stages import StageWatch
 from .stores import CONTENT_TYPES, ImageStore
 from .tile_pool import ClaimedTile, DrawnGrid, GridPlan, TilePool
-from .upscalers import TopazUpscaler, Upscaler
+from .upscalers import Upscaler
 
 log = logging.getLogger("imggen.trainset")
 
@@ -324,7 +324,7 @@ async def run_trainset(
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
                              stages.counted(parts.store, "put", "upload"), journal, debug,
                              Lane("upscales", options.upscale_concurrency, journal,
-                                  paced=isinstance(parts.upscaler, TopazUpscaler)),
+                                  paced=parts.upscaler.paid_model is not None),  # Replicate creates are paced
                              kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
     shown = [PartsShown(reporter, [pool.lane, work.lane], journal.creates) for reporter in reporters]
     tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]

@@ -37,7 +37,7 @@ from imggen.settings import redact
 from imggen.storage.atomic import atomic_write_bytes, atomic_write_json, is_valid_image
 
 from .descriptions import DescriptionRotation
-from .drawers import GridDrawer, ReplicateGridDrawer
+from .drawers import GridDrawer
 from .journal import PredictionJournal
 from .judges import TileJudge, judge_grid
 from .lanes import Lane
@@ -109,7 +109,7 @@ class TilePool:
         self._rotation = rotation
         self._plan = plan
         self._journal = journal
-        self.lane = Lane("grids", plan.grid_concurrency, journal, paced=isinstance(drawer, ReplicateGridDrawer))
+        self.lane = Lane("grids", plan.grid_concurrency, journal, paced=drawer.paid_model is not None)
         self._retry = retry
         self._debug_dir = debug_dir
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
