@@ -5,7 +5,7 @@
 """
 
 from .descriptions import Description, DescriptionPool, DescriptionRotation
-from .generator import TrainingImage, TrainsetOptions, TrainsetParts, TrainsetResult, job_root, run_trainset
+from .run import TrainingImage, TrainsetOptions, TrainsetParts, TrainsetResult, job_root, run_trainset
 from .parts import TrainsetChoices, open_parts
 from .preview import grids_with_chosen_tiles, training_images
 from .service import ReplicateService, TrainingDataGenerator

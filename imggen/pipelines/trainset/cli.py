@@ -19,7 +19,7 @@ from imggen.literal import line
 
 from .captions import CAPTION_CHOICES
 from .duplicates import DEFAULT_DUP_THRESHOLD
-from .generator import TrainsetOptions, run_trainset
+from .run import TrainsetOptions, run_trainset
 from .parts import TrainsetChoices, open_parts
 
 

@@ -22,7 +22,7 @@ from imggen.settings import credential, load_settings
 
 from .captions import make_captioner
 from .drawers import Flux2GridDrawer, ReplicateGridDrawer
-from .generator import TrainsetParts
+from .run import TrainsetParts
 from .judges import GptTileJudge, HashTileJudge
 from .stores import make_store
 from .upscalers import make_upscaler

@@ -21,7 +21,7 @@ from imggen.engine.events import Event, Reporter, TaskFinished
 
 from .descriptions import DescriptionPool
 from .duplicates import DEFAULT_DUP_THRESHOLD
-from .generator import TrainsetOptions, TrainsetResult, run_trainset
+from .run import TrainsetOptions, TrainsetResult, run_trainset
 from .parts import TrainsetChoices, open_parts
 from .sync import run_sync
 

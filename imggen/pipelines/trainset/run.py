@@ -61,7 +61,7 @@ from .duplicates import DEFAULT_DUP_THRESHOLD, KEPT_TILES, KeptTiles
 from .journal import PredictionJournal
 from .judges import TileJudge
 from .lanes import CEILING, Lane, checked_concurrency
-from .source import load_source
+from .inputs import load_source
 from .stages import StageWatch
 from .stores import CONTENT_TYPES, ImageStore
 from .tile_pool import ClaimedTile, DrawnGrid, GridPlan, TilePool
