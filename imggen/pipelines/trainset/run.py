@@ -148,14 +148,13 @@ async def run_trainset(
                                 create_retry=config.retry_policy)
     announcer = Announcer()
     stages = StageWatch(announcer.stage)  # the displays show which stages run
-    drawer = stages.counted(parts.drawer, "draw", "draw")
     maker = GridMaker(
-        root / GRIDS, source_bytes, drawer=drawer, judge=stages.counted(parts.judge, "unique_tiles", "judge"),
+        root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"), judge=stages.counted(parts.judge, "unique_tiles", "judge"),
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / ROTATION),
         grid=plan.grids.grid, journal=journal, retry=config.retry_policy, debug_dir=debug,
     )
     pool = TilePool(maker, plan.grids, Lane("grids", plan.grids.grid_concurrency, journal,
-                                            paced=isinstance(drawer, ReplicateGridDrawer)))
+                                            paced=isinstance(parts.drawer, ReplicateGridDrawer)))
     captions = TrainingCaptions(root, parts.captioner, options.trigger_word)
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
                              stages.counted(parts.store, "put", "upload"), journal, debug,
