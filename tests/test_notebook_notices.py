@@ -70,6 +70,7 @@ from imggen.pipelines.trainset.upscalers import LanczosUpscaler
 
 class SlowNoiseDrawer:
     name, output_format = "noise", "png"
+    paid_model, settings = None, {"grids": "noise"}  # free, and what defines its grids
 
     async def draw(self, prompt, source, *, grid, seed, key, journal):
         await asyncio.sleep(1.0)

@@ -60,6 +60,7 @@ class NoiseGridDrawer:
     """Grids of noise, whose tiles all differ."""
 
     name, output_format = "noise", "png"
+    paid_model, settings = None, {"grids": "noise"}  # free, and what defines its grids
 
     async def draw(self, prompt, source, *, grid, seed, key, journal):
         import numpy as np
