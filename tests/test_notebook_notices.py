@@ -69,8 +69,8 @@ from imggen.pipelines.trainset.stores import LocalFolderStore
 from imggen.pipelines.trainset.upscalers import LanczosUpscaler
 
 class SlowNoiseDrawer:
-    name, output_format, paid_model = "noise", "png", None
-    settings = {"grids": "noise"}
+    name, output_format = "noise", "png"
+    paid_model, settings = None, {"grids": "noise"}  # free, and what defines its grids
 
     async def draw(self, prompt, source, *, grid, seed, key, journal):
         await asyncio.sleep(1.0)

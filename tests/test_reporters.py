@@ -59,8 +59,8 @@ def test_the_bar_shows_the_stage_the_job_tells():
 class NoiseGridDrawer:
     """Grids of noise, whose tiles all differ."""
 
-    name, output_format, paid_model = "noise", "png", None
-    settings = {"grids": "noise"}
+    name, output_format = "noise", "png"
+    paid_model, settings = None, {"grids": "noise"}  # free, and what defines its grids
 
     async def draw(self, prompt, source, *, grid, seed, key, journal):
         import numpy as np

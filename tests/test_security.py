@@ -44,7 +44,7 @@ from imggen.notebook.headless import execute_notebook
 from imggen.pipelines.instructions import InstructionsOptions, run_instructions
 from imggen.pipelines.instructions.plan import build_plan
 from imggen.pipelines.trainset import TrainingDataGenerator
-from imggen.pipelines.trainset.source import load_source
+from imggen.pipelines.trainset.inputs import load_source
 
 REPO = Path(__file__).resolve().parents[1]
 STYLES_NOTEBOOK = REPO / "notebooks" / "01_style_matrix.ipynb"

@@ -32,8 +32,8 @@ def test_a_missing_bucket_stops_at_start_and_pays_for_nothing(services, source_f
 def test_the_write_check_leaves_the_bucket_as_it_was(services, source_file, tmp_path, capsys):
     assert trainset(source_file, tmp_path, "--storage", "s3", "--judge", "hash", "--upscaler", "lanczos") == 0
     keys = sorted(o["Key"] for o in services.s3().list_objects_v2(Bucket="user-files-test")["Contents"])
-    assert keys == sorted([f"{USER}/{ACTOR}/metadata.jsonl",
-                           *(f"{USER}/{ACTOR}/training-image{i}.{kind}" for i in (1, 2, 3) for kind in ("jpg", "txt"))])
+    made = [f"training-image{i}.{kind}" for i in (1, 2, 3) for kind in ("jpg", "txt")]  # each image and its caption
+    assert keys == sorted(f"{USER}/{ACTOR}/{name}" for name in [*made, "metadata.jsonl"])  # no write-check object
 
 
 def test_a_budget_refuses_an_unknown_price_unless_allowed(services, source_file, tmp_path, capsys):

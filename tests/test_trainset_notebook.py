@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from imggen.notebook.headless import execute_notebook
+from imggen.pipelines.trainset import TrainsetChoices, TrainsetOptions
+from imggen.pipelines.trainset.layout import WORK_DIR
 
 from trainset_fixtures import BUCKET, OPENAI_KEY, REPLICATE_TOKEN, services, source_file  # noqa: F401 - fixtures
 
@@ -22,6 +25,19 @@ def test_the_parameters_cell_parses_cleanly_and_holds_no_key():
         assert line.count("=") == 1, f"papermill cannot infer {line!r}"
         names.append(line.split("=")[0].strip())
     assert not [name for name in names if any(word in name for word in ("key", "token", "secret"))]
+
+
+def test_the_parameters_cell_starts_from_the_jobs_own_defaults():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body}
+    options, choices = TrainsetOptions(), TrainsetChoices()
+    assert {name: values[name] for name in ("target", "grid", "dup_threshold", "flux_size", "upscaler", "caption",
+                                            "output")} == {
+        "target": options.target, "grid": options.grid, "dup_threshold": options.dup_threshold,
+        "flux_size": choices.flux_size, "upscaler": choices.upscaler, "caption": choices.caption,
+        "output": str(WORK_DIR),
+    }
 
 
 @pytest.mark.slow

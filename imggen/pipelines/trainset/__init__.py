@@ -2,12 +2,20 @@
 
 ``TrainingDataGenerator`` and ``ReplicateService`` are the seed's API; ``run_trainset`` with
 ``open_parts`` is the same job for async callers; ``imggen trainset`` is its command.
+
+``inputs`` reads the source image (``descriptions`` the pool of tile subjects and its rotation),
+``plan`` holds the options and turns them into tasks, ``work`` is what one training image does,
+``tile_pool`` serves unique tiles to it from the grids ``grids`` makes, ``layout`` owns where every
+file goes, ``run`` runs a plan, ``parts`` builds the drawer, judge, upscaler, store and captioner,
+``preview`` draws a finished set for notebooks and ``cli`` is ``imggen trainset``.
 """
 
 from .descriptions import Description, DescriptionPool, DescriptionRotation
-from .generator import TrainingImage, TrainsetOptions, TrainsetParts, TrainsetResult, job_root, run_trainset
-from .parts import TrainsetChoices, open_parts
+from .layout import job_root
+from .parts import TrainsetChoices, TrainsetParts, open_parts
+from .plan import TrainsetOptions, TrainsetPlan, plan_trainset
 from .preview import grids_with_chosen_tiles, training_images
+from .run import TrainingImage, TrainsetResult, run_trainset
 from .service import ReplicateService, TrainingDataGenerator
 
 __all__ = [
@@ -20,10 +28,12 @@ __all__ = [
     "TrainsetChoices",
     "TrainsetOptions",
     "TrainsetParts",
+    "TrainsetPlan",
     "TrainsetResult",
     "grids_with_chosen_tiles",
     "job_root",
     "open_parts",
+    "plan_trainset",
     "run_trainset",
     "training_images",
 ]

@@ -13,14 +13,14 @@ from imggen.console import (
     parse_args, report_summary,
     start_or_explain,
 )
-from imggen.engine.concurrency import AUTO
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
 from .captions import CAPTION_CHOICES
-from .duplicates import DEFAULT_DUP_THRESHOLD
-from .generator import TrainsetOptions, run_trainset
+from .layout import WORK_DIR
 from .parts import TrainsetChoices, open_parts
+from .plan import DEFAULTS, TrainsetOptions
+from .run import run_trainset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,24 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     add("--source", required=True, help="the source image: https URL, local path or data URI")
     add("--user-id", required=True, help="owner of the images (sanitized into paths and S3 keys)")
     add("--actor-id", required=True, help="the character the set is for (sanitized)")
-    add("--target", type=at_least(1), default=20, help="training images wanted (default: %(default)s)")
-    add("--grid", type=at_least(2), default=3, help="tiles per side of each grid: 3, 4, 5... (default: %(default)s)")
+    add("--target", type=at_least(1), default=DEFAULTS.target, help="training images wanted (default: %(default)s)")
+    add("--grid", type=at_least(2), default=DEFAULTS.grid,
+        help="tiles per side of each grid: 3, 4, 5... (default: %(default)s)")
     add("--storage", choices=("s3", "local"), help="where images go (default: s3 when AWS_USER_FILES_BUCKET is set)")
-    add("--output", type=Path, default=Path("trainset-output"),
+    add("--output", type=Path, default=WORK_DIR,
         help="run folders (ledger, grids, upscales) and local storage (default: %(default)s)")
     add("--judge", choices=("gpt", "hash"), help="tile judge (default: gpt when OPENAI_API_KEY is set, else hash)")
     add("--upscaler", default=None, help="topaz, lanczos, or the path of a model file for spandrel (default: topaz)")
     add("--local", action="store_true",
         help="run on this machine: FLUX.2 klein (--flux_ckpt), hash judge, Lanczos, local folder")
     add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder")
-    add("--flux-size", type=int, default=1024, help="side of a locally drawn grid in pixels (default: %(default)s)")
+    add("--flux-size", type=int, default=TrainsetChoices.flux_size,
+        help="side of a locally drawn grid in pixels (default: %(default)s)")
     add("--flux-steps", type=int, default=None, help="denoising steps (default: the checkpoint's preset)")
     add("--descriptions", type=Path, help="your own pool of tile subjects (JSON: {category: [subject, ...]})")
-    add("--max-grids", type=at_least(1), default=10, help="grid attempts per run (default: %(default)s)")
-    add("--grid-concurrency", type=concurrency, default=AUTO,
+    add("--max-grids", type=at_least(1), default=DEFAULTS.max_grids,
+        help="grid attempts per run (default: %(default)s)")
+    add("--grid-concurrency", type=concurrency, default=DEFAULTS.grid_concurrency,
         help="grids drawn at once, or auto: the create pace x the grids' latency, never more than needed "
         "(default: %(default)s)")
-    add("--upscale-concurrency", type=concurrency, default=AUTO,
+    add("--upscale-concurrency", type=concurrency, default=DEFAULTS.upscale_concurrency,
         help="upscales in flight at once, or auto: the create pace x the upscales' latency (default: %(default)s)")
     add("--rpm", type=at_least(0, float, exclusive=True),
         help="Replicate creates per minute, your account's limit (default: Replicate's documented 600; "
@@ -63,16 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--debug-dir", type=Path, help="also save grid1.jpg..., training-image1.jpg... here")
     add("--vision-model", default=None, help="OpenAI vision model for --judge gpt and --caption gpt")
     add("--trigger-word", default=None, help="the word that starts every caption (training-imageN.txt, metadata.jsonl)")
-    add("--caption", choices=CAPTION_CHOICES, default="description",
+    add("--caption", choices=CAPTION_CHOICES, default=TrainsetChoices.caption,
         help="caption after the trigger word: the tile's description (free) or the OpenAI vision model's "
         "(default: %(default)s)")
-    add("--dup-threshold", type=at_least(0), default=DEFAULT_DUP_THRESHOLD,
+    add("--dup-threshold", type=at_least(0), default=DEFAULTS.dup_threshold,
         help="a tile within this many perceptual-hash bits of a tile already kept for the actor, in any grid "
         "or run, is refused before its upscale (default: %(default)s)")
     add("--replicate-wait", type=int, default=0,
         help="seconds a Replicate create call may hold for a fast result (0: answer at once and poll; "
         "a kill inside a hold pays that prediction again) (default: %(default)s)")
-    add("--output-format", choices=("jpg", "png"), default="jpg", help="image format (default: %(default)s)")
+    add("--output-format", choices=("jpg", "png"), default=TrainsetChoices.output_format,
+        help="image format (default: %(default)s)")
     return parser
 
 

@@ -22,7 +22,6 @@ from PIL import Image
 from imggen.storage.atomic import atomic_write_json
 
 DEFAULT_DUP_THRESHOLD = 6  # bits of 64 (pHash) and 42 (colour hash); distinct emulated tiles are 12 or more apart
-KEPT_TILES = "kept_tiles.json"
 COLOUR_BITS = 3
 
 

@@ -1,4 +1,4 @@
-"""How many grids, and how many upscales, a training-set run keeps in flight.
+"""How many grids, and how many upscales, a training-set run keeps in flight, and how the displays show them.
 
 Each kind of work is a :class:`Lane` with the engine's in-flight target
 (:class:`~imggen.engine.concurrency.InFlightTarget`): a pinned number, or ``auto``, which follows
@@ -18,13 +18,15 @@ waiting for the limiter is not latency) or, without a create, from when it began
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator
 
 from imggen.engine.concurrency import AUTO, InFlightGate, InFlightTarget
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.engine.events import InFlight
+from imggen.engine.events import Event, InFlight, Reporter
+from imggen.engine.limiter import RequestLimiter
 
 from .journal import PredictionJournal
 
@@ -76,3 +78,18 @@ class Lane:
                 self.target.rate_limited()
                 self._halved_at = time.monotonic()
             self._gate.release()
+
+
+class LanesShown:
+    """A reporter that sees each event's progress with the grids and upscales in flight, and the create
+    limit once a create has been paced by it (a local drawer and upscaler create nothing)."""
+
+    def __init__(self, reporter: Reporter, lanes: list[Lane], creates: RequestLimiter) -> None:
+        self._reporter, self._lanes, self._creates = reporter, lanes, creates
+
+    def __call__(self, event: Event) -> None:
+        limit = self._creates.limit
+        paced = limit is not None and any(lane.target.rate_per_s is not None for lane in self._lanes)
+        progress = event.progress.evolve(parts=tuple(lane.shown() for lane in self._lanes),
+                                         limit_per_min=limit * 60.0 / self._creates.period_s if paced else None)
+        self._reporter(dataclasses.replace(event, progress=progress))

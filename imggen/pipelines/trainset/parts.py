@@ -13,21 +13,37 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imggen.backends.flux2_checkpoint import checkpoint_source
+from imggen.backends.replicate_catalog import replicate_models
 from imggen.engine.errors import CannotStart
 from imggen.settings import credential, load_settings
 
-from .captions import make_captioner
-from .drawers import Flux2GridDrawer, ReplicateGridDrawer
-from .generator import TrainsetParts
-from .judges import GptTileJudge, HashTileJudge
-from .stores import make_store
-from .upscalers import make_upscaler
+from .captions import Captioner, DescriptionCaptioner, make_captioner
+from .drawers import Flux2GridDrawer, GridDrawer, ReplicateGridDrawer
+from .judges import GptTileJudge, HashTileJudge, TileJudge
+from .stores import ImageStore, make_store
+from .upscalers import Upscaler, make_upscaler
 
 log = logging.getLogger("imggen.trainset")
+
+
+@dataclass
+class TrainsetParts:
+    """The pluggable pieces of a run; :func:`open_parts` builds them from choices."""
+
+    drawer: GridDrawer
+    judge: TileJudge
+    upscaler: Upscaler
+    store: ImageStore
+    captioner: Captioner = field(default_factory=DescriptionCaptioner)
+
+    def unpriced_models(self) -> list[str]:
+        """The Replicate models this run would pay for whose price the catalog says is unknown."""
+        paid = (self.drawer.paid_model, self.upscaler.paid_model)
+        return [model for model in paid if model is not None and not replicate_models()[model].price_known]
 
 
 @dataclass(frozen=True)

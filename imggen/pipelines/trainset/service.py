@@ -15,14 +15,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from imggen.engine.concurrency import AUTO
 from imggen.engine.control import RunControl
 from imggen.engine.events import Event, Reporter, TaskFinished
 
 from .descriptions import DescriptionPool
-from .duplicates import DEFAULT_DUP_THRESHOLD
-from .generator import TrainsetOptions, TrainsetResult, run_trainset
+from .layout import WORK_DIR
 from .parts import TrainsetChoices, open_parts
+from .plan import DEFAULTS, TrainsetOptions
+from .run import TrainsetResult, run_trainset
 from .sync import run_sync
 
 log = logging.getLogger("imggen.trainset")
@@ -53,22 +53,22 @@ class TrainingDataGenerator:
         openai_api_key: str | None = None,
         debug_dir: str | os.PathLike | None = None,
         *,
-        work_dir: str | os.PathLike = "trainset-output",
-        grid: int = 3,
+        work_dir: str | os.PathLike = WORK_DIR,
+        grid: int = DEFAULTS.grid,
         judge: str | None = None,
-        upscaler: str = "topaz",
+        upscaler: str = TrainsetChoices.upscaler,
         storage: str | None = None,
         descriptions: DescriptionPool | str | os.PathLike | None = None,
         flux_checkpoint: str | os.PathLike | None = None,
-        flux_size: int = 1024,
-        grid_concurrency: int | str = AUTO,
-        upscale_concurrency: int | str = AUTO,
+        flux_size: int = TrainsetChoices.flux_size,
+        grid_concurrency: int | str = DEFAULTS.grid_concurrency,
+        upscale_concurrency: int | str = DEFAULTS.upscale_concurrency,
         rpm: float | None = None,
         vision_model: str | None = None,
-        output_format: str = "jpg",
+        output_format: str = TrainsetChoices.output_format,
         trigger_word: str | None = None,
-        caption: str = "description",
-        dup_threshold: int = DEFAULT_DUP_THRESHOLD,
+        caption: str = TrainsetChoices.caption,
+        dup_threshold: int = DEFAULTS.dup_threshold,
         new_round: bool = False,
     ) -> None:
         """Keys default to REPLICATE_API_TOKEN and OPENAI_API_KEY. ``work_dir`` keeps each actor's
@@ -84,19 +84,14 @@ class TrainingDataGenerator:
         ``new_round`` makes the actor's set again, also with settings other than its earlier runs'
         (which are refused without it).
         """
-        self.target_training_images = 20
-        self.max_generation_attempts = 10
+        self.target_training_images = DEFAULTS.target
+        self.max_generation_attempts = DEFAULTS.max_grids
         self.batch_size = 3
         self.debug_dir = Path(debug_dir) if debug_dir is not None else None
         self.work_dir = Path(work_dir)
-        self.grid = grid
-        self.descriptions = descriptions
-        self.grid_concurrency = grid_concurrency
-        self.upscale_concurrency = upscale_concurrency
-        self.trigger_word = trigger_word
-        self.dup_threshold = dup_threshold
-        self.new_round = new_round
-        self.rpm = rpm
+        self._options = dict(grid=grid, descriptions=descriptions, grid_concurrency=grid_concurrency,
+                             upscale_concurrency=upscale_concurrency, rpm=rpm, trigger_word=trigger_word,
+                             dup_threshold=dup_threshold, new_round=new_round)
         self.choices = TrainsetChoices(
             judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
@@ -104,18 +99,9 @@ class TrainingDataGenerator:
         )
 
     def options(self) -> TrainsetOptions:
-        return TrainsetOptions(
-            target=self.target_training_images,
-            grid=self.grid,
-            max_grids=self.max_generation_attempts,
-            grid_concurrency=self.grid_concurrency,
-            upscale_concurrency=self.upscale_concurrency,
-            rpm=self.rpm,
-            descriptions=self.descriptions,
-            trigger_word=self.trigger_word,
-            dup_threshold=self.dup_threshold,
-            new_round=self.new_round,
-        )
+        """The run's options: the constructor's, with the seed's attributes as they are now (checked here)."""
+        return TrainsetOptions(target=self.target_training_images, max_grids=self.max_generation_attempts,
+                               **self._options)
 
     async def arun(
         self,

@@ -1,4 +1,8 @@
-"""Reading the source image a training set is built from: an http(s) URL, a local path or a data URI."""
+"""Reading the user's source image, the one a training set is built from: an http(s) URL, a local path or a data URI.
+
+The user's other file, a pool of tile subjects, is read by :meth:`~.descriptions.DescriptionPool.load`,
+beside the rotation that hands its subjects out, since both share the pool's shape and its checks.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,114 @@
+"""What a training set is to make, before anything is sent: the options (every default of the job,
+defined here once), the training-image tasks with their stable keys, and the plan of the grids.
+
+The run's tasks are the training images ``training-image1`` ... ``training-imageN``; the grids behind
+them are drawn on demand (:mod:`.tile_pool`), each ``grid-{n}`` with its subjects, prompt and seed
+fixed by :func:`grid_payload` the first time it is planned.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from imggen.backends.replicate_catalog import replicate_create_limit_per_min
+from imggen.engine.concurrency import AUTO
+from imggen.engine.tasks import Task
+
+from .descriptions import DescriptionPool, DescriptionRotation
+from .duplicates import DEFAULT_DUP_THRESHOLD
+from .lanes import CEILING, checked_concurrency
+from .prompts import build_grid_prompt
+
+
+@dataclass(frozen=True)
+class TrainsetOptions:
+    """Everything a run takes besides its parts; the CLI's flags and the seed API's defaults come from here."""
+
+    target: int = 20  # training images wanted
+    grid: int = 3  # tiles per side of each grid
+    max_grids: int = 10  # grid attempts per run
+    grid_concurrency: int | str = AUTO  # grids drawn at once: a number, or "auto" (see .lanes)
+    upscale_concurrency: int | str = AUTO  # upscales in flight at once: a number, or "auto"
+    rpm: float | None = None  # Replicate creates per minute: the account's limit (None: Replicate's documented one)
+    descriptions: DescriptionPool | str | os.PathLike | None = None  # None: the built-in 63
+    budget: float | None = None  # USD cap for this run
+    allow_unpriced: bool = False  # run with a budget although a model's price is unknown (it counts $0 there)
+    retry_failed: bool = False  # also retry training images that failed permanently before
+    trigger_word: str | None = None  # starts every caption
+    dup_threshold: int = DEFAULT_DUP_THRESHOLD  # hash bits within which a tile repeats a kept one
+    new_round: bool = False  # make the set again, also with other settings than the actor's (a new round)
+    max_attempts: int = 3  # per training image per run, for transient errors
+    backoff_base_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.target < 1:
+            raise ValueError("the target must be at least one image")
+        if self.grid < 2:
+            raise ValueError("a grid needs at least 2 tiles per side")
+        if self.max_grids < 1:
+            raise ValueError("max_grids must be at least 1")
+        checked_concurrency("grid_concurrency", self.grid_concurrency)
+        checked_concurrency("upscale_concurrency", self.upscale_concurrency)
+        if self.rpm is not None and not self.rpm > 0:
+            raise ValueError("rpm must be positive")
+
+    @property
+    def creates_per_min(self) -> float:
+        """The create pace: the user's ``rpm``, else Replicate's documented limit. Replicate sends no
+        limit header, and accounts differ (lower while credit is low, higher on request), so the
+        user's figure, when given, is the one that knows the account."""
+        return self.rpm if self.rpm is not None else replicate_create_limit_per_min()
+
+    @property
+    def slots(self) -> int:
+        """Training images in flight: a pinned upscale count, else as many as auto may ever upscale."""
+        pinned = self.upscale_concurrency if self.upscale_concurrency != AUTO else CEILING
+        return min(self.target, pinned)
+
+
+DEFAULTS = TrainsetOptions()
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    grid: int  # tiles per side
+    max_grids: int  # grid attempts per run (the seed's max_generation_attempts)
+    grid_concurrency: int | str  # grids drawn at once: a number, or "auto" (see .lanes)
+
+
+@dataclass(frozen=True)
+class TrainsetPlan:
+    """The run's training-image tasks, in slot order, and how its grids are drawn."""
+
+    options: TrainsetOptions
+    tasks: list[Task]
+    grids: GridPlan
+
+
+def plan_trainset(options: TrainsetOptions) -> TrainsetPlan:
+    tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
+    return TrainsetPlan(options, tasks, GridPlan(options.grid, options.max_grids, options.grid_concurrency))
+
+
+def slot_key(slot: int) -> str:
+    return f"training-image{slot}"
+
+
+def grid_key(number: int) -> str:
+    return f"grid-{number}"
+
+
+def grid_number(key: str) -> int:
+    return int(key.removeprefix("grid-"))
+
+
+def grid_payload(number: int, shape: int, rotation: DescriptionRotation) -> dict:
+    """A new grid's task payload: ``shape`` tiles per side, the next subjects of the rotation, the prompt, the seed."""
+    subjects = rotation.draw(shape * shape)
+    return {
+        "grid": shape,
+        "seed": number,
+        "prompt": build_grid_prompt(subjects, shape),
+        "subjects": [{"category": s.category, "text": s.text} for s in subjects],
+    }

@@ -1,0 +1,198 @@
+"""The training-set job: N unique, upscaled tiles of generated grids, stored under ``{user_id}/{actor_id}/``.
+
+:func:`~.plan.plan_trainset` turns the options into the training-image tasks; :func:`run_trainset`
+runs them on the engine runner (which decides every retry and wait: :mod:`imggen.engine.retry`;
+budget, pause/stop, progress, the ledger and its views). One task (:mod:`.work`) claims a unique
+tile from the :class:`~.tile_pool.TilePool`, which has grids requested and judged by
+:mod:`.grids` (the drawers: :mod:`.drawers`) only as many as needed, then upscales it
+(:mod:`.upscalers`) and stores it (:mod:`.stores`). Grids and upscales in flight each follow
+their own target (:mod:`.lanes`: a number, or ``auto``: the create pace x the observed latency);
+the progress line shows both. Every paid result is kept on disk before the ledger is marked, so a
+rerun for the same actor pays for nothing twice; where every file goes is :mod:`.layout`.
+
+The actor's training set is one scope of :mod:`~imggen.engine.rounds`: its ledger keeps the settings
+it is made with (grid drawer, judge, upscaler, storage, grid), and a rerun with other settings
+is refused unless ``new_round`` is set. Round N > 0 has a run folder of its own, ``roundN/`` in the
+actor's folder (same layout), so it draws new grids and makes new images and reuses nothing paid
+for with other settings; finished images go to the same stored names, replacing the earlier round's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from imggen.engine.announcer import Announcer
+from imggen.engine.control import RunControl
+from imggen.engine.errors import CannotStart
+from imggen.engine.events import Reporter
+from imggen.engine.job import JobFiles, run_job
+from imggen.engine.ledger import Ledger
+from imggen.engine.limiter import RequestLimiter
+from imggen.engine.paid_calls import money as paid_money
+from imggen.engine.retry import Hold
+from imggen.engine.runner import RunnerConfig, RunSummary
+from imggen.engine.stats import money_spent
+from imggen.storage.lock import folder_lock
+
+from .captions import TrainingCaptions
+from .descriptions import DescriptionPool, DescriptionRotation
+from .duplicates import KeptTiles
+from .grids import DrawnGrid, GridMaker
+from .inputs import load_source
+from .journal import PredictionJournal
+from .lanes import Lane, LanesShown
+from .layout import GRIDS, KEPT_TILES, ROTATION, SCOPE, choose_run_folder, job_root
+from .parts import TrainsetParts
+from .plan import TrainsetOptions, plan_trainset, slot_key
+from .stages import StageWatch
+from .tile_pool import TilePool
+from .work import TrainingImageWork
+
+
+@dataclass(frozen=True)
+class TrainingImage:
+    slot: int
+    grid: int
+    tile: int
+    url: str
+    path: Path  # the upscaled image kept in the run folder
+    caption: str | None = None  # the text of training-imageN.txt
+
+
+@dataclass(frozen=True)
+class TrainsetResult:
+    images: list[TrainingImage]
+    total_grids_generated: int
+    summary: RunSummary
+    job_root: Path
+    grids: list[DrawnGrid] = field(default_factory=list)
+    money: dict = field(default_factory=dict)  # billed, used and wasted USD of the run folder, in all runs
+
+    def cost_line(self) -> str:
+        """``billed $0.20 (used $0.16, wasted $0.04)``: what Replicate billed, and for what, plus the
+        calls whose price is unknown (``and 20 topazlabs/image-upscale calls at an unknown price``)."""
+        money = self.money
+        line = (f"billed ${money.get('billed_cost_usd', 0.0):.2f} (used ${money.get('used_cost_usd', 0.0):.2f}, "
+                f"wasted ${money.get('wasted_cost_usd', 0.0):.2f})")
+        return line + unpriced_note(money, lead=" and ")
+
+    @property
+    def training_image_urls(self) -> list[str]:
+        return [image.url for image in self.images]
+
+    def as_seed_dict(self) -> dict:
+        """The seed's return value."""
+        return {
+            "training_image_urls": self.training_image_urls,
+            "total_grids_generated": self.total_grids_generated,
+            "total_training_images": len(self.images),
+        }
+
+
+def unpriced_note(money: dict, *, lead: str) -> str:
+    """``lead`` + ``20 topazlabs/image-upscale calls at an unknown price``, or "" when every call had a price."""
+    if not money.get("unpriced_calls"):
+        return ""
+    return f"{lead}{money['unpriced_calls']} {', '.join(money['unpriced_models'])} calls at an unknown price"
+
+
+def output_settings(parts: TrainsetParts, options: TrainsetOptions) -> dict:
+    """What defines an actor's training images: how grids are drawn, judged and upscaled, where the
+    images are stored and the grid; not the target (a bigger one later adds images to the same set),
+    concurrency, budget or grid attempts."""
+    return {**parts.drawer.settings, **parts.judge.settings, **parts.upscaler.settings,
+            "storage": parts.store.location, "grid": options.grid}
+
+
+async def run_trainset(
+    source: str | os.PathLike,
+    user_id: str,
+    actor_id: str,
+    *,
+    parts: TrainsetParts,
+    work_dir: str | os.PathLike,
+    options: TrainsetOptions = TrainsetOptions(),
+    debug_dir: str | os.PathLike | None = None,
+    control: RunControl | None = None,
+    reporters: Sequence[Reporter] = (),
+    handle_signals: bool = False,
+) -> TrainsetResult:
+    """Build (or continue) the training set of one actor from ``source`` (https URL, path or data URI)."""
+    unpriced = parts.unpriced_models()
+    if options.budget is not None and unpriced and not options.allow_unpriced:
+        raise CannotStart(f"{', '.join(unpriced)} has no known price, so --budget cannot cap it; add --allow-unpriced "
+                          "to cap only the priced calls, or choose a free part (e.g. --upscaler lanczos)")
+    plan = plan_trainset(options)
+    actor_root = job_root(work_dir, user_id, actor_id)
+    root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
+    source_bytes = await load_source(source)
+    debug = Path(debug_dir) if debug_dir is not None else None
+    control = control or RunControl()
+    config = RunnerConfig(
+        concurrency=options.slots,
+        max_attempts=options.max_attempts,
+        backoff_base_s=options.backoff_base_s,
+        budget=options.budget,
+        retry_failed=options.retry_failed,
+    )
+    journal = PredictionJournal(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
+                                create_retry=config.retry_policy)
+    announcer = Announcer()
+    stages = StageWatch(announcer.stage)  # the displays show which stages run
+    maker = GridMaker(
+        root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"),
+        judge=stages.counted(parts.judge, "unique_tiles", "judge"),
+        rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / ROTATION),
+        grid=plan.grids.grid, journal=journal, retry=config.retry_policy, debug_dir=debug,
+    )
+    pool = TilePool(maker, plan.grids, Lane("grids", plan.grids.grid_concurrency, journal,
+                                            paced=parts.drawer.paid_model is not None))
+    captions = TrainingCaptions(root, parts.captioner, options.trigger_word)
+    work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
+                             stages.counted(parts.store, "put", "upload"), journal, debug,
+                             Lane("upscales", options.upscale_concurrency, journal,
+                                  paced=parts.upscaler.paid_model is not None),  # Replicate creates are paced
+                             kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
+    shown = [LanesShown(reporter, [pool.lane, work.lane], journal.creates) for reporter in reporters]
+    summary: RunSummary | None = None
+    started = time.time()
+    later_round = folder_lock(actor_root) if root != actor_root else contextlib.nullcontext()  # one run per actor
+    with contextlib.closing(journal), later_round, folder_lock(pool.root):
+        pool.open()
+        try:
+            summary = await run_job(JobFiles(root), plan.tasks, work, config=config, control=control,
+                                    reporters=[pool, *shown], handle_signals=handle_signals,
+                                    rounds={SCOPE: this_round}, announcer=announcer)
+        finally:
+            abandon = summary is None or summary.state == "fatal" or control.immediate
+            await pool.close(cancel=abandon)
+        await captions.store_metadata(parts.store, [task.key for task in plan.tasks])
+    return collect_result(root, options.target, summary, pool, started)
+
+
+def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool, started: float) -> TrainsetResult:
+    """The finished training images of the run folder, in slot order. The summary's money is what
+    was billed since ``started`` (this run), failed tasks' grids and upscales included."""
+    images = []
+    with Ledger(root) as ledger:
+        for slot in range(1, target + 1):
+            record = ledger.task(slot_key(slot))
+            if record is None or record["status"] != "done":
+                continue
+            found = record["provenance"]
+            images.append(TrainingImage(slot, found["grid"], found["tile"], found["url"], root / record["outputs"][0],
+                                        found.get("caption")))
+        money = money_spent(ledger)
+        with contextlib.closing(sqlite3.connect(ledger.path)) as db:
+            this_run = paid_money(db, since=started)
+    if this_run is not None:
+        summary = dataclasses.replace(summary, progress=summary.progress.evolve(spent=this_run["billed_cost_usd"]),
+                                      unpriced=unpriced_note(this_run, lead=""))
+    return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids(), money)

@@ -1,0 +1,89 @@
+"""What one training image does: claim a unique tile, upscale it, caption it, store both.
+
+The upscale is saved in the run folder (``upscales/``) before the task is marked done, so a rerun
+pays for it once; a tile that repeats one already kept for the actor is refused before its
+upscale (nothing is paid for it), and a tile whose upscale is refused for good is replaced by the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.tasks import Outcome, Task
+from imggen.storage.atomic import atomic_write_bytes, is_valid_image
+
+from .captions import TEXT_TYPE, TrainingCaptions, caption_name
+from .duplicates import KeptTiles
+from .journal import PredictionJournal
+from .lanes import Lane
+from .layout import stored_name, upscale_file
+from .stores import CONTENT_TYPES, ImageStore
+from .tile_pool import ClaimedTile, TilePool
+from .upscalers import Upscaler
+
+log = logging.getLogger("imggen.trainset")
+
+
+@dataclass(eq=False)
+class TrainingImageWork:
+    """The engine's work function for the training images: ``await work(task) -> Outcome``."""
+
+    root: Path
+    pool: TilePool
+    upscaler: Upscaler
+    store: ImageStore
+    journal: PredictionJournal
+    debug_dir: Path | None
+    lane: Lane  # the upscales in flight
+    kept: KeptTiles
+    captions: TrainingCaptions
+
+    async def __call__(self, task: Task) -> Outcome:
+        slot = task.payload["slot"]
+        while True:
+            claimed = await self.pool.claim(slot)
+            twin = await self.kept.admit(claimed.ref.key, claimed.image)
+            if twin is not None:  # refused before its upscale: nothing is paid for it
+                log.info("%s repeats the kept tile %s; taking another tile for %s", claimed.ref.key, twin, task.key)
+                self.pool.reject(slot, claimed.ref)
+                continue
+            try:
+                relative, data, cost = await self._upscaled(claimed)
+                break
+            except TaskError as error:
+                if error.kind is not ErrorKind.PERMANENT:
+                    raise
+                log.warning("%s refused for %s (%s); taking another tile", claimed.ref.key, task.key, error.message)
+                self.kept.forget(claimed.ref.key)
+                self.pool.reject(slot, claimed.ref)
+        ref = claimed.ref
+        caption = await self.captions.caption(ref.key, ref.grid, ref.tile, claimed.image)
+        extension = self.upscaler.output_format
+        name = stored_name(task.key, extension)
+        stored = await self.store.put(name, data, CONTENT_TYPES[extension])
+        await self.store.put(caption_name(name), caption.encode("utf-8"), TEXT_TYPE)
+        if self.debug_dir is not None:
+            await asyncio.to_thread(atomic_write_bytes, self.debug_dir / name, data)
+        return Outcome(
+            outputs=(relative,),
+            cost=cost + self.pool.bill(ref),
+            provenance={"grid": ref.grid, "tile": ref.tile, "url": stored.url, "upscaler": self.upscaler.name,
+                        "caption": caption},
+        )
+
+    async def _upscaled(self, claimed: ClaimedTile) -> tuple[str, bytes, float]:
+        relative = upscale_file(claimed.ref.key, self.upscaler.output_format)
+        path = self.root / relative
+        if is_valid_image(path):  # saved by an earlier attempt or run
+            data, cost = path.read_bytes(), 0.0
+        else:
+            async with self.lane.flight(claimed.ref.key):
+                made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
+            await asyncio.to_thread(atomic_write_bytes, path, made.data)  # fsync off the event loop
+            data, cost = made.data, made.cost
+        self.journal.saved(claimed.ref.key)
+        return relative, data, cost
