@@ -30,7 +30,9 @@ from imggen.emulators.openai_chat_route import create_chat_completion
 from imggen.emulators.openai_images_route import create_image, get_file
 from imggen.emulators.openai_header_forms import RATE_FORMS, RETRY_FORMS, shape_headers
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
-from imggen.emulators.openai_state import RECORD, STATE, EmulatorState, OpenAIEmulatorConfig, RequestRecord
+from imggen.emulators.openai_state import (
+    RECORD, STATE, EmulatorState, OpenAIEmulatorConfig, RequestRecord, checked_usage_form,
+)
 
 
 def _masked(key: str) -> str:
@@ -108,6 +110,14 @@ class RunningOpenAIEmulator:
         """Script the next ``times`` requests to fail: server_error, overloaded, drop, slow,
         rate_limit or slow_down."""
         self._state.faults.fail_next(kind, times)
+
+    def refuse_next(self, times: int = 1) -> None:
+        """Make the next ``times`` chat answers refusals (200, ``content: null``, the ``refusal`` text), billed."""
+        self._state.refuse_next(times)
+
+    def set_chat_usage(self, form: str) -> None:
+        """Send chat answers' usage as ``full``, ``counts`` (the three counts only) or ``none`` from now on."""
+        self._state.chat_usage_form = checked_usage_form(form)
 
     def set_quota(self, images_left: int | None) -> None:
         """Images the account may still generate (None: unlimited); restores a spent quota."""

@@ -3,9 +3,11 @@
 A call is recorded ``open`` the moment the provider answers its create (so a killed process's
 successor collects it instead of paying again), then settles once: ``used`` (billed, its output
 saved), ``wasted`` (billed, its output expired, was lost or refused) or ``unbilled`` (it ended
-failed, canceled or aborted before producing anything). Stats add the money up from here. A call
-whose price is unknown (the catalog says so) is recorded with no price, and counted as such: never
-as $0.00.
+failed, canceled or aborted before producing anything). A call billed the moment it answers (a
+vision model's answer: nothing is left to collect) is recorded settled in one step
+(:meth:`PaidCalls.answered`). Stats add the money up from here. A call whose price is unknown (the
+catalog says so, or the answer did not report its usage) is recorded with no price, and counted
+as such: never as $0.00.
 Each change is committed at once, on the caller's thread (a few milliseconds, no fsync in WAL mode).
 """
 
@@ -63,6 +65,18 @@ class PaidCalls:
         self._db.execute(
             "INSERT OR IGNORE INTO paid_calls (call_id, task_key, model, price, created_at) VALUES (?, ?, ?, ?, ?)",
             (call_id, task_key, model, price, time.time()),
+        )
+
+    def answered(self, task_key: str, call_id: str, model: str, price: float | None, state: str,
+                 note: str | None = None) -> None:
+        """Record a call that was billed as it answered, with its outcome (``used`` or ``wasted``), once."""
+        if state not in (USED, WASTED):
+            raise ValueError(f"an answered call is used or wasted, not {state!r}")
+        now = time.time()
+        self._db.execute(
+            "INSERT OR IGNORE INTO paid_calls (call_id, task_key, model, price, state, created_at, settled_at, note) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_id, task_key, model, price, state, now, now, note),
         )
 
     def open_call(self, task_key: str) -> PaidCall | None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.replicate_catalog import replicate_create_limit_per_min, replicate_models
 from imggen.engine.announcer import Announcer
 from imggen.engine.concurrency import AUTO
@@ -81,9 +82,11 @@ class TrainsetParts:
     captioner: Captioner = field(default_factory=DescriptionCaptioner)
 
     def unpriced_models(self) -> list[str]:
-        """The Replicate models this run would pay for whose price the catalog says is unknown."""
+        """The Replicate and vision models this run would pay for whose price the catalog says is unknown."""
         paid = (self.drawer.paid_model, self.upscaler.paid_model)
-        return [model for model in paid if model is not None and not replicate_models()[model].price_known]
+        asked = sorted({self.judge.vision_model, self.captioner.vision_model} - {None})
+        return ([model for model in paid if model is not None and not replicate_models()[model].price_known]
+                + [model for model in asked if not vision_price_known(model)])
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,7 @@ class TrainingImageWork:
             await asyncio.to_thread(atomic_write_bytes, self.debug_dir / name, data)
         return Outcome(
             outputs=(relative,),
-            cost=cost + self.pool.bill(ref),
+            cost=cost + self.pool.bill(ref) + self.journal.answers.bill(ref.key),
             provenance={"grid": ref.grid, "tile": ref.tile, "url": stored.url, "upscaler": self.upscaler.name,
                         "caption": caption},
         )
@@ -292,7 +295,7 @@ async def run_trainset(
     unpriced = parts.unpriced_models()
     if options.budget is not None and unpriced and not options.allow_unpriced:
         raise CannotStart(f"{', '.join(unpriced)} has no known price, so --budget cannot cap it; add --allow-unpriced "
-                          "to cap only the priced calls, or choose a free part (e.g. --upscaler lanczos)")
+                          "to cap only the priced calls, or choose free parts (e.g. --upscaler lanczos, --judge hash)")
     actor_root = job_root(work_dir, user_id, actor_id)
     root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
     source_bytes = await load_source(source)
@@ -320,7 +323,7 @@ async def run_trainset(
         retry=config.retry_policy,
         debug_dir=debug,
     )
-    captions = TrainingCaptions(root, parts.captioner, options.trigger_word)
+    captions = TrainingCaptions(root, parts.captioner, options.trigger_word, calls=journal.answers)
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
                              stages.counted(parts.store, "put", "upload"), journal, debug,
                              Lane("upscales", options.upscale_concurrency, journal,
