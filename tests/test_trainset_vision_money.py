@@ -129,3 +129,6 @@ def test_a_budget_refuses_an_unpriced_vision_model_unless_allowed(services, sour
     assert code == 2 and f"cannot start: {DEFAULT_VISION_MODEL} has no known price, so --budget cannot cap it" in err
     assert "--judge hash" in err
     assert served(services) == [] and sum(services.replicate.counts.created.values()) == 0
+
+    assert trainset(source_file, tmp_path, "--judge", "gpt", "--budget", "5", "--allow-unpriced") == 0
+    assert f"{len(served(services))} {DEFAULT_VISION_MODEL} calls at an unknown price" in capsys.readouterr().err
