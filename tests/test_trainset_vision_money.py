@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 
 from imggen.backends.openai_models import DEFAULT_VISION_MODEL
-from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, replicate_models
+from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
 from imggen.engine.ledger import LEDGER_NAME, Ledger
 from imggen.pipelines.trainset import job_root
 from imggen.pipelines.trainset.cli import main as trainset_main
@@ -121,6 +121,15 @@ def test_a_priced_models_answer_without_usage_is_of_unknown_cost(
     found = stats(job_root(tmp_path / "runs", USER, ACTOR))
     assert (found["unpriced_calls"], found["unpriced_models"]) == (3, [DEFAULT_VISION_MODEL])
     assert found["billed_cost_usd"] == pytest.approx(services.replicate.counts.billed_usd(), abs=1e-4)
+
+
+def test_the_summary_counts_each_unpriced_model_apart(services, source_file, tmp_path, capsys):  # noqa: F811
+    assert trainset(source_file, tmp_path, "--judge", "gpt", "--upscaler", "topaz") == 0  # the defaults with a key
+    err = capsys.readouterr().err
+    answers, upscales = len(served(services)), services.replicate.counts.paid[TOPAZ_IMAGE_UPSCALE]
+    assert f"and {answers} {DEFAULT_VISION_MODEL} and {upscales} {TOPAZ_IMAGE_UPSCALE} calls at an unknown price" in err
+    found = stats(job_root(tmp_path / "runs", USER, ACTOR))
+    assert found["unpriced_by_model"] == {DEFAULT_VISION_MODEL: answers, TOPAZ_IMAGE_UPSCALE: upscales}
 
 
 def test_a_budget_refuses_an_unpriced_vision_model_unless_allowed(services, source_file, tmp_path, capsys):  # noqa: F811

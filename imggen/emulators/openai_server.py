@@ -31,7 +31,7 @@ from imggen.emulators.openai_images_route import create_image, get_file
 from imggen.emulators.openai_header_forms import RATE_FORMS, RETRY_FORMS, shape_headers
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
 from imggen.emulators.openai_state import (
-    RECORD, STATE, EmulatorState, OpenAIEmulatorConfig, RequestRecord, checked_usage_form,
+    RECORD, STATE, USAGE_FORMS, EmulatorState, OpenAIEmulatorConfig, RequestRecord, checked_usage_form,
 )
 
 
@@ -189,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--reject-retired", action="store_true", help="refuse models shut down before today (as the API does)")
     add("--rate-headers", choices=RATE_FORMS, default="all", help="how x-ratelimit-* are sent")
     add("--retry-after", choices=RETRY_FORMS, default="seconds_and_ms", help="how a 429 says when to return")
+    add("--chat-usage", choices=USAGE_FORMS, default="full", help="how a chat answer's usage is sent")
     add("--seed", type=int, default=0)
     add("--batch-line-seconds", type=float, default=0.0, help="Batch API: processing time per request line")
     add("--batch-line-error-rate", type=float, default=0.0, help="Batch API: share of lines answered 500")
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,
         quota_images=args.quota_images, render_scale=args.render_scale, render_max_side=args.render_max_side,
         allow_retired=not args.reject_retired, seed=args.seed, rate_header_form=args.rate_headers,
+        chat_usage_form=args.chat_usage,
         retry_after_form=args.retry_after,
         batch=BatchEmulatorConfig(line_s=args.batch_line_seconds, line_error_rate=args.batch_line_error_rate,
                                   completion_window_s=args.batch_window),

@@ -127,7 +127,8 @@ def _allow_unknown_prices(db: sqlite3.Connection) -> None:
 def money(db: sqlite3.Connection, *, since: float | None = None) -> dict | None:
     """Billed, used and wasted USD and call counts of the paid calls in ``db`` (those created at or
     after ``since`` when given); None when none were recorded. ``unpriced_calls`` counts the billed
-    calls whose price is unknown (their money is in no figure) and ``unpriced_models`` names them."""
+    calls whose price is unknown (their money is in no figure), ``unpriced_models`` names their models
+    and ``unpriced_by_model`` counts them per model."""
     where, args = ("WHERE created_at >= ?", (since,)) if since is not None else ("", ())
     try:
         rows = db.execute(f"SELECT state, COUNT(*), TOTAL(price) FROM paid_calls {where} GROUP BY state",
@@ -154,4 +155,5 @@ def money(db: sqlite3.Connection, *, since: float | None = None) -> dict | None:
         "open_calls": count[OPEN],
         "unpriced_calls": sum(n for _, n in unpriced),
         "unpriced_models": [model for model, _ in unpriced],
+        "unpriced_by_model": dict(unpriced),
     }

@@ -174,10 +174,12 @@ class TrainsetResult:
 
 
 def unpriced_note(money: dict, *, lead: str) -> str:
-    """``lead`` + ``20 topazlabs/image-upscale calls at an unknown price``, or "" when every call had a price."""
+    """``lead`` + ``20 topazlabs/image-upscale and 3 gpt-4.1-mini calls at an unknown price``, or "" when
+    every call had a price."""
     if not money.get("unpriced_calls"):
         return ""
-    return f"{lead}{money['unpriced_calls']} {', '.join(money['unpriced_models'])} calls at an unknown price"
+    counted = " and ".join(f"{count} {model}" for model, count in money["unpriced_by_model"].items())
+    return f"{lead}{counted} calls at an unknown price"
 
 
 def job_root(work_dir: str | os.PathLike, user_id: str, actor_id: str) -> Path:
