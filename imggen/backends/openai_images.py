@@ -1,4 +1,4 @@
-"""The OpenAI backend: one image from the Images API, and questions about an image (tile judge, captions) on vision chat.
+"""The OpenAI backend: one image from the Images API, and questions about an image (judge, captions) on vision chat.
 
 Built on the official ``openai.AsyncOpenAI`` client (``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
 are honoured) with ``max_retries=0``: the engine owns retries, this module only sorts failures
