@@ -13,14 +13,18 @@ from PIL import Image
 
 from imggen.backends.image_download import download_image
 from imggen.backends.openai_errors import parse_go_duration, rate_hint, retry_after
-from imggen.backends.openai_images import OpenAIImageBackend, parse_tile_answer
+from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_vision import parse_tile_answer, tile_question
+from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.openai_models import (
     DEFAULT_MODEL, ModelUnavailableError, cost_from_usage, estimate_cost, get_model, load_registry, model_ids,
     price,
 )
+from imggen.emulators.openai_chat_route import REFUSAL
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, start_openai_emulator
 from imggen.emulators.prompt_pictures import draw_prompt_picture
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
+from vision_prices import VISION_TEST_PRICES, price_vision_model
 
 KEY = "sk-test-4f9d2c7a1b3e5f60718293a4b5c6d7e8"
 AS_OF = dt.date.fromisoformat(load_registry()["as_of"])
@@ -349,14 +353,49 @@ async def test_the_judge_names_the_truly_unique_tiles(start, grid):
     prompts = [f"tile {i % (grid * grid // 2 + 1)}" for i in range(grid * grid)]  # the first tiles repeat
     expected = [i for i, p in enumerate(prompts) if prompts.count(p) == 1]
     assert 0 < len(expected) < grid * grid
-    assert await backend.judge_unique_tiles(grid_png(prompts, grid), grid, model="gpt-4.1-mini") == expected
+    answer = await backend.ask_about_image(grid_png(prompts, grid), tile_question(grid), model="gpt-4.1-mini")
+    assert parse_tile_answer(answer.text, grid * grid) == expected
 
 
 async def test_judge_failures_map_like_generation_failures(start):
     server, backend = await start()
     server.fail_next("overloaded")
-    error = await failure(backend.judge_unique_tiles(grid_png(["a"] * 4, 2), 2))
+    error = await failure(backend.ask_about_image(grid_png(["a"] * 4, 2), tile_question(2), what="tile judging"))
     assert error.kind is ErrorKind.TRANSIENT and "tile judging" in error.message
+
+
+async def test_a_vision_answer_costs_its_usage_at_the_models_token_prices(start, monkeypatch):
+    priced = price_vision_model(monkeypatch, "gpt-4.1-mini", VISION_TEST_PRICES)
+    server, backend = await start()
+    answer = await backend.ask_about_image(grid_png(["a", "b", "c", "d"], 2), tile_question(2))
+    billed = server.requests[-1].usage
+    assert answer.usage == billed and answer.call_id.startswith("chatcmpl-") and answer.model == "gpt-4.1-mini"
+    details = billed["prompt_tokens_details"]
+    assert details["image_tokens"] > 85 and details["text_tokens"] + details["image_tokens"] == billed["prompt_tokens"]
+    expected = (details["text_tokens"] * priced["text_input"] + details["image_tokens"] * priced["image_input"]
+                + billed["completion_tokens"] * priced["output"]) / 1e6
+    assert answer.cost == pytest.approx(expected) and answer.cost > 0
+
+    server.set_chat_usage("counts")  # no details: every prompt token at the text price
+    answer = await backend.ask_about_image(grid_png(["a", "b", "c", "d"], 2), tile_question(2))
+    billed = server.requests[-1].usage
+    assert answer.cost == pytest.approx((billed["prompt_tokens"] * priced["text_input"]
+                                         + billed["completion_tokens"] * priced["output"]) / 1e6)
+
+    server.set_chat_usage("none")  # the schema makes usage optional: the cost is unknown, not $0.00
+    answer = await backend.ask_about_image(grid_png(["a", "b", "c", "d"], 2), tile_question(2))
+    assert (answer.usage, answer.cost) == (None, None) and answer.text
+
+
+async def test_a_model_without_known_prices_and_a_refusal_are_answers_of_unknown_cost(start):
+    server, backend = await start()
+    assert not vision_price_known("gpt-4.1-mini") and not vision_price_known("gpt-9-unlisted")
+    answer = await backend.ask_about_image(grid_png(["a"] * 4, 2), tile_question(2), model="gpt-9-unlisted")
+    assert answer.usage == server.requests[-1].usage and answer.cost is None
+    server.refuse_next()
+    refused = await backend.ask_about_image(grid_png(["a"] * 4, 2), "Caption this.")
+    assert (refused.text, refused.refusal, refused.cost) == ("", REFUSAL, None)
+    assert refused.usage == server.requests[-1].usage  # a refusal is billed like any answer
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import pytest
 
 from imggen.backends import openai_models, replicate_catalog
 from imggen.backends.openai_models import get_model, model_ids
+from imggen.backends.openai_vision import answer_cost, price_known
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
 from imggen.engine.ledger import LEDGER_NAME
 from imggen.engine.paid_calls import USED, PaidCalls, money
@@ -67,3 +68,27 @@ def test_an_older_ledger_that_booked_unknown_prices_at_zero_counts_them_as_unkno
     with closing(sqlite3.connect(tmp_path / LEDGER_NAME)) as db:
         found = money(db)
     assert (found["billed_cost_usd"], found["unpriced_calls"], found["open_calls"]) == (0.04, 1, 1)
+
+
+def test_every_vision_model_has_token_prices_or_an_explicit_unknown_and_the_default_is_listed(monkeypatch):
+    models = openai_models.load_registry()["vision_models"]
+    assert openai_models.DEFAULT_VISION_MODEL in models
+    for model_id, entry in models.items():
+        entry = models.get(entry.get("snapshot_of"), entry)
+        assert ("token_prices_per_million" in entry) != (entry.get("price") == "unknown"), model_id
+        assert price_known(model_id) == ("token_prices_per_million" in entry)
+    monkeypatch.setitem(models, "gpt-unpriced-by-omission", {"note": "neither"})
+    with pytest.raises(ValueError, match="needs token_prices_per_million"):
+        price_known("gpt-unpriced-by-omission")
+
+
+def test_an_answers_cost_counts_cached_image_and_completion_tokens_at_their_prices(monkeypatch):
+    prices = {"text_input": 1.0, "cached_input": 0.25, "image_input": 2.0, "output": 4.0}
+    monkeypatch.setitem(openai_models.load_registry()["vision_models"], "gpt-priced",
+                        {"token_prices_per_million": prices})
+    usage = {"prompt_tokens": 1_000, "completion_tokens": 100,
+             "prompt_tokens_details": {"cached_tokens": 200, "image_tokens": 500}}
+    assert answer_cost("gpt-priced", usage) == pytest.approx((300 * 1.0 + 200 * 0.25 + 500 * 2.0 + 100 * 4.0) / 1e6)
+    assert answer_cost("gpt-priced", None) is None and answer_cost("gpt-priced", {"total_tokens": 5}) is None
+    assert answer_cost(openai_models.DEFAULT_VISION_MODEL, usage) is None  # no published price
+    assert answer_cost("gpt-not-in-the-registry", usage) is None

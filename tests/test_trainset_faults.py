@@ -26,6 +26,11 @@ def build(tmp_path: Path, target: int) -> dict:
     return made.generate_training_data(str(tmp_path / "source.png"), USER, ACTOR)
 
 
+def vision_answers(started) -> int:
+    """The judge's answers the OpenAI emulator served (each billed, at a price the registry does not know)."""
+    return sum(r.path == "/v1/chat/completions" and r.status == 200 for r in started.openai.requests)
+
+
 def stats(tmp_path: Path) -> dict:
     return json.loads((job_root(tmp_path / "runs", USER, ACTOR) / "processing_stats.json").read_text())
 
@@ -38,11 +43,12 @@ def test_poll_errors_and_dropped_connections_never_pay_for_a_prediction_again(mo
             started.replicate.fail_polls(kind)
         result = build(tmp_path, 20)
         counts, met = started.replicate.counts, started.replicate.faults.poll_faults
-    assert result["total_training_images"] == 20 and result["total_grids_generated"] == 3
+        answers = vision_answers(started)
+    assert result["total_training_images"] == 20 and result["total_grids_generated"] == 3 and answers == 3
     assert met["drop"] >= 1 and met["server_error"] + met["overloaded"] >= 3
     assert counts.created == {FLUX_KONTEXT_PRO: 3, TOPAZ_IMAGE_UPSCALE: 20} == counts.paid
     money = stats(tmp_path)
-    assert (money["billed_calls"], money["wasted_calls"], money["open_calls"]) == (23, 0, 0)
+    assert (money["billed_calls"], money["wasted_calls"], money["open_calls"]) == (23 + answers, 0, 0)
     assert money["total_cost_usd"] == pytest.approx(counts.billed_usd())
 
 
@@ -73,7 +79,8 @@ def test_an_output_that_expired_before_its_download_is_billed_as_wasted(services
     assert money["total_cost_usd"] == pytest.approx(counts.billed_usd())  # $0.08 billed, not the $0.04 used
     assert money["billed_cost_usd"] == money["total_cost_usd"]
     assert money["wasted_cost_usd"] == pytest.approx(GRID_PRICE) and money["used_cost_usd"] == pytest.approx(GRID_PRICE)
-    assert (money["billed_calls"], money["used_calls"], money["wasted_calls"]) == (11, 10, 1)
+    answers = vision_answers(services)  # the judge's, one per grid delivered
+    assert answers == 1 and (money["billed_calls"], money["used_calls"], money["wasted_calls"]) == (12, 11, 1)
 
 
 def test_the_cli_summary_shows_billed_used_and_wasted_money(services, source_file, tmp_path, capsys):

@@ -35,14 +35,18 @@ def start(services, source: Path, output: Path) -> subprocess.Popen:
                             text=True)
 
 
+PREDICTED = {"grid": FLUX_KONTEXT_PRO, "upscale": TOPAZ_IMAGE_UPSCALE}
+
+
 def journal(root: Path, kind: str, state: str = "open") -> int:
-    """Predictions for ``kind`` tasks recorded in the run's ledger with ``state``."""
+    """Replicate predictions for ``kind`` tasks recorded in the run's ledger with ``state`` (the judge's
+    answers, booked under the grids' keys too, are not predictions)."""
     if not (root / "ledger.sqlite").exists():
         return 0
     with contextlib.closing(sqlite3.connect(root / "ledger.sqlite")) as db:
         try:
-            (count,) = db.execute("SELECT COUNT(*) FROM paid_calls WHERE task_key LIKE ? AND state = ?",
-                                  (f"{kind}-%", state)).fetchone()
+            (count,) = db.execute("SELECT COUNT(*) FROM paid_calls WHERE task_key LIKE ? AND state = ? AND model = ?",
+                                  (f"{kind}-%", state, PREDICTED[kind])).fetchone()
         except sqlite3.OperationalError:  # no prediction recorded yet
             return 0
     return count

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
+import sqlite3
 
 import pytest
 from hypothesis import given, settings
@@ -14,10 +16,12 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 
 from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_models import DEFAULT_VISION_MODEL
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
 from imggen.backends.replicate_responses import PredictionEnded
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread
 from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.ledger import LEDGER_NAME
 from imggen.pipelines.trainset.descriptions import DescriptionPool, DescriptionRotation
 from imggen.pipelines.trainset.judges import GptTileJudge, HashTileJudge, judge_grid
 from imggen.pipelines.trainset.journal import PredictionJournal
@@ -142,26 +146,38 @@ def grid_with_copies(grid: int, copies: dict[int, int], side: int = 64) -> bytes
     return buffer.getvalue()
 
 
-async def test_the_hash_judge_keeps_one_of_each_group_of_look_alikes():
-    judge = HashTileJudge()
-    assert await judge.unique_tiles(grid_with_copies(3, {}), 3) == list(range(9))
-    assert await judge.unique_tiles(grid_with_copies(3, {7: 1, 8: 0}), 3) == [0, 1, 2, 3, 4, 5, 6]
-    assert await judge.unique_tiles(grid_with_copies(4, {15: 3}), 4) == list(range(15))
+async def test_the_hash_judge_keeps_one_of_each_group_of_look_alikes(tmp_path):
+    judge, calls = HashTileJudge(), PredictionJournal(tmp_path).answers
+    assert await judge.unique_tiles(grid_with_copies(3, {}), 3, key="grid-1", calls=calls) == list(range(9))
+    assert await judge.unique_tiles(grid_with_copies(3, {7: 1, 8: 0}), 3, key="grid-2", calls=calls) == list(range(7))
+    assert await judge.unique_tiles(grid_with_copies(4, {15: 3}), 4, key="grid-3", calls=calls) == list(range(15))
+    assert paid_calls(tmp_path) == []  # it pays for nothing
 
 
-async def test_the_gpt_judge_asks_the_vision_model_and_falls_back_when_it_finds_none():
+def paid_calls(root) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(root / LEDGER_NAME)) as db:
+        return db.execute("SELECT task_key, model, price, state, note FROM paid_calls ORDER BY created_at").fetchall()
+
+
+async def test_the_gpt_judge_asks_the_vision_model_books_each_answer_and_falls_back_when_it_finds_none(tmp_path):
+    journal = PredictionJournal(tmp_path)
     with openai_emulator_in_thread(OpenAIEmulatorConfig(api_key="sk-judge-test-0123456")) as server:
         backend = OpenAIImageBackend(api_key="sk-judge-test-0123456", base_url=server.base_url)
         judge = GptTileJudge(backend)
         try:
-            assert await judge.unique_tiles(grid_with_copies(3, {8: 0}), 3) == [1, 2, 3, 4, 5, 6, 7]
+            found = await judge.unique_tiles(grid_with_copies(3, {8: 0}), 3, key="grid-1", calls=journal.answers)
             flat = io.BytesIO()
             Image.new("RGB", (90, 90), (120, 120, 120)).save(flat, format="PNG")  # nine identical tiles
-            verdict = await judge_grid(judge, flat.getvalue(), 3)
+            verdict = await judge_grid(judge, flat.getvalue(), 3, key="grid-2", calls=journal.answers)
         finally:
             await backend.aclose()
+    assert found == [1, 2, 3, 4, 5, 6, 7]
     assert verdict.fallback and verdict.tiles == [0, 2, 4, 6, 8]
     assert [r.path for r in server.requests] == ["/v1/chat/completions"] * 2
+    # gpt-4.1-mini has no known price: booked with none (counted as unpriced), never as $0.00
+    assert paid_calls(tmp_path) == [("grid-1", DEFAULT_VISION_MODEL, None, "used", None),
+                                    ("grid-2", DEFAULT_VISION_MODEL, None, "wasted", "nothing usable in the answer")]
+    assert verdict.cost == 0.0
 
 
 # -- upscalers, sources, journal ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The OpenAI backend: one image from the Images API, and questions about an image (the grid-tile judge) on vision chat.
+"""The OpenAI backend: one image from the Images API, and questions about an image (judge, captions) on vision chat.
 
 Built on the official ``openai.AsyncOpenAI`` client (``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
 are honoured) with ``max_retries=0``: the engine owns retries, this module only sorts failures
@@ -13,8 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import io
-import json
-import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,16 +28,11 @@ from imggen.backends.openai_models import (
     DEFAULT_MODEL, DEFAULT_VISION_MODEL, ImageModelSpec, ModelUnavailableError, cost_from_usage, find_problem,
     get_model, price,
 )
+from imggen.backends.openai_vision import VisionAnswer, answer_cost
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
 from imggen.settings import credential, load_settings
 
-JUDGE_QUESTION = (
-    "This image is a {grid}x{grid} grid of tiles, numbered 0 to {last} row by row from the top left. "
-    "Which tiles are unique, i.e. not a duplicate of any other tile? "
-    "Answer with only a JSON list of the unique tile numbers, for example [0, 4]."
-)
 DEFAULT_TIMEOUT_S = 120.0  # a vision answer or an image download
-_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -54,27 +48,6 @@ class GeneratedImage:
     rate: RateHint | None = None
 
 
-def parse_tile_answer(text: str, tile_count: int) -> list[int]:
-    """The sorted tile indices in a vision model's answer (a JSON list, possibly in a code fence,
-    or an object holding one list); TRANSIENT :class:`TaskError` when it is anything else."""
-    fenced = _FENCE.match(text)
-    try:
-        answer = json.loads(fenced.group(1) if fenced else text)
-    except json.JSONDecodeError:
-        answer = None
-    if isinstance(answer, dict) and len(answer) == 1:
-        answer = next(iter(answer.values()))
-    valid = (
-        isinstance(answer, list)
-        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < tile_count for i in answer)
-        and len(set(answer)) == len(answer)
-    )
-    if not valid:
-        raise TaskError(ErrorKind.TRANSIENT, f"the vision model did not answer a JSON list of tile numbers "
-                        f"0..{tile_count - 1}: {text[:120]!r}")
-    return sorted(answer)
-
-
 def request_params(model: str, size: str | None, quality: str | None, extra: dict[str, Any]) -> dict[str, Any]:
     """The Images API parameters of one request (besides the prompt), leaving out what is unset."""
     asked = {"model": model, "size": size, "quality": quality, **extra}
@@ -82,7 +55,7 @@ def request_params(model: str, size: str | None, quality: str | None, extra: dic
 
 
 class OpenAIImageBackend:
-    """Generates images and judges grids through one OpenAI account."""
+    """Generates images and answers questions about images through one OpenAI account."""
 
     def __init__(
         self, *, api_key: str | None = None, base_url: str | None = None, timeout_s: float | None = None,
@@ -173,19 +146,11 @@ class OpenAIImageBackend:
                                         max_bytes=self._max_download_bytes)
         raise TaskError(ErrorKind.TRANSIENT, "OpenAI answered with neither image data nor a URL")
 
-    async def judge_unique_tiles(
-        self, image_bytes: bytes, grid: int, *, model: str = DEFAULT_VISION_MODEL
-    ) -> list[int]:
-        """Indices (0-based, row-major) of the tiles of a ``grid`` x ``grid`` image that a vision
-        model finds unique."""
-        question = JUDGE_QUESTION.format(grid=grid, last=grid * grid - 1)
-        answer = await self.ask_about_image(image_bytes, question, model=model, what="tile judging")
-        return parse_tile_answer(answer, grid * grid)
-
     async def ask_about_image(
         self, image_bytes: bytes, question: str, *, model: str = DEFAULT_VISION_MODEL, what: str = "a vision question"
-    ) -> str:
-        """A vision model's answer (text) to ``question`` about the image ``image_bytes``."""
+    ) -> VisionAnswer:
+        """A vision model's answer to ``question`` about the image ``image_bytes``, with what it cost
+        (from the response's ``usage``; unknown without one)."""
         with Image.open(io.BytesIO(image_bytes)) as picture:
             mime = Image.MIME.get(picture.format or "PNG", "image/png")
         data_uri = f"data:{mime};base64,{base64.b64encode(image_bytes).decode('ascii')}"
@@ -199,8 +164,13 @@ class OpenAIImageBackend:
             )
         except openai.APIError as exc:
             raise self._failure(exc, what) from None
-        answer = completion.choices[0].message.content if completion.choices else None
-        return answer or ""
+        message = completion.choices[0].message if completion.choices else None
+        usage = completion.usage.model_dump(exclude_none=True) if completion.usage else None
+        return VisionAnswer(
+            text=(message.content if message else None) or "", model=model,
+            call_id=completion.id or f"chatcmpl-unnamed-{uuid.uuid4().hex}", usage=usage,
+            cost=answer_cost(model, usage), refusal=message.refusal if message else None,
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:

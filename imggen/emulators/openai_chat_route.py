@@ -6,7 +6,16 @@ attached, it splits the image and answers with the JSON list of unique tile indi
 :mod:`imggen.emulators.tile_judge`); with several images attached, each image is one tile. With
 ``response_format={"type": "json_object"}`` the list comes as ``{"unique_tiles": [...]}``. One
 image with no grid named gets a one-sentence caption (:mod:`imggen.emulators.picture_caption`).
-Anything else gets a short text saying what it can answer.
+Anything else gets a short text saying what it can answer. A refusal scripted with
+``refuse_next`` answers 200 with ``content: null`` and the ``refusal`` text, billed like any answer.
+
+Every answer carries the ``usage`` block the API bills by (``CompletionUsage`` in
+``specs/openai-chat-completions.yaml``): prompt tokens (text at about four characters a token, plus
+each image's tokens: 85 at ``detail: low``, else 85 + 170 per 512-pixel tile of the image fitted in
+2048x2048 and then to 768 pixels on its short side, the vision guide's rule), completion tokens,
+and ``prompt_tokens_details`` with ``cached_tokens``, ``text_tokens`` and ``image_tokens``. The
+schema makes ``usage`` optional and its details more so: ``chat_usage_form`` ``counts`` sends only
+the three counts, ``none`` no usage at all. What each answer was billed is kept on its request record.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import base64
 import binascii
 import io
 import json
+import math
 import time
 import uuid
 from typing import Any
@@ -31,15 +41,18 @@ from imggen.emulators.picture_caption import caption_picture
 from imggen.emulators.tile_judge import grid_size_from_text, split_grid, unique_tiles
 from imggen.engine.errors import TaskError
 
-_TOKENS_PER_IMAGE = 85  # a low-detail image's prompt tokens, for a plausible usage block
+_BASE_IMAGE_TOKENS, _TOKENS_PER_TILE = 85, 170
+
+
+REFUSAL = "I'm sorry, but I can't help with that request."
 
 
 class _BadImage(Exception):
     pass
 
 
-def _parts(messages: list[Any]) -> tuple[str, list[str]]:
-    """All text and all image URLs of the user messages, in order."""
+def _parts(messages: list[Any]) -> tuple[str, list[tuple[str, str]]]:
+    """All text and all image URLs (with their ``detail``) of the user messages, in order."""
     texts, urls = [], []
     for message in messages:
         if not isinstance(message, dict) or message.get("role") != "user":
@@ -52,7 +65,8 @@ def _parts(messages: list[Any]) -> tuple[str, list[str]]:
             if part.get("type") == "text":
                 texts.append(part.get("text", ""))
             elif part.get("type") == "image_url":
-                urls.append((part.get("image_url") or {}).get("url", ""))
+                image_url = part.get("image_url") or {}
+                urls.append((image_url.get("url", ""), image_url.get("detail", "auto")))
     return "\n".join(texts), urls
 
 
@@ -96,6 +110,39 @@ def _answer(text: str, pictures: list[Image.Image], threshold: float, as_object:
     return json.dumps({"unique_tiles": unique} if as_object else unique)
 
 
+def image_tokens(picture: Image.Image, detail: str) -> int:
+    """Prompt tokens of one image: 85 at low detail, else 85 + 170 per 512-pixel tile after fitting it in
+    2048x2048 and then its short side to 768 pixels."""
+    if detail == "low":
+        return _BASE_IMAGE_TOKENS
+    width, height = picture.size
+    scale = min(1.0, 2048 / max(width, height))
+    scale *= min(1.0, 768 / (min(width, height) * scale))
+    tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+    return _BASE_IMAGE_TOKENS + _TOKENS_PER_TILE * tiles
+
+
+def billed_usage(text: str, images: int, content: str) -> dict[str, Any]:
+    """The full usage block of one answer to ``text`` with ``images`` image tokens, answering ``content``."""
+    text_tokens = max(len(text) // 4, 1)
+    prompt_tokens = text_tokens + images
+    completion_tokens = max(len(content) // 4, 1)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0, "text_tokens": text_tokens,
+                                      "image_tokens": images},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0}}
+
+
+def usage_as_sent(usage: dict[str, Any], form: str) -> dict[str, Any] | None:
+    if form == "none":
+        return None
+    if form == "counts":
+        return {key: usage[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    return usage
+
+
 async def create_chat_completion(request: web.Request) -> web.Response:
     state = request.app[STATE]
     record = request[RECORD]
@@ -117,24 +164,23 @@ async def create_chat_completion(request: web.Request) -> web.Response:
     if fault is not None:
         return fault
     try:
-        pictures = [await _load_image(url) for url in urls]
+        pictures = [await _load_image(url) for url, _ in urls]
     except _BadImage:
         return error_response(
             400, "You uploaded an unsupported image. Please make sure your image is below 50 MB in size and is of "
             "one the following formats: ['png', 'jpeg', 'gif', 'webp'].", code="invalid_image_format")
     as_object = (body.get("response_format") or {}).get("type") == "json_object"
-    content = _answer(text, pictures, state.config.tile_threshold, as_object)
+    record.refused = state.take_refusal()
+    refusal = REFUSAL if record.refused else None
+    content = refusal or _answer(text, pictures, state.config.tile_threshold, as_object)
     await asyncio.sleep(state.latency())
-    prompt_tokens = max(len(text) // 4, 1) + _TOKENS_PER_IMAGE * len(pictures)
-    completion_tokens = max(len(content) // 4, 1)
-    return web.json_response({
+    record.usage = billed_usage(text, sum(image_tokens(p, d) for p, (_, d) in zip(pictures, urls)), content)
+    reply = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": body["model"], "service_tier": "default",
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []}}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens,
-                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
-    })
+                     "message": {"role": "assistant", "content": None if refusal else content, "refusal": refusal,
+                                 "annotations": []}}],
+    }
+    usage = usage_as_sent(record.usage, state.chat_usage_form)
+    return web.json_response(reply if usage is None else {**reply, "usage": usage})

@@ -30,7 +30,9 @@ from imggen.emulators.openai_chat_route import create_chat_completion
 from imggen.emulators.openai_images_route import create_image, get_file
 from imggen.emulators.openai_header_forms import RATE_FORMS, RETRY_FORMS, shape_headers
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
-from imggen.emulators.openai_state import RECORD, STATE, EmulatorState, OpenAIEmulatorConfig, RequestRecord
+from imggen.emulators.openai_state import (
+    RECORD, STATE, USAGE_FORMS, EmulatorState, OpenAIEmulatorConfig, RequestRecord, checked_usage_form,
+)
 
 
 def _masked(key: str) -> str:
@@ -109,6 +111,14 @@ class RunningOpenAIEmulator:
         rate_limit or slow_down."""
         self._state.faults.fail_next(kind, times)
 
+    def refuse_next(self, times: int = 1) -> None:
+        """Make the next ``times`` chat answers refusals (200, ``content: null``, the ``refusal`` text), billed."""
+        self._state.refuse_next(times)
+
+    def set_chat_usage(self, form: str) -> None:
+        """Send chat answers' usage as ``full``, ``counts`` (the three counts only) or ``none`` from now on."""
+        self._state.chat_usage_form = checked_usage_form(form)
+
     def set_quota(self, images_left: int | None) -> None:
         """Images the account may still generate (None: unlimited); restores a spent quota."""
         self._state.faults.set_quota(images_left)
@@ -179,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--reject-retired", action="store_true", help="refuse models shut down before today (as the API does)")
     add("--rate-headers", choices=RATE_FORMS, default="all", help="how x-ratelimit-* are sent")
     add("--retry-after", choices=RETRY_FORMS, default="seconds_and_ms", help="how a 429 says when to return")
+    add("--chat-usage", choices=USAGE_FORMS, default="full", help="how a chat answer's usage is sent")
     add("--seed", type=int, default=0)
     add("--batch-line-seconds", type=float, default=0.0, help="Batch API: processing time per request line")
     add("--batch-line-error-rate", type=float, default=0.0, help="Batch API: share of lines answered 500")
@@ -195,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,
         quota_images=args.quota_images, render_scale=args.render_scale, render_max_side=args.render_max_side,
         allow_retired=not args.reject_retired, seed=args.seed, rate_header_form=args.rate_headers,
+        chat_usage_form=args.chat_usage,
         retry_after_form=args.retry_after,
         batch=BatchEmulatorConfig(line_s=args.batch_line_seconds, line_error_rate=args.batch_line_error_rate,
                                   completion_window_s=args.batch_window),

@@ -2,8 +2,8 @@
 
 Settings (:class:`OpenAIEmulatorConfig`) say how the emulated service behaves: its limits, its
 latency, its faults, how small it draws. :class:`EmulatorState` holds what changes while it runs:
-the two rate windows, the fault plan and quota, the generated files served by URL, and the
-request log tests read.
+the two rate windows, the fault plan and quota, the scripted refusals and the usage form of chat
+answers, the generated files served by URL, and the request log tests read.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from imggen.emulators.fault_plan import FaultPlan, FaultRates
 from imggen.emulators.openai_batch_store import BatchEmulatorConfig
 from imggen.emulators.openai_header_forms import check_forms
 from imggen.emulators.rate_window import SlidingWindow
+
+USAGE_FORMS = ("full", "counts", "none")  # a chat answer's usage as sent: with its details, the counts only, or none
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class OpenAIEmulatorConfig:
     batch: BatchEmulatorConfig = field(default_factory=BatchEmulatorConfig)  # the Batch API's timing and faults
     rate_header_form: str = "all"  # x-ratelimit-* as sent: all, no_remaining, none or malformed
     retry_after_form: str = "seconds_and_ms"  # a 429's wait: seconds_and_ms, seconds, date, none or malformed
+    chat_usage_form: str = "full"  # a chat answer's usage block as sent: full, counts or none
 
 
 @dataclass
@@ -70,6 +73,8 @@ class RequestRecord:
     images: int = 0  # images generated (0 unless a generation succeeded)
     admitted: float | None = None  # wall-clock time the rate window let it through, if it did
     status: int | None = None
+    usage: dict | None = None  # a chat answer's full usage, as billed (also when the form sent less or none)
+    refused: bool = False  # the chat answer was a scripted refusal
 
 
 @dataclass
@@ -85,6 +90,9 @@ class EmulatorState:
     def __init__(self, config: OpenAIEmulatorConfig) -> None:
         check_forms(config.rate_header_form, config.retry_after_form)
         self.config = config
+        self.chat_usage_form = checked_usage_form(config.chat_usage_form)
+        self._refusals = 0  # chat answers still to be refusals
+        self._refusals_lock = threading.Lock()
         self.image_window = SlidingWindow(config.images_per_minute, config.window_s)
         self.chat_window = SlidingWindow(config.chat_requests_per_minute, config.window_s)
         self.faults = FaultPlan(
@@ -95,6 +103,18 @@ class EmulatorState:
         self._files: dict[str, StoredFile] = {}
         self._files_lock = threading.Lock()
         self._jitter = random.Random(config.seed)
+
+    def refuse_next(self, times: int) -> None:
+        with self._refusals_lock:
+            self._refusals += times
+
+    def take_refusal(self) -> bool:
+        """Whether this chat answer is a scripted refusal (counted off)."""
+        with self._refusals_lock:
+            if not self._refusals:
+                return False
+            self._refusals -= 1
+            return True
 
     def latency(self) -> float:
         jitter = self._jitter.uniform(-self.config.jitter_s, self.config.jitter_s) if self.config.jitter_s else 0.0
@@ -113,6 +133,12 @@ class EmulatorState:
         if stored is None or time.monotonic() - stored.created > self.config.url_ttl_s:
             return None
         return stored
+
+
+def checked_usage_form(form: str) -> str:
+    if form not in USAGE_FORMS:
+        raise ValueError(f"unknown chat usage form {form!r}; choose from {', '.join(USAGE_FORMS)}")
+    return form
 
 
 STATE = web.AppKey("openai_emulator_state", EmulatorState)

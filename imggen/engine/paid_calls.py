@@ -3,9 +3,11 @@
 A call is recorded ``open`` the moment the provider answers its create (so a killed process's
 successor collects it instead of paying again), then settles once: ``used`` (billed, its output
 saved), ``wasted`` (billed, its output expired, was lost or refused) or ``unbilled`` (it ended
-failed, canceled or aborted before producing anything). Stats add the money up from here. A call
-whose price is unknown (the catalog says so) is recorded with no price, and counted as such: never
-as $0.00.
+failed, canceled or aborted before producing anything). A call billed the moment it answers (a
+vision model's answer: nothing is left to collect) is recorded settled in one step
+(:meth:`PaidCalls.answered`). Stats add the money up from here. A call whose price is unknown (the
+catalog says so, or the answer did not report its usage) is recorded with no price, and counted
+as such: never as $0.00.
 Each change is committed at once, on the caller's thread (a few milliseconds, no fsync in WAL mode).
 """
 
@@ -65,6 +67,18 @@ class PaidCalls:
             (call_id, task_key, model, price, time.time()),
         )
 
+    def answered(self, task_key: str, call_id: str, model: str, price: float | None, state: str,
+                 note: str | None = None) -> None:
+        """Record a call that was billed as it answered, with its outcome (``used`` or ``wasted``), once."""
+        if state not in (USED, WASTED):
+            raise ValueError(f"an answered call is used or wasted, not {state!r}")
+        now = time.time()
+        self._db.execute(
+            "INSERT OR IGNORE INTO paid_calls (call_id, task_key, model, price, state, created_at, settled_at, note) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_id, task_key, model, price, state, now, now, note),
+        )
+
     def open_call(self, task_key: str) -> PaidCall | None:
         """The latest call of ``task_key`` whose outcome is not known yet."""
         row = self._db.execute(
@@ -113,7 +127,8 @@ def _allow_unknown_prices(db: sqlite3.Connection) -> None:
 def money(db: sqlite3.Connection, *, since: float | None = None) -> dict | None:
     """Billed, used and wasted USD and call counts of the paid calls in ``db`` (those created at or
     after ``since`` when given); None when none were recorded. ``unpriced_calls`` counts the billed
-    calls whose price is unknown (their money is in no figure) and ``unpriced_models`` names them."""
+    calls whose price is unknown (their money is in no figure), ``unpriced_models`` names their models
+    and ``unpriced_by_model`` counts them per model."""
     where, args = ("WHERE created_at >= ?", (since,)) if since is not None else ("", ())
     try:
         rows = db.execute(f"SELECT state, COUNT(*), TOTAL(price) FROM paid_calls {where} GROUP BY state",
@@ -140,4 +155,5 @@ def money(db: sqlite3.Connection, *, since: float | None = None) -> dict | None:
         "open_calls": count[OPEN],
         "unpriced_calls": sum(n for _, n in unpriced),
         "unpriced_models": [model for model, _ in unpriced],
+        "unpriced_by_model": dict(unpriced),
     }

@@ -5,7 +5,10 @@ A caption is the actor's trigger word, then what the tile shows: the subject its
 (``description``, free, the default) or a vision model's one-sentence answer (``gpt``). A vision
 answer is saved in the run folder (``captions/gpt/upscale-{grid}-{tile}.txt``) the moment it
 comes, so a rerun asks for no caption twice; a refusal or an empty answer falls back to the
-description. Both files go to the store the images go to (an S3 prefix or a folder);
+description. Each vision answer is paid: it is booked in the run folder's ledger under the tile's key
+(:mod:`.vision_calls`) before the caption is saved, used, or wasted when the description is taken
+instead; the training image that uses the caption carries its cost (``VisionCalls.bill``). Both
+files go to the store the images go to (an S3 prefix or a folder);
 ``metadata.jsonl`` is rebuilt from the ledger at the end of every run.
 """
 
@@ -17,11 +20,13 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
+from imggen.backends.openai_models import DEFAULT_VISION_MODEL
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import DONE, Ledger
 from imggen.storage.atomic import atomic_write_bytes
 
 from .stores import ImageStore
+from .vision_calls import VisionCalls
 
 log = logging.getLogger("imggen.trainset")
 
@@ -36,17 +41,21 @@ CAPTION_QUESTION = (
 
 class Captioner(Protocol):
     name: str
+    vision_model: str | None  # the paid vision model it asks, None for free captions
 
-    async def describe(self, tile_png: bytes, subject: str | None) -> str:
-        """What the tile shows; ``subject`` is what its grid asked for (None when unknown)."""
+    async def describe(self, tile_png: bytes, subject: str | None, *, key: str, calls: VisionCalls) -> str:
+        """What tile ``key`` shows ("" for nothing); ``subject`` is what its grid asked for (None when
+        unknown); a paid answer is booked in ``calls``."""
 
 
 class DescriptionCaptioner:
     """The subject the grid's prompt asked for, as it stands: free and instant."""
 
     name = "description"
+    vision_model = None
 
-    async def describe(self, tile_png: bytes, subject: str | None) -> str:
+    async def describe(self, tile_png: bytes, subject: str | None, *, key: str, calls: VisionCalls) -> str:
+        """Free: nothing is booked."""
         return subject or ""
 
 
@@ -57,11 +66,12 @@ class VisionCaptioner:
 
     def __init__(self, backend, *, model: str | None = None) -> None:
         self._backend = backend
-        self._options = {"model": model} if model else {}
+        self.vision_model = model or DEFAULT_VISION_MODEL
 
-    async def describe(self, tile_png: bytes, subject: str | None) -> str:
-        answer = await self._backend.ask_about_image(tile_png, CAPTION_QUESTION, what="captioning", **self._options)
-        return " ".join(answer.split()).strip("\"'")
+    async def describe(self, tile_png: bytes, subject: str | None, *, key: str, calls: VisionCalls) -> str:
+        answer = await self._backend.ask_about_image(tile_png, CAPTION_QUESTION, model=self.vision_model,
+                                                     what="captioning")
+        return calls.take(key, answer, lambda text: " ".join(text.split()).strip("\"'"))
 
 
 def caption_text(trigger_word: str | None, description: str) -> str:
@@ -77,10 +87,12 @@ def caption_name(image_name: str) -> str:
 class TrainingCaptions:
     """The captions of one run folder ``root``: made once per tile, stored beside the images."""
 
-    def __init__(self, root: Path, captioner: Captioner, trigger_word: str | None = None) -> None:
+    def __init__(self, root: Path, captioner: Captioner, trigger_word: str | None = None, *,
+                 calls: VisionCalls) -> None:
         self.root = root
         self.captioner = captioner
         self.trigger_word = trigger_word
+        self.calls = calls  # where a paid caption is booked, and billed to its training image from
 
     async def caption(self, tile_key: str, grid: int, tile: int, tile_png: bytes) -> str:
         """The caption of tile ``tile`` of grid ``grid``, asked for at most once per run folder."""
@@ -89,7 +101,8 @@ class TrainingCaptions:
             return caption_text(self.trigger_word, saved.read_text(encoding="utf-8"))
         subject = await asyncio.to_thread(self._subject, grid, tile)
         try:
-            described = await self.captioner.describe(tile_png, subject) or subject or ""
+            described = await self.captioner.describe(tile_png, subject, key=tile_key, calls=self.calls)
+            described = described or subject or ""
         except TaskError as error:
             if error.kind is not ErrorKind.PERMANENT:
                 raise  # the training image is tried again, its upscale kept

@@ -104,7 +104,7 @@ class GridMaker:
         if is_valid_image(path):  # drawn by an earlier attempt or run
             data = path.read_bytes()
             self._journal.saved(key)
-            verdict = await judge_grid(self._judge, data, shape)
+            verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._journal.answers)
         else:
             made = await self._drawer.draw(
                 payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key, journal=self._journal
@@ -115,13 +115,13 @@ class GridMaker:
             written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
             tiles = asyncio.ensure_future(asyncio.to_thread(tile_pngs, data, shape))
             try:
-                verdict = await judge_grid(self._judge, data, shape)
+                verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._journal.answers)
             finally:
                 await written
                 self._journal.saved(key)
         if verdict.fallback:
             log.warning("%s: the %s judge found no unique tile; using the corners and centre", key, self._judge.name)
-        cost = self._drawn_cost.pop(number, 0.0)
+        cost = self._drawn_cost.pop(number, 0.0) + verdict.cost
         self._ledger.mark_done(key, Outcome((relative,), cost, {
             **provenance, "drawer": self._drawer.name, "judge": self._judge.name,
             "unique_tiles": verdict.tiles, "judge_fallback": verdict.fallback,

@@ -11,7 +11,8 @@ create first waits out the shared :class:`~imggen.engine.retry.Hold` that a thro
 (429 with its ``Retry-After``) extends, so no caller sends one early, and then its turn at the run's
 create limiter (one for all models: Replicate counts an account's creates together), so creates are
 spaced at that limit, never a burst. When each key's create was sent is kept for the in-flight
-targets (:mod:`.lanes`).
+targets (:mod:`.lanes`). The run's paid vision answers are booked in the same ledger (``answers``,
+see :mod:`.vision_calls`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
 from imggen.engine.retry import Hold, RetryPolicy, decide
 
+from .vision_calls import VisionCalls
+
 Result = TypeVar("Result")
 OnCreated = Callable[[str], None]
 
@@ -46,6 +49,7 @@ class PredictionJournal:
                  create_retry: RetryPolicy = RetryPolicy(), collect_deadline_s: float = COLLECT_DEADLINE_S) -> None:
         """``creates`` paces every create (default: Replicate's documented limit per minute)."""
         self._calls = PaidCalls(Path(root))
+        self.answers = VisionCalls(self._calls)  # the judge's and the captions' paid answers
         self._hold = hold or Hold()
         self.creates = creates or RequestLimiter(replicate_create_limit_per_min())
         self._sent: dict[str, float] = {}  # key -> when its latest create was sent (monotonic clock)

@@ -1,7 +1,9 @@
 """Judges that pick the unique tiles of a grid: GPT vision through the OpenAI backend, or perceptual hashing.
 
 A judge answers the 0-based, row-major indices of the tiles worth keeping. :func:`judge_grid`
-applies the seed's rule on top: when a judge finds none, the corner and centre tiles are used.
+applies the seed's rule on top: when a judge finds none, the corner and centre tiles are used. The
+GPT judge's answers are paid: each is booked in the run folder's ledger under the grid's key
+(:mod:`.vision_calls`), and the verdict carries what they cost.
 """
 
 from __future__ import annotations
@@ -13,27 +15,35 @@ from typing import Protocol
 
 from PIL import Image
 
+from imggen.backends.openai_models import DEFAULT_VISION_MODEL
+from imggen.backends.openai_vision import parse_tile_answer, tile_question
+
 from .duplicates import DEFAULT_DUP_THRESHOLD, TileHash
 from .tiles import fallback_tiles, split_tiles
+from .vision_calls import VisionCalls
 
 
 class TileJudge(Protocol):
     name: str
     settings: dict  # what defines the tiles it keeps (a run's settings; see imggen/engine/rounds.py)
+    vision_model: str | None  # the paid vision model it asks, None for a free judge
 
-    async def unique_tiles(self, grid_image: bytes, grid: int) -> list[int]:
-        """Indices of the tiles of ``grid_image`` that are not duplicates."""
+    async def unique_tiles(self, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> list[int]:
+        """Indices of the tiles of ``grid_image`` that are not duplicates; a paid answer is booked in ``calls``."""
 
 
 @dataclass(frozen=True)
 class Verdict:
     tiles: list[int]
     fallback: bool  # the judge found none; corners and centre were taken
+    cost: float = 0.0  # US dollars of the priced answers it took (earlier unreadable ones included)
 
 
-async def judge_grid(judge: TileJudge, grid_image: bytes, grid: int) -> Verdict:
-    tiles = await judge.unique_tiles(grid_image, grid)
-    return Verdict(tiles, False) if tiles else Verdict(fallback_tiles(grid), True)
+async def judge_grid(judge: TileJudge, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> Verdict:
+    """The verdict on grid ``key``."""
+    tiles = await judge.unique_tiles(grid_image, grid, key=key, calls=calls)
+    cost = calls.bill(key)
+    return Verdict(tiles, False, cost) if tiles else Verdict(fallback_tiles(grid), True, cost)
 
 
 class GptTileJudge:
@@ -44,12 +54,13 @@ class GptTileJudge:
     def __init__(self, backend, *, model: str | None = None) -> None:
         """``backend`` is an :class:`~imggen.backends.openai_images.OpenAIImageBackend`."""
         self._backend = backend
-        self._model = model
+        self.vision_model = model or DEFAULT_VISION_MODEL
         self.settings = {"judge": self.name, "vision model": model}
 
-    async def unique_tiles(self, grid_image: bytes, grid: int) -> list[int]:
-        options = {"model": self._model} if self._model else {}
-        return await self._backend.judge_unique_tiles(grid_image, grid, **options)
+    async def unique_tiles(self, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> list[int]:
+        answer = await self._backend.ask_about_image(grid_image, tile_question(grid), model=self.vision_model,
+                                                     what="tile judging")
+        return calls.take(key, answer, lambda text: parse_tile_answer(text, grid * grid))
 
 
 class HashTileJudge:
@@ -61,12 +72,14 @@ class HashTileJudge:
     """
 
     name = "hash"
+    vision_model = None
 
     def __init__(self, *, max_distance: int = DEFAULT_DUP_THRESHOLD) -> None:
         self.max_distance = max_distance
         self.settings = {"judge": self.name, "hash distance": max_distance}
 
-    async def unique_tiles(self, grid_image: bytes, grid: int) -> list[int]:
+    async def unique_tiles(self, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> list[int]:
+        """Free: nothing is booked."""
         return await asyncio.to_thread(self._unique, grid_image, grid)
 
     def _unique(self, grid_image: bytes, grid: int) -> list[int]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imggen.backends.flux2_checkpoint import checkpoint_source
+from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.replicate_catalog import replicate_models
 from imggen.engine.errors import CannotStart
 from imggen.settings import credential, load_settings
@@ -41,9 +42,11 @@ class TrainsetParts:
     captioner: Captioner = field(default_factory=DescriptionCaptioner)
 
     def unpriced_models(self) -> list[str]:
-        """The Replicate models this run would pay for whose price the catalog says is unknown."""
+        """The Replicate and vision models this run would pay for whose price the catalog says is unknown."""
         paid = (self.drawer.paid_model, self.upscaler.paid_model)
-        return [model for model in paid if model is not None and not replicate_models()[model].price_known]
+        asked = sorted({self.judge.vision_model, self.captioner.vision_model} - {None})
+        return ([model for model in paid if model is not None and not replicate_models()[model].price_known]
+                + [model for model in asked if not vision_price_known(model)])
 
 
 @dataclass(frozen=True)

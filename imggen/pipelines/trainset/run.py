@@ -97,10 +97,12 @@ class TrainsetResult:
 
 
 def unpriced_note(money: dict, *, lead: str) -> str:
-    """``lead`` + ``20 topazlabs/image-upscale calls at an unknown price``, or "" when every call had a price."""
+    """``lead`` + ``20 topazlabs/image-upscale and 3 gpt-4.1-mini calls at an unknown price``, or "" when
+    every call had a price."""
     if not money.get("unpriced_calls"):
         return ""
-    return f"{lead}{money['unpriced_calls']} {', '.join(money['unpriced_models'])} calls at an unknown price"
+    counted = " and ".join(f"{count} {model}" for model, count in money["unpriced_by_model"].items())
+    return f"{lead}{counted} calls at an unknown price"
 
 
 def output_settings(parts: TrainsetParts, options: TrainsetOptions) -> dict:
@@ -128,7 +130,7 @@ async def run_trainset(
     unpriced = parts.unpriced_models()
     if options.budget is not None and unpriced and not options.allow_unpriced:
         raise CannotStart(f"{', '.join(unpriced)} has no known price, so --budget cannot cap it; add --allow-unpriced "
-                          "to cap only the priced calls, or choose a free part (e.g. --upscaler lanczos)")
+                          "to cap only the priced calls, or choose free parts (e.g. --upscaler lanczos, --judge hash)")
     plan = plan_trainset(options)
     actor_root = job_root(work_dir, user_id, actor_id)
     root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
@@ -154,7 +156,7 @@ async def run_trainset(
     )
     pool = TilePool(maker, plan.grids, Lane("grids", plan.grids.grid_concurrency, journal,
                                             paced=parts.drawer.paid_model is not None))
-    captions = TrainingCaptions(root, parts.captioner, options.trigger_word)
+    captions = TrainingCaptions(root, parts.captioner, options.trigger_word, calls=journal.answers)
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
                              stages.counted(parts.store, "put", "upload"), journal, debug,
                              Lane("upscales", options.upscale_concurrency, journal,

@@ -70,7 +70,7 @@ class TrainingImageWork:
             await asyncio.to_thread(atomic_write_bytes, self.debug_dir / name, data)
         return Outcome(
             outputs=(relative,),
-            cost=cost + self.pool.bill(ref),
+            cost=cost + self.pool.bill(ref) + self.journal.answers.bill(ref.key),
             provenance={"grid": ref.grid, "tile": ref.tile, "url": stored.url, "upscaler": self.upscaler.name,
                         "caption": caption},
         )
