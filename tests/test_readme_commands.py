@@ -263,9 +263,15 @@ def outputs_of(command: ReadmeCommand) -> list[Callable]:
     if text.startswith("papermill"):
         executed = text.split()[2]
         checks.append(lambda folder, run, services: _exists(folder / executed))
+    if text.startswith("papermill") and "--engine imggen" in text:
+        checks.append(lambda folder, run, services: _no_transport_warning(run.stdout + run.stderr))
     if command.kind == "python" and "generate_training_data" in text:
         checks.append(lambda folder, run, services: _printed_training_set(run.stdout, 20))
     return checks
+
+
+def _no_transport_warning(output: str) -> None:
+    assert "running over TCP without encryption" not in output, "the kernel warned of plain-TCP channels"
 
 
 def _exists(path: Path) -> None:
