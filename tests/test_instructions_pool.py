@@ -10,6 +10,7 @@ import collections
 import pytest
 
 from imggen.distributed.dispatch import Dispatcher
+from imggen.distributed.pool import WorkerDied, WorkerPool
 from imggen.distributed.processes import local_pool, threads_per_worker, worker_devices
 from imggen.engine.errors import ErrorKind, TaskError
 
@@ -71,3 +72,42 @@ def test_devices_one_worker_per_visible_gpu_or_n_cpu_workers(monkeypatch):
     assert worker_devices(None, 2) == ["cpu", "cpu"]
     monkeypatch.setattr(processes.os, "cpu_count", lambda: 8)
     assert threads_per_worker(["cpu", "cpu"]) == 4 and threads_per_worker(["cuda:0"]) is None
+
+
+class GatedWorker:
+    """A worker in this process whose model is loaded when the test says so."""
+
+    def __init__(self, index: int, loaded: asyncio.Event, fails: bool = False) -> None:
+        self.name, self._loaded, self._fails = f"worker {index}", loaded, fails
+
+    async def ready(self) -> None:
+        await self._loaded.wait()
+        if self._fails:
+            raise WorkerDied("out of memory", loading=True)
+
+    async def run(self, payloads: list) -> list:
+        return [("ok", payload) for payload in payloads]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("second_fails", [False, True])
+async def test_the_pool_says_when_the_first_worker_is_ready_and_when_all_are(second_fails):
+    gates = [asyncio.Event(), asyncio.Event()]
+    said: list[str] = []
+    launch = lambda index: GatedWorker(index, gates[index], fails=second_fails and index == 1)
+    async with WorkerPool(launch, 2, describe="worker process", on_status=said.append) as pool:
+        first = asyncio.ensure_future(pool.submit("a"))
+        await asyncio.sleep(0)
+        assert said == ["loading the model on 2 worker processes…"]
+        gates[0].set()
+        assert await first == "a"  # images start with the first worker ready
+        assert len(said) == 2 and said[1].startswith("1 of 2 worker processes ready in ")
+        assert said[1].endswith(" s; generating while the others load")
+        gates[1].set()
+        assert await pool.submit("b") == "b"
+        while len(said) < 3:  # the second worker's slot runs on the next turns of the loop
+            await asyncio.sleep(0)
+    last = "1 of 2 worker processes ready in " if second_fails else "2 worker processes ready in "
+    assert len(said) == 3 and said[2].startswith(last), said

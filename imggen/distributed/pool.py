@@ -17,9 +17,11 @@ unless the user set the allocator's configuration: the varying batch shapes of a
 not fragment GPU memory into out-of-memory errors.
 
 Loading a model can take minutes, so the pool says what it does through ``on_status`` (one line
-each): ``loading the model on 2 worker processes`` when the first item arrives, then
-``2 worker processes ready in 41 s`` (or how many of them could load) once every first worker
-has loaded or failed to.
+each): ``loading the model on 2 worker processes`` when the first item arrives, ``1 of 2 worker
+processes ready in 38 s; generating while the others load`` when the first of several is (images
+start then, so this line always comes before the first one), then ``2 worker processes ready in
+41 s`` (or how many of them could load) once every first worker has loaded or failed to. A run that
+ends while some still load never says that last line: they were not needed.
 
 The wire format of results is plain tuples, because exceptions with keyword-only arguments do not
 survive pickling: ``("ok", value)`` or ``("error", kind, message)``.
@@ -235,12 +237,14 @@ class WorkerPool:
             return  # a replacement worker
         loading["ready"] += ready
         loading["ended"] += 1
+        seconds = time.monotonic() - loading["began"]
+        workers = _count(self.size, self.describe)
         if loading["ended"] == self.size:
-            seconds = time.monotonic() - loading["began"]
-            workers = _count(self.size, self.describe)
             which = workers if loading["ready"] == self.size else f"{loading['ready']} of {workers}"
             self._on_status(f"{which} ready in {seconds:.1f} s")
             self._loading = {}
+        elif ready and loading["ready"] == 1:
+            self._on_status(f"1 of {workers} ready in {seconds:.1f} s; generating while the others load")
 
     async def _fail_in_flight(self, in_flight: deque) -> None:
         """Every batch the dead worker held becomes a transient error, so the runner retries it."""
