@@ -36,10 +36,17 @@ NEXT_STEP = {"fatal": "fix the cause above, then rerun the same command; until t
 RERUN = "rerun the same command to continue where this run stopped"
 
 
+NOT_A_TERMINAL_WIDTH = 200  # wide enough for the progress bar's last line, with every column whole
+
+
 def command_console() -> Console:
     """The console a command reports on: stderr, and lines never hard-wrapped at 80 columns when it
-    is a file or a pipe (a log, CI) rather than a terminal."""
-    return Console(stderr=True, soft_wrap=True)
+    is a file or a pipe (a log, CI) rather than a terminal. There, unless ``COLUMNS`` says otherwise,
+    it is :data:`NOT_A_TERMINAL_WIDTH` wide, so the progress bar's last line is not cut to ``10/24 do…``."""
+    console = Console(stderr=True, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = NOT_A_TERMINAL_WIDTH
+    return console
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

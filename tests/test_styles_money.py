@@ -26,6 +26,8 @@ def test_the_budget_is_spent_on_billed_images_and_the_ledger_teaches_the_next_es
         spent = stats(out)["total_cost_usd"]
         assert code == 2 and f"budget reached: spent ${spent:.2f} of $0.50 in this run" in err
         assert "(worst case: " in err.split("budget reached")[1]
+        assert err.count("budget reached:") == 2, err  # when the run stops, and in its summary
+        assert re.search(r"\d+/24 done +\d+% ", err), err  # the bar's last line is whole when not on a terminal
         assert drawn == len(by_style_images(out)) and spent <= 0.5
         per_image = spent / drawn
         assert per_image < 0.1  # billed well below the worst case, so the budget bought more than two images

@@ -68,10 +68,11 @@ class RichReporter:
 class Notices:
     """The one-line notices in a run's events, for every display to show alike: what a rerun found
     (``resuming: ...``), a rate-limit hold (``waiting 20 s: rate limited``, once per hold), and the
-    messages of the runner and of the job (budget reached, interrupt, workers loading)."""
+    messages of the runner and of the job (budget reached, interrupt, workers loading), each once."""
 
     def __init__(self) -> None:
         self._hold_shown_until = 0.0  # the end of the last rate-limit hold announced
+        self._said: set[str] = set()  # the runner's and the job's messages shown so far
 
     def __call__(self, event: Event) -> str | None:
         """The notice ``event`` carries, or None."""
@@ -79,9 +80,16 @@ class Notices:
             return resuming_line(event.progress) if event.progress.done_at_start else None
         if isinstance(event, TaskRetrying) and event.error_kind == "rate_limited":
             return self._hold(event.wait_s)
-        if isinstance(event, (StateChanged, RunFinished)):
-            return event.message
+        if isinstance(event, (StateChanged, RunFinished)) and event.message:
+            return self._once(event.message)
         return None
+
+    def _once(self, message: str) -> str | None:
+        """A message once: a run that stops says why when it stops, and its end carries the same reason."""
+        if message in self._said:
+            return None
+        self._said.add(message)
+        return message
 
     def _hold(self, wait_s: float) -> str | None:
         """Once per hold, the reason the counters stand still."""
