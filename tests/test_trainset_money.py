@@ -1,5 +1,6 @@
 """The training set's money through the real CLI and clients: storage checked before anything is paid,
-unknown prices refused under a budget unless allowed and named in the totals, a failed run's bill."""
+unknown prices refused under a budget unless allowed and named in the totals, a budget that caps what
+is billed (grids no image pays for included), a failed run's bill."""
 
 from __future__ import annotations
 
@@ -68,3 +69,32 @@ def test_a_run_that_fails_reports_what_it_was_billed(services, source_file, tmp_
     assert f"${billed:.2f} spent" in err and "$0.00 spent" not in err
     assert "rerun the same command to continue" not in err
     assert "fix the cause above, then rerun the same command; until then a rerun would stop the same way" in err
+
+
+def test_a_budget_caps_what_the_run_is_billed_and_a_rerun_goes_on(services, source_file, tmp_path, capsys):
+    args = ["--storage", "local", "--judge", "hash", "--upscaler", "lanczos", "--target", "30", "--budget", "0.05"]
+    stored = job_root(tmp_path / "runs", USER, ACTOR)
+    code = trainset(source_file, tmp_path, *args)  # 30 images want four grids at once; $0.05 pays for one
+    err = capsys.readouterr().err
+    counts = services.replicate.counts
+    assert code == 2 and counts.paid[FLUX_KONTEXT_PRO] == 1 and counts.billed_usd() <= 0.05
+    assert (f"budget reached: spent ${GRID_PRICE:.2f} of $0.05 in this run (calls in flight included), and the "
+            f"next {FLUX_KONTEXT_PRO} prediction costs ${GRID_PRICE:.2f}") in err
+    made = sorted(stored.glob("training-image*.jpg"))
+    assert 0 < len(made) <= 9, "the grid that was paid for is used before the run stops"
+    assert f"budget: {len(made)}/30 done, 0 failed, {30 - len(made)} pending, ${GRID_PRICE:.2f} spent" in err
+
+    code = trainset(source_file, tmp_path, *args)  # a budget counts one run: the rerun may spend $0.05 again
+    capsys.readouterr()
+    assert code == 2 and counts.paid[FLUX_KONTEXT_PRO] == 2 and counts.billed_usd() <= 0.10
+    assert len(list(stored.glob("training-image*.jpg"))) > len(made)
+
+
+def test_a_grid_that_failed_unbilled_gives_its_price_back_to_the_budget(services, source_file, tmp_path, capsys):
+    services.replicate.script(FLUX_KONTEXT_PRO, "failed")  # Replicate bills only succeeded predictions
+    code = trainset(source_file, tmp_path, "--storage", "local", "--judge", "hash", "--upscaler", "lanczos",
+                    "--target", "30", "--budget", "0.05")
+    capsys.readouterr()
+    counts = services.replicate.counts
+    assert code == 2 and counts.created[FLUX_KONTEXT_PRO] == 2 and counts.paid[FLUX_KONTEXT_PRO] == 1
+    assert list(job_root(tmp_path / "runs", USER, ACTOR).glob("training-image*.jpg")), "the second grid was drawn"

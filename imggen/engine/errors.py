@@ -58,6 +58,15 @@ class TaskError(Exception):
         return f"{self.kind.value}: {self.message}"
 
 
+class BudgetReached(Exception):
+    """The run's budget cannot pay for the next paid call (see :mod:`.spending`). The runner stops the
+    run as a budget stop; the task goes back to pending, nothing of it was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class CannotStart(Exception):
     """A run that cannot start as asked (bad input, unknown model, missing key); the message says why
     and what to change. Raised before anything is sent or paid."""

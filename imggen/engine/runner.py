@@ -15,6 +15,10 @@ Retry policy (decided by :mod:`.retry`, see :class:`~imggen.engine.errors.ErrorK
 * transient: exponential backoff with full jitter, at most ``max_attempts`` attempts in this run.
 * permanent: recorded as failed, never retried (a rerun skips it unless ``retry_failed``).
 * fatal: the run stops cleanly; the task goes back to pending; the message says what to do.
+
+The budget: a task starts only if its estimate fits beside what was spent and what the tasks in
+flight reserved; a job whose tasks cannot estimate their cost caps its paid calls instead
+(:mod:`.spending`), and a task stopped by that cap ends the run as a budget stop the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..storage.atomic import is_valid_image
 from .concurrency import InFlightTarget
 from .config import RunnerConfig, RunSummary
 from .control import ControlState, RunControl, SignalHandlers
-from .errors import ErrorKind, TaskError
+from .errors import BudgetReached, ErrorKind, TaskError
 from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
 from .ledger import Ledger, LedgerRow
 from .pacing import Pacing, RateLimit
@@ -173,6 +177,10 @@ class Runner:
                     self._pacing.follow_server(outcome.rate)
                 self._pacing.answered(time.monotonic() - began)
                 self._finish(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
+                return
+            if isinstance(error, BudgetReached):  # a paid call the budget cannot cover was not sent
+                self.ledger.release(task.key)
+                self._stop_run("budget", error.message)
                 return
             decision = self._classify(task, error, transient_failures + 1)
             kind, message, wait = decision.kind, decision.message, decision.wait_s

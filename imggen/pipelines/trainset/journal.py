@@ -12,7 +12,8 @@ create first waits out the shared :class:`~imggen.engine.retry.Hold` that a thro
 create limiter (one for all models: Replicate counts an account's creates together), so creates are
 spaced at that limit, never a burst. When each key's create was sent is kept for the in-flight
 targets (:mod:`.lanes`). The run's paid vision answers are booked in the same ledger (``answers``,
-see :mod:`.vision_calls`).
+see :mod:`.vision_calls`). The run's budget is held against every create (its price is committed
+before it is sent, and given back if it was not billed) and every answer (:mod:`imggen.engine.spending`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
 from imggen.engine.retry import Hold, RetryPolicy, decide
+from imggen.engine.spending import SpendingCap
 
 from .vision_calls import VisionCalls
 
@@ -46,10 +48,14 @@ class PredictionJournal:
     """The paid predictions of the run folder ``root`` (kept in its ``ledger.sqlite``)."""
 
     def __init__(self, root: str | os.PathLike, *, hold: Hold | None = None, creates: RequestLimiter | None = None,
-                 create_retry: RetryPolicy = RetryPolicy(), collect_deadline_s: float = COLLECT_DEADLINE_S) -> None:
-        """``creates`` paces every create (default: Replicate's documented limit per minute)."""
+                 create_retry: RetryPolicy = RetryPolicy(), collect_deadline_s: float = COLLECT_DEADLINE_S,
+                 cap: SpendingCap | None = None) -> None:
+        """``creates`` paces every create (default: Replicate's documented limit per minute); ``cap``
+        holds the run's budget against every create and answer."""
         self._calls = PaidCalls(Path(root))
-        self.answers = VisionCalls(self._calls)  # the judge's and the captions' paid answers
+        self.cap = cap or SpendingCap(None)
+        self._reserved: dict[str, float | None] = {}  # prediction id -> its price, for those this run created
+        self.answers = VisionCalls(self._calls, self.cap)  # the judge's and the captions' paid answers
         self._hold = hold or Hold()
         self.creates = creates or RequestLimiter(replicate_create_limit_per_min())
         self._sent: dict[str, float] = {}  # key -> when its latest create was sent (monotonic clock)
@@ -100,12 +106,12 @@ class PredictionJournal:
 
         def record(prediction_id: str) -> None:  # committed before anything else happens to the prediction
             self._calls.created(key, prediction_id, model, price)
+            self._reserved[prediction_id] = price
             created.append(prediction_id)
 
-        await self._turn()
-        self._sent[key] = time.monotonic()
+        self.cap.reserve(f"{model} prediction", price)  # raises BudgetReached: nothing is sent
         try:
-            return await create(record)
+            return await self._send(key, create, record, created, price)
         except PredictionEnded as ended:
             if created:
                 self._settle(PaidCall(created[0], key, model, price), ended)
@@ -121,6 +127,18 @@ class PredictionJournal:
             return await self._collect(call, resume, failure)
         except PredictionEnded as ended:
             self._settle(call, ended)
+            raise
+
+    async def _send(self, key: str, create, record: OnCreated, created: list[str], price: float | None) -> Result:
+        """Send ``key``'s create at its turn; if that ends before the create answered, nothing was paid,
+        so its price goes back to the budget."""
+        try:
+            await self._turn()
+            self._sent[key] = time.monotonic()
+            return await create(record)
+        except BaseException:
+            if not created:
+                self.cap.refund(price)
             raise
 
     async def _turn(self) -> None:
@@ -152,3 +170,6 @@ class PredictionJournal:
 
     def _settle(self, call: PaidCall, ended: PredictionEnded) -> None:
         self._calls.settle(call.call_id, WASTED if ended.billed else UNBILLED, ended.message)
+        reserved = self._reserved.pop(call.call_id, None)  # created by this run: its price was committed
+        if not ended.billed:
+            self.cap.refund(reserved)

@@ -38,6 +38,7 @@ from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import money as paid_money
 from imggen.engine.retry import Hold
 from imggen.engine.runner import RunnerConfig, RunSummary
+from imggen.engine.spending import SpendingCap
 from imggen.engine.stats import money_spent
 from imggen.storage.lock import folder_lock
 
@@ -145,7 +146,7 @@ async def run_trainset(
         retry_failed=options.retry_failed,
     )
     journal = PredictionJournal(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
-                                create_retry=config.retry_policy)
+                                create_retry=config.retry_policy, cap=SpendingCap(options.budget))
     announcer = Announcer()
     stages = StageWatch(announcer.stage)  # the displays show which stages run
     maker = GridMaker(

@@ -12,7 +12,10 @@ tiles were rejected, is kept in ``grids/tile_assignments.json``. A failed grid g
 decision says (see :meth:`~.grids.GridMaker.record_failure`): to the runner through a waiting slot
 (rate limits, transient and fatal errors take the runner's usual paths; a rate-limited grid spends
 no grid attempt, and its wait holds every create through the prediction journal); a grid that will
-never be drawn (permanent) is replaced by the next one.
+never be drawn (permanent) is replaced by the next one. A grid the run's budget cannot pay for is not
+sent (:mod:`imggen.engine.spending`): no other starts until the grids in flight have ended (their
+tiles are served; one that was not billed gives its price back), then the pool tries once more, and
+if the budget still cannot pay, the waiting slots end the run as a budget stop.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 from collections import deque
 from dataclasses import dataclass
 
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.errors import BudgetReached, ErrorKind, TaskError
 from imggen.engine.events import Event, StateChanged
 from imggen.storage.atomic import atomic_write_json
 
@@ -64,7 +67,8 @@ class TilePool:
         self._tile_images: dict[int, asyncio.Future[list[bytes]]] = {}  # grid number -> its tiles as PNG
         self._unbilled: dict[int, float] = {}
         self._attempts = 0
-        self._closed: TaskError | None = None
+        self._closed: TaskError | BudgetReached | None = None  # why no slot will be served any more
+        self._out_of_budget: BudgetReached | None = None  # the budget refused a grid: none starts until those in flight end
         self._failed: set[int] = set()  # grid numbers refused for good
         self._assigned: dict[int, TileRef] = {}  # slot -> its tile
         self._rejected: set[TileRef] = set()  # tiles whose upscale was refused
@@ -149,6 +153,10 @@ class TilePool:
         """Start grids while the waiting slots outnumber what is available and in flight."""
         if self._closed is not None:
             return
+        if self._out_of_budget is not None:
+            if self._in_flight:
+                return
+            self._out_of_budget = None  # every grid in flight is settled: the budget may pay for one again
         loop = asyncio.get_running_loop()
         while True:
             uncovered = self._live_waiters() - len(self._available)
@@ -191,6 +199,14 @@ class TilePool:
         except asyncio.CancelledError:
             self._maker.release(number)
             raise
+        except BudgetReached as reached:  # nothing was sent
+            self._maker.release(number)
+            self._attempts -= 1
+            if set(self._in_flight) - {number}:  # they serve their slots, or give their price back
+                self._out_of_budget = reached
+            else:
+                self._closed = reached
+                self._fail_waiters(reached)
         except Exception as error:  # noqa: BLE001 - the engine's decision sorts bugs from provider errors
             self._grid_failed(number, error)
         else:

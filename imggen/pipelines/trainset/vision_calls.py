@@ -19,13 +19,15 @@ from typing import Callable, TypeVar
 from imggen.backends.openai_vision import VisionAnswer
 from imggen.engine.errors import TaskError
 from imggen.engine.paid_calls import USED, WASTED, PaidCalls
+from imggen.engine.spending import SpendingCap
 
 Taken = TypeVar("Taken")
 
 
 class VisionCalls:
-    def __init__(self, calls: PaidCalls) -> None:
+    def __init__(self, calls: PaidCalls, cap: SpendingCap) -> None:
         self._calls = calls
+        self._cap = cap  # the run's budget counts every answer as it arrives
         self._unbilled: collections.Counter[str] = collections.Counter()
 
     def take(self, key: str, answer: VisionAnswer, read: Callable[[str], Taken]) -> Taken:
@@ -46,4 +48,5 @@ class VisionCalls:
 
     def _book(self, key: str, answer: VisionAnswer, state: str, note: str | None) -> None:
         self._calls.answered(key, answer.call_id, answer.model, answer.cost, state, note)
+        self._cap.add(answer.cost)
         self._unbilled[key] += answer.cost or 0.0
