@@ -143,6 +143,8 @@ def test_trainset_the_same_actor_stored_elsewhere_is_refused_and_a_new_round_mak
     assert all((actor / f"training-image{i}.jpg").is_file() for i in (1, 2, 3))
     assert services.replicate.counts.created[FLUX_KONTEXT_PRO] > grids  # new grids: nothing of the S3 round reused
     assert (actor / "round1" / "ledger.sqlite").is_file()
+    first, again = (sorted((folder / "grids").glob("grid1.*")) for folder in (actor, actor / "round1"))
+    assert first and again and first[0].read_bytes() != again[0].read_bytes()  # new pictures, not the same again
 
     assert trainset_main(trainset_args(source_file, output, "--storage", "local")) == 0  # the new round resumes
     assert capsys.readouterr().out.split() == local_urls

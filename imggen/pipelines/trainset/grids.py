@@ -57,8 +57,9 @@ class GridMaker:
 
     def __init__(self, root: Path, source: bytes, *, drawer: GridDrawer, judge: TileJudge,
                  rotation: DescriptionRotation, grid: int, journal: PredictionJournal,
-                 retry: RetryPolicy = RetryPolicy(), debug_dir: Path | None = None) -> None:
+                 retry: RetryPolicy = RetryPolicy(), debug_dir: Path | None = None, round_number: int = 0) -> None:
         self.root = Path(root)
+        self._round_number = round_number  # a later round's grids get other seeds (see plan.grid_seed)
         self._source = source
         self._drawer = drawer
         self._judge = judge
@@ -94,7 +95,7 @@ class GridMaker:
         """Grid ``number``: read from disk if an earlier attempt or run saved it, else drawn and saved; then judged."""
         key = grid_key(number)
         record = self._ledger.task(key)
-        payload = record["payload"] if record else grid_payload(number, self._grid, self._rotation)
+        payload = record["payload"] if record else grid_payload(number, self._grid, self._rotation, self._round_number)
         shape = payload["grid"]
         relative = grid_file(number, self._drawer.output_format)
         self._ledger.plan([Task(key, payload, (relative,))], self._run_id)

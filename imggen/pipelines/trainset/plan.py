@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from imggen.backends.replicate_catalog import replicate_create_limit_per_min
 from imggen.engine.concurrency import AUTO
+from imggen.engine.seeds import image_seed
 from imggen.engine.tasks import Task
 
 from .descriptions import DescriptionPool, DescriptionRotation
@@ -103,12 +104,20 @@ def grid_number(key: str) -> int:
     return int(key.removeprefix("grid-"))
 
 
-def grid_payload(number: int, shape: int, rotation: DescriptionRotation) -> dict:
+def grid_payload(number: int, shape: int, rotation: DescriptionRotation, round_number: int = 0) -> dict:
     """A new grid's task payload: ``shape`` tiles per side, the next subjects of the rotation, the prompt, the seed."""
     subjects = rotation.draw(shape * shape)
     return {
         "grid": shape,
-        "seed": number,
+        "seed": grid_seed(number, round_number),
         "prompt": build_grid_prompt(subjects, shape),
         "subjects": [{"category": s.category, "text": s.text} for s in subjects],
     }
+
+
+def grid_seed(number: int, round_number: int) -> int:
+    """Grid ``number``'s seed: the number itself in the first round; in a later round (which starts its
+    subjects over) one derived from both, so that its grids are new pictures, not the first round's again."""
+    if round_number == 0:
+        return number
+    return image_seed("grid", round_number, number) % 2**31  # kept within a 32-bit signed int for any model

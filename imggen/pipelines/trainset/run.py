@@ -154,6 +154,7 @@ async def run_trainset(
         judge=stages.counted(parts.judge, "unique_tiles", "judge"),
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / ROTATION),
         grid=plan.grids.grid, journal=journal, retry=config.retry_policy, debug_dir=debug,
+        round_number=this_round.number,
     )
     pool = TilePool(maker, plan.grids, Lane("grids", plan.grids.grid_concurrency, journal,
                                             paced=parts.drawer.paid_model is not None))
