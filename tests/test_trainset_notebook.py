@@ -6,8 +6,10 @@ import ast
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 
+from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
 from imggen.notebook.headless import execute_notebook
 from imggen.pipelines.trainset import TrainsetChoices, TrainsetOptions
 from imggen.pipelines.trainset.layout import WORK_DIR
@@ -64,3 +66,19 @@ def test_papermill_builds_the_set_in_s3_and_shows_grids_and_results(services, so
     assert "cost: billed $0.04 (used $0.04, wasted $0.00)" in text  # one grid; Topaz has no confirmed price
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(pictures) == 2  # the grid with its chosen tiles, and the training images
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_budget_caps_the_notebooks_run_and_fails_papermill_with_the_reason(services, source_file, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        execute_notebook(
+            str(NOTEBOOK), str(tmp_path / "ran.ipynb"), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+            parameters={"source": str(source_file), "user_id": "nb-user", "actor_id": "nb-actor", "target": 30,
+                        "storage": "local", "judge": "hash", "upscaler": "lanczos", "output": str(tmp_path / "runs"),
+                        "interactive": False, "budget": 0.05},  # one grid's price, where 30 images want four
+        )
+    assert failure.value.ename == "RunEndedEarly" and "budget reached" in failure.value.evalue
+    counts = services.replicate.counts
+    assert counts.paid[FLUX_KONTEXT_PRO] == 1 and counts.billed_usd() <= 0.05
+    assert list((tmp_path / "runs" / "nb-user" / "nb-actor").glob("training-image*.jpg"))

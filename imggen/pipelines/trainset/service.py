@@ -70,6 +70,8 @@ class TrainingDataGenerator:
         caption: str = TrainsetChoices.caption,
         dup_threshold: int = DEFAULTS.dup_threshold,
         new_round: bool = False,
+        budget: float | None = None,
+        allow_unpriced: bool = False,
     ) -> None:
         """Keys default to REPLICATE_API_TOKEN and OPENAI_API_KEY. ``work_dir`` keeps each actor's
         run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
@@ -82,7 +84,8 @@ class TrainingDataGenerator:
         or the vision model's (``"gpt"``); a tile within ``dup_threshold`` hash bits of one already
         kept for the actor is refused before its upscale.
         ``new_round`` makes the actor's set again, also with settings other than its earlier runs'
-        (which are refused without it).
+        (which are refused without it). ``budget`` caps what each run is billed, in US dollars; with a
+        model whose price is unknown (Topaz) it needs ``allow_unpriced``, and then caps the priced calls.
         """
         self.target_training_images = DEFAULTS.target
         self.max_generation_attempts = DEFAULTS.max_grids
@@ -91,7 +94,8 @@ class TrainingDataGenerator:
         self.work_dir = Path(work_dir)
         self._options = dict(grid=grid, descriptions=descriptions, grid_concurrency=grid_concurrency,
                              upscale_concurrency=upscale_concurrency, rpm=rpm, trigger_word=trigger_word,
-                             dup_threshold=dup_threshold, new_round=new_round)
+                             dup_threshold=dup_threshold, new_round=new_round, budget=budget,
+                             allow_unpriced=allow_unpriced)
         self.choices = TrainsetChoices(
             judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
