@@ -4,7 +4,7 @@ The emulators run in this process, so their counters see every prediction the ki
 created. The create call answers at once, so each prediction is in the run's ledger while still
 running. In the first test the command is frozen (SIGSTOP) before the kill, and killed only once
 every prediction the server created is either recorded in the ledger or already saved; in the
-second it is killed a moment after the server created its first predictions, wherever it was.
+second it is killed the moment its first prediction is recorded, wherever it was.
 """
 
 from __future__ import annotations
@@ -105,22 +105,32 @@ def test_sigkill_then_rerun_pays_for_no_grid_or_upscale_twice(moment, source_fil
 
 @pytest.mark.slow
 def test_a_kill_just_after_the_first_creates_pays_for_nothing_again(source_file, tmp_path):
-    """With the create call's default wait, a kill a moment after the server created a prediction
-    finds its id already recorded (a hold for a finished result would still be waiting)."""
+    """With the create call's default wait, the server answers a create at once: the prediction's id is
+    recorded while it still runs, and a kill a moment later finds it there (a hold for a finished
+    result would still be waiting). Only a create whose answer had not been recorded at the kill
+    (in flight, as a busy machine can leave the others) may be paid for again."""
     output = tmp_path / "runs"
     output.mkdir()
+    root = job_root(output, USER, ACTOR)
     with running_services(grid_latency_s=2.6, upscale_latency_s=0.3) as services:
         created = services.replicate.counts.created
         process = start(services, source_file, output)
         deadline = time.monotonic() + 60
-        while not created[FLUX_KONTEXT_PRO] and time.monotonic() < deadline:
+        while not journal(root, "grid"):
             assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no prediction was recorded"
             time.sleep(0.01)
-        time.sleep(0.3)  # the answer's way back to the client
+        first = next(iter(services.replicate.predictions.values()))
+        recorded_while_running = not first.done.is_set()
         process.send_signal(signal.SIGKILL)
         process.wait()
+        assert recorded_while_running, "the first id was recorded only once its prediction had ended"
+        in_flight = created[FLUX_KONTEXT_PRO] - journal(root, "grid") - journal(root, "grid", "used")
         rerun = start(services, source_file, output)
         out, err = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, err
+        creates = [record for record in services.replicate.requests
+                   if record.method == "POST" and not record.path.endswith("/cancel")]
     assert len(out.split()) == 20
-    assert created == {FLUX_KONTEXT_PRO: 3, TOPAZ_IMAGE_UPSCALE: 20}
+    assert created == {FLUX_KONTEXT_PRO: 3 + in_flight, TOPAZ_IMAGE_UPSCALE: 20}, f"{in_flight} in flight at the kill"
+    assert {(record.prefer, record.status) for record in creates} == {(None, 202)}  # answered at once
