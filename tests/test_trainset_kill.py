@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -52,14 +53,31 @@ def journal(root: Path, kind: str, state: str = "open") -> int:
     return count
 
 
-def kill_when(process: subprocess.Popen, ready, timeout_s: float = 60.0) -> None:
+def bytes_unread_by(port: int) -> int:
+    """Bytes sent to the local server on ``port`` that it has not read yet (the kernel's receive queues)."""
+    unread = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, queues = line.split()[1], line.split()[4]
+        if int(local.rpartition(":")[2], 16) == port:
+            unread += int(queues.partition(":")[2], 16)
+    return unread
+
+
+def settled(server) -> bool:
+    """The server has read and answered every request sent to it so far."""
+    return bytes_unread_by(urlsplit(server.base_url).port) == 0 and all(r.status for r in list(server.requests))
+
+
+def kill_when(process: subprocess.Popen, ready, server, timeout_s: float = 60.0) -> None:
     """SIGKILL ``process`` at a moment when ``ready()`` holds with the process frozen."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         if ready():
             process.send_signal(signal.SIGSTOP)
-            time.sleep(0.3)  # requests already sent reach the server meanwhile
+            while not settled(server):  # requests already sent reach the server, however busy it is
+                assert time.monotonic() < deadline, "the server never caught up with the frozen command"
+                time.sleep(0.01)
             if ready():
                 process.send_signal(signal.SIGKILL)
                 process.wait()
@@ -86,7 +104,7 @@ def test_sigkill_then_rerun_pays_for_no_grid_or_upscale_twice(moment, source_fil
             return 3 <= created[TOPAZ_IMAGE_UPSCALE] == journal(root, "upscale") + saved and saved < 20
 
         process = start(services, source_file, output)
-        kill_when(process, grids_in_flight if moment == "grids created" else upscales_in_flight)
+        kill_when(process, grids_in_flight if moment == "grids created" else upscales_in_flight, services.replicate)
         paid_before_kill = dict(created)
 
         rerun = start(services, source_file, output)
