@@ -17,13 +17,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE
 from imggen.pipelines.trainset import job_root
-from trainset_fixtures import BUCKET, running_services, source_file  # noqa: F401 - fixture
+from trainset_fixtures import BUCKET, running_services, source_file, wait_until_creates_are_answered  # noqa: F401
 
 USER, ACTOR = "u1", "a1"
 
@@ -53,21 +52,6 @@ def journal(root: Path, kind: str, state: str = "open") -> int:
     return count
 
 
-def bytes_unread_by(port: int) -> int:
-    """Bytes sent to the local server on ``port`` that it has not read yet (the kernel's receive queues)."""
-    unread = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, queues = line.split()[1], line.split()[4]
-        if int(local.rpartition(":")[2], 16) == port:
-            unread += int(queues.partition(":")[2], 16)
-    return unread
-
-
-def settled(server) -> bool:
-    """The server has read and answered every request sent to it so far."""
-    return bytes_unread_by(urlsplit(server.base_url).port) == 0 and all(r.status for r in list(server.requests))
-
-
 def kill_when(process: subprocess.Popen, ready, server, timeout_s: float = 60.0) -> None:
     """SIGKILL ``process`` at a moment when ``ready()`` holds with the process frozen."""
     deadline = time.monotonic() + timeout_s
@@ -75,9 +59,7 @@ def kill_when(process: subprocess.Popen, ready, server, timeout_s: float = 60.0)
         assert process.poll() is None, process.communicate()
         if ready():
             process.send_signal(signal.SIGSTOP)
-            while not settled(server):  # requests already sent reach the server, however busy it is
-                assert time.monotonic() < deadline, "the server never caught up with the frozen command"
-                time.sleep(0.01)
+            wait_until_creates_are_answered(server)  # the creates already sent, however busy the machine
             if ready():
                 process.send_signal(signal.SIGKILL)
                 process.wait()
