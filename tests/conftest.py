@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from imggen.engine.ledger import LEDGER_NAME
 from imggen.engine.tasks import Outcome, Task
 
 
@@ -43,6 +46,26 @@ class Recorder:
             return Outcome(cost=task.cost)
         finally:
             self.running -= 1
+
+
+def tasks_done(root: Path) -> int:
+    """How many tasks the ledger in ``root`` holds as done, read from outside the run (0 before it exists)."""
+    try:
+        with closing(sqlite3.connect(f"{(root / LEDGER_NAME).as_uri()}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+def wait_for_tasks_done(root: Path, count: int, *, running=lambda: True, timeout_s: float = 60.0) -> None:
+    """Wait, however slow the machine, until the run writing ``root`` has finished ``count`` tasks.
+
+    It only reads the ledger file: nothing is sent to the process that runs the job."""
+    deadline = time.monotonic() + timeout_s
+    while tasks_done(root) < count:
+        assert running(), f"the run ended before {count} tasks were done"
+        assert time.monotonic() < deadline, f"fewer than {count} tasks done within {timeout_s:.0f} s"
+        time.sleep(0.05)
 
 
 def make_tasks(n: int, cost: float = 0.0) -> list[Task]:

@@ -103,17 +103,21 @@ class ScriptedHandler:
 
     Each item takes ``delays[device]`` seconds and returns which worker ran it in which batch size.
     The payload "crash" ends the worker process the first time (``crash_marker`` records it).
+    With ``loaded_marks``, each worker that has loaded leaves a file named after its device there.
     """
 
     def __init__(self, delays: dict[str, float] | None = None, crash_marker: str | None = None,
-                 load_error: str | None = None) -> None:
+                 load_error: str | None = None, loaded_marks: str | None = None) -> None:
         self.delays = delays or {}
         self.crash_marker = crash_marker
         self.load_error = load_error
+        self.loaded_marks = loaded_marks
 
     def __call__(self, *, device: str, threads: int | None):
         if self.load_error:
             raise RuntimeError(self.load_error)
+        if self.loaded_marks:
+            (Path(self.loaded_marks) / device).touch()
         return lambda payloads: self.handle(device, payloads)
 
     def handle(self, device: str, payloads: list) -> list:

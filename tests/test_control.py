@@ -10,7 +10,7 @@ from imggen.engine.control import RunControl
 from imggen.engine.ledger import Ledger
 from imggen.engine.runner import Runner, RunnerConfig
 
-from conftest import Recorder, make_tasks
+from conftest import Recorder, make_tasks, wait_for_tasks_done
 
 
 def from_thread(action) -> None:
@@ -153,26 +153,11 @@ def test_one_interrupt_is_said_once(tmp_path):
                "--count", "200", "--latency", "0.3"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "COLUMNS": "200"})
-    _wait_for_a_finished_task(tmp_path / "run", process)  # then the run's signal handlers are in place
+    # then the run's signal handlers are in place, however slow the machine was to start the command
+    wait_for_tasks_done(tmp_path / "run", 1, running=lambda: process.poll() is None)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
     assert err.count("interrupt: finishing tasks in flight") == 1, err
     assert "stopping run:" not in err
 
-
-def _wait_for_a_finished_task(root, process, timeout_s: float = 60.0) -> None:
-    """Wait (however slow the machine is to start the command) until the run has finished a task."""
-    import sqlite3
-    from contextlib import closing
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with closing(sqlite3.connect(f"{(root / 'ledger.sqlite').as_uri()}?mode=ro", uri=True)) as db:
-                if db.execute("SELECT 1 FROM tasks WHERE status = 'done' LIMIT 1").fetchone():
-                    return
-        except sqlite3.Error:
-            pass  # not created yet
-        time.sleep(0.1)
-    raise AssertionError("the run finished no task in time")

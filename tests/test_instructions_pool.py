@@ -19,9 +19,15 @@ from instructions_fixtures import ScriptedHandler
 pytestmark = pytest.mark.timeout(120)
 
 
-async def test_a_faster_worker_takes_more_items_from_the_shared_queue():
-    handler = ScriptedHandler(delays={"slow": 0.25, "fast": 0.01})
+async def test_a_faster_worker_takes_more_items_from_the_shared_queue(tmp_path):
+    handler = ScriptedHandler(delays={"slow": 0.25, "fast": 0.01}, loaded_marks=str(tmp_path))
     async with local_pool(handler, ["slow", "fast"]) as pool:
+        # The first item starts both workers; the race is measured once both have loaded, so that
+        # a busy machine starting the fast one seconds after the slow one cannot decide it.
+        first = asyncio.ensure_future(pool.submit("first"))
+        while not all((tmp_path / device).exists() for device in ("slow", "fast")):
+            await asyncio.sleep(0.05)  # the module's timeout bounds this wait
+        await first
         results = await asyncio.gather(*(pool.submit(i) for i in range(40)))
     assert [r["payload"] for r in results] == list(range(40))
     by_device = collections.Counter(r["device"] for r in results)

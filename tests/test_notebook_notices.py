@@ -48,13 +48,14 @@ def kernel():
 def test_the_panel_says_what_a_rerun_resumes_and_why_it_waits(kernel, tmp_path):
     kernel.run(RESUMING.replace("OUT", repr(str(tmp_path / "job"))), timeout=60)
     resuming = "resuming: 4 of 10 finished earlier, $0.04 spent earlier"
-    wait_until(kernel, f"job.notice_label.value == {resuming!r}")  # shown while the run goes on
-    wait_until(kernel, "job.notice_label.value.startswith('waiting')", timeout=20)
-    assert re.fullmatch(r"waiting [34] s: rate limited", kernel.value("job.notice_label.value"))
-    wait_until(kernel, "job.state == 'finished'", timeout=20)
+    # The label's values are recorded in the kernel as they are shown: the resuming line lasts only
+    # the second before the 429, too short a window to be sure of catching it by asking the kernel.
+    wait_until(kernel, "job.state == 'finished'", timeout=30)
     assert kernel.value("job.summary.progress.done") == 10
     notices = kernel.value("notices")
-    assert notices[0] == resuming and notices[1].startswith("waiting"), notices
+    assert notices[0] == resuming, notices  # shown while the run goes on, before the hold
+    assert re.fullmatch(r"waiting [34] s: rate limited", notices[1]), notices
+    assert kernel.value("job.notice_label.value") == notices[-1]
 
 
 TRAINSET = """
@@ -102,8 +103,11 @@ def test_the_training_set_panel_shows_the_stage_that_runs(kernel, tmp_path):
     source = tmp_path / "source.png"
     source.write_bytes(source_image_bytes())
     kernel.run(TRAINSET.replace("OUT", repr(str(tmp_path / "runs"))).replace("SOURCE", repr(str(source))))
-    wait_until(kernel, "job.stage_label.value == 'drawing 1 grid'")  # a second of drawing
-    wait_until(kernel, "job.stage_label.value == 'upscaling 3 tiles'")  # half a second of upscaling
+    # The label's values are recorded in the kernel as they are shown: a second of drawing and half a
+    # second of upscaling are too short to be sure of catching by asking the kernel on a busy machine.
     wait_until(kernel, "job.state == 'finished'", timeout=30)
     assert kernel.value("job.stage_label.value") == ""  # nothing runs any more
-    assert kernel.value("stages")[-1] == "" and kernel.value("job.summary.progress.done") == 3
+    stages = kernel.value("stages")
+    assert "drawing 1 grid" in stages and "upscaling 3 tiles" in stages, stages
+    assert stages.index("drawing 1 grid") < stages.index("upscaling 3 tiles"), stages
+    assert stages[-1] == "" and kernel.value("job.summary.progress.done") == 3

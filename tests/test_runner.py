@@ -235,3 +235,21 @@ def test_config_rejects_nonsense():
         RunnerConfig(budget=-1)
     with pytest.raises(ValueError):
         RunnerConfig(limit_window_s=0)
+
+
+async def test_starts_waited_for_keep_their_slots_when_the_loop_wakes_late():
+    """On a busy machine every timer fires late; the starts stay on their grid instead of each
+    lateness adding up to a shortfall (20 starts at 20/s, every wake 20 ms late: 0.97 s, not 1.33 s)."""
+    now = [0.0]
+    limiter = RequestLimiter(20, 1.0, clock=lambda: now[0])
+
+    async def late_sleep(seconds: float) -> bool:
+        now[0] += seconds + 0.02
+        return True
+
+    starts = []
+    for _ in range(20):
+        assert await limiter.acquire(late_sleep)
+        starts.append(now[0])
+    assert starts[-1] - starts[0] == pytest.approx(19 * 0.05 + 0.02)
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.03  # never a burst either

@@ -91,10 +91,10 @@ def test_pause_stops_requests_and_resume_completes_the_run(tmp_path, monkeypatch
         *setup, run_cell, stats_cell = cells
         for code in setup:
             kernel.run(code)
-        began = time.monotonic()
         kernel.run(run_cell)
-        assert time.monotonic() - began < 5, "the interactive cell must return while the run goes on"
-        assert "still running" in kernel.run(stats_cell)
+        # 40 requests of 0.15 s, two at a time, take three seconds: a cell that waited for the run
+        # (however fast or slow the machine) would leave nothing still running
+        assert "still running" in kernel.run(stats_cell), "the interactive cell must return while the run goes on"
         if route == "subshell":
             kernel.open_subshell()
         wait_until(kernel, "job.progress is not None and job.progress.done >= 4")

@@ -28,7 +28,7 @@ from imggen.emulators.replicate_faults import ReplicateFaults
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.trainset import job_root
 from test_trainset_kill import ACTOR, USER, start
-from trainset_fixtures import BUCKET, running_services, source_file  # noqa: F401 - fixture
+from trainset_fixtures import BUCKET, running_services, source_file, wait_until_creates_are_answered  # noqa: F401
 
 KILLS = 4
 FAULTS = ReplicateFaults(FaultRates(server_error=0.1, drop=0.05, slow=0.05), slow_poll_s=0.5, throttle_rate=0.2,
@@ -75,7 +75,7 @@ def test_chaos_kills_and_faults_pay_only_for_what_was_in_flight(source_file, tmp
             process.send_signal(signal.SIGKILL)
             kills += 1
             process.wait()
-            time.sleep(0.3)  # requests already sent reach the server
+            wait_until_creates_are_answered(emulator)  # the creates it had sent, however busy the machine
             unknown = set(emulator.predictions) - recorded_ids(root)
             in_flight_at_kills = len(unknown)  # cumulative: created at a kill, never recorded
         final = start(services, source_file, output)

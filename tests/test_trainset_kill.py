@@ -4,7 +4,7 @@ The emulators run in this process, so their counters see every prediction the ki
 created. The create call answers at once, so each prediction is in the run's ledger while still
 running. In the first test the command is frozen (SIGSTOP) before the kill, and killed only once
 every prediction the server created is either recorded in the ledger or already saved; in the
-second it is killed a moment after the server created its first predictions, wherever it was.
+second it is killed the moment its first prediction is recorded, wherever it was.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE
 from imggen.pipelines.trainset import job_root
-from trainset_fixtures import BUCKET, running_services, source_file  # noqa: F401 - fixture
+from trainset_fixtures import BUCKET, running_services, source_file, wait_until_creates_are_answered  # noqa: F401
 
 USER, ACTOR = "u1", "a1"
 
@@ -52,14 +52,14 @@ def journal(root: Path, kind: str, state: str = "open") -> int:
     return count
 
 
-def kill_when(process: subprocess.Popen, ready, timeout_s: float = 60.0) -> None:
+def kill_when(process: subprocess.Popen, ready, server, timeout_s: float = 60.0) -> None:
     """SIGKILL ``process`` at a moment when ``ready()`` holds with the process frozen."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         if ready():
             process.send_signal(signal.SIGSTOP)
-            time.sleep(0.3)  # requests already sent reach the server meanwhile
+            wait_until_creates_are_answered(server)  # the creates already sent, however busy the machine
             if ready():
                 process.send_signal(signal.SIGKILL)
                 process.wait()
@@ -86,7 +86,7 @@ def test_sigkill_then_rerun_pays_for_no_grid_or_upscale_twice(moment, source_fil
             return 3 <= created[TOPAZ_IMAGE_UPSCALE] == journal(root, "upscale") + saved and saved < 20
 
         process = start(services, source_file, output)
-        kill_when(process, grids_in_flight if moment == "grids created" else upscales_in_flight)
+        kill_when(process, grids_in_flight if moment == "grids created" else upscales_in_flight, services.replicate)
         paid_before_kill = dict(created)
 
         rerun = start(services, source_file, output)
@@ -105,22 +105,32 @@ def test_sigkill_then_rerun_pays_for_no_grid_or_upscale_twice(moment, source_fil
 
 @pytest.mark.slow
 def test_a_kill_just_after_the_first_creates_pays_for_nothing_again(source_file, tmp_path):
-    """With the create call's default wait, a kill a moment after the server created a prediction
-    finds its id already recorded (a hold for a finished result would still be waiting)."""
+    """With the create call's default wait, the server answers a create at once: the prediction's id is
+    recorded while it still runs, and a kill a moment later finds it there (a hold for a finished
+    result would still be waiting). Only a create whose answer had not been recorded at the kill
+    (in flight, as a busy machine can leave the others) may be paid for again."""
     output = tmp_path / "runs"
     output.mkdir()
+    root = job_root(output, USER, ACTOR)
     with running_services(grid_latency_s=2.6, upscale_latency_s=0.3) as services:
         created = services.replicate.counts.created
         process = start(services, source_file, output)
         deadline = time.monotonic() + 60
-        while not created[FLUX_KONTEXT_PRO] and time.monotonic() < deadline:
+        while not journal(root, "grid"):
             assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no prediction was recorded"
             time.sleep(0.01)
-        time.sleep(0.3)  # the answer's way back to the client
+        first = next(iter(services.replicate.predictions.values()))
+        recorded_while_running = not first.done.is_set()
         process.send_signal(signal.SIGKILL)
         process.wait()
+        assert recorded_while_running, "the first id was recorded only once its prediction had ended"
+        in_flight = created[FLUX_KONTEXT_PRO] - journal(root, "grid") - journal(root, "grid", "used")
         rerun = start(services, source_file, output)
         out, err = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, err
+        creates = [record for record in services.replicate.requests
+                   if record.method == "POST" and not record.path.endswith("/cancel")]
     assert len(out.split()) == 20
-    assert created == {FLUX_KONTEXT_PRO: 3, TOPAZ_IMAGE_UPSCALE: 20}
+    assert created == {FLUX_KONTEXT_PRO: 3 + in_flight, TOPAZ_IMAGE_UPSCALE: 20}, f"{in_flight} in flight at the kill"
+    assert {(record.prefer, record.status) for record in creates} == {(None, 202)}  # answered at once

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -55,6 +57,27 @@ def overlapping(predictions) -> int:
         running += change
         most = max(most, running)
     return most
+
+
+def bytes_unread_by(port: int) -> int:
+    """Bytes sent to the local server on ``port`` that it has not read yet (the kernel's receive queues)."""
+    unread = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, queues = line.split()[1], line.split()[4]
+        if int(local.rpartition(":")[2], 16) == port:
+            unread += int(queues.partition(":")[2], 16)
+    return unread
+
+
+def wait_until_creates_are_answered(server: ReplicateEmulator, timeout_s: float = 30.0) -> None:
+    """Wait until the emulator has read every request sent to it so far and answered every create
+    (the calls that are paid for): it runs on a thread of the test process, which a busy machine
+    can leave waiting while a stopped or killed command's requests sit unread in the kernel."""
+    deadline = time.monotonic() + timeout_s
+    port = urlsplit(server.base_url).port
+    while bytes_unread_by(port) or not all(r.status for r in list(server.requests) if r.method == "POST"):
+        assert time.monotonic() < deadline, "the emulator never caught up with the requests sent to it"
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager

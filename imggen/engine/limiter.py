@@ -11,8 +11,9 @@ Two guards, both needed:
 
 * spacing: starts sit on a grid of exactly ``period / limit`` seconds, so they never come as a
   burst and no sub-window (providers also enforce their limits over slices such as 10 s) holds more
-  than its share plus one. A start whose timer fires a little late keeps its grid slot, so the event
-  loop's wake-up delays do not add up to a shortfall; after an idle spell the grid starts again.
+  than its share plus one. A start that was waited for keeps its grid slot when the timer fires late
+  (by up to one spacing, as a busy machine's event loop does), so the wake-up delays do not add up
+  to a shortfall; after an idle spell (nobody waiting for the slot) the grid starts again.
 * the window: never more than ``limit`` starts in any ``period`` plus a small margin. The margin
   covers the jitter between a start here and its arrival at the server, which a strict window counts.
 
@@ -32,7 +33,7 @@ from typing import Awaitable, Callable
 WINDOW_MARGIN = 0.005  # of the period: the window guard holds `limit` starts per period * 1.005, ...
 MIN_WINDOW_MARGIN_S = 0.1  # ... at least this much longer, for the network's jitter, ...
 MAX_WINDOW_MARGIN = 0.05  # ... but never more than 5% (a test's short period)
-LATE_SLOT_SHARE = 0.1  # a start up to this share of the spacing late keeps its grid slot
+LATE_SLOT_SHARE = 0.1  # a start nobody waited for keeps its grid slot up to this share of the spacing late
 
 
 class RequestLimiter:
@@ -49,6 +50,7 @@ class RequestLimiter:
         self._starts: collections.deque[float] = collections.deque()  # this run's starts, oldest first
         self._elsewhere: list[float] = []  # assumed start times of requests the provider counted, not ours
         self._next_slot = -math.inf
+        self._waiting = 0  # acquire calls sleeping until their turn
 
     @staticmethod
     def _checked(requests: float) -> float:
@@ -91,16 +93,22 @@ class RequestLimiter:
         """Wait until a start is allowed, and count it. ``sleep(seconds)`` waits (default
         ``asyncio.sleep``); when it returns False (the run is stopping) nothing is counted and
         ``acquire`` returns False."""
+        waited = False
         while True:
             now = self._clock()
             delay = self._delay(now)
             if delay <= 0:
-                self._record(now)
+                self._record(now, waited_for=waited or self._waiting > 0)
                 return True
-            if sleep is None:
-                await asyncio.sleep(delay)
-            elif not await sleep(delay):
-                return False
+            self._waiting += 1
+            try:
+                if sleep is None:
+                    await asyncio.sleep(delay)
+                elif not await sleep(delay):
+                    return False
+            finally:
+                self._waiting -= 1
+            waited = True
 
     def _delay(self, now: float) -> float:
         limit = self.limit
@@ -113,14 +121,14 @@ class RequestLimiter:
             if len(counted) >= allowed else 0.0
         return max(self._next_slot - now, window_wait)
 
-    def _record(self, now: float) -> None:
+    def _record(self, now: float, *, waited_for: bool = False) -> None:
         self._starts.append(now)
         limit = self.limit
         if limit is None:
             return
         spacing = self.period_s / limit
         late = now - self._next_slot
-        slot = self._next_slot if 0 <= late <= LATE_SLOT_SHARE * spacing else now
+        slot = self._next_slot if 0 <= late <= (1.0 if waited_for else LATE_SLOT_SHARE) * spacing else now
         self._next_slot = slot + spacing
 
     def _expire(self, now: float) -> None:
