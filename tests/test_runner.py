@@ -131,7 +131,9 @@ async def test_rpm_spaces_starts_at_exactly_the_rate(out):
     summary, _ = await run(out, work, make_tasks(30), concurrency=8, rate_limit=RateLimit(20, 1.0))
     assert summary.progress.done == 30
     gaps = [b - a for a, b in zip(work.starts, work.starts[1:])]
-    assert statistics.median(gaps) == pytest.approx(1.0 / 20, rel=0.02)
+    # Measured on the wall clock: a machine loaded four times over wakes the loop late enough to
+    # stretch the median by 2-4 %; the slot keeping itself is pinned on a fake clock below.
+    assert statistics.median(gaps) == pytest.approx(1.0 / 20, rel=0.05)
 
 
 async def test_requests_the_server_counted_elsewhere_are_waited_for():
