@@ -54,7 +54,7 @@ class PredictionJournal:
         holds the run's budget against every create and answer."""
         self._calls = PaidCalls(Path(root))
         self.cap = cap or SpendingCap(None)
-        self._reserved: dict[str, float | None] = {}  # prediction id -> its price, for those this run created
+        self._created: set[str] = set()  # the ids of the predictions this run created (their prices are committed)
         self.answers = VisionCalls(self._calls, self.cap)  # the judge's and the captions' paid answers
         self._hold = hold or Hold()
         self.creates = creates or RequestLimiter(replicate_create_limit_per_min())
@@ -106,7 +106,7 @@ class PredictionJournal:
 
         def record(prediction_id: str) -> None:  # committed before anything else happens to the prediction
             self._calls.created(key, prediction_id, model, price)
-            self._reserved[prediction_id] = price
+            self._created.add(prediction_id)
             created.append(prediction_id)
 
         self.cap.reserve(f"{model} prediction", price)  # raises BudgetReached: nothing is sent
@@ -170,6 +170,5 @@ class PredictionJournal:
 
     def _settle(self, call: PaidCall, ended: PredictionEnded) -> None:
         self._calls.settle(call.call_id, WASTED if ended.billed else UNBILLED, ended.message)
-        reserved = self._reserved.pop(call.call_id, None)  # created by this run: its price was committed
-        if not ended.billed:
-            self.cap.refund(reserved)
+        if not ended.billed and call.call_id in self._created:  # this run committed its price
+            self.cap.refund(call.price)
