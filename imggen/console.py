@@ -131,6 +131,9 @@ def start_or_explain(command: str, console: Console, body: Callable[[], int]) ->
         console.print(line((f"{command}: cannot start: ", "red"), getattr(error, "message", None) or str(error)),
                       soft_wrap=True)
         return EXIT_STOPPED
+    except KeyboardInterrupt:  # before the run's own Ctrl-C handling began (e.g. while a model loads)
+        console.print(f"{command}: interrupted before the run began; {RERUN}", markup=False, soft_wrap=True)
+        return EXIT_STOPPED
 
 
 def report_summary(summary: RunSummary, console: Console) -> int:

@@ -41,6 +41,7 @@ DISTILLED_PRESET = {"num_inference_steps": 4, "guidance_scale": 1.0}
 BASE_PRESET = {"num_inference_steps": 50, "guidance_scale": 4.0}
 MIN_REFERENCE_SIDE = 64  # the pipeline's own limit for conditioning images
 MAX_REFERENCE_ASPECT = 8
+SIZE_MULTIPLE = 16  # every FLUX.2 VAE scales by 8, and the transformer takes 2x2 latent patches
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -98,6 +99,25 @@ def check_references(references: Sequence[Any]) -> list[Image.Image]:
             )
         checked.append(reference)
     return checked
+
+
+def size_problem(height: int | None, width: int | None, multiple: int = SIZE_MULTIPLE) -> str | None:
+    """Why the model cannot draw ``height`` x ``width`` (each side a positive multiple of ``multiple``), or None."""
+    for name, value in (("height", height), ("width", width)):
+        if value is not None and (value < multiple or value % multiple):
+            return (f"{name} {value} is not a positive multiple of {multiple}; "
+                    f"FLUX.2 klein needs e.g. {max(1, value // multiple) * multiple}")
+    return None
+
+
+def parse_flux_size(size: str | None) -> tuple[int | None, int | None]:
+    """``"64x64"`` → ``(64, 64)``; None (or ``auto``) lets the model choose."""
+    if size in (None, "auto"):
+        return None, None
+    width, sep, height = size.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
+    return int(width), int(height)
 
 
 VERBOSE_ENV = "IMGGEN_VERBOSE"  # set (by --verbose) to keep diffusers' and transformers' bars and warnings
@@ -184,13 +204,9 @@ class Flux2Backend:
 
     def check_size(self, height: int | None, width: int | None) -> None:
         """Raise a fatal TaskError unless height and width fit the model (every task would fail)."""
-        for name, value in (("height", height), ("width", width)):
-            if value is not None and (value < self.size_multiple or value % self.size_multiple):
-                raise TaskError(
-                    ErrorKind.FATAL,
-                    f"{name} {value} is not a positive multiple of {self.size_multiple}; "
-                    f"FLUX.2 klein needs e.g. {max(1, value // self.size_multiple) * self.size_multiple}",
-                )
+        problem = size_problem(height, width, self.size_multiple)
+        if problem:
+            raise TaskError(ErrorKind.FATAL, problem)
 
     def provenance(self, seed: int, image: Image.Image) -> dict[str, Any]:
         """What made this image, for metadata and the ledger."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imggen.backends.openai_images import GeneratedImage, OpenAIImageBackend
+from imggen.backends.flux2 import parse_flux_size
 from imggen.backends.openai_models import ImageModelSpec
 from imggen.engine.errors import RateHint
 from imggen.engine.seeds import image_seed
@@ -27,6 +28,8 @@ class Picture:
 
 
 class Drawer(Protocol):
+    capacity: int | None  # images it can draw at once (a local model); None: as many as the provider allows
+
     async def __call__(self, prompt: str, key: str) -> Picture: ...
 
     async def aclose(self) -> None: ...
@@ -51,6 +54,7 @@ class OpenAIDrawer:
     size: str | None = None
     quality: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # dall-e-3's style, for example
+    capacity = None  # the run's in-flight target follows the provider's limits
 
     async def __call__(self, prompt: str, key: str) -> Picture:
         image = await self.backend.generate(prompt, model=self.spec.id, size=self.size, quality=self.quality,
@@ -62,12 +66,16 @@ class OpenAIDrawer:
 
 
 class Flux2Drawer:
-    """One image per call from a local FLUX.2 klein checkpoint, run in a worker thread one at a time."""
+    """One image per call from a local FLUX.2 klein checkpoint, run in a worker thread.
+
+    Its capacity is one image: the run keeps one task in flight, so in flight is what the model
+    draws (never a queue of tasks waiting for it), and Pause and Stop hold after that image."""
+
+    capacity = 1
 
     def __init__(self, backend: Any, *, height: int | None = None, width: int | None = None) -> None:
         self.backend = backend  # an imggen.backends.flux2.Flux2Backend
         self.height, self.width = height, width
-        self._one_at_a_time = asyncio.Lock()
 
     @classmethod
     async def load(
@@ -82,24 +90,12 @@ class Flux2Drawer:
         return cls(backend, height=height, width=width)
 
     async def __call__(self, prompt: str, key: str) -> Picture:
-        seed = image_seed(key)
-        async with self._one_at_a_time:
-            (image,) = await asyncio.to_thread(
-                self.backend.generate, [prompt], seeds=[seed], height=self.height, width=self.width
-            )
+        (image,) = await asyncio.to_thread(
+            self.backend.generate, [prompt], seeds=[image_seed(key)], height=self.height, width=self.width
+        )
         provenance = dict(image.info["provenance"])
         model = provenance.pop("model")
         return Picture(as_png(image), {"backend": "flux2", "model": model, "parameters": provenance}, 0.0)
 
     async def aclose(self) -> None:
         return None
-
-
-def parse_flux_size(size: str | None) -> tuple[int | None, int | None]:
-    """``"64x64"`` → ``(64, 64)``; None (or ``auto``) lets the model choose."""
-    if size in (None, "auto"):
-        return None, None
-    width, sep, height = size.partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
-        raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
-    return int(width), int(height)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from imggen.backends.flux2 import parse_flux_size, size_problem
 from imggen.backends.openai_models import (
     DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, find_problem, get_model,
 )
@@ -121,8 +122,8 @@ def _model_and_params(request: StyleRequest) -> tuple[ImageModelSpec, dict]:
 def _check_request(request: StyleRequest) -> None:
     if request.backend not in BACKENDS:
         raise CannotStart(f"unknown backend {request.backend!r}; use one of {', '.join(BACKENDS)}")
-    if request.backend == "flux2" and not request.flux_ckpt:
-        raise CannotStart("the flux2 backend needs a checkpoint folder: --flux_ckpt PATH")
+    if request.backend == "flux2":
+        _check_flux2(request)
     if request.concurrency != AUTO and not (isinstance(request.concurrency, int) and request.concurrency >= 1):
         raise CannotStart(f"concurrency must be at least 1 or {AUTO!r}")
     if request.request_timeout_s is not None and not request.request_timeout_s > 0:
@@ -141,6 +142,18 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart("batch-size must be at least 1")
     if request.cancel_batches and request.mode != "batch":
         raise CannotStart("--cancel-batches cancels the batches of batch mode: add --mode batch")
+
+
+def _check_flux2(request: StyleRequest) -> None:
+    if not request.flux_ckpt:
+        raise CannotStart("the flux2 backend needs a checkpoint folder: --flux_ckpt PATH")
+    try:
+        width, height = parse_flux_size(request.size)
+    except ValueError as exc:
+        raise CannotStart(str(exc)) from None
+    problem = size_problem(height, width)
+    if problem:
+        raise CannotStart(problem)
 
 
 def plan_styles(request: StyleRequest) -> StylePlan:
