@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from imggen.engine.control import RunControl
+
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
 from imggen.engine.retry import Hold, RetryPolicy, decide
 
@@ -46,5 +48,15 @@ async def test_a_hold_keeps_every_caller_waiting_until_it_passes():
     hold.extend(0.2)
     hold.extend(0.05)  # a shorter wait never shortens the hold
     began = time.monotonic()
-    await asyncio.gather(hold.wait(), hold.wait())
-    assert time.monotonic() - began >= 0.19
+    waited = await asyncio.gather(hold.wait(RunControl().sleep), hold.wait(RunControl().sleep))
+    assert waited == [True, True] and time.monotonic() - began >= 0.19
+
+
+async def test_a_stop_ends_a_hold_at_once():
+    control, hold = RunControl(), Hold()
+    control.bind(asyncio.get_running_loop(), on_immediate_stop=lambda: None, on_change=lambda state: None)
+    hold.extend(30)
+    asyncio.get_running_loop().call_later(0.05, control.stop)
+    began = time.monotonic()
+    assert await hold.wait(control.sleep) is False
+    assert time.monotonic() - began < 5

@@ -69,6 +69,10 @@ class Dispatcher:
     def close(self, error: BaseException) -> None:
         """Fail every queued item and every later submission with ``error`` (no worker is left)."""
         self._closed_with = error
+        self.fail_queued(error)
+
+    def fail_queued(self, error: BaseException) -> None:
+        """Fail every item queued now with ``error``; later submissions queue as usual."""
         while self._items:
             item = self._items.popleft()
             if not item.future.done():

@@ -37,7 +37,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Hashable, Protocol
 
-from ..engine.errors import ErrorKind, TaskError, as_task_error
+from ..engine.errors import ErrorKind, TaskError, Withdrawn, as_task_error
 from .dispatch import Dispatcher
 
 log = logging.getLogger("imggen.distributed")
@@ -135,6 +135,7 @@ class WorkerPool:
         self._last_error = "no worker started"
         self._on_status = on_status
         self._loading: dict[str, float | int] = {}  # while the first workers load: when it began, and how many did
+        self._in_flight: dict[int, deque] = {}  # per slot: the batches sent to its worker, the one it draws first
 
     @property
     def capacity(self) -> int:
@@ -148,6 +149,19 @@ class WorkerPool:
         if error is not None:
             raise error
         return value
+
+    def withdraw_waiting(self) -> None:
+        """Give back every item no worker is drawing: those queued here and the batches waiting in a
+        worker's inbox, each raising :class:`~imggen.engine.errors.Withdrawn` (Pause and Stop hold
+        within what is being drawn). A worker still loading its model is drawing nothing."""
+        if self._dispatcher is None:
+            return
+        self._dispatcher.fail_queued(Withdrawn("waiting for a model worker"))
+        for in_flight in self._in_flight.values():
+            for batch, _ in list(in_flight)[1:]:  # the first batch is being drawn; the others wait
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(Withdrawn("waiting in a model worker's inbox"))
 
     async def close(self) -> None:
         """Stop the slots and end every worker (a batch in flight is abandoned; its files stay atomic)."""
@@ -183,6 +197,7 @@ class WorkerPool:
                 log.warning("starting a replacement for %s %d", self.describe, index)
         finally:
             self._workers.pop(index, None)
+            self._in_flight.pop(index, None)
             self._alive -= 1
             if self._alive == 0:
                 self._dispatcher.close(
@@ -203,6 +218,7 @@ class WorkerPool:
             return False
         self._loaded(ready=True)
         in_flight: deque[tuple[list, asyncio.Task]] = deque()
+        self._in_flight[index] = in_flight
         try:
             while True:
                 while len(in_flight) < self.PIPELINE_DEPTH:

@@ -108,6 +108,9 @@ class ProcessWorker:
 
     async def close(self) -> None:
         if not self._ended:
+            if not self._ready.done() or any(job.cancelled() for job in self._jobs.values()):
+                # still loading, or drawing what nobody waits for any more (a stop): no file is half-written
+                self.process.kill()
             try:
                 self._conn.send(None)  # finish the current batch, then exit
             except OSError:

@@ -84,8 +84,10 @@ class RunControl:
             self._on_change = None
 
     async def proceed(self) -> bool:
-        """Wait while paused. True when work may start, False once the run is stopping."""
-        assert self._changed is not None, "bind() first"
+        """Wait while paused. True when work may start, False once the run is stopping. Before a run
+        binds the control (a part used on its own) nothing waits."""
+        if self._changed is None:
+            return self._state is not ControlState.STOPPING
         while True:
             if self._state is ControlState.RUNNING:
                 return True
@@ -99,8 +101,11 @@ class RunControl:
         """Wait ``seconds`` (a backoff, a rate-limit hold) unless the run starts stopping first.
 
         True when the time passed, False when a stop cut it short: a stop never waits out a hold.
+        Before a run binds the control it is a plain sleep.
         """
-        assert self._stopping is not None, "bind() first"
+        if self._stopping is None:
+            await asyncio.sleep(seconds)
+            return self._state is not ControlState.STOPPING
         if seconds <= 0:
             return not self._stopping.is_set()
         try:

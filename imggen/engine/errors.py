@@ -67,6 +67,11 @@ class BudgetReached(Exception):
         self.message = message
 
 
+class Withdrawn(Exception):
+    """The work gave its task back before drawing it: it waited in a local model's queue when the run
+    paused or stopped. Nothing was sent; the runner asks again after a resume, or leaves it pending."""
+
+
 class CannotStart(Exception):
     """A run that cannot start as asked (bad input, unknown model, missing key); the message says why
     and what to change. Raised before anything is sent or paid."""

@@ -17,10 +17,10 @@ that was told.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from .errors import ErrorKind, TaskError, as_task_error
 
@@ -79,7 +79,10 @@ class Hold:
     def extend(self, seconds: float) -> None:
         self.until = max(self.until, time.monotonic() + seconds)
 
-    async def wait(self) -> None:
-        """Return once the hold has passed (it may be extended meanwhile)."""
+    async def wait(self, sleep: Callable[[float], Awaitable[bool]]) -> bool:
+        """Once the hold has passed (it may be extended meanwhile), True; False when ``sleep`` (the run
+        control's) says the run is stopping."""
         while (delay := self.until - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
+            if not await sleep(delay):
+                return False
+        return True

@@ -36,7 +36,7 @@ from ..storage.atomic import is_valid_image
 from .concurrency import InFlightTarget
 from .config import RunnerConfig, RunSummary
 from .control import ControlState, RunControl, SignalHandlers
-from .errors import BudgetReached, ErrorKind, TaskError
+from .errors import BudgetReached, ErrorKind, TaskError, Withdrawn
 from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
 from .ledger import Ledger, LedgerRow
 from .pacing import Pacing, RateLimit
@@ -153,10 +153,13 @@ class Runner:
         return True
 
     async def _run_task(self, task: Task) -> None:
-        transient_failures = 0
+        transient_failures, withdrawn = 0, False
         while True:
             if not await self._pacing.wait_turn(lambda: self._end_state is None):
                 self.ledger.release(task.key)
+                return
+            if withdrawn and task.outputs and self.outputs_valid(task):
+                self._finish_healed(task)  # a worker finished drawing it after all while the run was paused
                 return
             self.ledger.mark_started(task.key)
             self._set_running(+1)
@@ -166,6 +169,9 @@ class Runner:
             except asyncio.CancelledError:
                 self.ledger.release(task.key)
                 raise
+            except Withdrawn:
+                withdrawn = True  # not drawn: wait_turn holds it while paused and gives it back on a stop
+                continue
             except Exception as exc:
                 outcome, error = None, exc
             finally:
@@ -271,8 +277,17 @@ class Runner:
             job.cancel()
 
     def _on_control(self, state: ControlState) -> None:
+        if state is not ControlState.RUNNING:
+            self._withdraw_waiting()
         self._progress = self._progress.evolve(state=state.value)
         self._emit(StateChanged(self._progress))
+
+    def _withdraw_waiting(self) -> None:
+        """Pause and Stop hold within what is being drawn: work that queues tasks in front of a local
+        model (``work.withdraw_waiting``) gives back those not yet drawn, each raising Withdrawn."""
+        withdraw = getattr(self.work, "withdraw_waiting", None)
+        if withdraw is not None:
+            withdraw()
 
     def _say(self, message: str) -> None:
         self._emit(StateChanged(self._progress, message))

@@ -16,6 +16,7 @@ class InstructionWork:
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
+        self.withdraw_waiting = pool.withdraw_waiting  # Pause and Stop hold within what the workers draw
 
     async def __call__(self, task: Task) -> Outcome:
         payload = task.payload

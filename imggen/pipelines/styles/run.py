@@ -105,7 +105,7 @@ async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequ
     draw = await open_drawer(plan)
     window = request.limit_window_s
     config = RunnerConfig(
-        concurrency=request.concurrency, budget=request.budget, estimate_basis=plan.estimate_basis,
+        concurrency=draw.capacity or request.concurrency, budget=request.budget, estimate_basis=plan.estimate_basis,
         limit_window_s=window,
         rate_limit=RateLimit(request.rpm * window / 60, window) if request.rpm else None,
         retry_failed=request.retry_failed,

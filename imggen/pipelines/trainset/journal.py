@@ -27,7 +27,8 @@ from typing import TypeVar
 
 from imggen.backends.replicate_catalog import replicate_create_limit_per_min, replicate_models
 from imggen.backends.replicate_responses import PredictionEnded
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.control import RunControl
+from imggen.engine.errors import ErrorKind, TaskError, Withdrawn
 from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
 from imggen.engine.retry import Hold, RetryPolicy, decide
@@ -49,9 +50,11 @@ class PredictionJournal:
 
     def __init__(self, root: str | os.PathLike, *, hold: Hold | None = None, creates: RequestLimiter | None = None,
                  create_retry: RetryPolicy = RetryPolicy(), collect_deadline_s: float = COLLECT_DEADLINE_S,
-                 cap: SpendingCap | None = None) -> None:
+                 cap: SpendingCap | None = None, control: RunControl | None = None) -> None:
         """``creates`` paces every create (default: Replicate's documented limit per minute); ``cap``
-        holds the run's budget against every create and answer."""
+        holds the run's budget against every create and answer; ``control`` is the run's, whose
+        pause and stop every wait before a create obeys."""
+        self.control = control or RunControl()
         self._calls = PaidCalls(Path(root))
         self.cap = cap or SpendingCap(None)
         self._created: set[str] = set()  # the ids of the predictions this run created (their prices are committed)
@@ -142,10 +145,14 @@ class PredictionJournal:
             raise
 
     async def _turn(self) -> None:
-        """Wait until a create may be sent: past any hold, and at its place in the limiter's spacing."""
+        """Wait until a create may be sent: past any hold, at its place in the limiter's spacing, and
+        not while the run is paused. Every wait is the run control's: once the run stops, the create
+        is not sent (:class:`~imggen.engine.errors.Withdrawn`)."""
+        control = self.control
         while True:
-            await self._hold.wait()
-            await self.creates.acquire()
+            if not (await self._hold.wait(control.sleep) and await self.creates.acquire(control.sleep)
+                    and await control.proceed()):
+                raise Withdrawn("the run is stopping: the create was not sent")
             if self._hold.until <= time.monotonic():
                 return
 

@@ -146,7 +146,7 @@ async def run_trainset(
         retry_failed=options.retry_failed,
     )
     journal = PredictionJournal(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
-                                create_retry=config.retry_policy, cap=SpendingCap(options.budget))
+                                create_retry=config.retry_policy, cap=SpendingCap(options.budget), control=control)
     announcer = Announcer()
     stages = StageWatch(announcer.stage)  # the displays show which stages run
     maker = GridMaker(

@@ -25,7 +25,7 @@ import json
 from collections import deque
 from dataclasses import dataclass
 
-from imggen.engine.errors import BudgetReached, ErrorKind, TaskError
+from imggen.engine.errors import BudgetReached, ErrorKind, TaskError, Withdrawn
 from imggen.engine.events import Event, StateChanged
 from imggen.storage.atomic import atomic_write_json
 
@@ -67,7 +67,7 @@ class TilePool:
         self._tile_images: dict[int, asyncio.Future[list[bytes]]] = {}  # grid number -> its tiles as PNG
         self._unbilled: dict[int, float] = {}
         self._attempts = 0
-        self._closed: TaskError | BudgetReached | None = None  # why no slot will be served any more
+        self._closed: TaskError | BudgetReached | Withdrawn | None = None  # why no slot will be served any more
         self._out_of_budget: BudgetReached | None = None  # the budget refused a grid: none starts until those in flight end
         self._failed: set[int] = set()  # grid numbers refused for good
         self._assigned: dict[int, TileRef] = {}  # slot -> its tile
@@ -101,7 +101,7 @@ class TilePool:
     def __call__(self, event: Event) -> None:
         """A reporter: when the run starts stopping, waiting slots give up (they stay pending)."""
         if isinstance(event, StateChanged) and event.progress.state == "stopping" and self._closed is None:
-            self._closed = TaskError(ErrorKind.TRANSIENT, "the run is stopping; no new grid is started")
+            self._closed = Withdrawn("the run is stopping; no new grid is started")
             self._fail_waiters(self._closed)
 
     # -- what slots call ----------------------------------------------------------------------
@@ -199,6 +199,9 @@ class TilePool:
         except asyncio.CancelledError:
             self._maker.release(number)
             raise
+        except Withdrawn:  # the run is stopping: nothing was sent, and the grid is not a failure
+            self._maker.release(number)
+            self._attempts -= 1
         except BudgetReached as reached:  # nothing was sent
             self._maker.release(number)
             self._attempts -= 1
