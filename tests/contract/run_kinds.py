@@ -1,0 +1,138 @@
+"""Every kind of run the contract battery checks, each behind the same small face.
+
+A kind starts what its run needs (a provider emulator, a local S3, a tiny checkpoint), lays its
+inputs in a folder, and says how to run it as a user would (the real command in a child process),
+how many images it has made, how many paid calls its provider has received, and how many images a
+stop may still let finish: what a local model is drawing (workers x batch), or the requests in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+from imggen.engine.ledger import LEDGER_NAME
+from styles_fixtures import CHEAP, emulator, emulator_env, generations, records, write_records
+from trainset_fixtures import bytes_unread_by, running_services, source_image_bytes, wait_until_creates_are_answered
+
+from instructions_fixtures import PLANNER, SIZE, STEPS, sample_inputs
+
+IMGGEN = str(Path(sys.executable).with_name("imggen"))  # the command a user runs
+STYLES, INSTRUCTIONS, TRAINSET = [IMGGEN, "styles"], [IMGGEN, "instructions"], [IMGGEN, "trainset"]
+
+
+@dataclass
+class Run:
+    """One kind of run, ready in a folder."""
+
+    command: list[str]
+    bad_command: list[str]  # the same run with an input that cannot be used: it must not start
+    images: Callable[[], int]  # images made so far
+    drawing: int | None  # images a stop may still let finish (None: bounded by the paid calls in flight)
+    paid_calls: Callable[[], int] = lambda: 0  # paid requests the provider has received (a local model: none)
+    ledger_root: Path | None = None  # where the run's ledger is (its running tasks were started before a stop)
+    calls_per_task: int = 1  # paid calls one task may still send once started
+    settle: Callable[[], None] = lambda: None  # wait until the provider has read and answered what was sent
+    loads_a_model: bool = False  # a local model: its workers load before the first image
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def running_tasks(root: Path | None) -> int:
+    """Tasks the run's ledger has running (started, not finished); 0 before it exists."""
+    if root is None or not (root / LEDGER_NAME).is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(root / LEDGER_NAME)) as db:
+        return db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'running'").fetchone()[0]
+
+
+def files(folder: Path, pattern: str) -> Callable[[], int]:
+    return lambda: sum(1 for path in folder.rglob(pattern) if not path.is_symlink()) if folder.exists() else 0
+
+
+def replaced(command: list[str], option: str, value: str) -> list[str]:
+    """``command`` with ``option``'s value replaced."""
+    changed = list(command)
+    changed[changed.index(option) + 1] = value
+    return changed
+
+
+def settled_openai(server) -> Callable[[], None]:
+    port = urlsplit(server.base_url).port
+
+    def settle() -> None:
+        deadline = time.monotonic() + 30
+        while bytes_unread_by(port):
+            assert time.monotonic() < deadline, "the emulator never read what was sent to it"
+            time.sleep(0.01)
+    return settle
+
+
+@contextlib.contextmanager
+def styles_openai(folder: Path, checkpoint: Path) -> Iterator[Run]:
+    prompts = write_records(folder / "prompts.json", records(12))
+    out = folder / "out"
+    with emulator(latency_s=0.2) as server:
+        command = [*STYLES, "--prompts", str(prompts), "--output", str(out), "--style", "cartoon", "realistic",
+                   "--concurrency", "4", *CHEAP]
+        yield Run(command, replaced(command, "--size", "7x7"), files(out / "images" / "by_style", "*.png"),
+                  drawing=None, paid_calls=lambda: len(generations(server)), settle=settled_openai(server),
+                  ledger_root=out,
+                  env=emulator_env(server))
+
+
+@contextlib.contextmanager
+def styles_flux2(folder: Path, checkpoint: Path) -> Iterator[Run]:
+    prompts = write_records(folder / "prompts.json", records(12))
+    out = folder / "out"
+    command = [*STYLES, "--prompts", str(prompts), "--output", str(out), "--style", "cartoon", "realistic",
+               "--backend", "flux2", "--flux_ckpt", str(checkpoint), "--size", f"{SIZE}x{SIZE}",
+               "--flux-steps", str(STEPS)]
+    env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
+    yield Run(command, replaced(command, "--size", "60x60"), files(out / "images" / "by_style", "*.png"), drawing=1,
+              loads_a_model=True, env=env)
+
+
+@contextlib.contextmanager
+def instructions_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
+    sample_inputs(folder, questions=12)
+    out = folder / "generated_images"
+    command = [*INSTRUCTIONS, "--predicted_instructions_root", str(folder / "predicted_instructions"),
+               "--image_root", str(folder), "--output_root", str(out), "--flux_ckpt", str(checkpoint),
+               "--device", "cpu", "--num_gpus", "2", "--height", str(SIZE), "--width", str(SIZE),
+               "--num_inference_steps", str(STEPS), "--planning_model", PLANNER]
+    bad = replaced(command, "--planning_model", "Planer-7B")  # a typo
+    yield Run(command, bad, files(out, "*.png"), drawing=2, loads_a_model=True)
+
+
+@contextlib.contextmanager
+def trainset_replicate(folder: Path, checkpoint: Path) -> Iterator[Run]:
+    source = folder / "source.png"
+    source.write_bytes(source_image_bytes())
+    out = folder / "runs"
+    with running_services(grid_latency_s=0.3, upscale_latency_s=0.3) as services:
+        command = [*TRAINSET, "--source", str(source), "--user-id", "u1", "--actor-id", "a1", "--target", "30",
+                   "--output", str(out), "--judge", "hash", "--storage", "local"]
+        bad = replaced(command, "--source", str(folder / "no-such-source.png"))
+        replicate = services.replicate
+
+        def settle() -> None:
+            wait_until_creates_are_answered(replicate)
+        yield Run(command, bad, files(out, "training-image*.jpg"), drawing=None,
+                  paid_calls=lambda: sum(replicate.counts.created.values()), settle=settle,
+                  ledger_root=out / "u1" / "a1", calls_per_task=2,  # a grid, then the upscale of its tile
+                  env={**os.environ, **services.environment()})
+
+
+KINDS: dict[str, Callable[[Path, Path], contextlib.AbstractContextManager[Run]]] = {
+    "styles-openai": styles_openai,
+    "styles-flux2": styles_flux2,
+    "instructions-local": instructions_local,
+    "trainset-replicate": trainset_replicate,
+}

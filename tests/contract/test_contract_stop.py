@@ -1,0 +1,88 @@
+"""The contract, part one: Ctrl-C and start-up errors, the same on every kind of run (see run_kinds).
+
+- Ctrl-C ends the run soon with exit 2 and sends nothing more: no paid call reaches the provider
+  after it, and a local model finishes at most what it was drawing; a rerun then finishes the job.
+- Ctrl-C while a local model's workers load makes no image.
+- An input that cannot be used is one line, exit 2, and nothing is sent or made.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+from run_kinds import KINDS, Run, running_tasks
+
+from instructions_fixtures import klein
+
+__all__ = ["klein"]  # a fixture
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+LOCAL_MODELS = ["styles-flux2", "instructions-local"]
+
+
+def start(run: Run) -> subprocess.Popen:
+    return subprocess.Popen(run.command, env=run.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the moment to interrupt never came"
+        time.sleep(0.005)
+
+
+def interrupt_frozen(process: subprocess.Popen, run: Run) -> tuple[int, int]:
+    """Freeze the command, let the provider read what it sent, then Ctrl-C it. What it had made by
+    then, and the paid calls it may still send: those sent, and those of the tasks it had started."""
+    process.send_signal(signal.SIGSTOP)
+    run.settle()
+    made, paid = run.images(), run.paid_calls() + run.calls_per_task * running_tasks(run.ledger_root)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGCONT)
+    return made, paid
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_ctrl_c_sends_nothing_more_and_a_rerun_finishes(kind, tmp_path, klein):
+    with KINDS[kind](tmp_path, klein) as run:
+        process = start(run)
+        wait_for(lambda: run.images() >= 1, process)
+        made, paid = interrupt_frozen(process, run)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 2, stderr
+        assert "rerun the same command to continue" in stderr
+        run.settle()
+        assert run.paid_calls() <= paid, "a task started after Ctrl-C"
+        if run.drawing is not None:
+            assert run.images() - made <= run.drawing, f"{run.images() - made} images made after Ctrl-C"
+        total_before = run.images()
+
+        rerun = subprocess.run(run.command, env=run.env, capture_output=True, text=True, timeout=240)
+        assert rerun.returncode == 0, rerun.stderr
+        assert run.images() > total_before
+
+
+@pytest.mark.parametrize("kind", LOCAL_MODELS)
+def test_ctrl_c_while_the_model_loads_makes_no_image(kind, tmp_path, klein):
+    with KINDS[kind](tmp_path, klein) as run:
+        process = start(run)
+        time.sleep(1.0)  # the command is importing torch or loading the checkpoint: no image is possible yet
+        assert run.images() == 0, "too slow a load for this test's moment"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 2, stderr
+        assert run.images() == 0, stderr
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_an_unusable_input_is_one_line_exit_2_and_nothing_is_sent(kind, tmp_path, klein):
+    with KINDS[kind](tmp_path, klein) as run:
+        result = subprocess.run(run.bad_command, env=run.env, capture_output=True, text=True, timeout=120)
+        run.settle()
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert "cannot start" in lines[0]
+        assert run.paid_calls() == 0 and run.images() == 0
