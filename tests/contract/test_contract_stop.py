@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from run_kinds import KINDS, Run, running_tasks
@@ -22,25 +23,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 LOCAL_MODELS = ["styles-flux2", "instructions-local"]
 
 
-def start(run: Run) -> subprocess.Popen:
-    return subprocess.Popen(run.command, env=run.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(run: Run, stderr: Path) -> subprocess.Popen:
+    return subprocess.Popen(run.command, env=run.env, stdout=subprocess.DEVNULL, stderr=stderr.open("w"), text=True)
 
 
 def wait_for(condition, process: subprocess.Popen, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert process.poll() is None, process.communicate()
+        assert process.poll() is None, "the command ended before the moment to interrupt it"
         assert time.monotonic() < deadline, "the moment to interrupt never came"
         time.sleep(0.005)
 
 
-def interrupt_frozen(process: subprocess.Popen, run: Run) -> tuple[int, int]:
-    """Freeze the command, let the provider read what it sent, then Ctrl-C it. What it had made by
-    then, and the paid calls it may still send: those sent, and those of the tasks it had started."""
+def interrupt(process: subprocess.Popen, run: Run, stderr: Path) -> tuple[int, int]:
+    """Ctrl-C; once the command has said it is stopping, freeze it and let the provider read what was
+    sent. What it had made then, and the paid calls it may still send: those sent, and those of the
+    tasks it had started. (Before the command reads the signal, a task may still start: an answer it
+    had already received can free a place first.)"""
+    process.send_signal(signal.SIGINT)
+    while "interrupt:" not in stderr.read_text() and process.poll() is None:
+        time.sleep(0.005)
     process.send_signal(signal.SIGSTOP)
     run.settle()
     made, paid = run.images(), run.paid_calls() + run.calls_per_task * running_tasks(run.ledger_root)
-    process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGCONT)
     return made, paid
 
@@ -48,12 +53,14 @@ def interrupt_frozen(process: subprocess.Popen, run: Run) -> tuple[int, int]:
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_ctrl_c_sends_nothing_more_and_a_rerun_finishes(kind, tmp_path, klein):
     with KINDS[kind](tmp_path, klein) as run:
-        process = start(run)
+        log = tmp_path / "stderr.txt"
+        process = start(run, log)
         wait_for(lambda: run.images() >= 1, process)
-        made, paid = interrupt_frozen(process, run)
-        _, stderr = process.communicate(timeout=60)
+        made, paid = interrupt(process, run, log)
+        process.wait(timeout=60)
+        stderr = log.read_text()
         assert process.returncode == 2, stderr
-        assert "rerun the same command to continue" in stderr
+        assert "interrupt: finishing tasks in flight" in stderr and "rerun the same command to continue" in stderr
         run.settle()
         assert run.paid_calls() <= paid, "a task started after Ctrl-C"
         if run.drawing is not None:
@@ -68,11 +75,13 @@ def test_ctrl_c_sends_nothing_more_and_a_rerun_finishes(kind, tmp_path, klein):
 @pytest.mark.parametrize("kind", LOCAL_MODELS)
 def test_ctrl_c_while_the_model_loads_makes_no_image(kind, tmp_path, klein):
     with KINDS[kind](tmp_path, klein) as run:
-        process = start(run)
+        log = tmp_path / "stderr.txt"
+        process = start(run, log)
         time.sleep(1.0)  # the command is importing torch or loading the checkpoint: no image is possible yet
         assert run.images() == 0, "too slow a load for this test's moment"
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        stderr = log.read_text()
         assert process.returncode == 2, stderr
         assert run.images() == 0, stderr
 
