@@ -227,3 +227,20 @@ def test_a_dropped_answer_is_looked_up_not_sent_again(tmp_path, monkeypatch, ste
         assert len(server.batches.batches) == 3 and len([f for f in server.batches.files.values()
                                                          if f.purpose == "batch"]) == 3
         assert set(server.batches.submitted.values()) == {1} and set(server.batches.billed.values()) == {1}
+
+
+@pytest.mark.parametrize("step", ["upload_stored", "batch_created", "batch_retrieved", "content_served"])
+def test_an_answer_that_never_comes_is_given_up_after_the_request_timeout_and_nothing_is_paid_twice(
+        tmp_path, monkeypatch, step):
+    prompts = write_records(tmp_path / "prompts.json", records(2))
+    out = tmp_path / "out"
+    with emulator(monkeypatch) as server:
+        server.batches.hang_at(step, seconds=20)
+        began = time.monotonic()
+        summary = _run(_request(prompts, out, batch_size=8, request_timeout_s=1.0))
+        took = time.monotonic() - began
+        assert summary.state == "finished" and summary.progress.done == 20
+        assert took < 15, f"the run waited {took:.1f} s for an answer that never came"
+        assert set(server.batches.submitted.values()) == {1} and set(server.batches.billed.values()) == {1}
+        assert len(server.batches.batches) == 3
+    assert len(by_style_images(out)) == 20

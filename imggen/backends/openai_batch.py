@@ -31,6 +31,7 @@ from imggen.settings import credential, load_settings, redact
 
 FINISHED_STATUSES = ("completed", "failed", "expired", "cancelled")
 NOT_RUN_CODES = {"batch_expired", "batch_cancelled"}  # the request never ran: nothing was paid
+CALL_TIMEOUT_S = 300.0
 T = TypeVar("T")
 
 
@@ -87,12 +88,15 @@ def parse_result_lines(data: bytes) -> list[ResultLine]:
 class OpenAIBatchAPI:
     """Files and batches of one OpenAI account."""
 
-    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 300.0) -> None:
-        """``api_key``/``base_url`` default to ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` (environment or ``.env``)."""
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None,
+                 timeout_s: float | None = None) -> None:
+        """``api_key``/``base_url`` default to ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` (environment or ``.env``).
+        ``timeout_s``: how long a call may wait for the server's next bytes before it fails as transient
+        (default: CALL_TIMEOUT_S); a large file still moves as long as its bytes keep coming."""
         try:
             self._client = openai.AsyncOpenAI(api_key=api_key or credential("openai_api_key"),
                                               base_url=base_url or load_settings().openai_base_url,
-                                              max_retries=0, timeout=timeout_s)
+                                              max_retries=0, timeout=timeout_s or CALL_TIMEOUT_S)
         except openai.OpenAIError:
             raise TaskError(ErrorKind.FATAL, "no OpenAI API key: set OPENAI_API_KEY") from None
 

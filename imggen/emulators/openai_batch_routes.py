@@ -56,7 +56,7 @@ def _no_such(kind: str, object_id: str) -> web.Response:
 # -- files ---------------------------------------------------------------------------------------
 async def upload_file(request: web.Request) -> web.Response:
     store = request.app[BATCHES]
-    store.step("upload_received")
+    await store.step("upload_received")
     form = await request.post()
     upload, purpose = form.get("file"), form.get("purpose")
     if not isinstance(upload, web.FileField):
@@ -68,7 +68,7 @@ async def upload_file(request: web.Request) -> web.Response:
     if purpose == "batch" and not upload.filename.endswith(".jsonl"):
         return error_response(400, "The Batch API only supports .jsonl files.", param="file", code="invalid_file")
     stored = store.add_file(upload.filename, purpose, data)
-    store.step("upload_stored")
+    await store.step("upload_stored")
     return web.json_response(stored.describe())
 
 
@@ -77,7 +77,7 @@ async def list_files(request: web.Request) -> web.Response:
     files = [f for f in list(store.files.values()) if store.file(f.id) and purpose in (None, f.purpose)]
     newest_first = request.query.get("order", "desc") == "desc"
     items = [f.describe() for f in (reversed(files) if newest_first else files)]
-    store.step("files_listed")
+    await store.step("files_listed")
     return _page(items, request, default=10_000, most=10_000)
 
 
@@ -91,7 +91,7 @@ async def file_content(request: web.Request) -> web.Response:
     stored = store.file(request.match_info["file_id"])
     if stored is None:
         return _no_such("File", request.match_info["file_id"])
-    store.step("content_served")
+    await store.step("content_served")
     return web.Response(body=stored.data, content_type="application/octet-stream")
 
 
@@ -116,7 +116,7 @@ def _metadata_problem(metadata: Any) -> str | None:
 
 async def create_batch(request: web.Request) -> web.Response:
     store, state = request.app[BATCHES], request.app[STATE]
-    store.step("create_received")
+    await store.step("create_received")
     body = await read_json(request)
     if isinstance(body, web.Response):
         return body
@@ -150,7 +150,7 @@ async def create_batch(request: web.Request) -> web.Response:
     task = asyncio.get_running_loop().create_task(run_batch(job, store, state, str(request.url.origin())))
     request.app[RUNNING].add(task)
     task.add_done_callback(request.app[RUNNING].discard)
-    store.step("batch_created")
+    await store.step("batch_created")
     return web.json_response(job.describe())
 
 
@@ -162,7 +162,7 @@ async def retrieve_batch(request: web.Request) -> web.Response:
     job = _job(request)
     if job is None:
         return _no_such("Batch", request.match_info["batch_id"])
-    request.app[BATCHES].step("batch_retrieved")
+    await request.app[BATCHES].step("batch_retrieved")
     return web.json_response(job.describe())
 
 
@@ -180,7 +180,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
 
 async def list_batches(request: web.Request) -> web.Response:
     jobs = list(request.app[BATCHES].batches.values())
-    request.app[BATCHES].step("batches_listed")
+    await request.app[BATCHES].step("batches_listed")
     return _page([job.describe() for job in reversed(jobs)], request, default=20, most=100)
 
 

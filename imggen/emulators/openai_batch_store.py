@@ -5,7 +5,7 @@ cancel time). :class:`BatchStore` keeps the uploaded and generated files, the ba
 counts tests read: every request line accepted into a created batch (``submitted``, by
 ``custom_id``) and every image a batch line drew (``billed``). ``tripwire``, when set, is called
 with the name of each step the routes pass (see :data:`STEPS`), so a test can kill its client at
-an exact point of the protocol.
+an exact point of the protocol; :meth:`BatchStore.hang_at` makes a step go unanswered.
 
 Object shapes follow the openai SDK's types (openai 3.57.0: ``types/file_object.py``,
 ``types/batch.py``, ``types/batch_request_counts.py``, ``types/batch_error.py``); the limits come
@@ -14,6 +14,7 @@ from ``types/batch_create_params.py`` (50,000 requests and 200 MB per input file
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import threading
@@ -138,15 +139,27 @@ class BatchStore:
         self.billed: collections.Counter[str] = collections.Counter()  # custom_id → images drawn by batch lines
         self.steps: collections.Counter[str] = collections.Counter()
         self.tripwire: Callable[[str], None] | None = None
+        self._hangs: dict[str, tuple[int, float]] = {}  # step -> (requests left to hang there, for how long)
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
 
-    def step(self, name: str) -> None:
-        """Count a protocol step and let the test's tripwire act on it."""
+    def hang_at(self, name: str, *, times: int = 1, seconds: float = 60.0) -> None:
+        """The next ``times`` requests that reach step ``name`` get no answer for ``seconds`` (a server
+        that has done the work but does not answer; the client's timeout is what ends the wait)."""
+        with self.lock:
+            self._hangs[name] = (times, seconds)
+
+    async def step(self, name: str) -> None:
+        """Count a protocol step, let the test's tripwire act on it, and hang there if told to."""
         with self.lock:
             self.steps[name] += 1
+            times, seconds = self._hangs.get(name, (0, 0.0))
+            if times:
+                self._hangs[name] = (times - 1, seconds)
         if self.tripwire is not None:
             self.tripwire(name)
+        if times:
+            await asyncio.sleep(seconds)
 
     def new_id(self, prefix: str) -> str:
         # Sequence first so ids sort by creation, then random so they are never guessable or reused.

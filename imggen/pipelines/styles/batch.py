@@ -252,8 +252,10 @@ async def run_styles_batch(plan: "StylePlan", *, api_key: str, files: JobFiles, 
                            handle_signals: bool = False) -> RunSummary:
     """Run a planned style matrix through the Batch API in ``files.root``; see the module's notes."""
     control = control or RunControl()
-    api = OpenAIBatchAPI(api_key=api_key, base_url=base_url)
-    images = OpenAIImageBackend(api_key=api_key, base_url=base_url, allow_retired=plan.request.allow_retired)
+    timeout_s = plan.request.request_timeout_s  # a Files or Batches call that does not answer in time is tried again
+    api = OpenAIBatchAPI(api_key=api_key, base_url=base_url, timeout_s=timeout_s)
+    images = OpenAIImageBackend(api_key=api_key, base_url=base_url, allow_retired=plan.request.allow_retired,
+                                timeout_s=timeout_s)
     try:
         with folder_lock(files.root), Ledger(files.root) as ledger, BatchBook(ledger.path) as book:
             ledger.record_rounds(plan.rounds)  # before any task of the round is planned, as run_job does
