@@ -244,3 +244,21 @@ def test_an_answer_that_never_comes_is_given_up_after_the_request_timeout_and_no
         assert set(server.batches.submitted.values()) == {1} and set(server.batches.billed.values()) == {1}
         assert len(server.batches.batches) == 3
     assert len(by_style_images(out)) == 20
+
+
+def test_dall_e_3_lines_ask_for_base64_so_an_expired_url_never_buys_an_image_twice(tmp_path, monkeypatch):
+    prompts = write_records(tmp_path / "prompts.json", records(2))
+    out = tmp_path / "out"
+    request = _request(prompts, out, model="dall-e-3", quality="standard", allow_retired=True,
+                       styles=["sketch", "cartoon"])
+    with emulator(monkeypatch, url_ttl_s=0.0) as server:  # a URL answer would be gone before collection
+        summary = _run(request)
+        billed = dict(server.batches.billed)
+        uploads = [f for f in server.batches.files.values() if f.purpose == "batch"]
+    bodies = [json.loads(text)["body"] for upload in uploads for text in upload.data.decode().splitlines()]
+    assert summary.state == "finished" and summary.progress.done == 4
+    assert billed == {key: 1 for key in billed} and len(billed) == 4
+    with Ledger(out) as ledger:
+        booked = ledger.totals()["cost"]
+    assert booked == pytest.approx(4 * batch_price(plan_styles(request).tasks[0]))
+    assert bodies and {body.get("response_format") for body in bodies} == {"b64_json"}

@@ -31,9 +31,14 @@ class RequestGroup:
 
 
 def request_body(plan: "StylePlan", prompt: str) -> dict:
-    """The Images API body of one image, as the synchronous mode sends it."""
+    """The Images API body of one image, as the synchronous mode sends it. A dall-e model is asked for
+    base64 (GPT image models always answer so): its URL lives 60 minutes, and a batch may be
+    collected later than that, when an expired URL would mean buying the image again."""
     params = plan.image_params
-    return {"prompt": prompt, **request_params(plan.spec.id, params["size"], params["quality"], params["extra"])}
+    body = {"prompt": prompt, **request_params(plan.spec.id, params["size"], params["quality"], params["extra"])}
+    if not plan.spec.is_gpt_image:
+        body["response_format"] = "b64_json"
+    return body
 
 
 def batch_price(task: Task) -> float:
