@@ -262,3 +262,31 @@ def test_dall_e_3_lines_ask_for_base64_so_an_expired_url_never_buys_an_image_twi
         booked = ledger.totals()["cost"]
     assert booked == pytest.approx(4 * batch_price(plan_styles(request).tasks[0]))
     assert bodies and {body.get("response_format") for body in bodies} == {"b64_json"}
+
+
+def test_the_summary_names_the_failure_kinds_with_the_retry_hint(tmp_path, monkeypatch, capsys):
+    texts = records(1) + [{"dataset": "wikipedia", "sample_id": "bad", "text": "a BLOCKED_PROMPT here"}]
+    prompts = write_records(tmp_path / "prompts.json", texts)
+    with emulator(monkeypatch):
+        code = main(["--prompts", str(prompts), "--output", str(tmp_path / "out"), *CHEAP, *BATCH,
+                     "--style", "sketch"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "permanent: 1 (first: " in err and "rerun with --retry-failed once their cause is fixed" in err
+
+
+def test_an_image_found_on_disk_is_booked_at_what_it_was_billed(tmp_path, monkeypatch):
+    prompts = write_records(tmp_path / "prompts.json", records(2))
+    out = tmp_path / "out"
+    with emulator(monkeypatch) as server:
+        assert main(["--prompts", str(prompts), "--output", str(out), *CHEAP, "--style", "sketch"]) == 0
+        with Ledger(out) as ledger:
+            billed = ledger.totals()["cost"]
+        (out / "ledger.sqlite").unlink()  # the record is lost; the images and their provenance are not
+        for stale in out.glob("ledger.sqlite-*"):
+            stale.unlink()
+        summary = _run(_request(prompts, out, styles=["sketch"]))
+        assert not server.batches.batches, "nothing was sent again"
+    assert summary.state == "finished" and summary.progress.healed == 2
+    with Ledger(out) as ledger:
+        assert billed > 0 and ledger.totals()["cost"] == pytest.approx(billed)

@@ -1,6 +1,8 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the retry loop per error kind, the budget cap, run control and progress events; when the
+It owns the retry loop per error kind, the budget cap and run control; the run's account (planning,
+each task's end, healing, stops, progress events and the summary) is its :class:`~.run_record.RunRecord`,
+which batch mode keeps the same way. When the
 next attempt may start (the tasks in flight, the one requests limiter per run taking the user's
 ``--rpm`` and whatever the provider's rate-limit headers say, the hold after a rate limit) is
 :mod:`.pacing`'s. It knows nothing of providers or dataset layouts: ``work`` is any
@@ -19,6 +21,10 @@ Retry policy (decided by :mod:`.retry`, see :class:`~imggen.engine.errors.ErrorK
 The budget: a task starts only if its estimate fits beside what was spent and what the tasks in
 flight reserved; a job whose tasks cannot estimate their cost caps its paid calls instead
 (:mod:`.spending`), and a task stopped by that cap ends the run as a budget stop the same way.
+
+Pause and Stop hold within what is being drawn: work that keeps a queue in front of a local model
+has a ``withdraw_waiting()`` the runner calls, and each task given back raises
+:class:`~.errors.Withdrawn` (held while paused, pending again after a stop).
 """
 
 from __future__ import annotations
@@ -37,16 +43,16 @@ from .concurrency import InFlightTarget
 from .config import RunnerConfig, RunSummary
 from .control import ControlState, RunControl, SignalHandlers
 from .errors import BudgetReached, ErrorKind, TaskError, Withdrawn
-from .events import Event, Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
+from .events import Reporter
 from .ledger import Ledger, LedgerRow
 from .pacing import Pacing, RateLimit
 from .retry import Decision, decide
+from .run_record import RunRecord, View
 from .tasks import Outcome, Task
 
 log = logging.getLogger("imggen.engine")
 
 Work = Callable[[Task], Awaitable[Outcome]]
-View = Callable[[Ledger], None]
 # RunnerConfig, RunSummary (from .config) and RateLimit (from .pacing) are named here too, beside the Runner.
 __all__ = ["RateLimit", "Runner", "RunnerConfig", "RunSummary", "View", "Work"]
 
@@ -85,47 +91,34 @@ class Runner:
         self._pacing = Pacing(self.config.limiter(), target, self.control, window_s=self.config.limit_window_s)
         self._reserved = 0.0
         self._budget_freed = asyncio.Event()
-        self._end_state: str | None = None
-        self._end_message: str | None = None
-        self._views_written_at = time.monotonic()
-        self._changed_since_view = False
-        self._progress = Progress(total=0, state="planning")
-        with SignalHandlers(self.control, loop, self._say) if handle_signals else contextlib.nullcontext():
+        self._record = RunRecord(self.ledger, reporters=self.reporters, views=self.views,
+                                 view_interval_s=self.config.view_interval_s, paid_for=self.paid_for)
+        with SignalHandlers(self.control, loop, self._record.say) if handle_signals else contextlib.nullcontext():
             return await self._plan_and_run(loop, tasks)
 
     async def _plan_and_run(self, loop: asyncio.AbstractEventLoop, tasks: Iterable[Task]) -> RunSummary:
-        run_id = self.ledger.begin_run()
-        total = self.ledger.plan(tasks, run_id, retry_failed=self.config.retry_failed)
-        unfinished = self.ledger.counts(run_id)
-        done = total - unfinished["pending"] - unfinished["failed"]
-        self._progress = Progress(
-            total=total, done=done, failed=unfinished["failed"], done_at_start=done + unfinished["failed"],
-            spent_before=self.ledger.totals()["cost"],
-        )
+        record = self._record
+        run_id = record.begin(tasks, retry_failed=self.config.retry_failed)
         self.control.bind(loop, on_immediate_stop=self._cancel_in_flight, on_change=self._on_control)
-        self._emit(RunStarted(self._progress))
         source = self.ledger.pending(run_id)
         try:
-            worker_count = max(min(self._pacing.target.ceiling, total - done), 1)
-            workers = [loop.create_task(self._worker(source)) for _ in range(worker_count)]
+            left = record.progress.total - record.progress.done
+            workers = [loop.create_task(self._worker(source))
+                       for _ in range(max(min(self._pacing.target.ceiling, left), 1))]
             results = await asyncio.gather(*workers, return_exceptions=True)
             for result in results:  # workers cancelled by an immediate stop end with CancelledError
                 if isinstance(result, Exception):
                     raise result
         finally:
             self.control.unbind()
-            state = self._final_state()
-            self.ledger.end_run(run_id, state, self._end_message)
-            self._write_views(force=self._changed_since_view)
-            self._progress = self._progress.evolve(state=state, running=0)
-            self._emit(RunFinished(self._progress, self._end_message))
-        return RunSummary(state, self._progress, self._end_message, tuple(self.ledger.failure_kinds(run_id)))
+            summary = record.end("stopped" if self.control.state is ControlState.STOPPING else "finished")
+        return summary
 
     # -- workers ---------------------------------------------------------------------------
     async def _worker(self, source: Iterator[LedgerRow]) -> None:
         # The next task is taken before a pause is waited out: a run paused with nothing left to
         # start ends when its last task does, instead of sitting "paused: 20/20 done".
-        while self._end_state is None and (row := next(source, None)) is not None:
+        while self._record.end_state is None and (row := next(source, None)) is not None:
             if not await self.control.proceed():
                 return  # the row is still pending in the ledger
             await self._pacing.gate.acquire()
@@ -138,7 +131,7 @@ class Runner:
     async def _take(self, task: Task) -> bool:
         """Run ``task`` (or count it healed); False when the budget is spent."""
         if task.outputs and self.outputs_valid(task):
-            self._finish_healed(task)
+            self._record.healed(task)
             return True
         if not await self._reserve_budget(task):
             return False
@@ -155,11 +148,11 @@ class Runner:
     async def _run_task(self, task: Task) -> None:
         transient_failures, withdrawn = 0, False
         while True:
-            if not await self._pacing.wait_turn(lambda: self._end_state is None):
+            if not await self._pacing.wait_turn(lambda: self._record.end_state is None):
                 self.ledger.release(task.key)
                 return
             if withdrawn and task.outputs and self.outputs_valid(task):
-                self._finish_healed(task)  # a worker finished drawing it after all while the run was paused
+                self._record.healed(task)  # a worker finished drawing it after all while the run was paused
                 return
             self.ledger.mark_started(task.key)
             self._set_running(+1)
@@ -182,29 +175,26 @@ class Runner:
                 if outcome.rate is not None:
                     self._pacing.follow_server(outcome.rate)
                 self._pacing.answered(time.monotonic() - began)
-                self._finish(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
+                self._record.finished(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
                 return
             if isinstance(error, BudgetReached):  # a paid call the budget cannot cover was not sent
                 self.ledger.release(task.key)
-                self._stop_run("budget", error.message)
+                self._record.stop("budget", error.message)
                 return
             decision = self._classify(task, error, transient_failures + 1)
             kind, message, wait = decision.kind, decision.message, decision.wait_s
             if kind is ErrorKind.FATAL:
                 self.ledger.release(task.key)
-                self._stop_run("fatal", message)
+                self._record.stop("fatal", message)
                 return
             if not decision.retry:
                 self.ledger.mark_failed(task.key, kind, message)
-                self._finish(task.key, "failed", error_kind=kind.value, message=message)
+                self._record.finished(task.key, "failed", error_kind=kind.value, message=message)
                 return
             if kind is ErrorKind.RATE_LIMITED:
                 self._pacing.rate_limited(wait)
-                self._progress = self._progress.evolve(rate_limit_hits=self._progress.rate_limit_hits + 1)
-            else:
-                self._progress = self._progress.evolve(retries=self._progress.retries + 1)
             transient_failures += decision.spends_attempt
-            self._emit(TaskRetrying(task.key, kind.value, message, wait, self._progress))
+            self._record.retrying(task.key, kind.value, message, wait)
             if kind is not ErrorKind.RATE_LIMITED:
                 await self.control.sleep(wait)  # a stop cuts the backoff short; wait_turn then gives up
 
@@ -224,53 +214,28 @@ class Runner:
         """Reserve ``task``'s estimate within the budget. While tasks in flight hold reservations it
         waits for them to be billed (often below their estimates) before it decides the budget is spent."""
         budget = self.config.budget
-        while budget is not None and self._progress.spent + self._reserved + task.cost > budget + 1e-9:
+        while budget is not None and (spent := self._record.progress.spent) + self._reserved + task.cost > budget + 1e-9:
             if self._reserved <= 1e-9:
-                self._stop_run(
+                self._record.stop(
                     "budget",
-                    f"budget reached: spent ${self._progress.spent:.2f} of ${budget:.2f} in this run, and the next "
+                    f"budget reached: spent ${spent:.2f} of ${budget:.2f} in this run, and the next "
                     f"task may cost up to ${task.cost:.2f} ({self.config.estimate_basis}); a budget counts this run "
                     "only: rerun to continue (with the same or a larger --budget)",
                 )
                 return False
             self._budget_freed.clear()
             await self._budget_freed.wait()
-            if self._end_state is not None or self.control.state is ControlState.STOPPING:
+            if self._record.end_state is not None or self.control.state is ControlState.STOPPING:
                 return False
         self._reserved += task.cost
         return True
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _finish(self, key: str, status: str, *, cost: float = 0.0, error_kind: str | None = None,
-                message: str | None = None, outputs: tuple[str, ...] = ()) -> None:
-        progress = self._progress.after(status, cost)
-        self._progress = progress
-        self._changed_since_view = True
-        self._emit(TaskFinished(key, status, progress, error_kind, message, cost, outputs))
-        self._write_views(force=False)
-
-    def _finish_healed(self, task: Task) -> None:
-        """Count a task done from its files on disk. What they were billed goes into the ledger (money
-        is counted as billed), not into this run's spending: an earlier, killed run paid it."""
-        paid = Outcome(outputs=task.outputs, cost=self.paid_for(task), provenance={"healed": True})
-        self.ledger.mark_done(task.key, paid, healed=True)
-        self._progress = self._progress.evolve(healed=self._progress.healed + 1)
-        self._finish(task.key, "healed", outputs=task.outputs)
-
     def _set_running(self, delta: int) -> None:
-        self._progress = self._progress.evolve(
-            running=self._progress.running + delta, in_flight_target=self._pacing.target.value,
+        record = self._record
+        record.progress = record.progress.evolve(
+            running=record.progress.running + delta, in_flight_target=self._pacing.target.value,
             limit_per_min=self._pacing.limit_per_min)
-
-    def _stop_run(self, state: str, message: str) -> None:
-        if self._end_state is None:
-            self._end_state, self._end_message = state, message
-            self._emit(StateChanged(self._progress.evolve(state="stopping"), message))
-
-    def _final_state(self) -> str:
-        if self._end_state is not None:
-            return self._end_state
-        return "stopped" if self.control.state is ControlState.STOPPING else "finished"
 
     def _cancel_in_flight(self) -> None:
         for job in list(self._in_flight):
@@ -279,8 +244,7 @@ class Runner:
     def _on_control(self, state: ControlState) -> None:
         if state is not ControlState.RUNNING:
             self._withdraw_waiting()
-        self._progress = self._progress.evolve(state=state.value)
-        self._emit(StateChanged(self._progress))
+        self._record.changed(state.value)
 
     def _withdraw_waiting(self) -> None:
         """Pause and Stop hold within what is being drawn: work that queues tasks in front of a local
@@ -288,26 +252,6 @@ class Runner:
         withdraw = getattr(self.work, "withdraw_waiting", None)
         if withdraw is not None:
             withdraw()
-
-    def _say(self, message: str) -> None:
-        self._emit(StateChanged(self._progress, message))
-
-    def _emit(self, event: Event) -> None:
-        for reporter in self.reporters:
-            try:
-                reporter(event)
-            except Exception:  # a broken display must not break a paid run
-                log.exception("reporter %r failed", reporter)
-
-    def _write_views(self, *, force: bool) -> None:
-        now = time.monotonic()
-        if not self.views or not (force or now - self._views_written_at >= self.config.view_interval_s):
-            return
-        if not (force or self._changed_since_view):
-            return
-        for view in self.views:
-            view(self.ledger)
-        self._views_written_at, self._changed_since_view = now, False
 
     def _outputs_are_images(self, task: Task) -> bool:
         return all(is_valid_image(Path(self.ledger.root) / path) for path in task.outputs)

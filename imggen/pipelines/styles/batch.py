@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from openai.types import Batch
 
@@ -32,12 +32,13 @@ from imggen.backends.openai_images import OpenAIImageBackend, request_params
 from imggen.engine.batch_book import BatchBook, Submission
 from imggen.engine.control import ControlState, RunControl, SignalHandlers
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.engine.events import Progress, Reporter, RunFinished, RunStarted, StateChanged, TaskFinished, TaskRetrying
+from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, job_views
 from imggen.engine.ledger import Ledger
 from imggen.engine.reporters import LogReporter
+from imggen.engine.run_record import RunRecord
 from imggen.engine.runner import RunSummary
-from imggen.engine.tasks import Outcome, Task
+from imggen.engine.tasks import Task
 from imggen.storage.lock import folder_lock
 
 from .batch_collect import Collector
@@ -54,54 +55,40 @@ class BatchRun:
     """One batch-mode run over an output folder whose ledger, book and lock are held by the caller."""
 
     def __init__(self, plan: "StylePlan", ledger: Ledger, book: BatchBook, api: OpenAIBatchAPI,
-                 images: OpenAIImageBackend, *, control: RunControl, reporters: Sequence[Reporter],
-                 views: Sequence, secret: str | None) -> None:
+                 images: OpenAIImageBackend, *, control: RunControl, record: RunRecord, secret: str | None) -> None:
         self.plan, self.request = plan, plan.request
         self.ledger, self.book, self.api = ledger, book, api
-        self.control, self.reporters, self.views = control, list(reporters), list(views)
+        self.control, self.record = control, record
         params = plan.image_params
         self.collector = Collector(ledger.root, ledger, book, api, images, plan.spec,
                                    request_params(plan.spec.id, params["size"], params["quality"], params["extra"]),
-                                   finish=self._finish, retry=self._retrying, secret=secret)
+                                   finish=record.finished, retry=self._retrying, secret=secret)
         self.watch = BatchWatch()
-        self.progress = Progress(total=0, state="planning")
         self.committed = 0.0  # batch price of what this run submitted
-        self.end_state: str | None = None
-        self.end_message: str | None = None
         self._last_said: str | None = None
 
     async def run(self) -> RunSummary:
-        run_id = self.ledger.begin_run()
-        total = self.ledger.plan(self.plan.tasks, run_id, retry_failed=self.request.retry_failed)
-        unfinished = self.ledger.counts(run_id)
-        done = total - unfinished["pending"] - unfinished["failed"]
-        self.progress = Progress(total=total, done=done, failed=unfinished["failed"],
-                                 done_at_start=done + unfinished["failed"], running=len(self.book.open_keys()))
-        self.run_id = run_id
+        record = self.record
+        self.run_id = record.begin(self.plan.tasks, retry_failed=self.request.retry_failed,
+                                   running=len(self.book.open_keys()))
         self.sender = Sender(self.plan, self.ledger, self.book, self.api, self.book.folder_tag(), say=self._say,
-                             failed=lambda key, message: self._finish(key, "failed", error_kind="permanent",
-                                                                      message=message))
+                             failed=lambda key, message: record.finished(key, "failed", error_kind="permanent",
+                                                                         message=message))
         loop = asyncio.get_running_loop()
         body = loop.create_task(self._work())
-        self.control.bind(loop, on_immediate_stop=body.cancel, on_change=self._on_control)
-        self._emit(RunStarted(self.progress))
+        self.control.bind(loop, on_immediate_stop=body.cancel, on_change=lambda state: record.changed(state.value))
         try:
             await body
         except asyncio.CancelledError:
             if not self.control.immediate:
                 raise
         except TaskError as exc:  # fatal: a bad key, an exhausted quota, a batch the API no longer knows
-            self._stop("fatal", exc.message)
+            record.stop("fatal", exc.message)
         finally:
             self.control.unbind()
-            state = self.end_state or ("stopped" if self.control.state is ControlState.STOPPING else "finished")
-            message = self.end_message or self._left_running()
-            self.ledger.end_run(run_id, state, message)
-            for view in self.views:
-                view(self.ledger)
-            self.progress = self.progress.evolve(state=state, running=0)
-            self._emit(RunFinished(self.progress, message))
-        return RunSummary(state, self.progress, message)
+            summary = record.end("stopped" if self.control.state is ControlState.STOPPING else "finished",
+                                 self._left_running())
+        return summary
 
     async def _work(self) -> None:
         cancelled = False
@@ -114,7 +101,7 @@ class BatchRun:
                 await self._submit()
             await self._poll()
             open_submissions = self.book.open_submissions()
-            self.progress = self.progress.evolve(running=len(self.book.open_keys()))
+            self.record.progress = self.record.progress.evolve(running=len(self.book.open_keys()))
             if not open_submissions and not (self._may_submit() and any(self._unsent())):
                 return
             self._say(self.watch.describe(open_submissions, time.time()), quiet=True)
@@ -122,7 +109,7 @@ class BatchRun:
 
     # -- submitting ---------------------------------------------------------------------------
     def _may_submit(self) -> bool:
-        return self.end_state is None and not self.request.cancel_batches
+        return self.record.end_state is None and not self.request.cancel_batches
 
     def _unsent(self) -> Iterator[Task]:
         """Pending tasks in no open submission; tasks whose image is already on disk are marked healed."""
@@ -132,10 +119,7 @@ class BatchRun:
             if task.key in open_keys:
                 continue
             if task.outputs and made_for(self.ledger.root, task):
-                self.ledger.mark_done(task.key, Outcome(outputs=task.outputs, provenance={"healed": True}),
-                                      healed=True)
-                self.progress = self.progress.evolve(healed=self.progress.healed + 1)
-                self._finish(task.key, "healed")
+                self.record.healed(task)  # booked at what its file says it was billed
                 continue
             yield task
 
@@ -153,7 +137,7 @@ class BatchRun:
             if not await self.sender.send(submission, bytes(group.data)):
                 return  # OpenAI is not answering: the next poll looks this one up before sending more
         if budget is not None and any(self._unsent()):
-            self._stop("budget", f"budget reached: submitted ${self.committed:.2f} of ${budget:.2f} in this run "
+            self.record.stop("budget", f"budget reached: submitted ${self.committed:.2f} of ${budget:.2f} in this run "
                                  f"(at the batch price; per image: {self.plan.estimate_basis}); a budget counts "
                                  "this run only: rerun to continue")
 
@@ -181,8 +165,7 @@ class BatchRun:
                     self._say(f"collecting batch {batch.id} failed ({exc.message}); trying again")
                     continue
                 self.watch.collected(submission)
-                for view in self.views:
-                    view(self.ledger)
+                self.record.write_views(force=True)
 
     def _record_status(self, submission: Submission, batch: Batch) -> None:
         counts = batch.request_counts.model_dump() if batch.request_counts else None
@@ -203,25 +186,12 @@ class BatchRun:
             self._say(f"cancelling batch {batch.id}")
 
     async def _nap(self) -> None:
-        """Wait ``poll_s`` seconds, or less when the run is paused or stopped meanwhile."""
-        deadline = time.monotonic() + self.request.poll_s
-        while time.monotonic() < deadline and self.control.state is ControlState.RUNNING:
-            await asyncio.sleep(min(0.25, self.request.poll_s))
+        """Wait ``poll_s`` seconds, or less when the run stops meanwhile (a pause holds at the next turn)."""
+        await self.control.sleep(self.request.poll_s)
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def _finish(self, key: str, status: str, *, cost: float = 0.0, error_kind: str | None = None,
-                message: str | None = None) -> None:
-        self.progress = progress = self.progress.after(status, cost)
-        self._emit(TaskFinished(key, status, progress, error_kind, message, cost))
-
     def _retrying(self, key: str, kind: str, message: str) -> None:
-        self.progress = self.progress.evolve(retries=self.progress.retries + 1)
-        self._emit(TaskRetrying(key, kind, message, 0.0, self.progress))
-
-    def _stop(self, state: str, message: str) -> None:
-        if self.end_state is None:
-            self.end_state, self.end_message = state, message
-            self._emit(StateChanged(self.progress.evolve(state="stopping"), message))
+        self.record.retrying(key, kind, message, 0.0)
 
     def _left_running(self) -> str | None:
         left = [s.batch_id for s in self.book.open_submissions() if s.batch_id]
@@ -230,26 +200,18 @@ class BatchRun:
         return (f"{len(left)} batch(es) still running at OpenAI ({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}"
                 "); rerun the same command to collect them, or add --cancel-batches to cancel them")
 
-    def _on_control(self, state: ControlState) -> None:
-        self.progress = self.progress.evolve(state=state.value)
-        self._emit(StateChanged(self.progress))
-
     def _say(self, message: str, *, quiet: bool = False) -> None:
         """Report a line; with ``quiet``, only when it differs from the last one."""
         if quiet and message == self._last_said:
             return
         self._last_said = message
-        self._emit(StateChanged(self.progress, message))
-
-    def _emit(self, event) -> None:
-        for reporter in self.reporters:
-            with contextlib.suppress(Exception):  # a broken display must not break a paid run
-                reporter(event)
+        self.record.say(message)
 
 
 async def run_styles_batch(plan: "StylePlan", *, api_key: str, files: JobFiles, base_url: str | None = None,
                            control: RunControl | None = None, reporters: Sequence[Reporter] = (),
-                           handle_signals: bool = False) -> RunSummary:
+                           handle_signals: bool = False,
+                           paid_for: Callable[[Task], float] = lambda task: 0.0) -> RunSummary:
     """Run a planned style matrix through the Batch API in ``files.root``; see the module's notes."""
     control = control or RunControl()
     timeout_s = plan.request.request_timeout_s  # a Files or Batches call that does not answer in time is tried again
@@ -259,10 +221,11 @@ async def run_styles_batch(plan: "StylePlan", *, api_key: str, files: JobFiles, 
     try:
         with folder_lock(files.root), Ledger(files.root) as ledger, BatchBook(ledger.path) as book:
             ledger.record_rounds(plan.rounds)  # before any task of the round is planned, as run_job does
-            run = BatchRun(plan, ledger, book, api, images, control=control,
-                           reporters=[LogReporter(files.log), *reporters], views=job_views(files), secret=api_key)
+            record = RunRecord(ledger, reporters=[LogReporter(files.log), *reporters], views=job_views(files),
+                               paid_for=paid_for)
+            run = BatchRun(plan, ledger, book, api, images, control=control, record=record, secret=api_key)
             loop = asyncio.get_running_loop()
-            with SignalHandlers(control, loop, run._say) if handle_signals else contextlib.nullcontext():
+            with SignalHandlers(control, loop, record.say) if handle_signals else contextlib.nullcontext():
                 return await run.run()
     finally:
         await api.aclose()

@@ -99,9 +99,13 @@ async def run_styles(
 async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequence[Reporter],
                     handle_signals: bool) -> RunSummary:
     request = plan.request
+    def paid_for(task) -> float:  # what an image on disk was billed: its PNG says so
+        return paid_cost(resolve(request.output, task.outputs[0]))
+
     if request.mode == "batch":
         return await run_styles_batch(plan, api_key=openai_api_key(), files=job_files(request.output),
-                                      control=control, reporters=reporters, handle_signals=handle_signals)
+                                      control=control, reporters=reporters, handle_signals=handle_signals,
+                                      paid_for=paid_for)
     draw = await open_drawer(plan)
     window = request.limit_window_s
     config = RunnerConfig(
@@ -114,7 +118,7 @@ async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequ
         summary = await run_job(job_files(request.output), plan.tasks, StyleWork(request.output, draw),
                                 config=config, control=control, reporters=reporters, handle_signals=handle_signals,
                                 outputs_valid=lambda task: made_for(request.output, task),
-                                paid_for=lambda task: paid_cost(resolve(request.output, task.outputs[0])),
+                                paid_for=paid_for,
                                 rounds=plan.rounds)
     finally:
         await draw.aclose()
