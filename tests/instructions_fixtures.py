@@ -103,15 +103,17 @@ class ScriptedHandler:
 
     Each item takes ``delays[device]`` seconds and returns which worker ran it in which batch size.
     The payload "crash" ends the worker process the first time (``crash_marker`` records it).
-    With ``loaded_marks``, each worker that has loaded leaves a file named after its device there.
+    With ``loaded_marks``, each worker that has loaded leaves a file named after its device there;
+    with ``drawn_log``, each item's payload is appended to that file as its batch begins.
     """
 
     def __init__(self, delays: dict[str, float] | None = None, crash_marker: str | None = None,
-                 load_error: str | None = None, loaded_marks: str | None = None) -> None:
+                 load_error: str | None = None, loaded_marks: str | None = None, drawn_log: str | None = None) -> None:
         self.delays = delays or {}
         self.crash_marker = crash_marker
         self.load_error = load_error
         self.loaded_marks = loaded_marks
+        self.drawn_log = drawn_log
 
     def __call__(self, *, device: str, threads: int | None):
         if self.load_error:
@@ -127,6 +129,9 @@ class ScriptedHandler:
         if "crash" in payloads and self.crash_marker and not os.path.exists(self.crash_marker):
             Path(self.crash_marker).touch()
             os._exit(3)
+        if self.drawn_log:
+            with open(self.drawn_log, "a") as log:
+                log.writelines(f"{payload}\n" for payload in payloads)
         time.sleep(self.delays.get(device, 0.0) * len(payloads))
         return [{"device": device, "pid": os.getpid(), "batch": len(payloads), "payload": p} for p in payloads]
 

@@ -12,7 +12,7 @@ import pytest
 from imggen.distributed.dispatch import Dispatcher
 from imggen.distributed.pool import WorkerDied, WorkerPool
 from imggen.distributed.processes import local_pool, threads_per_worker, worker_devices
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.errors import ErrorKind, TaskError, Withdrawn
 
 from instructions_fixtures import ScriptedHandler
 
@@ -32,6 +32,22 @@ async def test_a_faster_worker_takes_more_items_from_the_shared_queue(tmp_path):
     assert [r["payload"] for r in results] == list(range(40))
     by_device = collections.Counter(r["device"] for r in results)
     assert by_device["fast"] > 3 * by_device["slow"], by_device
+
+
+async def test_withdrawing_gives_back_what_no_worker_has_begun_and_the_worker_skips_it(tmp_path):
+    drawn = tmp_path / "drawn.log"
+    async with local_pool(ScriptedHandler(delays={"cpu": 0.5}, drawn_log=str(drawn)), ["cpu"]) as pool:
+        items = [asyncio.ensure_future(pool.submit(index)) for index in range(4)]
+        while not drawn.exists():  # the first batch is being drawn, the second waits in the worker's inbox
+            await asyncio.sleep(0.01)
+        pool.withdraw_waiting()  # what the runner calls on Pause and Stop
+        results = await asyncio.gather(*items, return_exceptions=True)
+        await asyncio.sleep(1.0)  # time for the worker to draw the inbox batch, had it not skipped it
+        assert results[0]["payload"] == 0
+        assert all(isinstance(result, Withdrawn) for result in results[1:]), results
+        assert drawn.read_text().split() == ["0"]
+        later = await pool.submit("after a resume")
+    assert later["payload"] == "after a resume"
 
 
 async def test_a_dead_worker_turns_its_item_into_a_transient_error_and_is_replaced(tmp_path):

@@ -12,6 +12,10 @@ worker); after that the pool continues with fewer workers. A worker that cannot 
 not replaced (loading again would fail the same way). When no worker is left, every waiting and
 later item fails with a fatal error that carries the last worker's message, and the run stops.
 
+Pause and Stop hold within what the workers draw: :meth:`WorkerPool.withdraw_waiting` gives back
+the items queued here and the batches waiting in a worker's inbox (a process worker skips those
+it has not begun), each as :class:`~imggen.engine.errors.Withdrawn`.
+
 Every worker sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` before its handler is built,
 unless the user set the allocator's configuration: the varying batch shapes of a long run then do
 not fragment GPU memory into out-of-memory errors.
@@ -158,7 +162,9 @@ class WorkerPool:
             return
         self._dispatcher.fail_queued(Withdrawn("waiting for a model worker"))
         for in_flight in self._in_flight.values():
-            for batch, _ in list(in_flight)[1:]:  # the first batch is being drawn; the others wait
+            while len(in_flight) > 1:  # the first batch is being drawn; the others wait in the inbox
+                batch, job = in_flight.pop()
+                job.cancel()  # the worker skips it if it has not begun it
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(Withdrawn("waiting in a model worker's inbox"))

@@ -14,6 +14,8 @@ so a killed run never leaves a GPU held by an orphan.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -88,6 +90,7 @@ class ProcessWorker:
         self._jobs: dict[int, asyncio.Future] = {}
         self._job_ids = itertools.count()
         self._ended = False
+        self._abandoned = False  # a batch sent to it was given up (a stop)
         self._loop.add_reader(self._conn.fileno(), self._receive)
         self._loop.add_reader(self.process.sentinel, self._exited)
 
@@ -100,16 +103,23 @@ class ProcessWorker:
         job_id = next(self._job_ids)
         self._jobs[job_id] = job = self._loop.create_future()
         try:
-            self._conn.send((job_id, payloads))
+            self._conn.send(("run", job_id, payloads))
         except OSError as error:
             del self._jobs[job_id]
             raise WorkerDied(f"could not send work: {error}") from None
-        return await job
+        try:
+            return await job
+        except asyncio.CancelledError:  # nobody waits for it: a worker that has not begun it skips it
+            self._abandoned = True
+            if self._jobs.pop(job_id, None) is not None and not self._ended:
+                with contextlib.suppress(OSError):
+                    self._conn.send(("withdraw", job_id))
+            raise
 
     async def close(self) -> None:
         if not self._ended:
-            if not self._ready.done() or any(job.cancelled() for job in self._jobs.values()):
-                # still loading, or drawing what nobody waits for any more (a stop): no file is half-written
+            if not self._ready.done() or self._abandoned:
+                # still loading, or it may be drawing what nobody waits for any more: no file is half-written
                 self.process.kill()
             try:
                 self._conn.send(None)  # finish the current batch, then exit
@@ -193,16 +203,33 @@ def _worker_main(conn, factory: HandlerFactory, device: str, threads: int | None
                     pass  # the parent is gone; the next recv ends this worker
         return reply
 
+    inbox: collections.deque = collections.deque()
+    withdrawn: set[int] = set()
     while True:
         try:
-            message = conn.recv()
+            _read_messages(conn, inbox, withdrawn, wait=not inbox)  # a withdrawal may follow its job
         except (EOFError, OSError):
             return  # the parent is gone
+        message = inbox.popleft()
         if message is None:
             getattr(handler, "close", lambda: None)()  # let deferred results finish
             return
-        job_id, payloads = message
+        _, job_id, payloads = message
+        if job_id in withdrawn:
+            withdrawn.discard(job_id)  # Pause or Stop gave it back before it began
+            continue
         call_handler(handler, payloads, reply_for(job_id))
+
+
+def _read_messages(conn, inbox: collections.deque, withdrawn: set[int], *, wait: bool) -> None:
+    """Move what the parent has sent into ``inbox`` (jobs and the end) and ``withdrawn`` (job ids)."""
+    while wait or conn.poll():
+        wait = False
+        message = conn.recv()
+        if message is not None and message[0] == "withdraw":
+            withdrawn.add(message[1])
+        else:
+            inbox.append(message)
 
 
 def _die_with_parent() -> None:

@@ -108,9 +108,7 @@ def instructions_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
                "--device", "cpu", "--num_gpus", "2", "--height", str(SIZE), "--width", str(SIZE),
                "--num_inference_steps", str(STEPS), "--planning_model", PLANNER]
     bad = replaced(command, "--planning_model", "Planer-7B")  # a typo
-    # 2 workers x batch 1, and each worker's inbox batch: withdrawn at once, but a worker may finish
-    # drawing it in the moment before the run ends and kills it (the image is healed by a rerun, free)
-    yield Run(command, bad, files(out, "*.png"), drawing=4, loads_a_model=True)
+    yield Run(command, bad, files(out, "*.png"), drawing=2, loads_a_model=True)  # 2 workers x batch 1
 
 
 @contextlib.contextmanager
