@@ -34,7 +34,7 @@ class Run:
 
     command: list[str]
     bad_command: list[str]  # the same run with an input that cannot be used: it must not start
-    images: Callable[[], int]  # images made so far
+    image_files: Callable[[], list[Path]]  # the images made so far
     drawing: int | None  # images a stop may still let finish (None: bounded by the paid calls in flight)
     paid_calls: Callable[[], int] = lambda: 0  # paid requests the provider has received (a local model: none)
     ledger_root: Path | None = None  # where the run's ledger is (its running tasks were started before a stop)
@@ -42,6 +42,9 @@ class Run:
     settle: Callable[[], None] = lambda: None  # wait until the provider has read and answered what was sent
     loads_a_model: bool = False  # a local model: its workers load before the first image
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def images(self) -> int:
+        return len(self.image_files())
 
 
 def running_tasks(root: Path | None) -> int:
@@ -52,8 +55,8 @@ def running_tasks(root: Path | None) -> int:
         return db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'running'").fetchone()[0]
 
 
-def files(folder: Path, pattern: str) -> Callable[[], int]:
-    return lambda: sum(1 for path in folder.rglob(pattern) if not path.is_symlink()) if folder.exists() else 0
+def files(folder: Path, pattern: str) -> Callable[[], list[Path]]:
+    return lambda: sorted(path for path in folder.rglob(pattern) if not path.is_symlink()) if folder.exists() else []
 
 
 def replaced(command: list[str], option: str, value: str) -> list[str]:

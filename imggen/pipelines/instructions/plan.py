@@ -2,7 +2,7 @@
 
 A question's images are ``img_0.png .. img_{n-1}.png`` in its folder; a question without
 instructions gets an empty folder. Each image's seed is derived from (run seed, dataset, question
-id, instruction index), so an image's pixels do not depend on which worker made it, in which
+id, instruction index) and the folder's round (:mod:`~imggen.engine.seeds`), so an image's pixels do not depend on which worker made it, in which
 order, or on the planning model (two planning models' images of one question share their noise).
 
 Skipping existing images is the engine's resume: a task whose key is done in the ledger, or whose
@@ -90,7 +90,8 @@ class Plan:
                 "path": str(absolute),
                 "prompt": instruction,
                 "references": list(question.image_paths),
-                "seed": image_seed(self.seed, question.dataset, str(entry.question_id), index),
+                "seed": image_seed(self.seed, question.dataset, str(entry.question_id), index,
+                                   round_number=self.rounds[group.prefix].number),
                 "height": self.height,
                 "width": self.width,
                 "source": question.source,

@@ -15,7 +15,7 @@ from imggen.backends.openai_images import GeneratedImage, OpenAIImageBackend
 from imggen.backends.flux2 import parse_flux_size
 from imggen.backends.openai_models import ImageModelSpec
 from imggen.engine.errors import RateHint
-from imggen.engine.seeds import image_seed
+from imggen.engine.seeds import task_seed
 from imggen.storage.provenance import as_png
 
 
@@ -91,7 +91,7 @@ class Flux2Drawer:
 
     async def __call__(self, prompt: str, key: str) -> Picture:
         (image,) = await asyncio.to_thread(
-            self.backend.generate, [prompt], seeds=[image_seed(key)], height=self.height, width=self.width
+            self.backend.generate, [prompt], seeds=[task_seed(key)], height=self.height, width=self.width
         )
         provenance = dict(image.info["provenance"])
         model = provenance.pop("model")

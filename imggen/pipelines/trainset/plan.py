@@ -116,8 +116,6 @@ def grid_payload(number: int, shape: int, rotation: DescriptionRotation, round_n
 
 
 def grid_seed(number: int, round_number: int) -> int:
-    """Grid ``number``'s seed: the number itself in the first round; in a later round (which starts its
-    subjects over) one derived from both, so that its grids are new pictures, not the first round's again."""
-    if round_number == 0:
-        return number
-    return image_seed("grid", round_number, number) % 2**31  # kept within a 32-bit signed int for any model
+    """Grid ``number``'s seed in its round (a later round starts its subjects over, and its grids are
+    new pictures), within 31 bits: a 32-bit signed int for any model."""
+    return image_seed("grid", number, round_number=round_number, bits=31)
