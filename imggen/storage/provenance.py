@@ -1,12 +1,16 @@
-"""PNG provenance: what made an image, in text chunks that image browsers and imggen both read.
+"""Provenance: what made an image, inside the file, where image browsers and imggen both read it.
 
-Every PNG imggen writes carries, right after its header:
+Every image imggen writes is stamped here (:func:`stamped`), the same way for every pipeline. A PNG
+carries, right after its header:
 
 - ``parameters``: A1111-style text, the prompt and then one line such as
   ``Steps: 4, Seed: 12, Size: 1024x1024, Model: flux2-klein-4B`` (what Stable Diffusion web UI,
   ComfyUI, Civitai and most image browsers show as an image's generation data);
 - ``imggen``: the full provenance as JSON (:func:`read_provenance` reads it back);
 - ``Software: imggen``, and any plain fields a pipeline adds (the style matrix's ``cost_usd``).
+
+A JPEG carries the same ``parameters`` text as EXIF ``UserComment`` (UNICODE, as A1111 writes it),
+``Software: imggen``, and the provenance JSON as its comment; its compressed data is kept byte for byte.
 
 An image is a file people share, so provenance written into it carries no absolute local path:
 each one is cut to its file name (the ledger keeps the full record). PNG bytes a provider
@@ -28,6 +32,9 @@ from PIL import Image
 PROVENANCE_KEY = "imggen"
 PARAMETERS_KEY = "parameters"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8"
+EXIF_SOFTWARE, EXIF_IFD, EXIF_USER_COMMENT = 0x0131, 0x8769, 0x9286
+UNICODE_COMMENT = b"UNICODE\x00"  # a UserComment's character code
 
 
 def as_png(data: bytes | Image.Image) -> bytes:
@@ -62,12 +69,40 @@ def png_with_provenance(
     return _with_text_chunks(png, fields)
 
 
+def stamped(image: bytes, provenance: Mapping[str, Any], *, prompt: str, model: str, seed: int | None = None,
+            steps: int | None = None) -> bytes:
+    """``image`` (PNG or JPEG bytes; anything else becomes PNG) with its provenance in the file."""
+    if image.startswith(JPEG_SIGNATURE):
+        return jpeg_with_provenance(image, provenance, prompt=prompt, model=model, seed=seed, steps=steps)
+    return png_with_provenance(image, provenance, prompt=prompt, model=model, seed=seed, steps=steps)
+
+
+def jpeg_with_provenance(jpeg: bytes, provenance: Mapping[str, Any], *, prompt: str, model: str,
+                         seed: int | None = None, steps: int | None = None) -> bytes:
+    """``jpeg`` with EXIF (``UserComment``: the ``parameters`` text; ``Software``) and the provenance JSON
+    as a comment segment, inserted after its header segments; the image data is not re-encoded."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        size = image.size
+    exif = Image.Exif()
+    exif.endian = ">"  # UNICODE user comments are UTF-16 in the byte order of the EXIF data
+    exif[EXIF_SOFTWARE] = "imggen"
+    text = parameters_text(prompt, model=model, size=size, seed=seed, steps=steps)
+    exif.get_ifd(EXIF_IFD)[EXIF_USER_COMMENT] = UNICODE_COMMENT + text.encode("utf-16-be")
+    record = json.dumps(without_local_paths(provenance), ensure_ascii=True, sort_keys=True, default=str).encode()
+    segments = _segment(b"\xff\xe1", exif.tobytes()) + _segment(b"\xff\xfe", record)
+    at = _after_jfif_header(jpeg)
+    return jpeg[:at] + segments + jpeg[at:]
+
+
 def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance JSON of an image imggen wrote ({} for an image without one, or no image)."""
+    """The provenance JSON of an image imggen wrote, PNG or JPEG ({} for an image without one, or no image)."""
     try:
-        return json.loads(read_text_field(path, PROVENANCE_KEY) or "{}")
-    except ValueError:
+        with Image.open(path) as image:
+            text = image.info.get("comment") if image.format == "JPEG" else getattr(image, "text", {}).get(PROVENANCE_KEY)
+        found = json.loads(text or "{}")
+    except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def read_text_field(path: str | os.PathLike, key: str) -> str | None:
@@ -118,3 +153,17 @@ def _with_text_chunks(png: bytes, fields: Mapping[str, str]) -> bytes:
     header_end = 8 + 12 + struct.unpack(">I", png[8:12])[0]  # signature, then IHDR's length, type, data and CRC
     chunks = b"".join(_itxt(name, value) for name, value in fields.items())
     return png[:header_end] + chunks + png[header_end:]
+
+
+def _segment(marker: bytes, payload: bytes) -> bytes:
+    if len(payload) > 65533:
+        raise ValueError("provenance too long for one JPEG segment")
+    return marker + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _after_jfif_header(jpeg: bytes) -> int:
+    """Where new segments go: after SOI and a JFIF APP0 segment, which must come first."""
+    at = 2
+    if jpeg[at:at + 2] == b"\xff\xe0":
+        at += 2 + struct.unpack(">H", jpeg[at + 2:at + 4])[0]
+    return at

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
+from imggen.emulators.openai_batch_store import BatchEmulatorConfig
 from imggen.engine.ledger import LEDGER_NAME
 from styles_fixtures import CHEAP, emulator, emulator_env, generations, records, write_records
 from trainset_fixtures import bytes_unread_by, running_services, source_image_bytes, wait_until_creates_are_answered
@@ -35,6 +36,7 @@ class Run:
     command: list[str]
     bad_command: list[str]  # the same run with an input that cannot be used: it must not start
     image_files: Callable[[], list[Path]]  # the images made so far
+    expected: int  # the images of the whole job
     drawing: int | None  # images a stop may still let finish (None: bounded by the paid calls in flight)
     paid_calls: Callable[[], int] = lambda: 0  # paid requests the provider has received (a local model: none)
     ledger_root: Path | None = None  # where the run's ledger is (its running tasks were started before a stop)
@@ -84,7 +86,7 @@ def styles_openai(folder: Path, checkpoint: Path) -> Iterator[Run]:
     with emulator(latency_s=0.2) as server:
         command = [*STYLES, "--prompts", str(prompts), "--output", str(out), "--style", "cartoon", "realistic",
                    "--concurrency", "4", *CHEAP]
-        yield Run(command, replaced(command, "--size", "7x7"), files(out / "images" / "by_style", "*.png"),
+        yield Run(command, replaced(command, "--size", "7x7"), files(out / "images" / "by_style", "*.png"), 24,
                   drawing=None, paid_calls=lambda: len(generations(server)), settle=settled_openai(server),
                   ledger_root=out,
                   env=emulator_env(server))
@@ -98,7 +100,7 @@ def styles_flux2(folder: Path, checkpoint: Path) -> Iterator[Run]:
                "--backend", "flux2", "--flux_ckpt", str(checkpoint), "--size", f"{SIZE}x{SIZE}",
                "--flux-steps", str(STEPS)]
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
-    yield Run(command, replaced(command, "--size", "60x60"), files(out / "images" / "by_style", "*.png"), drawing=1,
+    yield Run(command, replaced(command, "--size", "60x60"), files(out / "images" / "by_style", "*.png"), 24, drawing=1,
               loads_a_model=True, env=env)
 
 
@@ -111,7 +113,7 @@ def instructions_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
                "--device", "cpu", "--num_gpus", "2", "--height", str(SIZE), "--width", str(SIZE),
                "--num_inference_steps", str(STEPS), "--planning_model", PLANNER]
     bad = replaced(command, "--planning_model", "Planer-7B")  # a typo
-    yield Run(command, bad, files(out, "*.png"), drawing=2, loads_a_model=True)  # 2 workers x batch 1
+    yield Run(command, bad, files(out, "*.png"), 21, drawing=2, loads_a_model=True)  # 2 workers x batch 1
 
 
 @contextlib.contextmanager
@@ -127,10 +129,35 @@ def trainset_replicate(folder: Path, checkpoint: Path) -> Iterator[Run]:
 
         def settle() -> None:
             wait_until_creates_are_answered(replicate)
-        yield Run(command, bad, files(out, "training-image*.jpg"), drawing=None,
+        yield Run(command, bad, files(out, "training-image*.jpg"), 30, drawing=None,
                   paid_calls=lambda: sum(replicate.counts.created.values()), settle=settle,
                   ledger_root=out / "u1" / "a1", calls_per_task=2,  # a grid, then the upscale of its tile
                   env={**os.environ, **services.environment()})
+
+
+@contextlib.contextmanager
+def trainset_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
+    source = folder / "source.png"
+    source.write_bytes(source_image_bytes())
+    out = folder / "runs"
+    command = [*TRAINSET, "--source", str(source), "--user-id", "u1", "--actor-id", "a1", "--target", "20",
+               "--output", str(out), "--local", "--flux_ckpt", str(checkpoint), "--flux-size", str(3 * SIZE),
+               "--flux-steps", str(STEPS)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "REPLICATE_", "AWS_"))}
+    yield Run(command, replaced(command, "--source", str(folder / "no-such-source.png")),
+              files(out, "training-image*.jpg"), 20, drawing=None, loads_a_model=True, env=env)
+
+
+@contextlib.contextmanager
+def styles_batch(folder: Path, checkpoint: Path) -> Iterator[Run]:
+    prompts = write_records(folder / "prompts.json", records(12))
+    out = folder / "out"
+    with emulator(batch=BatchEmulatorConfig(line_s=0.05)) as server:
+        command = [*STYLES, "--prompts", str(prompts), "--output", str(out), "--style", "cartoon", "realistic",
+                   "--mode", "batch", "--batch-size", "4", "--poll-seconds", "0.05", *CHEAP]
+        yield Run(command, replaced(command, "--size", "7x7"), files(out / "images" / "by_style", "*.png"), 24,
+                  drawing=None, paid_calls=lambda: sum(server.batches.submitted.values()),
+                  settle=settled_openai(server), env=emulator_env(server))
 
 
 KINDS: dict[str, Callable[[Path, Path], contextlib.AbstractContextManager[Run]]] = {
@@ -138,4 +165,6 @@ KINDS: dict[str, Callable[[Path, Path], contextlib.AbstractContextManager[Run]]]
     "styles-flux2": styles_flux2,
     "instructions-local": instructions_local,
     "trainset-replicate": trainset_replicate,
+    "trainset-local": trainset_local,
+    "styles-batch": styles_batch,
 }

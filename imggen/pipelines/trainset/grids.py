@@ -131,6 +131,10 @@ class GridMaker:
             await asyncio.to_thread(atomic_write_bytes, self._debug_dir / relative, data)
         return MadeGrid(DrawnGrid(number, path, shape, tuple(verdict.tiles)), cost, tiles)
 
+    def record(self, number: int) -> dict:
+        """Grid ``number``'s ledger record: its payload (prompt, seed, subjects) and what drew it."""
+        return self._ledger.task(grid_key(number))
+
     def record_failure(self, number: int, error: Exception) -> Decision:
         """Record how grid ``number`` failed, as :func:`decide` classifies it: refused for good
         (permanent), or released to be drawn again."""

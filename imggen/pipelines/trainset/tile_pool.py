@@ -123,6 +123,10 @@ class TilePool:
                 asyncio.to_thread(lambda: tile_pngs(drawn.path.read_bytes(), drawn.grid)))
         return ClaimedTile(ref, (await tiles)[ref.tile])
 
+    def grid_record(self, number: int) -> dict:
+        """Grid ``number``'s ledger record (see :meth:`~.grids.GridMaker.record`)."""
+        return self._maker.record(number)
+
     def bill(self, ref: TileRef) -> float:
         """The price of ``ref``'s grid the first time one of its tiles is finished, else 0."""
         return self._unbilled.pop(ref.grid, 0.0)

@@ -1,4 +1,5 @@
-"""What one training image does: claim a unique tile, upscale it, caption it, store both.
+"""What one training image does: claim a unique tile, upscale it, caption it, store both (the image
+stamped with its provenance, :mod:`imggen.storage.provenance`).
 
 The upscale is saved in the run folder (``upscales/``) before the task is marked done, so a rerun
 pays for it once; a tile that repeats one already kept for the actor is refused before its
@@ -15,6 +16,7 @@ from pathlib import Path
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.tasks import Outcome, Task
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
+from imggen.storage.provenance import stamped
 
 from .captions import TEXT_TYPE, TrainingCaptions, caption_name
 from .duplicates import KeptTiles
@@ -22,7 +24,7 @@ from .journal import PredictionJournal
 from .lanes import Lane
 from .layout import stored_name, upscale_file
 from .stores import CONTENT_TYPES, ImageStore
-from .tile_pool import ClaimedTile, TilePool
+from .tile_pool import ClaimedTile, TilePool, TileRef
 from .upscalers import Upscaler
 
 log = logging.getLogger("imggen.trainset")
@@ -64,6 +66,7 @@ class TrainingImageWork:
         caption = await self.captions.caption(ref.key, ref.grid, ref.tile, claimed.image)
         extension = self.upscaler.output_format
         name = stored_name(task.key, extension)
+        data = self._stamped(data, task, ref, caption)
         stored = await self.store.put(name, data, CONTENT_TYPES[extension])
         await self.store.put(caption_name(name), caption.encode("utf-8"), TEXT_TYPE)
         if self.debug_dir is not None:
@@ -74,6 +77,17 @@ class TrainingImageWork:
             provenance={"grid": ref.grid, "tile": ref.tile, "url": stored.url, "upscaler": self.upscaler.name,
                         "caption": caption},
         )
+
+    def _stamped(self, data: bytes, task: Task, ref: TileRef, caption: str) -> bytes:
+        """The stored image with its provenance: the tile's subject as its prompt, the grid's model and seed."""
+        grid = self.pool.grid_record(ref.grid)
+        payload, drawn = grid["payload"], grid["provenance"] or {}
+        subject = payload["subjects"][ref.tile]["text"]
+        model = drawn.get("model") or drawn.get("drawer", "unknown")
+        provenance = {"key": task.key, "prompt": subject, "grid_prompt": payload["prompt"], "seed": payload["seed"],
+                      "grid": ref.grid, "tile": ref.tile, "model": model, "drawer": drawn.get("drawer"),
+                      "upscaler": self.upscaler.name, "caption": caption}
+        return stamped(data, provenance, prompt=subject, model=model, seed=payload["seed"])
 
     async def _upscaled(self, claimed: ClaimedTile) -> tuple[str, bytes, float]:
         relative = upscale_file(claimed.ref.key, self.upscaler.output_format)
