@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from rich.console import Console
 
 from .backends.flux2 import VERBOSE_ENV
 from .engine.concurrency import AUTO
-from .engine.errors import CannotStart, TaskError
+from .engine.errors import STARTUP_FAILURES, CannotStart, starting
 from .engine.runner import RunSummary
 from .literal import line
 from .storage.lock import FolderBusy
@@ -26,7 +26,8 @@ EXIT_OK, EXIT_FAILURES, EXIT_STOPPED = 0, 1, 2
 # What "cannot start" looks like: the request, the inputs or the machine are not fit to run. Raised
 # while planning or opening a run, before anything is paid; the runner itself turns every failure
 # inside a run into a failed task or a stopped run, so none of these comes from a task.
-START_ERRORS = (CannotStart, FolderBusy, UnsafePath, TaskError, FileNotFoundError, ValueError, RuntimeError)
+START_ERRORS = (CannotStart, FolderBusy, UnsafePath)  # raised before anything is sent
+Planned = TypeVar("Planned")
 RETRY_FAILED_FLAGS = ("--retry-failed", "--retry_failed")  # both spellings, in every command
 NEW_ROUND_FLAGS = ("--new-round", "--new_round")
 # What to do after a run that ended early. A fatal end (storage, key, quota, configuration) would end
@@ -123,17 +124,32 @@ def add_allow_unpriced(parser: argparse.ArgumentParser) -> None:
                         "the priced calls, and the summary names the unpriced ones")
 
 
-def start_or_explain(command: str, console: Console, body: Callable[[], int]) -> int:
-    """Run a command's ``body``; a start-up error becomes one line on ``console`` and exit code 2."""
+def start_or_explain(command: str, console: Console, plan: Callable[[], Planned],
+                     run: Callable[[Planned], int]) -> int:
+    """A command in two steps: ``plan`` (reads and checks everything, sends nothing) and ``run``.
+
+    An error while planning, or a :class:`CannotStart` the run raises before it sends anything (a
+    folder in use, a model that does not load), is one "cannot start" line and exit 2. An error
+    after the run began is a run failure, said as such (what was paid for is kept), exit 2.
+    """
     try:
-        return body()
+        with starting():
+            planned = plan()
+        return run(planned)
     except START_ERRORS as error:
-        console.print(line((f"{command}: cannot start: ", "red"), getattr(error, "message", None) or str(error)),
-                      soft_wrap=True)
+        console.print(line((f"{command}: cannot start: ", "red"), _message(error)), soft_wrap=True)
+        return EXIT_STOPPED
+    except STARTUP_FAILURES as error:
+        console.print(line((f"{command}: the run failed: ", "red"), _message(error)), soft_wrap=True)
+        console.print(f"what was paid for is kept; {RERUN} once the cause is fixed", markup=False, soft_wrap=True)
         return EXIT_STOPPED
     except KeyboardInterrupt:  # before the run's own Ctrl-C handling began (e.g. while a model loads)
         console.print(f"{command}: interrupted before the run began; {RERUN}", markup=False, soft_wrap=True)
         return EXIT_STOPPED
+
+
+def _message(error: BaseException) -> str:
+    return getattr(error, "message", None) or str(error)
 
 
 def report_summary(summary: RunSummary, console: Console) -> int:

@@ -18,6 +18,7 @@ import logging
 import os
 from typing import AsyncIterator, Callable
 
+from ..engine.errors import CannotStart
 from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler, prepare_worker_environment
 
 log = logging.getLogger("imggen.distributed")
@@ -103,7 +104,7 @@ async def ray_pool(
             count, gpus_each, actor_device, threads = max(num_gpus, 1), 0, "cpu", 1
         else:
             if cluster_gpus == 0 or num_gpus > cluster_gpus:
-                raise RuntimeError(f"asked for {num_gpus if num_gpus > 0 else 'all'} GPU(s); the Ray cluster has {cluster_gpus}")
+                raise CannotStart(f"asked for {num_gpus if num_gpus > 0 else 'all'} GPU(s); the Ray cluster has {cluster_gpus}")
             count, gpus_each, actor_device, threads = (cluster_gpus if num_gpus < 0 else num_gpus), 1, "cuda:0", None
         actor_class = ray.remote(ModelActor).options(num_gpus=gpus_each, num_cpus=1)
         serial = itertools.count()

@@ -9,8 +9,10 @@ times), since sending the request again would pay for it again.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
+from typing import Iterator
 
 
 class ErrorKind(str, enum.Enum):
@@ -75,6 +77,22 @@ class Withdrawn(Exception):
 class CannotStart(Exception):
     """A run that cannot start as asked (bad input, unknown model, missing key); the message says why
     and what to change. Raised before anything is sent or paid."""
+
+
+STARTUP_FAILURES = (FileNotFoundError, ValueError, RuntimeError, TaskError)  # what a run's start may raise
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """The start of a run, before anything is sent: what goes wrong here (a missing file, a bad value,
+    no GPU, a missing key, a storage that takes no write) is a :class:`CannotStart` with its message.
+    After it, such an error is a run failure, never "cannot start"."""
+    try:
+        yield
+    except CannotStart:
+        raise
+    except STARTUP_FAILURES as error:
+        raise CannotStart(getattr(error, "message", None) or str(error)) from error
 
 
 def as_task_error(error: BaseException) -> TaskError:

@@ -14,7 +14,7 @@ from ...console import (
 )
 from ...engine.reporters import RichReporter
 from ...literal import line
-from .run import ENGINES, InstructionsOptions, plan_instructions, run_instructions
+from .run import ENGINES, InstructionsOptions, InstructionsPlan, plan_instructions, run_instructions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,13 +99,18 @@ def options_from_args(args: argparse.Namespace) -> InstructionsOptions:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     console = command_console()
-    return start_or_explain("imggen instructions", console, lambda: run(args, console))
+    return start_or_explain("imggen instructions", console, lambda: plan(args, console),
+                            lambda planned: run(planned, console))
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    options = options_from_args(args)
-    planned = plan_instructions(options)
+def plan(args: argparse.Namespace, console: Console) -> InstructionsPlan:
+    planned = plan_instructions(options_from_args(args))
     console.print(line(planned.describe()), soft_wrap=True)
+    return planned
+
+
+def run(planned: InstructionsPlan, console: Console) -> int:
+    options = planned.options
     result = asyncio.run(run_instructions(planned, reporters=[RichReporter("instructions", console)],
                                           handle_signals=True))
     for record in result.bad_records:

@@ -23,6 +23,7 @@ from ...distributed.pool import WorkerPool
 from ...distributed.processes import local_pool, worker_devices
 from ...engine.announcer import Announcer
 from ...engine.control import RunControl
+from ...engine.errors import starting
 from ...engine.events import Reporter
 from ...engine.job import JobFiles, run_job
 from ...engine.ledger import DONE, LEDGER_NAME, Ledger
@@ -130,6 +131,11 @@ def done_earlier(plan: Plan) -> int:
 def plan_instructions(options: InstructionsOptions) -> InstructionsPlan:
     """Read the inputs and check them into tasks; nothing is loaded or written. A missing checkpoint or
     planning model, or an image root under which most source images are missing, is :class:`CannotStart`."""
+    with starting():
+        return _checked_plan(options)
+
+
+def _checked_plan(options: InstructionsOptions) -> InstructionsPlan:
     checkpoint, _ = checkpoint_source(options.flux_ckpt)  # not a checkpoint, or nothing at all: stops here
     folders = build_plan(
         predicted_root=options.predicted_instructions_root,

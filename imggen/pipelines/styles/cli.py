@@ -22,7 +22,7 @@ from imggen.console import (
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
-from .plan import BACKENDS, DEFAULT_CONCURRENCY, MODES, StyleRequest, describe_plan, plan_styles
+from .plan import BACKENDS, DEFAULT_CONCURRENCY, MODES, StylePlan, StyleRequest, describe_plan, plan_styles
 from .run import openai_api_key, run_styles
 from .sheet_cli import report_sheets
 
@@ -83,15 +83,20 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     console = command_console()
-    return start_or_explain("imggen styles", console, lambda: run(args, console))
+    return start_or_explain("imggen styles", console, lambda: plan(args, console),
+                            lambda planned: run(args, planned, console))
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
+def plan(args: argparse.Namespace, console: Console) -> StylePlan:
     request = request_from(args)
     if request.backend == "openai" and not args.dry_run:
         openai_api_key()
-    plan = plan_styles(request)
-    console.print(line(describe_plan(plan)), soft_wrap=True)
+    planned = plan_styles(request)
+    console.print(line(describe_plan(planned)), soft_wrap=True)
+    return planned
+
+
+def run(args: argparse.Namespace, plan: StylePlan, console: Console) -> int:
     if args.dry_run:
         console.print("dry run: nothing was sent")
         return 0

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.engine.control import RunControl
-from imggen.engine.errors import CannotStart, TaskError
+from imggen.engine.errors import CannotStart, starting
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.runner import RateLimit, RunnerConfig, RunSummary
@@ -57,10 +57,8 @@ async def open_drawer(plan: StylePlan) -> Drawer:
     """What draws the plan's images: the local FLUX.2 klein model, or the OpenAI model it names."""
     request = plan.request
     if plan.spec is None:
-        try:
+        with starting():  # a checkpoint that does not load
             return await Flux2Drawer.load(request.flux_ckpt, size=request.size, steps=request.flux_steps)
-        except (FileNotFoundError, ValueError, TaskError) as exc:
-            raise CannotStart(str(exc)) from None
     backend = OpenAIImageBackend(api_key=openai_api_key(), allow_retired=request.allow_retired,
                                  timeout_s=request.request_timeout_s)
     params = plan.image_params

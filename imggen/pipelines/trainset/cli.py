@@ -13,6 +13,7 @@ from imggen.console import (
     parse_args, report_summary,
     start_or_explain,
 )
+from imggen.engine.errors import CannotStart
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def choices_from(args: argparse.Namespace) -> TrainsetChoices:
     if args.local and args.flux_ckpt is None:
-        raise SystemExit("imggen trainset: --local needs --flux_ckpt PATH (imggen tiny-checkpoint builds a tiny one)")
+        raise CannotStart("--local needs --flux_ckpt PATH (imggen tiny-checkpoint builds a tiny one)")
     local = args.local
     return TrainsetChoices(
         judge=args.judge or ("hash" if local else None),
@@ -98,14 +99,17 @@ def choices_from(args: argparse.Namespace) -> TrainsetChoices:
     )
 
 
-async def run(args: argparse.Namespace, console: Console):
+def plan(args: argparse.Namespace) -> tuple[TrainsetOptions, TrainsetChoices]:
     options = TrainsetOptions(
         target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
         upscale_concurrency=args.upscale_concurrency, rpm=args.rpm, descriptions=args.descriptions,
         budget=args.budget, retry_failed=args.retry_failed, trigger_word=args.trigger_word,
         dup_threshold=args.dup_threshold, new_round=args.new_round, allow_unpriced=args.allow_unpriced,
     )
-    choices = choices_from(args)
+    return options, choices_from(args)
+
+
+async def run(args: argparse.Namespace, options: TrainsetOptions, choices: TrainsetChoices, console: Console):
     async with open_parts(choices, user_id=args.user_id, actor_id=args.actor_id, local_root=args.output) as parts:
         return await run_trainset(
             args.source, args.user_id, args.actor_id, parts=parts, work_dir=args.output, options=options,
@@ -116,7 +120,8 @@ async def run(args: argparse.Namespace, console: Console):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     console = command_console()
-    return start_or_explain("imggen trainset", console, lambda: finish(args, console, asyncio.run(run(args, console))))
+    return start_or_explain("imggen trainset", console, lambda: plan(args),
+                            lambda planned: finish(args, console, asyncio.run(run(args, *planned, console))))
 
 
 def finish(args: argparse.Namespace, console: Console, result) -> int:

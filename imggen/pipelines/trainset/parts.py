@@ -19,7 +19,7 @@ from pathlib import Path
 from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.replicate_catalog import replicate_models
-from imggen.engine.errors import CannotStart
+from imggen.engine.errors import CannotStart, starting
 from imggen.settings import credential, load_settings
 
 from .captions import Captioner, DescriptionCaptioner, make_captioner
@@ -87,47 +87,55 @@ async def open_parts(
 ) -> AsyncIterator[TrainsetParts]:
     """The parts for ``choices``; backends are closed when the block ends."""
     async with contextlib.AsyncExitStack() as stack:
-        replicate = None
-        if choices.flux_checkpoint is None or choices.upscaler == "topaz":
-            from imggen.backends.replicate_backend import ReplicateBackend
+        with starting():  # each part's problem stops the run here, before any grid is paid for
+            parts = await _make_parts(stack, choices, user_id=user_id, actor_id=actor_id, local_root=local_root)
+        yield parts
 
-            replicate = ReplicateBackend(
-                api_token=choices.replicate_token, wait_s=choices.replicate_wait_s,
-            )
-            stack.push_async_callback(replicate.aclose)
-        if choices.flux_checkpoint is not None:
-            checkpoint_source(choices.flux_checkpoint)  # a missing checkpoint stops here, before any grid
-            drawer = Flux2GridDrawer(Path(choices.flux_checkpoint), size=choices.flux_size,
-                                     num_inference_steps=choices.flux_steps)
-        else:
-            drawer = ReplicateGridDrawer(replicate, output_format=choices.output_format)
-        judge_name = choices.resolved_judge()
-        openai_backend = None
-        if "gpt" in (judge_name, choices.caption):
-            from imggen.backends.openai_images import OpenAIImageBackend
 
-            if not (choices.openai_api_key or credential("openai_api_key")):  # found now, not after a paid grid
-                needs, instead = ("the gpt judge needs", "--judge hash") if judge_name == "gpt" else (
-                    "gpt captions need", "--caption description")
-                raise CannotStart(f"{needs} an OpenAI API key: set OPENAI_API_KEY (or use {instead})")
+async def _make_parts(stack: contextlib.AsyncExitStack, choices: TrainsetChoices, *, user_id: str, actor_id: str,
+                      local_root: str | os.PathLike) -> TrainsetParts:
+    """Each part ``choices`` name, its backend's closing pushed onto ``stack``."""
+    replicate = None
+    if choices.flux_checkpoint is None or choices.upscaler == "topaz":
+        from imggen.backends.replicate_backend import ReplicateBackend
 
-            openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
-            stack.push_async_callback(openai_backend.aclose)
-        if judge_name == "gpt":
-            judge = GptTileJudge(openai_backend, model=choices.vision_model)
-        elif judge_name == "hash":
-            judge = HashTileJudge()
-        else:
-            raise ValueError(f"unknown judge {judge_name!r}: choose gpt or hash")
-        storage = choices.resolved_storage()
-        log.info("training set: %s grids, %s judge, %s upscaler, %s storage",
-                 drawer.name, judge_name, choices.upscaler, storage)
-        store = make_store(storage, user_id=user_id, actor_id=actor_id, local_root=local_root)
-        await store.check()  # a missing or read-only bucket stops here, before any grid is paid for
-        yield TrainsetParts(
-            drawer=drawer,
-            judge=judge,
-            upscaler=make_upscaler(choices.upscaler, replicate_backend=replicate, output_format=choices.output_format),
-            store=store,
-            captioner=make_captioner(choices.caption, openai_backend=openai_backend, model=choices.vision_model),
+        replicate = ReplicateBackend(
+            api_token=choices.replicate_token, wait_s=choices.replicate_wait_s,
         )
+        stack.push_async_callback(replicate.aclose)
+    if choices.flux_checkpoint is not None:
+        checkpoint_source(choices.flux_checkpoint)  # a missing checkpoint stops here, before any grid
+        drawer = Flux2GridDrawer(Path(choices.flux_checkpoint), size=choices.flux_size,
+                                 num_inference_steps=choices.flux_steps)
+    else:
+        drawer = ReplicateGridDrawer(replicate, output_format=choices.output_format)
+    judge_name = choices.resolved_judge()
+    openai_backend = None
+    if "gpt" in (judge_name, choices.caption):
+        from imggen.backends.openai_images import OpenAIImageBackend
+
+        if not (choices.openai_api_key or credential("openai_api_key")):  # found now, not after a paid grid
+            needs, instead = ("the gpt judge needs", "--judge hash") if judge_name == "gpt" else (
+                "gpt captions need", "--caption description")
+            raise CannotStart(f"{needs} an OpenAI API key: set OPENAI_API_KEY (or use {instead})")
+
+        openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
+        stack.push_async_callback(openai_backend.aclose)
+    if judge_name == "gpt":
+        judge = GptTileJudge(openai_backend, model=choices.vision_model)
+    elif judge_name == "hash":
+        judge = HashTileJudge()
+    else:
+        raise ValueError(f"unknown judge {judge_name!r}: choose gpt or hash")
+    storage = choices.resolved_storage()
+    log.info("training set: %s grids, %s judge, %s upscaler, %s storage",
+             drawer.name, judge_name, choices.upscaler, storage)
+    store = make_store(storage, user_id=user_id, actor_id=actor_id, local_root=local_root)
+    await store.check()  # a missing or read-only bucket stops here, before any grid is paid for
+    return TrainsetParts(
+        drawer=drawer,
+        judge=judge,
+        upscaler=make_upscaler(choices.upscaler, replicate_backend=replicate, output_format=choices.output_format),
+        store=store,
+        captioner=make_captioner(choices.caption, openai_backend=openai_backend, model=choices.vision_model),
+    )

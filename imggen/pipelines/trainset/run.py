@@ -30,7 +30,7 @@ from typing import Sequence
 
 from imggen.engine.announcer import Announcer
 from imggen.engine.control import RunControl
-from imggen.engine.errors import CannotStart
+from imggen.engine.errors import CannotStart, starting
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
 from imggen.engine.ledger import Ledger
@@ -132,10 +132,11 @@ async def run_trainset(
     if options.budget is not None and unpriced and not options.allow_unpriced:
         raise CannotStart(f"{', '.join(unpriced)} has no known price, so --budget cannot cap it; add --allow-unpriced "
                           "to cap only the priced calls, or choose free parts (e.g. --upscaler lanczos, --judge hash)")
-    plan = plan_trainset(options)
-    actor_root = job_root(work_dir, user_id, actor_id)
-    root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
-    source_bytes = await load_source(source)
+    with starting():  # nothing is sent before these: a problem here is a start-up error
+        plan = plan_trainset(options)
+        actor_root = job_root(work_dir, user_id, actor_id)
+        root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
+        source_bytes = await load_source(source)
     debug = Path(debug_dir) if debug_dir is not None else None
     control = control or RunControl()
     config = RunnerConfig(
