@@ -130,6 +130,22 @@ async def test_server_errors_and_lost_connections_are_transient(start):
     assert error.kind is ErrorKind.TRANSIENT and error.connection_error
 
 
+async def test_a_poll_answered_503_reaches_the_engine_at_once_not_retried_inside_the_sdk(start):
+    server, backend = await start(grid_latency_s=0.3)
+    recorded = []
+    interrupted = asyncio.create_task(
+        backend.generate_grid(PROMPT, png_bytes(SOURCE), on_prediction_created=recorded.append)
+    )
+    while not recorded:
+        await asyncio.sleep(0.02)
+    interrupted.cancel()
+    server.fail_polls("overloaded")
+    error = await failure_of(backend.resume(FLUX_KONTEXT_PRO, recorded[0]))  # the engine decides when to poll again
+    assert error.kind is ErrorKind.TRANSIENT and server.faults.poll_faults["overloaded"] == 1
+    result = await backend.resume(FLUX_KONTEXT_PRO, recorded[0])
+    assert result.prediction_id == recorded[0] and server.counts.created[FLUX_KONTEXT_PRO] == 1
+
+
 async def test_bad_token_and_billing_are_fatal_and_invalid_input_permanent(start):
     _, wrong_token = await start(token="r8_not_the_right_token")
     assert (await failure_of(wrong_token.generate_grid(PROMPT, png_bytes(SOURCE)))).kind is ErrorKind.FATAL

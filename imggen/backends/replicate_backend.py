@@ -7,7 +7,8 @@ model rejects the API's "aborted" status, so prediction states are read from the
 Every failure becomes a :class:`TaskError` (see ``replicate_responses``) whose kind tells the
 runner what to do. The backend never creates a prediction again; within one call it only polls the
 prediction it created and fetches its output file (:func:`~imggen.backends.image_download.download_image`
-tries that a bounded number of times), so every new request is the runner's decision.
+tries that a bounded number of times), so every new request is the runner's decision. The SDK's
+own retrying transport is turned off: a poll answered 503 reaches the engine at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx
 import replicate
+from replicate.client import RetryTransport
 from PIL import Image, UnidentifiedImageError
 
 from imggen.backends.image_download import MAX_IMAGE_BYTES, ImageGone, check_image, download_image
@@ -92,6 +94,7 @@ class ReplicateBackend:
             transport=self._transport,
             event_hooks={"response": [note_response]},
         )
+        _without_hidden_retries(self._client)
         self._wait_s = wait_s
         self._poll_interval_s = poll_interval_s
         self._max_poll_interval_s = max_poll_interval_s
@@ -223,6 +226,15 @@ class ReplicateBackend:
             headers = {"Authorization": f"Bearer {self._token}"} if ours else None
             self._sessions[ours] = aiohttp.ClientSession(headers=headers, timeout=_DOWNLOAD_TIMEOUT)
         return await download_image(self._sessions[ours], url, max_bytes=self._max_download_bytes)
+
+
+def _without_hidden_retries(client: replicate.Client) -> None:
+    """Turn off the SDK's own retries: it wraps every transport in a RetryTransport that sends a GET
+    answered 429/503/504 again up to 10 times, unseen by the engine, whose retry policy and pacing
+    decide every attempt (as the OpenAI client's ``max_retries=0`` does there)."""
+    retrying = client._async_client._transport  # noqa: SLF001 - the SDK offers no switch for it
+    if isinstance(retrying, RetryTransport):
+        retrying.max_attempts = 1
 
 
 def _as_uri(image: bytes | str) -> str:
