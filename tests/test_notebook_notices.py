@@ -66,7 +66,7 @@ from imggen.notebook import run_in_notebook
 from imggen.pipelines.trainset import TrainsetOptions, TrainsetParts, run_trainset
 from imggen.pipelines.trainset.drawers import MadeImage
 from imggen.pipelines.trainset.judges import HashTileJudge
-from imggen.pipelines.trainset.stores import LocalFolderStore
+from imggen.storage.stores import LocalFolderStore
 from imggen.pipelines.trainset.upscalers import LanczosUpscaler
 
 class SlowNoiseDrawer:

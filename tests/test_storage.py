@@ -15,7 +15,7 @@ from PIL import Image
 from imggen.pipelines.instructions.layout import Group
 from imggen.pipelines.styles.layout import image_place
 from imggen.pipelines.trainset.layout import job_root
-from imggen.pipelines.trainset.stores import LocalFolderStore, owner_prefix
+from imggen.storage.stores import LocalFolderStore, owner_prefix
 from imggen.storage.atomic import InvalidImage, atomic_write_bytes, atomic_writer, check_image_bytes, is_valid_image
 from imggen.storage.lock import FolderBusy, folder_lock
 from imggen.storage.paths import MAX_NAME_LENGTH, safe_name, safe_path

@@ -16,7 +16,7 @@ from imggen.demo.tour import STAGES
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.trainset import TrainingDataGenerator, job_root
 from imggen.pipelines.trainset.cli import main as trainset
-from imggen.pipelines.trainset.stores import owner_prefix
+from imggen.storage.stores import owner_prefix
 from trainset_fixtures import BUCKET, services, source_file  # noqa: F401 - fixtures
 
 USER, ACTOR = "me", "hero"

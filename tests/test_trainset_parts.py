@@ -27,7 +27,7 @@ from imggen.pipelines.trainset.judges import GptTileJudge, HashTileJudge, judge_
 from imggen.pipelines.trainset.journal import PredictionJournal
 from imggen.pipelines.trainset.prompts import build_grid_prompt
 from imggen.pipelines.trainset.inputs import load_source
-from imggen.pipelines.trainset.stores import LocalFolderStore, owner_prefix
+from imggen.storage.stores import LocalFolderStore, owner_prefix
 from imggen.pipelines.trainset.sync import run_sync
 from imggen.pipelines.trainset.tiles import fallback_tiles, split_tiles, tile_boxes
 from imggen.pipelines.trainset.upscalers import LanczosUpscaler, make_upscaler

@@ -15,7 +15,7 @@ from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSC
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.trainset import ReplicateService, TrainingDataGenerator, job_root
 from imggen.pipelines.trainset.cli import main as trainset_main
-from imggen.pipelines.trainset.stores import owner_prefix
+from imggen.storage.stores import owner_prefix
 from imggen.storage.paths import safe_name
 from trainset_fixtures import (  # noqa: F401 - fixtures
     BUCKET, OPENAI_KEY, REPLICATE_TOKEN, overlapping, running_services, services, source_file, source_image_bytes,

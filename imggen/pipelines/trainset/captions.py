@@ -24,8 +24,8 @@ from imggen.backends.openai_models import DEFAULT_VISION_MODEL
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import DONE, Ledger
 from imggen.storage.atomic import atomic_write_bytes
+from imggen.storage.stores import ImageStore
 
-from .stores import ImageStore
 from .vision_calls import VisionCalls
 
 log = logging.getLogger("imggen.trainset")

@@ -21,11 +21,11 @@ from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.replicate_catalog import replicate_models
 from imggen.engine.errors import CannotStart, starting
 from imggen.settings import credential, load_settings
+from imggen.storage.stores import ImageStore, make_store
 
 from .captions import Captioner, DescriptionCaptioner, make_captioner
 from .drawers import Flux2GridDrawer, GridDrawer, ReplicateGridDrawer
 from .judges import GptTileJudge, HashTileJudge, TileJudge
-from .stores import ImageStore, make_store
 from .upscalers import Upscaler, make_upscaler
 
 log = logging.getLogger("imggen.trainset")

@@ -17,13 +17,13 @@ from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.tasks import Outcome, Task
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 from imggen.storage.provenance import stamped
+from imggen.storage.stores import CONTENT_TYPES, ImageStore
 
 from .captions import TEXT_TYPE, TrainingCaptions, caption_name
 from .duplicates import KeptTiles
 from .journal import PredictionJournal
 from .lanes import Lane
 from .layout import stored_name, upscale_file
-from .stores import CONTENT_TYPES, ImageStore
 from .tile_pool import ClaimedTile, TilePool, TileRef
 from .upscalers import Upscaler
 

@@ -1,8 +1,8 @@
-"""Where finished training images go: an S3 bucket or a local folder, both under ``{user_id}/{actor_id}/``.
+"""Where finished images go: an S3 bucket (:mod:`.s3`) or a local folder, both under ``{user_id}/{actor_id}/``.
 
 Both take a file name and return an object with the image's ``url`` (``https://...`` for S3,
-``file://...`` for a folder), and ``check`` that they can take files before a run pays for any.
-The user and actor ids are untrusted and pass through ``safe_name``.
+``file://...`` for a folder), and ``check`` that they can take files before a run pays for any
+(:class:`StoreRefused` says why not). The user and actor ids are untrusted and pass through ``safe_name``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from imggen.engine.errors import CannotStart
-from imggen.storage.atomic import atomic_write_bytes
-from imggen.storage.paths import safe_name, safe_path
+from .atomic import atomic_write_bytes
+from .paths import safe_name, safe_path
 
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
+
+
+class StoreRefused(RuntimeError):
+    """A store that cannot take files (missing, not writable); raised by ``check`` before a run pays."""
 
 
 class Stored(Protocol):
@@ -58,9 +61,9 @@ class LocalFolderStore:
         try:
             await asyncio.to_thread(self.folder.mkdir, parents=True, exist_ok=True)
         except OSError as error:
-            raise CannotStart(f"cannot store training images in {self.folder}: {error.strerror}") from None
+            raise StoreRefused(f"cannot store images in {self.folder}: {error.strerror}") from None
         if not os.access(self.folder, os.W_OK):
-            raise CannotStart(f"cannot store training images in {self.folder}: not writable")
+            raise StoreRefused(f"cannot store images in {self.folder}: not writable")
 
     async def put(self, name: str, data: bytes, content_type: str) -> StoredFile:
         path = await asyncio.to_thread(atomic_write_bytes, safe_path(self.folder, name), data)
@@ -72,7 +75,7 @@ def make_store(kind: str, *, user_id: str, actor_id: str, local_root: str | os.P
     if kind == "local":
         return LocalFolderStore(local_root, user_id, actor_id)
     if kind == "s3":
-        from imggen.storage.s3 import S3Store
+        from .s3 import S3Store
 
         return S3Store.from_settings(prefix=owner_prefix(user_id, actor_id))
     raise ValueError(f"unknown storage {kind!r}: choose s3 or local")
