@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
+from imggen.backends.openai_models import price
+from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, replicate_models
 from imggen.emulators.openai_batch_store import BatchEmulatorConfig
 from imggen.engine.ledger import LEDGER_NAME
 from styles_fixtures import CHEAP, emulator, emulator_env, generations, records, write_records
@@ -25,6 +27,7 @@ from trainset_fixtures import bytes_unread_by, running_services, source_image_by
 
 from instructions_fixtures import PLANNER, SIZE, STEPS, sample_inputs
 
+PRICED_MODEL = "gpt-image-1-mini"  # priced per image (what the emulator drew is what was billed); retired, so rehearsed
 IMGGEN = str(Path(sys.executable).with_name("imggen"))  # the command a user runs
 STYLES, INSTRUCTIONS, TRAINSET = [IMGGEN, "styles"], [IMGGEN, "instructions"], [IMGGEN, "trainset"]
 
@@ -42,6 +45,8 @@ class Run:
     ledger_root: Path | None = None  # where the run's ledger is (its running tasks were started before a stop)
     calls_per_task: int = 1  # paid calls one task may still send once started
     settle: Callable[[], None] = lambda: None  # wait until the provider has read and answered what was sent
+    billed_usd: Callable[[], float] | None = None  # what the provider billed so far (None: a free, local run)
+    unit_usd: float = 0.0  # the price of the job's dearest single paid call, for sizing a budget
     loads_a_model: bool = False  # a local model: its workers load before the first image
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -85,9 +90,11 @@ def styles_openai(folder: Path, checkpoint: Path) -> Iterator[Run]:
     out = folder / "out"
     with emulator(latency_s=0.2) as server:
         command = [*STYLES, "--prompts", str(prompts), "--output", str(out), "--style", "cartoon", "realistic",
-                   "--concurrency", "4", *CHEAP]
+                   "--concurrency", "4", "--model", PRICED_MODEL, "--allow-retired", *CHEAP]
+        unit = price(PRICED_MODEL, "1024x1024", "low")
         yield Run(command, replaced(command, "--size", "7x7"), files(out / "images" / "by_style", "*.png"), 24,
                   drawing=None, paid_calls=lambda: len(generations(server)), settle=settled_openai(server),
+                  billed_usd=lambda: unit * sum(r.status == 200 for r in generations(server)), unit_usd=unit,
                   ledger_root=out,
                   env=emulator_env(server))
 
@@ -131,6 +138,8 @@ def trainset_replicate(folder: Path, checkpoint: Path) -> Iterator[Run]:
             wait_until_creates_are_answered(replicate)
         yield Run(command, bad, files(out, "training-image*.jpg"), 30, drawing=None,
                   paid_calls=lambda: sum(replicate.counts.created.values()), settle=settle,
+                  billed_usd=replicate.counts.billed_usd,
+                  unit_usd=replicate_models()[FLUX_KONTEXT_PRO].price_usd_per_prediction,
                   ledger_root=out / "u1" / "a1", calls_per_task=2,  # a grid, then the upscale of its tile
                   env={**os.environ, **services.environment()})
 
