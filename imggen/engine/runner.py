@@ -152,7 +152,7 @@ class Runner:
                 self.ledger.release(task.key)
                 return
             if withdrawn and task.outputs and self.outputs_valid(task):
-                self._record.healed(task)  # a worker finished drawing it after all while the run was paused
+                self._record.healed(task)  # drawn after all while paused (a Ray actor cannot skip it)
                 return
             self.ledger.mark_started(task.key)
             self._set_running(+1)
