@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
-        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        try:
+            module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        except KeyboardInterrupt:  # while the command's libraries load: nothing has begun
+            print(f"imggen {argv[0]}: interrupted before the run began", file=sys.stderr)
+            return 2
         return module.main(argv[1:])
     build_parser().parse_args(argv)  # prints help or the error, and exits
     return 2

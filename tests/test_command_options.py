@@ -60,7 +60,9 @@ def test_model_loading_is_quiet_unless_verbose(tmp_path):
     checkpoint = build_tiny_checkpoint(tmp_path / "klein")
     args = ["styles", "--prompts", SAMPLE_PROMPTS, "--output", tmp_path / "out", "--backend", "flux2", "--flux_ckpt",
             checkpoint, "--size", "64x64", "--flux-steps", "1", "--max-samples", "1", "--style", "cartoon"]
-    quiet, verbose = imggen(*args), imggen(*args, "--verbose")
+    quiet = imggen(*args)
+    args[args.index("--output") + 1] = tmp_path / "verbose"  # a folder of its own: a finished one loads no model
+    verbose = imggen(*args, "--verbose")
     assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
     assert "Loading pipeline components" in verbose.stderr
     assert "Loading pipeline components" not in quiet.stderr and "it/s]" not in quiet.stderr

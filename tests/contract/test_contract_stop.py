@@ -76,8 +76,8 @@ def test_ctrl_c_while_the_model_loads_makes_no_image(kind, tmp_path, klein):
     with KINDS[kind](tmp_path, klein) as run:
         log = tmp_path / "stderr.txt"
         process = start(run, log)
-        time.sleep(1.0)  # the command is importing torch or loading the checkpoint: no image is possible yet
-        assert run.images() == 0, "too slow a load for this test's moment"
+        wait_for(lambda: "loading the model" in log.read_text(), process)
+        assert run.images() == 0, "an image before the model loaded"
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
         stderr = log.read_text()

@@ -6,15 +6,18 @@ and knows nothing of files or datasets; :mod:`~imggen.pipelines.styles.work` sto
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from imggen.backends.openai_images import GeneratedImage, OpenAIImageBackend
 from imggen.backends.flux2 import parse_flux_size
+from imggen.backends.flux2_checkpoint import checkpoint_source
+from imggen.backends.flux2_worker import Flux2Images
 from imggen.backends.openai_models import ImageModelSpec
 from imggen.engine.errors import RateHint
+from imggen.distributed.pool import WorkerPool
+from imggen.distributed.processes import local_pool, worker_devices
 from imggen.engine.seeds import task_seed
 from imggen.storage.provenance import as_png
 
@@ -66,36 +69,30 @@ class OpenAIDrawer:
 
 
 class Flux2Drawer:
-    """One image per call from a local FLUX.2 klein checkpoint, run in a worker thread.
+    """Images from a local FLUX.2 klein checkpoint, drawn by one model worker process.
 
-    Its capacity is one image: the run keeps one task in flight, so in flight is what the model
-    draws (never a queue of tasks waiting for it), and Pause and Stop hold after that image."""
+    The checkpoint loads in the worker when the first image is asked for, never in this process, so
+    a stop while it loads ends the worker at once. Pause and Stop hold within what the worker draws
+    (``withdraw_waiting``: the images queued for it are given back)."""
 
-    capacity = 1
-
-    def __init__(self, backend: Any, *, height: int | None = None, width: int | None = None) -> None:
-        self.backend = backend  # an imggen.backends.flux2.Flux2Backend
-        self.height, self.width = height, width
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self.capacity = pool.capacity  # a batch drawn, one in the worker's inbox, one queued: the GPU never waits
+        self.withdraw_waiting = pool.withdraw_waiting
 
     @classmethod
-    async def load(
-        cls, checkpoint: str | Path, *, size: str | None = None, steps: int | None = None
-    ) -> "Flux2Drawer":
-        """Load the checkpoint in a thread so a notebook's loop stays responsive meanwhile."""
-        from imggen.backends.flux2 import Flux2Backend  # imports torch
-
-        backend = await asyncio.to_thread(Flux2Backend, checkpoint, num_inference_steps=steps)
+    def open(cls, checkpoint: str | Path, *, size: str | None = None, steps: int | None = None,
+             on_status: Callable[[str], None] = lambda message: None) -> "Flux2Drawer":
         width, height = parse_flux_size(size)
-        backend.check_size(height, width)
-        return cls(backend, height=height, width=width)
+        source, _ = checkpoint_source(checkpoint)
+        images = Flux2Images(source, num_inference_steps=steps, height=height, width=width)
+        return cls(local_pool(images, worker_devices(None, 1), on_status=on_status))
 
     async def __call__(self, prompt: str, key: str) -> Picture:
-        (image,) = await asyncio.to_thread(
-            self.backend.generate, [prompt], seeds=[task_seed(key)], height=self.height, width=self.width
-        )
-        provenance = dict(image.info["provenance"])
+        png, provenance = await self.pool.submit({"prompt": prompt, "seed": task_seed(key)})
+        provenance = dict(provenance)
         model = provenance.pop("model")
-        return Picture(as_png(image), {"backend": "flux2", "model": model, "parameters": provenance}, 0.0)
+        return Picture(png, {"backend": "flux2", "model": model, "parameters": provenance}, 0.0)
 
     async def aclose(self) -> None:
-        return None
+        await self.pool.close()

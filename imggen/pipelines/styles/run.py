@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.engine.announcer import Announcer
 from imggen.engine.control import RunControl
 from imggen.engine.errors import CannotStart, starting
 from imggen.engine.events import Reporter
@@ -53,12 +54,14 @@ def openai_api_key() -> str:
     return key
 
 
-async def open_drawer(plan: StylePlan) -> Drawer:
-    """What draws the plan's images: the local FLUX.2 klein model, or the OpenAI model it names."""
+def open_drawer(plan: StylePlan, announcer: Announcer) -> Drawer:
+    """What draws the plan's images: the local FLUX.2 klein model (its worker says how loading goes
+    through ``announcer``), or the OpenAI model the plan names."""
     request = plan.request
     if plan.spec is None:
-        with starting():  # a checkpoint that does not load
-            return await Flux2Drawer.load(request.flux_ckpt, size=request.size, steps=request.flux_steps)
+        with starting():  # not a checkpoint
+            return Flux2Drawer.open(request.flux_ckpt, size=request.size, steps=request.flux_steps,
+                                    on_status=announcer.say)
     backend = OpenAIImageBackend(api_key=openai_api_key(), allow_retired=request.allow_retired,
                                  timeout_s=request.request_timeout_s)
     params = plan.image_params
@@ -97,6 +100,7 @@ async def run_styles(
 async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequence[Reporter],
                     handle_signals: bool) -> RunSummary:
     request = plan.request
+
     def paid_for(task) -> float:  # what an image on disk was billed: its PNG says so
         return paid_cost(resolve(request.output, task.outputs[0]))
 
@@ -104,7 +108,8 @@ async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequ
         return await run_styles_batch(plan, api_key=openai_api_key(), files=job_files(request.output),
                                       control=control, reporters=reporters, handle_signals=handle_signals,
                                       paid_for=paid_for)
-    draw = await open_drawer(plan)
+    announcer = Announcer()
+    draw = open_drawer(plan, announcer)
     window = request.limit_window_s
     config = RunnerConfig(
         concurrency=draw.capacity or request.concurrency, budget=request.budget, estimate_basis=plan.estimate_basis,
@@ -117,7 +122,7 @@ async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequ
                                 config=config, control=control, reporters=reporters, handle_signals=handle_signals,
                                 outputs_valid=lambda task: made_for(request.output, task),
                                 paid_for=paid_for,
-                                rounds=plan.rounds)
+                                rounds=plan.rounds, announcer=announcer)
     finally:
         await draw.aclose()
     return summary

@@ -28,6 +28,7 @@ class StyleWork:
     def __init__(self, root: str | os.PathLike, draw: Drawer) -> None:
         self.root = Path(root)
         self.draw = draw
+        self.withdraw_waiting = getattr(draw, "withdraw_waiting", None)  # a local model's queue, on Pause and Stop
 
     async def __call__(self, task: Task) -> Outcome:
         place = place_of(task)
