@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from PIL import Image
-
-from imggen.backends.flux2_checkpoint import checkpoint_setting
+from imggen.backends.flux2_checkpoint import checkpoint_setting, checkpoint_source
+from imggen.backends.flux2_worker import Flux2Images
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
+from imggen.distributed.processes import local_pool, worker_devices
 
 from .journal import PredictionJournal
 
@@ -64,7 +62,9 @@ class ReplicateGridDrawer:
 
 
 class Flux2GridDrawer:
-    """FLUX.2 klein reference-image editing on this machine: the source image is the reference."""
+    """FLUX.2 klein reference-image editing on this machine, the source image as the reference, drawn
+    by one model worker process (:mod:`imggen.backends.flux2_worker`): the model loads there when the
+    first grid is asked for, and Pause and Stop give back the grids queued for it (``withdraw_waiting``)."""
 
     name = "flux2-klein"
     output_format = "jpg"
@@ -72,30 +72,19 @@ class Flux2GridDrawer:
 
     def __init__(self, checkpoint, *, size: int = 1024, device: str | None = None,
                  num_inference_steps: int | None = None) -> None:
-        self._options = {"device": device, "num_inference_steps": num_inference_steps}
-        self._checkpoint = checkpoint
-        self._size = size
         self.settings = {"grids": f"{self.name} {checkpoint_setting(checkpoint)}", "grid size": size,
                          "steps": num_inference_steps}
-        self._backend = None
-        self._lock = asyncio.Lock()  # one pipeline, one call at a time
+        source, _ = checkpoint_source(checkpoint)
+        images = Flux2Images(source, num_inference_steps=num_inference_steps, height=size, width=size,
+                             output_format=self.output_format)
+        self._pool = local_pool(images, worker_devices(device, 1))
+        self.withdraw_waiting = self._pool.withdraw_waiting
 
     async def draw(
         self, prompt: str, source: bytes, *, grid: int, seed: int, key: str, journal: PredictionJournal
     ) -> MadeImage:
-        async with self._lock:
-            return await asyncio.to_thread(self._draw, prompt, source, seed)
+        data, provenance = await self._pool.submit({"prompt": prompt, "seed": seed, "references": [source]})
+        return MadeImage(data, 0.0, provenance)
 
-    def _draw(self, prompt: str, source: bytes, seed: int) -> MadeImage:
-        if self._backend is None:
-            from imggen.backends.flux2 import Flux2Backend
-
-            self._backend = Flux2Backend(self._checkpoint, **self._options)
-        with Image.open(io.BytesIO(source)) as picture:
-            reference = picture.convert("RGB")
-        (image,) = self._backend.generate(
-            [prompt], references=[reference], seeds=[seed], height=self._size, width=self._size
-        )
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=95)
-        return MadeImage(buffer.getvalue(), 0.0, image.info.get("provenance", {}))
+    async def aclose(self) -> None:
+        await self._pool.close()

@@ -107,6 +107,7 @@ async def _make_parts(stack: contextlib.AsyncExitStack, choices: TrainsetChoices
         checkpoint_source(choices.flux_checkpoint)  # a missing checkpoint stops here, before any grid
         drawer = Flux2GridDrawer(Path(choices.flux_checkpoint), size=choices.flux_size,
                                  num_inference_steps=choices.flux_steps)
+        stack.push_async_callback(drawer.aclose)
     else:
         drawer = ReplicateGridDrawer(replicate, output_format=choices.output_format)
     judge_name = choices.resolved_judge()

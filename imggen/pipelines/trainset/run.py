@@ -164,7 +164,8 @@ async def run_trainset(
                              stages.counted(parts.store, "put", "upload"), journal, debug,
                              Lane("upscales", options.upscale_concurrency, journal,
                                   paced=parts.upscaler.paid_model is not None),  # Replicate creates are paced
-                             kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions)
+                             kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions,
+                             withdraw_waiting=getattr(parts.drawer, "withdraw_waiting", None))
     shown = [LanesShown(reporter, [pool.lane, work.lane], journal.creates) for reporter in reporters]
     summary: RunSummary | None = None
     started = time.time()

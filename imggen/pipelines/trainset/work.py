@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from imggen.engine.errors import ErrorKind, TaskError
@@ -43,6 +44,7 @@ class TrainingImageWork:
     lane: Lane  # the upscales in flight
     kept: KeptTiles
     captions: TrainingCaptions
+    withdraw_waiting: Callable[[], None] | None = None  # a local grid drawer's queue, on Pause and Stop
 
     async def __call__(self, task: Task) -> Outcome:
         slot = task.payload["slot"]
