@@ -130,8 +130,8 @@ async def test_server_errors_and_lost_connections_are_transient(start):
     assert error.kind is ErrorKind.TRANSIENT and error.connection_error
 
 
-async def test_a_poll_answered_503_reaches_the_engine_at_once_not_retried_inside_the_sdk(start):
-    server, backend = await start(grid_latency_s=0.3)
+async def created_then_interrupted(backend: ReplicateBackend) -> str:
+    """The id of a grid prediction whose caller stopped once it was created (e.g. the process stopped)."""
     recorded = []
     interrupted = asyncio.create_task(
         backend.generate_grid(PROMPT, png_bytes(SOURCE), on_prediction_created=recorded.append)
@@ -139,11 +139,17 @@ async def test_a_poll_answered_503_reaches_the_engine_at_once_not_retried_inside
     while not recorded:
         await asyncio.sleep(0.02)
     interrupted.cancel()
+    return recorded[0]
+
+
+async def test_a_poll_answered_503_reaches_the_engine_at_once_not_retried_inside_the_sdk(start):
+    server, backend = await start(grid_latency_s=0.3)
+    prediction_id = await created_then_interrupted(backend)
     server.fail_polls("overloaded")
-    error = await failure_of(backend.resume(FLUX_KONTEXT_PRO, recorded[0]))  # the engine decides when to poll again
+    error = await failure_of(backend.resume(FLUX_KONTEXT_PRO, prediction_id))  # the engine decides when to poll again
     assert error.kind is ErrorKind.TRANSIENT and server.faults.poll_faults["overloaded"] == 1
-    result = await backend.resume(FLUX_KONTEXT_PRO, recorded[0])
-    assert result.prediction_id == recorded[0] and server.counts.created[FLUX_KONTEXT_PRO] == 1
+    result = await backend.resume(FLUX_KONTEXT_PRO, prediction_id)
+    assert result.prediction_id == prediction_id and server.counts.created[FLUX_KONTEXT_PRO] == 1
 
 
 async def test_bad_token_and_billing_are_fatal_and_invalid_input_permanent(start):
@@ -178,15 +184,9 @@ async def test_output_is_downloaded_in_the_same_step_before_it_expires(start):
 
 async def test_resume_collects_a_prediction_whose_caller_was_interrupted(start):
     server, backend = await start(grid_latency_s=0.5)
-    recorded = []
-    interrupted = asyncio.create_task(
-        backend.generate_grid(PROMPT, png_bytes(SOURCE), on_prediction_created=recorded.append)
-    )
-    while not recorded:
-        await asyncio.sleep(0.02)
-    interrupted.cancel()  # e.g. the process stopped while the prediction ran
-    result = await backend.resume(FLUX_KONTEXT_PRO, recorded[0])
-    assert result.prediction_id == recorded[0] and decode(result.data).size == (384, 384)
+    prediction_id = await created_then_interrupted(backend)
+    result = await backend.resume(FLUX_KONTEXT_PRO, prediction_id)
+    assert result.prediction_id == prediction_id and decode(result.data).size == (384, 384)
     assert server.counts.created[FLUX_KONTEXT_PRO] == 1
 
 
