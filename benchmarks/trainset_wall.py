@@ -45,9 +45,9 @@ from imggen.pipelines.trainset import DescriptionPool, DescriptionRotation, Trai
 from imggen.pipelines.trainset.journal import PredictionJournal
 from imggen.pipelines.trainset.judges import GptTileJudge, judge_grid
 from imggen.pipelines.trainset.prompts import build_grid_prompt
-from imggen.pipelines.trainset.stores import owner_prefix
 from imggen.pipelines.trainset.tiles import tile_png
 from imggen.storage.s3 import S3Store
+from imggen.storage.stores import owner_prefix
 
 SEED_GRID_S, SEED_JUDGE_S, SEED_UPSCALE_S = 30.0, 5.0, 30.0
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "trainset" / "sample_source.png"
