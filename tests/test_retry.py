@@ -10,7 +10,8 @@ import pytest
 from imggen.engine.control import RunControl
 
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
-from imggen.engine.retry import Hold, RetryPolicy, decide
+from imggen.engine.polling import PollDeadline, PollSchedule, poll_until
+from imggen.engine.retry import Hold, RetryPolicy, decide, retried
 
 POLICY = RetryPolicy(max_attempts=3, backoff_base_s=1.0, backoff_max_s=3.0, default_rate_limit_wait_s=10.0)
 
@@ -60,3 +61,61 @@ async def test_a_stop_ends_a_hold_at_once():
     began = time.monotonic()
     assert await hold.wait(control.sleep) is False
     assert time.monotonic() - began < 5
+
+
+class Flaky:
+    """A call that fails with ``errors`` in turn, then answers how many times it was called."""
+
+    def __init__(self, *errors: TaskError) -> None:
+        self.errors, self.calls = list(errors), 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.calls
+
+
+FAST = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.001)
+
+
+async def test_retried_repeats_a_call_in_place_while_the_policy_allows():
+    assert await retried(Flaky(TaskError(ErrorKind.TRANSIENT, "503"), TaskError(ErrorKind.TRANSIENT, "503")), FAST) == 3
+    spent = Flaky(*[TaskError(ErrorKind.TRANSIENT, f"503 #{n}") for n in range(3)])
+    with pytest.raises(TaskError, match="503 #2"):  # three attempts, the last error raised
+        await retried(spent, FAST)
+    refused = Flaky(TaskError(ErrorKind.PERMANENT, "400"))
+    with pytest.raises(TaskError, match="400"):
+        await retried(refused, FAST)
+    assert refused.calls == 1
+
+
+async def test_retried_gives_up_on_a_final_error_and_at_its_deadline():
+    class Over(TaskError):
+        pass
+
+    over = Flaky(Over(ErrorKind.TRANSIENT, "over"))
+    with pytest.raises(Over):
+        await retried(over, FAST, final=(Over,))
+    assert over.calls == 1
+    held = Flaky(TaskError(ErrorKind.RATE_LIMITED, "429", retry_after=5.0))
+    started = time.monotonic()
+    with pytest.raises(TaskError, match="429"):  # a wait past the deadline is not taken
+        await retried(held, FAST, deadline_s=1.0)
+    assert held.calls == 1 and time.monotonic() - started < 1.0
+    first = Flaky()
+    assert await retried(first, FAST, failure=TaskError(ErrorKind.TRANSIENT, "503")) == 1  # failed elsewhere
+
+
+async def test_polls_come_at_a_share_of_the_time_run_until_the_deadline():
+    schedule = PollSchedule(least_s=0.01, most_s=0.05, share=0.5, deadline_s=0.3)
+    assert [schedule.delay(elapsed) for elapsed in (0.0, 0.04, 0.2)] == [0.01, 0.02, 0.05]
+    loop = asyncio.get_running_loop()
+    states = iter(["starting", "processing", "succeeded"])
+    assert await poll_until(lambda: asyncio.sleep(0, next(states)), lambda s: s == "succeeded", "starting",
+                            began=loop.time(), schedule=schedule) == "succeeded"
+    began = loop.time()
+    with pytest.raises(PollDeadline):
+        await poll_until(lambda: asyncio.sleep(0, "processing"), lambda s: s == "succeeded", "starting",
+                         began=began, schedule=schedule)
+    assert 0.3 <= loop.time() - began < 0.5

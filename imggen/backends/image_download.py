@@ -1,7 +1,7 @@
 """Fetching a generated image from the URL a provider returned, safely.
 
-The image is already paid for, so the download alone is retried a few times (connection errors,
-timeouts, 5xx) before giving up; it is refused when it is larger than a cap or not an image.
+The image is already paid for, so the download alone is retried in place a few times (connection
+errors, timeouts, 5xx: the engine's :func:`~imggen.engine.retry.retried`) before giving up; it is refused when it is larger than a cap or not an image.
 No credentials are sent to the URL's host. Failures are :class:`TaskError`: TRANSIENT when the
 fetch kept failing (a rerun regenerates), PERMANENT when the server sent something unusable.
 """
@@ -13,9 +13,14 @@ import asyncio
 import aiohttp
 
 from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.retry import RetryPolicy, retried
 from imggen.storage.atomic import InvalidImage, check_image_bytes
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+class DownloadFailed(TaskError):
+    """One try at fetching the file failed (connection, timeout, 5xx); another may work."""
 
 
 class ImageGone(TaskError):
@@ -43,18 +48,22 @@ async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes
 
 
 async def _fetch_once(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes:
-    async with session.get(url) as response:
-        if response.status >= 500:
-            raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
-        if response.status >= 400:
-            raise ImageGone(ErrorKind.TRANSIENT, f"the image URL answered HTTP {response.status} (expired?)")
-        content_type = response.headers.get("Content-Type", "")
-        if not content_type.startswith("image/"):
-            sent = content_type or "no content type"
-            raise TaskError(ErrorKind.PERMANENT, f"the image URL sent {sent}, not an image")
-        if (response.content_length or 0) > max_bytes:
-            raise TaskError(ErrorKind.PERMANENT, f"the image is larger than {max_bytes} bytes")
-        return await read_capped(response, max_bytes)
+    try:
+        async with session.get(url) as response:
+            if response.status >= 500:
+                raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+            if response.status >= 400:
+                raise ImageGone(ErrorKind.TRANSIENT, f"the image URL answered HTTP {response.status} (expired?)")
+            content_type = response.headers.get("Content-Type", "")
+            if not content_type.startswith("image/"):
+                sent = content_type or "no content type"
+                raise TaskError(ErrorKind.PERMANENT, f"the image URL sent {sent}, not an image")
+            if (response.content_length or 0) > max_bytes:
+                raise TaskError(ErrorKind.PERMANENT, f"the image is larger than {max_bytes} bytes")
+            return check_image(await read_capped(response, max_bytes), "the downloaded file")
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise DownloadFailed(ErrorKind.TRANSIENT, type(exc).__name__,
+                             connection_error=not isinstance(exc, aiohttp.ClientResponseError)) from None
 
 
 async def download_image(
@@ -62,15 +71,9 @@ async def download_image(
     max_bytes: int = MAX_IMAGE_BYTES,
 ) -> bytes:
     """The image bytes at ``url``, retrying only the download, at most ``attempts`` times."""
-    attempt = 1
-    while True:
-        try:
-            return check_image(await _fetch_once(session, url, max_bytes), "the downloaded file")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            if attempt >= attempts:
-                raise TaskError(
-                    ErrorKind.TRANSIENT, f"downloading the image failed {attempt} times ({type(exc).__name__})",
-                    connection_error=not isinstance(exc, aiohttp.ClientResponseError),
-                ) from None
-            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-            attempt += 1
+    policy = RetryPolicy(max_attempts=attempts, backoff_base_s=backoff_s)
+    try:
+        return await retried(lambda: _fetch_once(session, url, max_bytes), policy, final=(ImageGone,))
+    except DownloadFailed as failed:
+        raise TaskError(ErrorKind.TRANSIENT, f"downloading the image failed {attempts} times ({failed.message})",
+                        connection_error=failed.connection_error) from None

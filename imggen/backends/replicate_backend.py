@@ -1,14 +1,15 @@
 """Replicate backend: flux-kontext-pro tile grids and Topaz upscales through the official ``replicate`` client.
 
-Each call creates its prediction, polls it with backoff under a deadline, and downloads the output
-in the same step, because Replicate deletes outputs after an hour. ``async_run`` is not used: in
+Each call creates its prediction, polls it on the engine's schedule (:mod:`imggen.engine.polling`)
+under a deadline, and downloads the output in the same step, because Replicate deletes outputs after an hour. ``async_run`` is not used: in
 replicate 1.0.7 it returns ``None`` when ``Prefer: wait`` answers "processing", and its pydantic
 model rejects the API's "aborted" status, so prediction states are read from the raw responses.
 Every failure becomes a :class:`TaskError` (see ``replicate_responses``) whose kind tells the
 runner what to do. The backend never creates a prediction again; within one call it only polls the
-prediction it created and fetches its output file (:func:`~imggen.backends.image_download.download_image`
-tries that a bounded number of times), so every new request is the runner's decision. The SDK's
-own retrying transport is turned off: a poll answered 503 reaches the engine at once.
+prediction it created and fetches its output file once: a failed poll or download is retried on the
+same id by whoever collects it (:func:`~imggen.engine.retry.retried`), so every request again is the
+engine's decision. The SDK's own retrying transport is turned off: a poll answered 503 reaches the
+engine at once.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ from imggen.backends.replicate_responses import (
     note_response,
 )
 from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.polling import PollDeadline, PollSchedule, poll_until
 from imggen.settings import credential, load_settings
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 _TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _DELIVERY_HOST = "replicate.delivery"
 _DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
-POLL_SHARE = 0.1  # the next poll comes after this share of the time the prediction has run so far
 
 OnPredictionCreated = Callable[[str], "Awaitable[None] | None"]
 
@@ -96,9 +97,7 @@ class ReplicateBackend:
         )
         _without_hidden_retries(self._client)
         self._wait_s = wait_s
-        self._poll_interval_s = poll_interval_s
-        self._max_poll_interval_s = max_poll_interval_s
-        self._deadline_s = deadline_s
+        self._polls = PollSchedule(least_s=poll_interval_s, most_s=max_poll_interval_s, deadline_s=deadline_s)
         self._max_download_bytes = max_download_bytes
         self._began: dict[str, float] = {}  # when each prediction still being polled was first seen
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # for Replicate's hosts (with the token) and others
@@ -167,26 +166,19 @@ class ReplicateBackend:
         return await self._complete(model, prediction)
 
     async def _complete(self, model: str, prediction: dict[str, Any]) -> ReplicateImage:
-        """Poll ``prediction`` to a terminal status, then download its output or raise by status.
-
-        Polls come at a share of the time the prediction has run (``POLL_SHARE``, between the
-        backend's least and most poll intervals), so a result waits at most that share longer
-        than it took, whether a prediction runs for one second or a minute.
-        """
-        loop = asyncio.get_running_loop()
+        """Poll ``prediction`` to a terminal status (on the engine's :mod:`~imggen.engine.polling`
+        schedule), then download its output or raise by status."""
         prediction_id = prediction["id"]
-        began = self._began.setdefault(prediction_id, loop.time())  # kept when a poll fails and is resumed
-        while prediction["status"] not in _TERMINAL:
-            elapsed = loop.time() - began
-            if elapsed >= self._deadline_s:
-                del self._began[prediction_id]
-                await self._cancel_quietly(prediction_id)
-                raise TaskError(
-                    ErrorKind.TRANSIENT, f"prediction {prediction_id} did not finish within {self._deadline_s:g}s"
-                )
-            delay = min(max(self._poll_interval_s, POLL_SHARE * elapsed), self._max_poll_interval_s)
-            await asyncio.sleep(min(delay, self._deadline_s - elapsed))
-            prediction = await self._get(prediction_id)
+        began = self._began.setdefault(prediction_id, asyncio.get_running_loop().time())  # kept when a poll fails
+        try:
+            prediction = await poll_until(lambda: self._get(prediction_id), lambda p: p["status"] in _TERMINAL,
+                                          prediction, began=began, schedule=self._polls)
+        except PollDeadline:
+            del self._began[prediction_id]
+            await self._cancel_quietly(prediction_id)
+            raise TaskError(
+                ErrorKind.TRANSIENT, f"prediction {prediction_id} did not finish within {self._polls.deadline_s:g}s"
+            ) from None
         self._began.pop(prediction_id, None)
         if prediction["status"] != "succeeded":
             raise failed_prediction(prediction)
@@ -225,7 +217,7 @@ class ReplicateBackend:
         if ours not in self._sessions:
             headers = {"Authorization": f"Bearer {self._token}"} if ours else None
             self._sessions[ours] = aiohttp.ClientSession(headers=headers, timeout=_DOWNLOAD_TIMEOUT)
-        return await download_image(self._sessions[ours], url, max_bytes=self._max_download_bytes)
+        return await download_image(self._sessions[ours], url, attempts=1, max_bytes=self._max_download_bytes)
 
 
 def _without_hidden_retries(client: replicate.Client) -> None:

@@ -205,16 +205,8 @@ class Ledger(SqliteBook):
             "UPDATE tasks SET status = 'done', outputs = ?, cost = cost + ?, provenance = ?, healed = ?, "
             "error_kind = NULL, error = NULL, finished_at = ?, duration_s = ? - COALESCE(started_at, ?) "
             "WHERE key = ?",
-            (
-                json.dumps(list(outcome.outputs)),
-                outcome.cost,
-                json.dumps(outcome.provenance, default=str) if outcome.provenance else None,
-                healed,
-                now,
-                now,
-                now,
-                key,
-            ),
+            (json.dumps(list(outcome.outputs)), outcome.cost,
+             json.dumps(outcome.provenance, default=str) if outcome.provenance else None, healed, now, now, now, key),
         )
 
     def mark_failed(self, key: str, kind: ErrorKind, message: str) -> None:

@@ -2,7 +2,8 @@
 
 Backends only classify (they raise :class:`~.errors.TaskError` with an :class:`~.errors.ErrorKind`);
 the runner, the training set's grid scheduling and its collection of paid predictions all ask
-:func:`decide`. :class:`Hold` is a shared "not before" time: after a provider says "retry after N
+:func:`decide`; :func:`retried` is the one loop for a call repeated in place (an image already paid
+for: downloading its file, polling its prediction again). :class:`Hold` is a shared "not before" time: after a provider says "retry after N
 seconds", every caller that would send the same kind of request waits on it, not only the one
 that was told.
 
@@ -17,12 +18,15 @@ that was told.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from .errors import ErrorKind, TaskError, as_task_error
+
+Answer = TypeVar("Answer")
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,33 @@ class Hold:
             if not await sleep(delay):
                 return False
         return True
+
+
+async def retried(
+    call: Callable[[], Awaitable[Answer]],
+    policy: RetryPolicy,
+    *,
+    deadline_s: float | None = None,
+    failure: TaskError | None = None,
+    final: tuple[type[TaskError], ...] = (),
+) -> Answer:
+    """``await call()`` until it answers, each :class:`TaskError` retried in place as :func:`decide` says
+    (while the policy's attempts last, and no wait would end past ``deadline_s`` from now); the last
+    error is raised. ``failure``: a first attempt that already failed elsewhere. ``final``: errors
+    raised at once (another attempt cannot help)."""
+    loop = asyncio.get_running_loop()
+    deadline = None if deadline_s is None else loop.time() + deadline_s
+    failures = 0
+    while True:
+        if failure is not None:
+            failures += 1
+            decision = decide(failure, failures, policy)
+            if not decision.retry or (deadline is not None and loop.time() + decision.wait_s > deadline):
+                raise failure
+            await asyncio.sleep(decision.wait_s)
+        try:
+            return await call()
+        except final:
+            raise
+        except TaskError as error:
+            failure = error

@@ -18,7 +18,6 @@ before it is sent, and given back if it was not billed) and every answer (:mod:`
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ from imggen.engine.control import RunControl
 from imggen.engine.errors import ErrorKind, TaskError, Withdrawn
 from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
-from imggen.engine.retry import Hold, RetryPolicy, decide
+from imggen.engine.retry import Hold, RetryPolicy, decide, retried
 from imggen.engine.spending import SpendingCap
 
 from .vision_calls import VisionCalls
@@ -158,22 +157,8 @@ class PredictionJournal:
 
     async def _collect(self, call: PaidCall, resume, failure: TaskError | None = None) -> Result:
         """``resume`` the prediction until it delivers, retrying faults on the same id until the deadline."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._collect_deadline_s
-        failures = 0
-        while True:
-            if failure is not None:
-                failures += 1
-                decision = decide(failure, failures, POLL_RETRY)
-                if not decision.retry or loop.time() + decision.wait_s > deadline:
-                    raise failure
-                await asyncio.sleep(decision.wait_s)
-            try:
-                return await resume(call.model, call.call_id)
-            except PredictionEnded:
-                raise
-            except TaskError as error:
-                failure = error
+        return await retried(lambda: resume(call.model, call.call_id), POLL_RETRY, deadline_s=self._collect_deadline_s,
+                             failure=failure, final=(PredictionEnded,))
 
     def _settle(self, call: PaidCall, ended: PredictionEnded) -> None:
         self._calls.settle(call.call_id, WASTED if ended.billed else UNBILLED, ended.message)
