@@ -42,7 +42,7 @@ from imggen.emulators.replicate_faults import ReplicateFaults
 from imggen.emulators.replicate_server import running_replicate_emulator
 from imggen.emulators.replicate_state import ReplicateEmulatorConfig
 from imggen.pipelines.trainset import DescriptionPool, DescriptionRotation, TrainingDataGenerator
-from imggen.pipelines.trainset.journal import PredictionJournal
+from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.pipelines.trainset.judges import GptTileJudge, judge_grid
 from imggen.pipelines.trainset.prompts import build_grid_prompt
 from imggen.pipelines.trainset.tiles import tile_png
@@ -156,13 +156,13 @@ async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
     rotation = DescriptionRotation(DescriptionPool.builtin(), work_dir / "seed_rotation.json")
     source = SOURCE.read_bytes()
     urls: list[str] = []
-    journal = PredictionJournal(work_dir / "seed")  # where the judge's paid answers are booked
+    book = ReplicatePredictions(work_dir / "seed")  # where the judge's paid answers are booked
     began = time.perf_counter()
     try:
         while len(urls) < target:
             prompt = build_grid_prompt(rotation.draw(9), 3)
             grid = await again_on_failure(lambda: replicate.generate_grid(prompt, source))
-            verdict = await judge_grid(judge, grid.data, 3, key="seed-grid", calls=journal.answers)
+            verdict = await judge_grid(judge, grid.data, 3, key="seed-grid", calls=book.answers)
             tiles = [tile_png(grid.data, 3, index) for index in verdict.tiles][: target - len(urls)]
             for start in range(0, len(tiles), batch_size):
                 for tile in tiles[start:start + batch_size]:
@@ -172,7 +172,7 @@ async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
     finally:
         await replicate.aclose()
         await openai_backend.aclose()
-        journal.close()
+        book.close()
     return time.perf_counter() - began
 
 

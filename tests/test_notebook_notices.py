@@ -64,16 +64,16 @@ import numpy as np
 from PIL import Image
 from imggen.notebook import run_in_notebook
 from imggen.pipelines.trainset import TrainsetOptions, TrainsetParts, run_trainset
-from imggen.pipelines.trainset.drawers import MadeImage
+from imggen.backends.grid_drawers import MadeImage
 from imggen.pipelines.trainset.judges import HashTileJudge
 from imggen.storage.stores import LocalFolderStore
-from imggen.pipelines.trainset.upscalers import LanczosUpscaler
+from imggen.backends.upscalers import LanczosUpscaler
 
 class SlowNoiseDrawer:
     name, output_format = "noise", "png"
     paid_model, settings = None, {"grids": "noise"}  # free, and what defines its grids
 
-    async def draw(self, prompt, source, *, grid, seed, key, journal):
+    async def draw(self, prompt, source, *, grid, seed, key):
         await asyncio.sleep(1.0)
         buffer = io.BytesIO()
         pixels = np.random.default_rng(seed).integers(0, 256, (96, 96, 3), dtype=np.uint8)
@@ -81,9 +81,9 @@ class SlowNoiseDrawer:
         return MadeImage(buffer.getvalue())
 
 class SlowUpscaler(LanczosUpscaler):
-    async def upscale(self, image, *, key, journal):
+    async def upscale(self, image, *, key):
         await asyncio.sleep(0.5)
-        return await super().upscale(image, key=key, journal=journal)
+        return await super().upscale(image, key=key)
 
 parts = TrainsetParts(SlowNoiseDrawer(), HashTileJudge(), SlowUpscaler(), LocalFolderStore(OUT, "u", "a"))
 async def build(control, reporter):

@@ -62,11 +62,11 @@ class NoiseGridDrawer:
     name, output_format = "noise", "png"
     paid_model, settings = None, {"grids": "noise"}  # free, and what defines its grids
 
-    async def draw(self, prompt, source, *, grid, seed, key, journal):
+    async def draw(self, prompt, source, *, grid, seed, key):
         import numpy as np
         from PIL import Image
 
-        from imggen.pipelines.trainset.drawers import MadeImage
+        from imggen.backends.grid_drawers import MadeImage
 
         buffer = io.BytesIO()
         Image.fromarray(np.random.default_rng(seed).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(buffer, "PNG")
@@ -77,7 +77,7 @@ async def test_the_training_set_tells_each_stage_as_it_runs(tmp_path):
     from imggen.pipelines.trainset import TrainsetOptions, TrainsetParts, run_trainset
     from imggen.pipelines.trainset.judges import HashTileJudge
     from imggen.storage.stores import LocalFolderStore
-    from imggen.pipelines.trainset.upscalers import LanczosUpscaler
+    from imggen.backends.upscalers import LanczosUpscaler
     from trainset_fixtures import source_image_bytes
 
     (tmp_path / "source.png").write_bytes(source_image_bytes())

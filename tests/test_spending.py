@@ -9,7 +9,7 @@ import pytest
 from imggen.backends.openai_vision import VisionAnswer
 from imggen.engine.errors import BudgetReached
 from imggen.engine.spending import SpendingCap
-from imggen.pipelines.trainset.journal import PredictionJournal
+from imggen.backends.replicate_predictions import ReplicatePredictions
 
 
 def test_a_call_is_refused_when_its_price_would_pass_the_budget_and_allowed_again_after_a_refund():
@@ -34,12 +34,12 @@ def test_no_budget_caps_nothing():
 
 def test_a_vision_answer_counts_against_the_budget_when_it_arrives(tmp_path):
     cap = SpendingCap(0.05)
-    journal = PredictionJournal(tmp_path, cap=cap)
+    book = ReplicatePredictions(tmp_path, cap=cap)
     answer = VisionAnswer("[0, 4, 8]", "gpt-4.1-mini", "chatcmpl-1", {"total_tokens": 900}, 0.02)
-    assert journal.answers.take("grid-1", answer, lambda text: [0, 4, 8]) == [0, 4, 8]
+    assert book.answers.take("grid-1", answer, lambda text: [0, 4, 8]) == [0, 4, 8]
     unpriced = VisionAnswer("[1]", "gpt-4.1-mini", "chatcmpl-2", None, None)
-    journal.answers.take("grid-2", unpriced, lambda text: [1])
+    book.answers.take("grid-2", unpriced, lambda text: [1])
     assert cap.committed == pytest.approx(0.02)
     with pytest.raises(BudgetReached):
         cap.reserve("grid", 0.04)
-    journal.close()
+    book.close()

@@ -24,13 +24,13 @@ from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import LEDGER_NAME
 from imggen.pipelines.trainset.descriptions import DescriptionPool, DescriptionRotation
 from imggen.pipelines.trainset.judges import GptTileJudge, HashTileJudge, judge_grid
-from imggen.pipelines.trainset.journal import PredictionJournal
+from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.pipelines.trainset.prompts import build_grid_prompt
 from imggen.pipelines.trainset.inputs import load_source
 from imggen.storage.stores import LocalFolderStore, owner_prefix
 from imggen.pipelines.trainset.sync import run_sync
 from imggen.pipelines.trainset.tiles import fallback_tiles, split_tiles, tile_boxes
-from imggen.pipelines.trainset.upscalers import LanczosUpscaler, make_upscaler
+from imggen.backends.upscalers import LanczosUpscaler, make_upscaler
 from imggen.storage.s3 import S3Store
 from trainset_fixtures import BUCKET, moto_s3, s3_client, source_image_bytes
 
@@ -147,7 +147,7 @@ def grid_with_copies(grid: int, copies: dict[int, int], side: int = 64) -> bytes
 
 
 async def test_the_hash_judge_keeps_one_of_each_group_of_look_alikes(tmp_path):
-    judge, calls = HashTileJudge(), PredictionJournal(tmp_path).answers
+    judge, calls = HashTileJudge(), ReplicatePredictions(tmp_path).answers
     assert await judge.unique_tiles(grid_with_copies(3, {}), 3, key="grid-1", calls=calls) == list(range(9))
     assert await judge.unique_tiles(grid_with_copies(3, {7: 1, 8: 0}), 3, key="grid-2", calls=calls) == list(range(7))
     assert await judge.unique_tiles(grid_with_copies(4, {15: 3}), 4, key="grid-3", calls=calls) == list(range(15))
@@ -160,15 +160,15 @@ def paid_calls(root) -> list[tuple]:
 
 
 async def test_the_gpt_judge_asks_the_vision_model_books_each_answer_and_falls_back_when_it_finds_none(tmp_path):
-    journal = PredictionJournal(tmp_path)
+    book = ReplicatePredictions(tmp_path)
     with openai_emulator_in_thread(OpenAIEmulatorConfig(api_key="sk-judge-test-0123456")) as server:
         backend = OpenAIImageBackend(api_key="sk-judge-test-0123456", base_url=server.base_url)
         judge = GptTileJudge(backend)
         try:
-            found = await judge.unique_tiles(grid_with_copies(3, {8: 0}), 3, key="grid-1", calls=journal.answers)
+            found = await judge.unique_tiles(grid_with_copies(3, {8: 0}), 3, key="grid-1", calls=book.answers)
             flat = io.BytesIO()
             Image.new("RGB", (90, 90), (120, 120, 120)).save(flat, format="PNG")  # nine identical tiles
-            verdict = await judge_grid(judge, flat.getvalue(), 3, key="grid-2", calls=journal.answers)
+            verdict = await judge_grid(judge, flat.getvalue(), 3, key="grid-2", calls=book.answers)
         finally:
             await backend.aclose()
     assert found == [1, 2, 3, 4, 5, 6, 7]
@@ -180,9 +180,9 @@ async def test_the_gpt_judge_asks_the_vision_model_books_each_answer_and_falls_b
     assert verdict.cost == 0.0
 
 
-# -- upscalers, sources, journal ------------------------------------------------------------------------
+# -- upscalers, sources, the book of predictions ------------------------------------------------------------------------
 async def test_lanczos_doubles_the_tile(tmp_path):
-    made = await LanczosUpscaler().upscale(source_image_bytes(50), key="k", journal=PredictionJournal(tmp_path))
+    made = await LanczosUpscaler().upscale(source_image_bytes(50), key="k")
     with Image.open(io.BytesIO(made.data)) as image:
         assert (image.format, image.size) == ("JPEG", (100, 100))
 
@@ -207,7 +207,7 @@ async def test_sources_from_a_path_a_data_uri_and_bad_input(tmp_path):
 
 
 async def test_the_journal_polls_a_created_prediction_again_and_replaces_only_one_that_ended(tmp_path):
-    journal = PredictionJournal(tmp_path)
+    book = ReplicatePredictions(tmp_path)
     created, resumed = [], []
 
     async def create(on_created):
@@ -224,17 +224,17 @@ async def test_the_journal_polls_a_created_prediction_again_and_replaces_only_on
         return prediction_id
 
     with pytest.raises(PredictionEnded):  # polled twice more on the same id, then it turned out failed
-        await journal.collect_or_create("grid-1", FLUX_KONTEXT_PRO, resume, create)
-    assert resumed == ["p0", "p0", "p0"] and len(created) == 1 and journal.pending("grid-1") is None
-    assert await journal.collect_or_create("grid-1", FLUX_KONTEXT_PRO, resume, create) == "p1"
-    assert journal.pending("grid-1").call_id == "p1"  # kept until its result is saved
-    journal.saved("grid-1")
-    assert journal.pending("grid-1") is None and len(created) == 2
-    journal.close()
+        await book.collect_or_create("grid-1", FLUX_KONTEXT_PRO, resume, create)
+    assert resumed == ["p0", "p0", "p0"] and len(created) == 1 and book.pending("grid-1") is None
+    assert await book.collect_or_create("grid-1", FLUX_KONTEXT_PRO, resume, create) == "p1"
+    assert book.pending("grid-1").call_id == "p1"  # kept until its result is saved
+    book.saved("grid-1")
+    assert book.pending("grid-1") is None and len(created) == 2
+    book.close()
 
 
 async def test_the_journal_does_not_create_again_after_a_prediction_refused_for_good(tmp_path):
-    journal = PredictionJournal(tmp_path, collect_deadline_s=0.0)  # no time to poll again within one call
+    book = ReplicatePredictions(tmp_path, collect_deadline_s=0.0)  # no time to poll again within one call
     created = []
 
     async def create(on_created):
@@ -246,12 +246,12 @@ async def test_the_journal_does_not_create_again_after_a_prediction_refused_for_
         raise PredictionEnded(ErrorKind.PERMANENT, "prediction p0: the image is larger than allowed", billed=True)
 
     with pytest.raises(TaskError):  # created, then left open for a later call to collect
-        await journal.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
-    assert journal.pending("upscale-1-0").call_id == "p0"
+        await book.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
+    assert book.pending("upscale-1-0").call_id == "p0"
     with pytest.raises(PredictionEnded) as refused:
-        await journal.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
-    assert refused.value.kind is ErrorKind.PERMANENT and len(created) == 1 and journal.pending("upscale-1-0") is None
-    journal.close()
+        await book.collect_or_create("upscale-1-0", FLUX_KONTEXT_PRO, resume, create)
+    assert refused.value.kind is ErrorKind.PERMANENT and len(created) == 1 and book.pending("upscale-1-0") is None
+    book.close()
 
 
 # -- storage -----------------------------------------------------------------------------------------

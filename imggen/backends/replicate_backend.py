@@ -18,7 +18,7 @@ import asyncio
 import base64
 import inspect
 import io
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +30,7 @@ from replicate.client import RetryTransport
 from PIL import Image, UnidentifiedImageError
 
 from imggen.backends.image_download import MAX_IMAGE_BYTES, ImageGone, check_image, download_image
+from imggen.backends.replicate_predictions import this_runs_predictions
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE, replicate_models
 from imggen.backends.replicate_responses import (
     PredictionEnded,
@@ -140,6 +141,14 @@ class ReplicateBackend:
             "output_format": output_format,
         }
         return await self._predict(TOPAZ_IMAGE_UPSCALE, inputs, on_prediction_created)
+
+    async def paid_once(
+        self, key: str, model: str, create: Callable[[OnPredictionCreated], Awaitable[ReplicateImage]]
+    ) -> ReplicateImage:
+        """``create``'s result for ``key``, paid for once: the prediction the run's book
+        (:mod:`.replicate_predictions`) recorded for ``key`` is collected, else ``create`` makes one
+        (its id recorded the moment it answers) and it is collected."""
+        return await this_runs_predictions().collect_or_create(key, model, self.resume, create)
 
     async def resume(self, model: str, prediction_id: str) -> ReplicateImage:
         """Wait for a prediction created earlier (e.g. before a crash) and download its output."""

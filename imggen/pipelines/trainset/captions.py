@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Protocol
 
 from imggen.backends.openai_models import DEFAULT_VISION_MODEL
+from imggen.backends.vision_calls import VisionCalls
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import DONE, Ledger
 from imggen.storage.atomic import atomic_write_bytes
 from imggen.storage.stores import ImageStore
-
-from .vision_calls import VisionCalls
 
 log = logging.getLogger("imggen.trainset")
 

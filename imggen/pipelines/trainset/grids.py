@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from imggen.backends.grid_drawers import GridDrawer
+from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import Ledger
 from imggen.engine.retry import Decision, RetryPolicy, decide
@@ -23,8 +25,6 @@ from imggen.settings import redact
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 
 from .descriptions import DescriptionRotation
-from .drawers import GridDrawer
-from .journal import PredictionJournal
 from .judges import TileJudge, judge_grid
 from .layout import grid_file
 from .plan import grid_key, grid_number, grid_payload
@@ -56,7 +56,7 @@ class GridMaker:
     """Draws, saves and judges grids of ``grid`` tiles per side from ``source``, keeping the grid ledger of ``root``."""
 
     def __init__(self, root: Path, source: bytes, *, drawer: GridDrawer, judge: TileJudge,
-                 rotation: DescriptionRotation, grid: int, journal: PredictionJournal,
+                 rotation: DescriptionRotation, grid: int, predictions: ReplicatePredictions,
                  retry: RetryPolicy = RetryPolicy(), debug_dir: Path | None = None, round_number: int = 0) -> None:
         self.root = Path(root)
         self._round_number = round_number  # a later round's grids get other seeds (see plan.grid_seed)
@@ -65,7 +65,7 @@ class GridMaker:
         self._judge = judge
         self._rotation = rotation
         self._grid = grid
-        self._journal = journal
+        self._predictions = predictions
         self._retry = retry
         self._debug_dir = debug_dir
         self._drawn_cost: dict[int, float] = {}  # grid number -> the price of a draw whose judge has not answered
@@ -104,11 +104,11 @@ class GridMaker:
         provenance, tiles = {}, None
         if is_valid_image(path):  # drawn by an earlier attempt or run
             data = path.read_bytes()
-            self._journal.saved(key)
-            verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._journal.answers)
+            self._predictions.saved(key)
+            verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._predictions.answers)
         else:
             made = await self._drawer.draw(
-                payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key, journal=self._journal
+                payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key
             )
             data, provenance, self._drawn_cost[number] = made.data, made.provenance, made.cost
             # The judge looks while the file is written and split into tiles (off the event loop); the
@@ -116,10 +116,10 @@ class GridMaker:
             written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
             tiles = asyncio.ensure_future(asyncio.to_thread(tile_pngs, data, shape))
             try:
-                verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._journal.answers)
+                verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._predictions.answers)
             finally:
                 await written
-                self._journal.saved(key)
+                self._predictions.saved(key)
         if verdict.fallback:
             log.warning("%s: the %s judge found no unique tile; using the corners and centre", key, self._judge.name)
         cost = self._drawn_cost.pop(number, 0.0) + verdict.cost

@@ -17,10 +17,10 @@ from PIL import Image
 
 from imggen.backends.openai_models import DEFAULT_VISION_MODEL
 from imggen.backends.openai_vision import parse_tile_answer, tile_question
+from imggen.backends.vision_calls import VisionCalls
 
 from .duplicates import DEFAULT_DUP_THRESHOLD, TileHash
 from .tiles import fallback_tiles, split_tiles
-from .vision_calls import VisionCalls
 
 
 class TileJudge(Protocol):

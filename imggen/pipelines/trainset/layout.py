@@ -3,7 +3,7 @@
 Folder of one actor (``work_dir/{user_id}/{actor_id}/``, :func:`job_root`)::
 
     ledger.sqlite, ...                    the engine's ledger of the training images and its views,
-                                          and every paid Replicate prediction (see :mod:`.journal`)
+                                          and every paid Replicate prediction (:mod:`~imggen.backends.replicate_predictions`)
     grids/grid{n}.{ext}                   the grid images, with their own ledger and
     grids/tile_assignments.json           which slot got which tile (see :mod:`.tile_pool`)
     upscales/upscale-{grid}-{tile}.{ext}  the upscaled tiles
@@ -12,7 +12,7 @@ Folder of one actor (``work_dir/{user_id}/{actor_id}/``, :func:`job_root`)::
     captions/                             the vision model's caption of each tile (see :mod:`.captions`)
     roundN/                               round N > 0 of the set: the same layout (see :func:`choose_run_folder`)
 
-Stored (see :mod:`.stores`): ``training-imageN.{ext}``, its caption ``training-imageN.txt`` beside it,
+Stored (see :mod:`imggen.storage.stores`): ``training-imageN.{ext}``, its caption ``training-imageN.txt`` beside it,
 and ``metadata.jsonl``. A debug folder gets copies: ``grid{n}.{ext}`` and ``training-imageN.{ext}``.
 """
 
@@ -31,6 +31,8 @@ ASSIGNMENTS = "tile_assignments.json"  # in grids/
 ROTATION = "description_rotation.json"
 KEPT_TILES = "kept_tiles.json"
 SCOPE = "training set"  # the one scope of rounds in an actor's run folder
+STAGES = {"draw": ("drawing", "grid"), "judge": ("judging", "grid"), "upscale": ("upscaling", "tile"),
+          "upload": ("uploading", "image")}  # what the displays say the run is busy with (engine.stages)
 
 
 def job_root(work_dir: str | os.PathLike, user_id: str, actor_id: str) -> Path:

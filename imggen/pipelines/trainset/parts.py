@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imggen.backends.flux2_checkpoint import checkpoint_source
+from imggen.backends.grid_drawers import Flux2GridDrawer, GridDrawer, ReplicateGridDrawer
 from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.replicate_catalog import replicate_models
+from imggen.backends.upscalers import Upscaler, make_upscaler
 from imggen.engine.errors import CannotStart, starting
 from imggen.settings import credential, load_settings
 from imggen.storage.stores import ImageStore, make_store
 
 from .captions import Captioner, DescriptionCaptioner, make_captioner
-from .drawers import Flux2GridDrawer, GridDrawer, ReplicateGridDrawer
 from .judges import GptTileJudge, HashTileJudge, TileJudge
-from .upscalers import Upscaler, make_upscaler
 
 log = logging.getLogger("imggen.trainset")
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from imggen.backends.replicate_catalog import replicate_create_limit_per_min
 from imggen.engine.concurrency import AUTO
+from imggen.engine.lanes import CEILING, checked_concurrency
 from imggen.engine.seeds import image_seed
 from imggen.engine.tasks import Task
 
 from .descriptions import DescriptionPool, DescriptionRotation
 from .duplicates import DEFAULT_DUP_THRESHOLD
-from .lanes import CEILING, checked_concurrency
 from .prompts import build_grid_prompt
 
 

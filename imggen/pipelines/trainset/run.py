@@ -4,9 +4,10 @@
 runs them on the engine runner (which decides every retry and wait: :mod:`imggen.engine.retry`;
 budget, pause/stop, progress, the ledger and its views). One task (:mod:`.work`) claims a unique
 tile from the :class:`~.tile_pool.TilePool`, which has grids requested and judged by
-:mod:`.grids` (the drawers: :mod:`.drawers`) only as many as needed, then upscales it
-(:mod:`.upscalers`) and stores it (:mod:`.stores`). Grids and upscales in flight each follow
-their own target (:mod:`.lanes`: a number, or ``auto``: the create pace x the observed latency);
+:mod:`.grids` (the drawers: :mod:`imggen.backends.grid_drawers`) only as many as needed, then
+upscales it (:mod:`imggen.backends.upscalers`) and stores it (:mod:`imggen.storage.stores`). Grids
+and upscales in flight each follow their own target (:mod:`imggen.engine.lanes`: a number, or
+``auto``: the create pace x the observed latency);
 the progress line shows both. Every paid result is kept on disk before the ledger is marked, so a
 rerun for the same actor pays for nothing twice; where every file goes is :mod:`.layout`.
 
@@ -28,17 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.engine.announcer import Announcer
 from imggen.engine.control import RunControl
 from imggen.engine.errors import CannotStart, starting
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
+from imggen.engine.lanes import Lane, LanesShown
 from imggen.engine.ledger import Ledger
 from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import money as paid_money
 from imggen.engine.retry import Hold
 from imggen.engine.runner import RunnerConfig, RunSummary
 from imggen.engine.spending import SpendingCap
+from imggen.engine.stages import StageWatch
 from imggen.engine.stats import money_spent
 from imggen.storage.lock import folder_lock
 
@@ -47,12 +51,9 @@ from .descriptions import DescriptionPool, DescriptionRotation
 from .duplicates import KeptTiles
 from .grids import DrawnGrid, GridMaker
 from .inputs import load_source
-from .journal import PredictionJournal
-from .lanes import Lane, LanesShown
-from .layout import GRIDS, KEPT_TILES, ROTATION, SCOPE, choose_run_folder, job_root
+from .layout import GRIDS, KEPT_TILES, ROTATION, SCOPE, STAGES, choose_run_folder, job_root
 from .parts import TrainsetParts
 from .plan import TrainsetOptions, plan_trainset, slot_key
-from .stages import StageWatch
 from .tile_pool import TilePool
 from .work import TrainingImageWork
 
@@ -146,31 +147,31 @@ async def run_trainset(
         budget=options.budget,
         retry_failed=options.retry_failed,
     )
-    journal = PredictionJournal(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
+    predictions = ReplicatePredictions(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
                                 create_retry=config.retry_policy, cap=SpendingCap(options.budget), control=control)
     announcer = Announcer()
-    stages = StageWatch(announcer.stage)  # the displays show which stages run
+    stages = StageWatch(STAGES, announcer.stage)  # the displays show which stages run
     maker = GridMaker(
         root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"),
         judge=stages.counted(parts.judge, "unique_tiles", "judge"),
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / ROTATION),
-        grid=plan.grids.grid, journal=journal, retry=config.retry_policy, debug_dir=debug,
+        grid=plan.grids.grid, predictions=predictions, retry=config.retry_policy, debug_dir=debug,
         round_number=this_round.number,
     )
-    pool = TilePool(maker, plan.grids, Lane("grids", plan.grids.grid_concurrency, journal,
+    pool = TilePool(maker, plan.grids, Lane("grids", plan.grids.grid_concurrency, predictions,
                                             paced=parts.drawer.paid_model is not None))
-    captions = TrainingCaptions(root, parts.captioner, options.trigger_word, calls=journal.answers)
+    captions = TrainingCaptions(root, parts.captioner, options.trigger_word, calls=predictions.answers)
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
-                             stages.counted(parts.store, "put", "upload"), journal, debug,
-                             Lane("upscales", options.upscale_concurrency, journal,
+                             stages.counted(parts.store, "put", "upload"), predictions, debug,
+                             Lane("upscales", options.upscale_concurrency, predictions,
                                   paced=parts.upscaler.paid_model is not None),  # Replicate creates are paced
                              kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions,
                              withdraw_waiting=getattr(parts.drawer, "withdraw_waiting", None))
-    shown = [LanesShown(reporter, [pool.lane, work.lane], journal.creates) for reporter in reporters]
+    shown = [LanesShown(reporter, [pool.lane, work.lane], predictions.creates) for reporter in reporters]
     summary: RunSummary | None = None
     started = time.time()
     later_round = folder_lock(actor_root) if root != actor_root else contextlib.nullcontext()  # one run per actor
-    with contextlib.closing(journal), later_round, folder_lock(pool.root):
+    with contextlib.closing(predictions), predictions.kept(), later_round, folder_lock(pool.root):
         pool.open()
         try:
             summary = await run_job(JobFiles(root), plan.tasks, work, config=config, control=control,

@@ -4,14 +4,14 @@ Each slot of the run asks for a tile with :meth:`TilePool.claim`. The pool start
 :class:`~.grids.GridMaker`) in parallel only while the waiting slots outnumber the tiles already
 available plus the most the grids in flight can still yield, so it never starts more grids than
 needed besides those in flight, and stops at ``max_grids`` attempts per run. How many may be in
-flight at once is the grids' :class:`~.lanes.Lane` target: ``grid_concurrency``, a number, or
+flight at once is the grids' :class:`~imggen.engine.lanes.Lane` target: ``grid_concurrency``, a number, or
 ``auto`` (the create pace x the grids' latency, halved by a throttled create).
 
 A rerun reuses the unclaimed tiles of earlier runs' grids. Which slot got which tile, and which
 tiles were rejected, is kept in ``grids/tile_assignments.json``. A failed grid goes as the engine's
 decision says (see :meth:`~.grids.GridMaker.record_failure`): to the runner through a waiting slot
 (rate limits, transient and fatal errors take the runner's usual paths; a rate-limited grid spends
-no grid attempt, and its wait holds every create through the prediction journal); a grid that will
+no grid attempt, and its wait holds every create through the run's book of predictions); a grid that will
 never be drawn (permanent) is replaced by the next one. A grid the run's budget cannot pay for is not
 sent (:mod:`imggen.engine.spending`): no other starts until the grids in flight have ended (their
 tiles are served; one that was not billed gives its price back), then the pool tries once more, and
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 from imggen.engine.errors import BudgetReached, ErrorKind, TaskError, Withdrawn
 from imggen.engine.events import Event, StateChanged
+from imggen.engine.lanes import Lane
 from imggen.storage.atomic import atomic_write_json
 
 from .grids import DrawnGrid, GridMaker
-from .lanes import Lane
 from .layout import ASSIGNMENTS
 from .plan import GridPlan, grid_key
 from .tiles import tile_pngs
@@ -83,7 +83,7 @@ class TilePool:
     async def close(self, *, cancel: bool) -> None:
         """Finish (or, with ``cancel``, abandon) the grids in flight, then close the grid ledger.
 
-        Abandoned Replicate grids stay in the prediction journal and are collected by the next run.
+        Abandoned Replicate grids stay in the run's book of predictions and are collected by the next run.
         """
         tasks = [task for task, _ in self._in_flight.values()]
         for task in tasks if cancel else ():

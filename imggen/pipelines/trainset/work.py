@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Callable
 from pathlib import Path
 
+from imggen.backends.replicate_predictions import ReplicatePredictions
+from imggen.backends.upscalers import Upscaler
 from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.lanes import Lane
 from imggen.engine.tasks import Outcome, Task
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 from imggen.storage.provenance import stamped
@@ -22,11 +25,8 @@ from imggen.storage.stores import CONTENT_TYPES, ImageStore
 
 from .captions import TEXT_TYPE, TrainingCaptions, caption_name
 from .duplicates import KeptTiles
-from .journal import PredictionJournal
-from .lanes import Lane
 from .layout import stored_name, upscale_file
 from .tile_pool import ClaimedTile, TilePool, TileRef
-from .upscalers import Upscaler
 
 log = logging.getLogger("imggen.trainset")
 
@@ -39,7 +39,7 @@ class TrainingImageWork:
     pool: TilePool
     upscaler: Upscaler
     store: ImageStore
-    journal: PredictionJournal
+    predictions: ReplicatePredictions
     debug_dir: Path | None
     lane: Lane  # the upscales in flight
     kept: KeptTiles
@@ -75,7 +75,7 @@ class TrainingImageWork:
             await asyncio.to_thread(atomic_write_bytes, self.debug_dir / name, data)
         return Outcome(
             outputs=(relative,),
-            cost=cost + self.pool.bill(ref) + self.journal.answers.bill(ref.key),
+            cost=cost + self.pool.bill(ref) + self.predictions.answers.bill(ref.key),
             provenance={"grid": ref.grid, "tile": ref.tile, "url": stored.url, "upscaler": self.upscaler.name,
                         "caption": caption},
         )
@@ -98,8 +98,8 @@ class TrainingImageWork:
             data, cost = path.read_bytes(), 0.0
         else:
             async with self.lane.flight(claimed.ref.key):
-                made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key, journal=self.journal)
+                made = await self.upscaler.upscale(claimed.image, key=claimed.ref.key)
             await asyncio.to_thread(atomic_write_bytes, path, made.data)  # fsync off the event loop
             data, cost = made.data, made.cost
-        self.journal.saved(claimed.ref.key)
+        self.predictions.saved(claimed.ref.key)
         return relative, data, cost

@@ -1,4 +1,4 @@
-"""Paid Replicate predictions of one training-set run, each collected once: none is created again while it may deliver.
+"""Paid Replicate predictions of one run, each collected once: none is created again while it may deliver.
 
 A prediction is billed once it is created and succeeds. Its id is committed to the run folder's
 ledger (:class:`~imggen.engine.paid_calls.PaidCalls`) the moment the create call answers, so a
@@ -11,16 +11,22 @@ create first waits out the shared :class:`~imggen.engine.retry.Hold` that a thro
 (429 with its ``Retry-After``) extends, so no caller sends one early, and then its turn at the run's
 create limiter (one for all models: Replicate counts an account's creates together), so creates are
 spaced at that limit, never a burst. When each key's create was sent is kept for the in-flight
-targets (:mod:`.lanes`). The run's paid vision answers are booked in the same ledger (``answers``,
-see :mod:`.vision_calls`). The run's budget is held against every create (its price is committed
-before it is sent, and given back if it was not billed) and every answer (:mod:`imggen.engine.spending`).
+targets (:mod:`imggen.engine.lanes`). The run's paid vision answers are booked in the same ledger
+(``answers``, see :mod:`.vision_calls`). The run's budget is held against every create (its price is
+committed before it is sent, and given back if it was not billed) and every answer
+(:mod:`imggen.engine.spending`).
+
+A run opens its book and keeps it for everything it runs (:meth:`ReplicatePredictions.kept`); the
+Replicate backend finds it there (:func:`this_runs_predictions`), so no pipeline hands it to a part.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,7 +50,7 @@ POLL_RETRY = RetryPolicy(max_attempts=10**9, backoff_base_s=0.1, backoff_max_s=2
 COLLECT_DEADLINE_S = 900.0
 
 
-class PredictionJournal:
+class ReplicatePredictions:
     """The paid predictions of the run folder ``root`` (kept in its ``ledger.sqlite``)."""
 
     def __init__(self, root: str | os.PathLike, *, hold: Hold | None = None, creates: RequestLimiter | None = None,
@@ -66,6 +72,15 @@ class PredictionJournal:
 
     def close(self) -> None:
         self._calls.close()
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[ReplicatePredictions]:
+        """The block's book: every paid prediction made within it (its tasks too) is booked here."""
+        token = _THIS_RUN.set(self)
+        try:
+            yield self
+        finally:
+            _THIS_RUN.reset(token)
 
     def pending(self, key: str) -> PaidCall | None:
         """The prediction created for ``key`` whose result is not saved yet, if any."""
@@ -164,3 +179,14 @@ class PredictionJournal:
         self._calls.settle(call.call_id, WASTED if ended.billed else UNBILLED, ended.message)
         if not ended.billed and call.call_id in self._created:  # this run committed its price
             self.cap.refund(call.price)
+
+
+_THIS_RUN: ContextVar[ReplicatePredictions | None] = ContextVar("replicate_predictions", default=None)
+
+
+def this_runs_predictions() -> ReplicatePredictions:
+    """The book of the run this code runs in (see :meth:`ReplicatePredictions.kept`)."""
+    book = _THIS_RUN.get()
+    if book is None:
+        raise RuntimeError("a paid Replicate prediction outside a run: keep a ReplicatePredictions book around it")
+    return book

@@ -1,4 +1,4 @@
-"""Upscalers for chosen tiles: Topaz on Replicate, Lanczos on the CPU, or a local model file through spandrel.
+"""Upscalers for a training set's chosen tiles: Topaz on Replicate, Lanczos on the CPU, or a local model file through spandrel.
 
 :func:`make_upscaler` turns the CLI's ``--upscaler topaz|lanczos|PATH`` into one of them.
 spandrel (which loads ESRGAN-style ``.pth``/``.safetensors`` files) is an optional dependency:
@@ -16,8 +16,7 @@ from PIL import Image
 
 from imggen.backends.replicate_catalog import TOPAZ_IMAGE_UPSCALE
 
-from .drawers import MadeImage
-from .journal import PredictionJournal
+from .grid_drawers import MadeImage
 
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG"}
 
@@ -35,7 +34,7 @@ class Upscaler(Protocol):
     settings: dict  # what defines its images (a run's settings; see imggen/engine/rounds.py)
     paid_model: str | None  # the Replicate model each upscale is paid to, or None when upscaling is free
 
-    async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage: ...
+    async def upscale(self, image: bytes, *, key: str) -> MadeImage: ...
 
 
 class TopazUpscaler:
@@ -52,11 +51,10 @@ class TopazUpscaler:
         self.output_format = output_format
         self.settings = {"upscaler": self.name, **self._options}
 
-    async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage:
-        result = await journal.collect_or_create(
+    async def upscale(self, image: bytes, *, key: str) -> MadeImage:
+        result = await self._backend.paid_once(
             key,
             TOPAZ_IMAGE_UPSCALE,
-            self._backend.resume,
             lambda on_created: self._backend.upscale(image, on_prediction_created=on_created, **self._options),
         )
         return MadeImage(result.data, result.cost or 0.0, {"model": TOPAZ_IMAGE_UPSCALE,
@@ -76,7 +74,7 @@ class LanczosUpscaler:
         self.settings = {"upscaler": self.name, "upscale_factor": f"{factor}x", "output_format": output_format}
         self.output_format = output_format
 
-    async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage:
+    async def upscale(self, image: bytes, *, key: str) -> MadeImage:
         return await asyncio.to_thread(self._upscale, image)
 
     def _upscale(self, image: bytes) -> MadeImage:
@@ -111,7 +109,7 @@ class SpandrelUpscaler:
         self.settings = {"upscaler": f"spandrel {self.model_path.resolve()}", "output_format": output_format}
         self._lock = asyncio.Lock()
 
-    async def upscale(self, image: bytes, *, key: str, journal: PredictionJournal) -> MadeImage:
+    async def upscale(self, image: bytes, *, key: str) -> MadeImage:
         async with self._lock:
             return await asyncio.to_thread(self._upscale, image)
 

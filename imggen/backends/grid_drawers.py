@@ -1,4 +1,5 @@
-"""What draws a grid from the source image: flux-kontext-pro on Replicate, or FLUX.2 klein locally."""
+"""What draws a training set's grid from its source image: flux-kontext-pro on Replicate (each grid
+paid for once, :meth:`~.replicate_backend.ReplicateBackend.paid_once`), or FLUX.2 klein locally."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from imggen.backends.flux2_checkpoint import checkpoint_setting, checkpoint_sour
 from imggen.backends.flux2_worker import Flux2Images
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
 from imggen.distributed.processes import local_pool, worker_devices
-
-from .journal import PredictionJournal
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class GridDrawer(Protocol):
     paid_model: str | None  # the Replicate model each grid is paid to, or None when drawing is free
 
     async def draw(
-        self, prompt: str, source: bytes, *, grid: int, seed: int, key: str, journal: PredictionJournal
+        self, prompt: str, source: bytes, *, grid: int, seed: int, key: str
     ) -> MadeImage: ...
 
 
@@ -46,12 +45,11 @@ class ReplicateGridDrawer:
         self.settings = {"grids": self.name, "aspect ratio": aspect_ratio, "grid format": output_format}
 
     async def draw(
-        self, prompt: str, source: bytes, *, grid: int, seed: int, key: str, journal: PredictionJournal
+        self, prompt: str, source: bytes, *, grid: int, seed: int, key: str
     ) -> MadeImage:
-        result = await journal.collect_or_create(
+        result = await self._backend.paid_once(
             key,
             FLUX_KONTEXT_PRO,
-            self._backend.resume,
             lambda on_created: self._backend.generate_grid(
                 prompt, source, aspect_ratio=self._aspect_ratio, output_format=self.output_format,
                 seed=seed, on_prediction_created=on_created,
@@ -81,7 +79,7 @@ class Flux2GridDrawer:
         self.withdraw_waiting = self._pool.withdraw_waiting
 
     async def draw(
-        self, prompt: str, source: bytes, *, grid: int, seed: int, key: str, journal: PredictionJournal
+        self, prompt: str, source: bytes, *, grid: int, seed: int, key: str
     ) -> MadeImage:
         data, provenance = await self._pool.submit({"prompt": prompt, "seed": seed, "references": [source]})
         return MadeImage(data, 0.0, provenance)

@@ -1,4 +1,5 @@
-"""What the training set is busy with, for the displays: grids drawn, grids judged, tiles upscaled, images uploaded.
+"""What a run whose tasks go through several stages is busy with, for the displays (a training set:
+grids drawn, grids judged, tiles upscaled, images uploaded).
 
 The stages overlap (a grid is judged while the tiles of the one before are upscaled), so the stage is
 how many calls of each kind run now, in the job's order: ``drawing 2 grids, judging 1 grid,
@@ -12,12 +13,11 @@ import collections
 import contextlib
 from typing import Callable, Iterator
 
-STAGES = {"draw": ("drawing", "grid"), "judge": ("judging", "grid"), "upscale": ("upscaling", "tile"),
-          "upload": ("uploading", "image")}
-
 
 class StageWatch:
-    def __init__(self, tell: Callable[[str], None]) -> None:
+    def __init__(self, stages: dict[str, tuple[str, str]], tell: Callable[[str], None]) -> None:
+        """``stages``: each stage's verb and noun (``{"draw": ("drawing", "grid")}``), in the job's order."""
+        self._stages = stages
         self._tell = tell
         self._running: collections.Counter[str] = collections.Counter()
 
@@ -38,7 +38,7 @@ class StageWatch:
     def describe(self) -> str:
         """``drawing 2 grids, upscaling 1 tile``; empty when nothing runs."""
         words = []
-        for stage, (doing, noun) in STAGES.items():
+        for stage, (doing, noun) in self._stages.items():
             count = self._running[stage]
             if count:
                 words.append(f"{doing} {count} {noun}{'' if count == 1 else 's'}")

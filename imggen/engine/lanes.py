@@ -1,17 +1,18 @@
-"""How many grids, and how many upscales, a training-set run keeps in flight, and how the displays show them.
+"""Kinds of work a run keeps in flight side by side (a training set's grids and upscales), each with
+its own target, and how the displays show them.
 
 Each kind of work is a :class:`Lane` with the engine's in-flight target
-(:class:`~imggen.engine.concurrency.InFlightTarget`): a pinned number, or ``auto``, which follows
-Little's law from that kind's observed latency and the pace of Replicate's creates (the run's one
-:class:`~imggen.engine.limiter.RequestLimiter`, kept by the :class:`~.journal.PredictionJournal`:
-the user's ``rpm``, else Replicate's documented create limit). Until the first answer the limiter's
+(:class:`~.concurrency.InFlightTarget`): a pinned number, or ``auto``, which follows Little's law
+from that kind's observed latency and the pace of the provider's creates (the run's one
+:class:`~.limiter.RequestLimiter`, kept by its paid-call book, :class:`CreateClock`: for Replicate the
+user's ``rpm``, else its documented create limit). Until the first answer the limiter's
 spacing alone bounds it (creates go one per spacing: a ramp from one, never a burst); a throttled
 create halves it, once per excess: a create sent before the last halving was sent under the larger
 target, so its 429 answers the same excess and halves nothing more. Work that never creates a
 prediction (a local drawer or upscaler) has no pace; its target is the engine's probe: a small
 start, one more per answer.
 
-The latency of one piece of work runs from the moment its create was sent (the journal says when;
+The latency of one piece of work runs from the moment its create was sent (the book says when;
 waiting for the limiter is not latency) or, without a create, from when it began, to its end.
 """
 
@@ -22,15 +23,23 @@ import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
-from imggen.engine.concurrency import AUTO, InFlightGate, InFlightTarget
-from imggen.engine.errors import ErrorKind, TaskError
-from imggen.engine.events import Event, InFlight, Reporter
-from imggen.engine.limiter import RequestLimiter
-
-from .journal import PredictionJournal
+from .concurrency import AUTO, InFlightGate, InFlightTarget
+from .errors import ErrorKind, TaskError
+from .events import Event, InFlight, Reporter
+from .limiter import RequestLimiter
 
 CEILING = 256  # the most in flight of one kind with "auto"
+
+
+class CreateClock(Protocol):
+    """What a paid-call book tells a lane: the pace of creates, and when a key's create was sent."""
+
+    @property
+    def create_rate_per_s(self) -> float | None: ...
+
+    def sent_at(self, key: str) -> float | None: ...
 
 
 def checked_concurrency(name: str, value: int | str) -> None:
@@ -41,14 +50,14 @@ def checked_concurrency(name: str, value: int | str) -> None:
 class Lane:
     """One kind of work (``name``: grids, upscales): its in-flight target and the gate that keeps to it."""
 
-    def __init__(self, name: str, concurrency: int | str, journal: PredictionJournal, *, paced: bool,
+    def __init__(self, name: str, concurrency: int | str, creates: CreateClock, *, paced: bool,
                  ceiling: int = CEILING) -> None:
-        """``paced``: the work creates Replicate predictions, so the journal's limiter spaces its starts."""
+        """``paced``: the work creates paid predictions, so the limiter of ``creates`` spaces its starts."""
         checked_concurrency(f"{name} concurrency", concurrency)
         self.name = name
         self.target = InFlightTarget(concurrency, ceiling=ceiling, paced_from_start=paced)
         self._gate = InFlightGate(self.target)
-        self._journal = journal
+        self._creates = creates
         self._halved_at = -math.inf  # when a throttled create last halved the target
 
     @property
@@ -70,9 +79,9 @@ class Lane:
             outcome = error.kind
             raise
         finally:
-            sent = self._journal.sent_at(key)
+            sent = self._creates.sent_at(key)
             if outcome == "delivered":
-                rate = self._journal.create_rate_per_s if sent is not None else None
+                rate = self._creates.create_rate_per_s if sent is not None else None
                 self.target.succeeded(time.monotonic() - (began if sent is None else sent), rate)
             elif outcome is ErrorKind.RATE_LIMITED and (sent is None or sent > self._halved_at):
                 self.target.rate_limited()
