@@ -4,7 +4,7 @@ paid for once, :meth:`~.replicate_backend.ReplicateBackend.paid_once`), or FLUX.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from imggen.backends.flux2_checkpoint import checkpoint_setting, checkpoint_source
 from imggen.backends.flux2_worker import Flux2Images
@@ -77,6 +77,10 @@ class Flux2GridDrawer:
                              output_format=self.output_format)
         self._pool = local_pool(images, worker_devices(device, 1))
         self.withdraw_waiting = self._pool.withdraw_waiting
+
+    def tell_status(self, say: Callable[[str], None]) -> None:
+        """Where the worker's loading is told (the run's announcer): the model loads at the first grid."""
+        self._pool.on_status = say
 
     async def draw(
         self, prompt: str, source: bytes, *, grid: int, seed: int, key: str

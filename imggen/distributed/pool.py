@@ -137,7 +137,7 @@ class WorkerPool:
         self._workers: dict[int, Worker] = {}
         self._alive = 0
         self._last_error = "no worker started"
-        self._on_status = on_status
+        self.on_status = on_status  # may be set until the first submit
         self._loading: dict[str, float | int] = {}  # while the first workers load: when it began, and how many did
         self._in_flight: dict[int, deque] = {}  # per slot: the batches sent to its worker, the one it draws first
 
@@ -189,7 +189,7 @@ class WorkerPool:
         self._dispatcher = Dispatcher(self.batch_size)
         self._alive = self.size
         self._loading = {"began": time.monotonic(), "ready": 0, "ended": 0}
-        self._on_status(f"loading the model on {_count(self.size, self.describe)}…")
+        self.on_status(f"loading the model on {_count(self.size, self.describe)}…")
         loop = asyncio.get_running_loop()
         self._slots = [loop.create_task(self._slot(index)) for index in range(self.size)]
 
@@ -263,10 +263,10 @@ class WorkerPool:
         workers = _count(self.size, self.describe)
         if loading["ended"] == self.size:
             which = workers if loading["ready"] == self.size else f"{loading['ready']} of {workers}"
-            self._on_status(f"{which} ready in {seconds:.1f} s")
+            self.on_status(f"{which} ready in {seconds:.1f} s")
             self._loading = {}
         elif ready and loading["ready"] == 1:
-            self._on_status(f"1 of {workers} ready in {seconds:.1f} s; generating while the others load")
+            self.on_status(f"1 of {workers} ready in {seconds:.1f} s; generating while the others load")
 
     async def _fail_in_flight(self, in_flight: deque) -> None:
         """Every batch the dead worker held becomes a transient error, so the runner retries it."""

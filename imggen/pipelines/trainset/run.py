@@ -150,6 +150,8 @@ async def run_trainset(
     predictions = ReplicatePredictions(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
                                 create_retry=config.retry_policy, cap=SpendingCap(options.budget), control=control)
     announcer = Announcer()
+    if hasattr(parts.drawer, "tell_status"):  # a local model says when it loads
+        parts.drawer.tell_status(announcer.say)
     stages = StageWatch(STAGES, announcer.stage)  # the displays show which stages run
     maker = GridMaker(
         root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"),
