@@ -4,11 +4,15 @@ A kind starts what its run needs (a provider emulator, a local S3, a tiny checkp
 inputs in a folder, and says how to run it as a user would (the real command in a child process),
 how many images it has made, how many paid calls its provider has received, and how many images a
 stop may still let finish: what a local model is drawing (workers x batch), or the requests in flight.
+Where it can, a kind also says how to make some of its images fail for good from outside, as a user's
+inputs or disk would (a prompt the provider refuses, an unreadable input image, a folder where an image
+goes), and how to undo it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import sys
@@ -49,6 +53,11 @@ class Run:
     unit_usd: float = 0.0  # the price of the job's dearest single paid call, for sizing a budget
     loads_a_model: bool = False  # a local model: its workers load before the first image
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # the paid calls its ledger records the moment the provider answers a create, (task key, state) each
+    # (None: the kind records none so; its answer is its image)
+    recorded_calls: Callable[[], list[tuple[str, str]]] | None = None
+    # make some images of the job fail for good, from outside; returns what removes the cause (None: no way)
+    fail_some: Callable[[], Callable[[], None]] | None = None
 
     def images(self) -> int:
         return len(self.image_files())
@@ -63,7 +72,55 @@ def running_tasks(root: Path | None) -> int:
 
 
 def files(folder: Path, pattern: str) -> Callable[[], list[Path]]:
-    return lambda: sorted(path for path in folder.rglob(pattern) if not path.is_symlink()) if folder.exists() else []
+    def found() -> list[Path]:
+        if not folder.exists():
+            return []
+        return sorted(path for path in folder.rglob(pattern) if path.is_file() and not path.is_symlink())
+    return found
+
+
+def recorded_calls(root: Path, models: set[str]) -> Callable[[], list[tuple[str, str]]]:
+    """The calls to ``models`` that the ledger in ``root`` records, (task key, state) each."""
+    def read() -> list[tuple[str, str]]:
+        if not (root / LEDGER_NAME).is_file():
+            return []
+        with contextlib.closing(sqlite3.connect(f"{(root / LEDGER_NAME).as_uri()}?mode=ro", uri=True)) as db:
+            try:
+                rows = db.execute("SELECT task_key, model, state FROM paid_calls ORDER BY created_at").fetchall()
+            except sqlite3.OperationalError:  # no call recorded yet
+                return []
+        return [(key, state) for key, model, state in rows if model in models]
+    return read
+
+
+def refused_prompts(path: Path, count: int) -> Callable[[], Callable[[], None]]:
+    """Put the emulator's refused word in ``count`` prompts of the prompt file ``path``; the fix
+    writes them back as they were (the user rewords them)."""
+    def fail() -> Callable[[], None]:
+        kept = path.read_bytes()
+        texts = json.loads(kept)
+        for text in texts[1:1 + 3 * count:3]:
+            text["text"] += " BLOCKED_PROMPT"
+        write_records(path, texts)
+        return lambda: path.write_bytes(kept)
+    return fail
+
+
+def a_folder_at(path: Path) -> Callable[[], Callable[[], None]]:
+    """A folder where the image ``path`` is to be written; the fix removes it."""
+    def fail() -> Callable[[], None]:
+        path.mkdir(parents=True)
+        return path.rmdir
+    return fail
+
+
+def unreadable(path: Path) -> Callable[[], Callable[[], None]]:
+    """The input image ``path`` made unreadable; the fix puts it back."""
+    def fail() -> Callable[[], None]:
+        kept = path.read_bytes()
+        path.write_bytes(b"not an image")
+        return lambda: path.write_bytes(kept)
+    return fail
 
 
 def replaced(command: list[str], option: str, value: str) -> list[str]:
@@ -73,13 +130,21 @@ def replaced(command: list[str], option: str, value: str) -> list[str]:
     return changed
 
 
-def settled_openai(server) -> Callable[[], None]:
+def settled_openai(server, answer_s: float = 0.0) -> Callable[[], None]:
+    """Wait until the emulator has read what was sent to it, then has recorded nothing new for a
+    while: it records a request once it has answered it, ``answer_s`` (its latency) after reading it."""
     port = urlsplit(server.base_url).port
+    quiet_s = 0.3 + 3 * answer_s
 
     def settle() -> None:
         deadline = time.monotonic() + 30
-        while bytes_unread_by(port):
-            assert time.monotonic() < deadline, "the emulator never read what was sent to it"
+        seen, since = -1, time.monotonic()
+        while True:
+            assert time.monotonic() < deadline, "the emulator never read and answered what was sent to it"
+            if bytes_unread_by(port) or len(server.requests) != seen:
+                seen, since = len(server.requests), time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
             time.sleep(0.01)
     return settle
 
@@ -88,14 +153,15 @@ def settled_openai(server) -> Callable[[], None]:
 def styles_openai(folder: Path, checkpoint: Path) -> Iterator[Run]:
     prompts = write_records(folder / "prompts.json", records(12))
     out = folder / "out"
-    with emulator(latency_s=0.2) as server:
+    latency_s = 0.2
+    with emulator(latency_s=latency_s) as server:
         command = [*STYLES, "--prompts", str(prompts), "--output", str(out), "--style", "cartoon", "realistic",
                    "--concurrency", "4", "--model", PRICED_MODEL, "--allow-retired", *CHEAP]
         unit = price(PRICED_MODEL, "1024x1024", "low")
         yield Run(command, replaced(command, "--size", "7x7"), files(out / "images" / "by_style", "*.png"), 24,
-                  drawing=None, paid_calls=lambda: len(generations(server)), settle=settled_openai(server),
+                  drawing=None, paid_calls=lambda: len(generations(server)), settle=settled_openai(server, latency_s),
                   billed_usd=lambda: unit * sum(r.status == 200 for r in generations(server)), unit_usd=unit,
-                  ledger_root=out,
+                  ledger_root=out, fail_some=refused_prompts(prompts, 2),
                   env=emulator_env(server))
 
 
@@ -108,7 +174,8 @@ def styles_flux2(folder: Path, checkpoint: Path) -> Iterator[Run]:
                "--flux-steps", str(STEPS)]
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
     yield Run(command, replaced(command, "--size", "60x60"), files(out / "images" / "by_style", "*.png"), 24, drawing=1,
-              loads_a_model=True, env=env)
+              loads_a_model=True, ledger_root=out,
+              fail_some=a_folder_at(out / "images" / "by_style" / "cartoon" / "wikipedia_004_cartoon.png"), env=env)
 
 
 @contextlib.contextmanager
@@ -120,7 +187,8 @@ def instructions_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
                "--device", "cpu", "--num_gpus", "2", "--height", str(SIZE), "--width", str(SIZE),
                "--num_inference_steps", str(STEPS), "--planning_model", PLANNER]
     bad = replaced(command, "--planning_model", "Planer-7B")  # a typo
-    yield Run(command, bad, files(out, "*.png"), 21, drawing=2, loads_a_model=True)  # 2 workers x batch 1
+    yield Run(command, bad, files(out, "*.png"), 21, drawing=2, loads_a_model=True,  # 2 workers x batch 1
+              ledger_root=out, fail_some=unreadable(folder / "datasets" / "eval" / "spatial" / "images" / "b.png"))
 
 
 @contextlib.contextmanager
@@ -141,6 +209,8 @@ def trainset_replicate(folder: Path, checkpoint: Path) -> Iterator[Run]:
                   billed_usd=replicate.counts.billed_usd,
                   unit_usd=replicate_models()[FLUX_KONTEXT_PRO].price_usd_per_prediction,
                   ledger_root=out / "u1" / "a1", calls_per_task=2,  # a grid, then the upscale of its tile
+                  recorded_calls=recorded_calls(out / "u1" / "a1", set(replicate_models())),
+                  fail_some=a_folder_at(out / "u1" / "a1" / "training-image5.jpg"),
                   env={**os.environ, **services.environment()})
 
 
@@ -154,7 +224,8 @@ def trainset_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
                "--flux-steps", str(STEPS)]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "REPLICATE_", "AWS_"))}
     yield Run(command, replaced(command, "--source", str(folder / "no-such-source.png")),
-              files(out, "training-image*.jpg"), 20, drawing=None, loads_a_model=True, env=env)
+              files(out, "training-image*.jpg"), 20, drawing=None, loads_a_model=True, ledger_root=out / "u1" / "a1",
+              fail_some=a_folder_at(out / "u1" / "a1" / "training-image5.jpg"), env=env)
 
 
 @contextlib.contextmanager
@@ -166,7 +237,8 @@ def styles_batch(folder: Path, checkpoint: Path) -> Iterator[Run]:
                    "--mode", "batch", "--batch-size", "4", "--poll-seconds", "0.05", *CHEAP]
         yield Run(command, replaced(command, "--size", "7x7"), files(out / "images" / "by_style", "*.png"), 24,
                   drawing=None, paid_calls=lambda: sum(server.batches.submitted.values()),
-                  settle=settled_openai(server), env=emulator_env(server))
+                  settle=settled_openai(server), ledger_root=out, fail_some=refused_prompts(prompts, 2),
+                  env=emulator_env(server))
 
 
 KINDS: dict[str, Callable[[Path, Path], contextlib.AbstractContextManager[Run]]] = {
