@@ -22,6 +22,10 @@ The budget: a task starts only if its estimate fits beside what was spent and wh
 flight reserved; a job whose tasks cannot estimate their cost caps its paid calls instead
 (:mod:`.spending`), and a task stopped by that cap ends the run as a budget stop the same way.
 
+A task may need another piece of work first (a training image, its grid): it asks the runner for a
+sub-task (:func:`run_subtask`), which runs by the same rules and is recorded in the ledger the
+caller names, without counting in the run's progress.
+
 Pause and Stop hold within what is being drawn: work that keeps a queue in front of a local model
 has a ``withdraw_waiting()`` the runner calls, and each task given back raises
 :class:`~.errors.Withdrawn` (held while paused, pending again after a stop).
@@ -34,6 +38,8 @@ import contextlib
 import dataclasses
 import logging
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable, Iterator, Sequence
 
@@ -53,6 +59,17 @@ from .tasks import Outcome, Task
 log = logging.getLogger("imggen.engine")
 
 Work = Callable[[Task], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a task's attempts ended: done, failed, healed, released (pending again), budget or fatal."""
+
+    status: str
+    outcome: Outcome | None = None
+    kind: ErrorKind | None = None
+    message: str | None = None
+    error: BaseException | None = None
 # RunnerConfig, RunSummary (from .config) and RateLimit (from .pacing) are named here too, beside the Runner.
 __all__ = ["RateLimit", "Runner", "RunnerConfig", "RunSummary", "View", "Work"]
 
@@ -93,8 +110,12 @@ class Runner:
         self._budget_freed = asyncio.Event()
         self._record = RunRecord(self.ledger, reporters=self.reporters, views=self.views,
                                  view_interval_s=self.config.view_interval_s, paid_for=self.paid_for)
-        with SignalHandlers(self.control, loop, self._record.say) if handle_signals else contextlib.nullcontext():
-            return await self._plan_and_run(loop, tasks)
+        token = _THIS_RUN.set(self)  # the run's tasks ask it for sub-tasks (run_subtask)
+        try:
+            with SignalHandlers(self.control, loop, self._record.say) if handle_signals else contextlib.nullcontext():
+                return await self._plan_and_run(loop, tasks)
+        finally:
+            _THIS_RUN.reset(token)
 
     async def _plan_and_run(self, loop: asyncio.AbstractEventLoop, tasks: Iterable[Task]) -> RunSummary:
         record = self._record
@@ -146,21 +167,50 @@ class Runner:
         return True
 
     async def _run_task(self, task: Task) -> None:
+        ended = await self._attempts(task, self.work, self.ledger, counted=True)
+        if ended.status in ("done", "failed"):
+            outcome = ended.outcome
+            self._record.finished(task.key, ended.status, cost=outcome.cost if outcome else 0.0,
+                                  outputs=tuple(outcome.outputs) if outcome else (),
+                                  error_kind=ended.kind.value if ended.kind else None, message=ended.message)
+        elif ended.status in ("budget", "fatal"):
+            self._record.stop(ended.status, ended.message)
+        elif ended.status == "healed":
+            self._record.healed(task)  # drawn after all while paused (a Ray actor cannot skip it)
+
+    async def subtask(self, task: Task, work: Work, ledger: Ledger) -> Outcome:
+        """Run ``task`` (already planned in ``ledger``) for a task in flight, by the same rules as the
+        run's own: paced, retried, budgeted and controlled, its attempts and end recorded in ``ledger``;
+        it is not counted in the run's progress. Its outcome, or the error that ended it: a
+        :class:`TaskError` of its final kind, :class:`BudgetReached`, or :class:`Withdrawn` when the
+        run stopped first (the task is pending again)."""
+        ended = await self._attempts(task, work, ledger, counted=False)
+        if ended.status == "done":
+            return ended.outcome
+        if ended.status == "released":
+            raise Withdrawn(f"the run is stopping: {task.key} was not sent")
+        if isinstance(ended.error, (BudgetReached, TaskError)):
+            raise ended.error
+        raise TaskError(ended.kind, ended.message)
+
+    async def _attempts(self, task: Task, work: Work, ledger: Ledger, *, counted: bool) -> Ended:
+        """Attempt ``task`` until it is done, fails for good or the run ends, recording each attempt
+        in ``ledger``. ``counted``: one of the run's own tasks (its running count and pace follow it)."""
         transient_failures, withdrawn = 0, False
         while True:
             if not await self._pacing.wait_turn(lambda: self._record.end_state is None):
-                self.ledger.release(task.key)
-                return
-            if withdrawn and task.outputs and self.outputs_valid(task):
-                self._record.healed(task)  # drawn after all while paused (a Ray actor cannot skip it)
-                return
-            self.ledger.mark_started(task.key)
-            self._set_running(+1)
+                ledger.release(task.key)
+                return Ended("released")
+            if counted and withdrawn and task.outputs and self.outputs_valid(task):
+                return Ended("healed")
+            ledger.mark_started(task.key)
+            if counted:
+                self._set_running(+1)
             began = time.monotonic()
             try:
-                outcome, error = await self.work(task), None
+                outcome, error = await work(task), None
             except asyncio.CancelledError:
-                self.ledger.release(task.key)
+                ledger.release(task.key)
                 raise
             except Withdrawn:
                 withdrawn = True  # not drawn: wait_turn holds it while paused and gives it back on a stop
@@ -168,29 +218,27 @@ class Runner:
             except Exception as exc:
                 outcome, error = None, exc
             finally:
-                self._set_running(-1)
+                if counted:
+                    self._set_running(-1)
 
             if outcome is not None:
-                self.ledger.mark_done(task.key, outcome)
+                ledger.mark_done(task.key, outcome)
                 if outcome.rate is not None:
                     self._pacing.follow_server(outcome.rate)
-                self._pacing.answered(time.monotonic() - began)
-                self._record.finished(task.key, "done", cost=outcome.cost, outputs=tuple(outcome.outputs))
-                return
+                if counted:
+                    self._pacing.answered(time.monotonic() - began)
+                return Ended("done", outcome)
             if isinstance(error, BudgetReached):  # a paid call the budget cannot cover was not sent
-                self.ledger.release(task.key)
-                self._record.stop("budget", error.message)
-                return
-            decision = self._classify(task, error, transient_failures + 1)
+                ledger.release(task.key)
+                return Ended("budget", message=error.message, error=error)
+            decision = self._classify(task, error, transient_failures + 1, ledger)
             kind, message, wait = decision.kind, decision.message, decision.wait_s
             if kind is ErrorKind.FATAL:
-                self.ledger.release(task.key)
-                self._record.stop("fatal", message)
-                return
+                ledger.release(task.key)
+                return Ended("fatal", kind=kind, message=message, error=error)
             if not decision.retry:
-                self.ledger.mark_failed(task.key, kind, message)
-                self._record.finished(task.key, "failed", error_kind=kind.value, message=message)
-                return
+                ledger.mark_failed(task.key, kind, message)
+                return Ended("failed", kind=kind, message=message, error=error)
             if kind is ErrorKind.RATE_LIMITED:
                 self._pacing.rate_limited(wait)
             transient_failures += decision.spends_attempt
@@ -198,7 +246,7 @@ class Runner:
             if kind is not ErrorKind.RATE_LIMITED:
                 await self.control.sleep(wait)  # a stop cuts the backoff short; wait_turn then gives up
 
-    def _classify(self, task: Task, error: BaseException | None, attempt: int) -> Decision:
+    def _classify(self, task: Task, error: BaseException | None, attempt: int, ledger: Ledger) -> Decision:
         """Record a failed attempt and decide what follows (see :mod:`.retry`); the message is redacted."""
         if isinstance(error, TaskError) and error.rate is not None:
             self._pacing.follow_server(error.rate)
@@ -207,7 +255,7 @@ class Runner:
         if not isinstance(error, TaskError):
             log.error("task %s raised", task.key, exc_info=error)
         connection_error = isinstance(error, TaskError) and error.connection_error
-        self.ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error)
+        ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error)
         return decision
 
     async def _reserve_budget(self, task: Task) -> bool:
@@ -247,7 +295,11 @@ class Runner:
         self._record.changed(state.value)
 
     def _withdraw_waiting(self) -> None:
-        """Pause and Stop hold within what is being drawn: work that queues tasks in front of a local
+        """A task may need another piece of work first (a training image, its grid): it asks the runner for a
+sub-task (:func:`run_subtask`), which runs by the same rules and is recorded in the ledger the
+caller names, without counting in the run's progress.
+
+Pause and Stop hold within what is being drawn: work that queues tasks in front of a local
         model (``work.withdraw_waiting``) gives back those not yet drawn, each raising Withdrawn."""
         withdraw = getattr(self.work, "withdraw_waiting", None)
         if withdraw is not None:
@@ -255,3 +307,14 @@ class Runner:
 
     def _outputs_are_images(self, task: Task) -> bool:
         return all(is_valid_image(Path(self.ledger.root) / path) for path in task.outputs)
+
+
+_THIS_RUN: ContextVar[Runner | None] = ContextVar("runner", default=None)
+
+
+async def run_subtask(task: Task, work: Work, ledger: Ledger) -> Outcome:
+    """``task`` run for a task in flight by the runner of this run (see :meth:`Runner.subtask`)."""
+    runner = _THIS_RUN.get()
+    if runner is None:
+        raise RuntimeError(f"{task.key} is a sub-task, run only within a run of the engine's runner")
+    return await runner.subtask(task, work, ledger)

@@ -1,11 +1,12 @@
 """Making the grids of a training set: drawing one, saving it, judging its tiles, and its record in
-the grid ledger of ``grids/``; what a failed grid leads to is the engine's decision.
+the grid ledger of ``grids/``.
 
-Every grid is a task ``grid-{n}`` in the engine ledger of the grids folder: its prompt and subjects are
-fixed when first planned (:func:`~.plan.grid_payload`), the image is saved before the judge runs, and
-the judge's verdict is the record's provenance, so a rerun pays for no grid twice. A failure is
-classified by :func:`~imggen.engine.retry.decide` and recorded here; :mod:`.tile_pool` acts on the
-decision (who waits, whether a grid attempt was spent).
+Every grid is a task ``grid-{n}`` in the engine ledger of the grids folder, run as a sub-task of the
+training image that waits for it (:func:`~imggen.engine.runner.run_subtask`): retried, paced, held
+and controlled by the runner's own rules, each attempt in flight counted by the grids'
+:class:`~imggen.engine.lanes.Lane`. Its prompt and subjects are fixed when first planned
+(:func:`~.plan.grid_payload`), the image is saved before the judge runs, and the judge's verdict is
+the record's provenance, so a rerun pays for no grid twice; :mod:`.tile_pool` acts on how a grid ended.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from imggen.backends.grid_drawers import GridDrawer
 from imggen.backends.replicate_predictions import ReplicatePredictions
-from imggen.engine.errors import ErrorKind, TaskError
-from imggen.engine.ledger import Ledger
-from imggen.engine.retry import Decision, RetryPolicy, decide
+from imggen.engine.errors import ErrorKind
+from imggen.engine.lanes import Lane
+from imggen.engine.ledger import LEDGER_NAME, Ledger
+from imggen.engine.runner import run_subtask
 from imggen.engine.tasks import Outcome, Task
-from imggen.settings import redact
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 
 from .descriptions import DescriptionRotation
@@ -56,9 +58,10 @@ class GridMaker:
     """Draws, saves and judges grids of ``grid`` tiles per side from ``source``, keeping the grid ledger of ``root``."""
 
     def __init__(self, root: Path, source: bytes, *, drawer: GridDrawer, judge: TileJudge,
-                 rotation: DescriptionRotation, grid: int, predictions: ReplicatePredictions,
-                 retry: RetryPolicy = RetryPolicy(), debug_dir: Path | None = None, round_number: int = 0) -> None:
+                 rotation: DescriptionRotation, grid: int, predictions: ReplicatePredictions, lane: Lane,
+                 debug_dir: Path | None = None, round_number: int = 0) -> None:
         self.root = Path(root)
+        self.lane = lane  # the grids in flight
         self._round_number = round_number  # a later round's grids get other seeds (see plan.grid_seed)
         self._source = source
         self._drawer = drawer
@@ -66,9 +69,9 @@ class GridMaker:
         self._rotation = rotation
         self._grid = grid
         self._predictions = predictions
-        self._retry = retry
         self._debug_dir = debug_dir
         self._drawn_cost: dict[int, float] = {}  # grid number -> the price of a draw whose judge has not answered
+        self._tiles: dict[int, asyncio.Future] = {}  # grid number -> its tiles being split, from its latest attempt
         self._ledger: Ledger | None = None
         self._run_id = 0
 
@@ -77,7 +80,7 @@ class GridMaker:
         """Open the grid ledger for this run: the grids finished in any run, and the numbers refused for good."""
         self._ledger = Ledger(self.root)
         self._run_id = self._ledger.begin_run()
-        failed = {grid_number(key) for key in self._ledger.keys("failed")}
+        failed = {grid_number(f["key"]) for f in self._ledger.failures() if f["error_kind"] == ErrorKind.PERMANENT.value}
         drawn = []
         for key in self._ledger.keys("done"):
             record = self._ledger.task(key)
@@ -92,66 +95,63 @@ class GridMaker:
 
     # -- one grid -----------------------------------------------------------------------------
     async def make(self, number: int) -> MadeGrid:
-        """Grid ``number``: read from disk if an earlier attempt or run saved it, else drawn and saved; then judged."""
+        """Grid ``number``, run as a sub-task: its outcome, or the error that ended it (see
+        :meth:`~imggen.engine.runner.Runner.subtask`)."""
         key = grid_key(number)
         record = self._ledger.task(key)
         payload = record["payload"] if record else grid_payload(number, self._grid, self._rotation, self._round_number)
-        shape = payload["grid"]
-        relative = grid_file(number, self._drawer.output_format)
-        self._ledger.plan([Task(key, payload, (relative,))], self._run_id)
-        self._ledger.mark_started(key)
-        path = self.root / relative
-        provenance, tiles = {}, None
-        if is_valid_image(path):  # drawn by an earlier attempt or run
-            data = path.read_bytes()
-            self._predictions.saved(key)
-            verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._predictions.answers)
-        else:
-            made = await self._drawer.draw(
-                payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key
-            )
-            data, provenance, self._drawn_cost[number] = made.data, made.provenance, made.cost
-            # The judge looks while the file is written and split into tiles (off the event loop); the
-            # write ends before the ledger is marked. Once on disk the grid was used, whatever the judge says.
-            written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
-            tiles = asyncio.ensure_future(asyncio.to_thread(tile_pngs, data, shape))
-            try:
-                verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._predictions.answers)
-            finally:
-                await written
+        task = Task(key, payload, (grid_file(number, self._drawer.output_format),))
+        self._ledger.plan([task], self._run_id)
+        outcome = await run_subtask(task, self._attempt, self._ledger)
+        drawn = DrawnGrid(number, self.root / task.outputs[0], payload["grid"], tuple(outcome.provenance["unique_tiles"]))
+        return MadeGrid(drawn, outcome.cost, self._tiles.pop(number, None))
+
+    async def _attempt(self, task: Task) -> Outcome:
+        """One attempt at a grid: read from disk if an earlier attempt or run saved it, else drawn and
+        saved; then judged."""
+        key, payload, relative = task.key, task.payload, task.outputs[0]
+        number, shape, path = grid_number(key), payload["grid"], self.root / relative
+        provenance = {}
+        async with self.lane.flight(key):
+            if is_valid_image(path):  # drawn by an earlier attempt or run
+                data = path.read_bytes()
                 self._predictions.saved(key)
+                verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._predictions.answers)
+            else:
+                made = await self._drawer.draw(payload["prompt"], self._source, grid=shape, seed=payload["seed"], key=key)
+                data, provenance, self._drawn_cost[number] = made.data, made.provenance, made.cost
+                # The judge looks while the file is written and split into tiles (off the event loop); the
+                # write ends before the ledger is marked. Once on disk the grid was used, whatever the judge says.
+                written = asyncio.ensure_future(asyncio.to_thread(atomic_write_bytes, path, data))
+                self._tiles[number] = asyncio.ensure_future(asyncio.to_thread(tile_pngs, data, shape))
+                try:
+                    verdict = await judge_grid(self._judge, data, shape, key=key, calls=self._predictions.answers)
+                finally:
+                    await written
+                    self._predictions.saved(key)
         if verdict.fallback:
             log.warning("%s: the %s judge found no unique tile; using the corners and centre", key, self._judge.name)
-        cost = self._drawn_cost.pop(number, 0.0) + verdict.cost
-        self._ledger.mark_done(key, Outcome((relative,), cost, {
-            **provenance, "drawer": self._drawer.name, "judge": self._judge.name,
-            "unique_tiles": verdict.tiles, "judge_fallback": verdict.fallback,
-        }))
         if self._debug_dir is not None:
             await asyncio.to_thread(atomic_write_bytes, self._debug_dir / relative, data)
-        return MadeGrid(DrawnGrid(number, path, shape, tuple(verdict.tiles)), cost, tiles)
+        return Outcome((relative,), self._drawn_cost.pop(number, 0.0) + verdict.cost, {
+            **provenance, "drawer": self._drawer.name, "judge": self._judge.name,
+            "unique_tiles": verdict.tiles, "judge_fallback": verdict.fallback,
+        })
 
     def record(self, number: int) -> dict:
         """Grid ``number``'s ledger record: its payload (prompt, seed, subjects) and what drew it."""
         return self._ledger.task(grid_key(number))
 
-    def record_failure(self, number: int, error: Exception) -> Decision:
-        """Record how grid ``number`` failed, as :func:`decide` classifies it: refused for good
-        (permanent), or released to be drawn again."""
-        key = grid_key(number)
-        if not isinstance(error, TaskError):
-            log.error("grid %s raised", key, exc_info=error)
-        decision = decide(error, 1, self._retry)
-        message = redact(f"{key}: {decision.message}")
-        connection_error = isinstance(error, TaskError) and error.connection_error
-        self._ledger.note_attempt_error(key, decision.kind, message, connection_error=connection_error)
-        if decision.kind is ErrorKind.PERMANENT:
-            log.warning("%s failed for good, drawing another grid instead: %s", key, message)
-            self._ledger.mark_failed(key, decision.kind, message)
-        else:
-            self._ledger.release(key)
-        return decision
 
-    def release(self, number: int) -> None:
-        """Grid ``number`` was abandoned (the run stops): pending again for the next run."""
-        self._ledger.release(grid_key(number))
+def with_grid_attempts(root: Path) -> Callable[[Ledger], dict]:
+    """The stats file's fields that count the attempts of the grids in ``root`` (their own ledger)
+    with the training images' of ``ledger``: a grid's rate limits and dropped connections are the run's."""
+    def fields(ledger: Ledger) -> dict:
+        if not (root / LEDGER_NAME).is_file():
+            return {}
+        with Ledger(root) as grids:
+            drawn, images = grids.totals(), ledger.totals()
+        return {"rate_limit_hits": int(images["rate_limit_hits"] + drawn["rate_limit_hits"]),
+                "connection_errors": int(images["connection_errors"] + drawn["connection_errors"]),
+                "grid_attempts": int(drawn["attempts"])}
+    return fields

@@ -49,7 +49,7 @@ from imggen.storage.lock import folder_lock
 from .captions import TrainingCaptions
 from .descriptions import DescriptionPool, DescriptionRotation
 from .duplicates import KeptTiles
-from .grids import DrawnGrid, GridMaker
+from .grids import DrawnGrid, GridMaker, with_grid_attempts
 from .inputs import load_source
 from .layout import GRIDS, KEPT_TILES, ROTATION, SCOPE, STAGES, choose_run_folder, job_root
 from .parts import TrainsetParts
@@ -157,11 +157,10 @@ async def run_trainset(
         root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"),
         judge=stages.counted(parts.judge, "unique_tiles", "judge"),
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / ROTATION),
-        grid=plan.grids.grid, predictions=predictions, retry=config.retry_policy, debug_dir=debug,
-        round_number=this_round.number,
+        grid=plan.grids.grid, predictions=predictions, debug_dir=debug, round_number=this_round.number,
+        lane=Lane("grids", plan.grids.grid_concurrency, predictions, paced=parts.drawer.paid_model is not None),
     )
-    pool = TilePool(maker, plan.grids, Lane("grids", plan.grids.grid_concurrency, predictions,
-                                            paced=parts.drawer.paid_model is not None))
+    pool = TilePool(maker, plan.grids)
     captions = TrainingCaptions(root, parts.captioner, options.trigger_word, calls=predictions.answers)
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
                              stages.counted(parts.store, "put", "upload"), predictions, debug,
@@ -176,9 +175,9 @@ async def run_trainset(
     with contextlib.closing(predictions), predictions.kept(), later_round, folder_lock(pool.root):
         pool.open()
         try:
-            summary = await run_job(JobFiles(root), plan.tasks, work, config=config, control=control,
-                                    reporters=[pool, *shown], handle_signals=handle_signals,
-                                    rounds={SCOPE: this_round}, announcer=announcer)
+            summary = await run_job(JobFiles(root, stats_extra=with_grid_attempts(pool.root)), plan.tasks, work,
+                                    config=config, control=control, reporters=[pool, *shown],
+                                    handle_signals=handle_signals, rounds={SCOPE: this_round}, announcer=announcer)
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)

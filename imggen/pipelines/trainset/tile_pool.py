@@ -8,11 +8,11 @@ flight at once is the grids' :class:`~imggen.engine.lanes.Lane` target: ``grid_c
 ``auto`` (the create pace x the grids' latency, halved by a throttled create).
 
 A rerun reuses the unclaimed tiles of earlier runs' grids. Which slot got which tile, and which
-tiles were rejected, is kept in ``grids/tile_assignments.json``. A failed grid goes as the engine's
-decision says (see :meth:`~.grids.GridMaker.record_failure`): to the runner through a waiting slot
-(rate limits, transient and fatal errors take the runner's usual paths; a rate-limited grid spends
-no grid attempt, and its wait holds every create through the run's book of predictions); a grid that will
-never be drawn (permanent) is replaced by the next one. A grid the run's budget cannot pay for is not
+tiles were rejected, is kept in ``grids/tile_assignments.json``. Each grid is a sub-task of the
+runner (:mod:`.grids`): it retries, waits out rate limits and obeys Pause and Stop by the runner's
+rules, and the pool acts only on how it ended. A grid refused for good (permanent) is replaced by the
+next one; one whose transient failures spent its attempts fails one waiting slot (the runner decides
+what follows for it), a fatal one every waiting slot. A grid the run's budget cannot pay for is not
 sent (:mod:`imggen.engine.spending`): no other starts until the grids in flight have ended (their
 tiles are served; one that was not billed gives its price back), then the pool tries once more, and
 if the budget still cannot pay, the waiting slots end the run as a budget stop.
@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from dataclasses import dataclass
 
 from imggen.engine.errors import BudgetReached, ErrorKind, TaskError, Withdrawn
 from imggen.engine.events import Event, StateChanged
-from imggen.engine.lanes import Lane
 from imggen.storage.atomic import atomic_write_json
 
 from .grids import DrawnGrid, GridMaker
 from .layout import ASSIGNMENTS
 from .plan import GridPlan, grid_key
 from .tiles import tile_pngs
+
+log = logging.getLogger("imggen.trainset")
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,11 @@ class ClaimedTile:
 
 
 class TilePool:
-    def __init__(self, maker: GridMaker, plan: GridPlan, lane: Lane) -> None:
+    def __init__(self, maker: GridMaker, plan: GridPlan) -> None:
         self.root = maker.root
         self._maker = maker
         self._plan = plan
-        self.lane = lane  # the grids in flight
+        self.lane = maker.lane  # the grids in flight
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
         self._available: list[TileRef] = []
         self._in_flight: dict[int, tuple[asyncio.Task, int]] = {}  # grid number -> (task, most tiles it can give)
@@ -198,23 +200,17 @@ class TilePool:
 
     async def _grid_attempt(self, number: int) -> None:
         try:
-            async with self.lane.flight(grid_key(number)):
-                made = await self._maker.make(number)
-        except asyncio.CancelledError:
-            self._maker.release(number)
-            raise
+            made = await self._maker.make(number)
         except Withdrawn:  # the run is stopping: nothing was sent, and the grid is not a failure
-            self._maker.release(number)
             self._attempts -= 1
         except BudgetReached as reached:  # nothing was sent
-            self._maker.release(number)
             self._attempts -= 1
             if set(self._in_flight) - {number}:  # they serve their slots, or give their price back
                 self._out_of_budget = reached
             else:
                 self._closed = reached
                 self._fail_waiters(reached)
-        except Exception as error:  # noqa: BLE001 - the engine's decision sorts bugs from provider errors
+        except TaskError as error:
             self._grid_failed(number, error)
         else:
             self._unbilled[number] = made.cost
@@ -226,15 +222,12 @@ class TilePool:
             self._serve()
             self._launch()
 
-    def _grid_failed(self, number: int, error: Exception) -> None:
-        """Pass a failed grid to a waiting slot, as the recorded decision says."""
-        decision = self._maker.record_failure(number, error)
-        if decision.kind is ErrorKind.PERMANENT:
+    def _grid_failed(self, number: int, error: TaskError) -> None:
+        """Act on how a grid that will not be drawn now ended (the runner recorded it)."""
+        if error.kind is ErrorKind.PERMANENT:
+            log.warning("%s failed for good, drawing another grid instead: %s", grid_key(number), error.message)
             self._failed.add(number)
-            return
-        if not decision.spends_attempt:
-            self._attempts -= 1  # nothing was drawn (e.g. a throttled create): the attempt is not spent
-        if decision.kind is ErrorKind.FATAL:
+        elif error.kind is ErrorKind.FATAL:
             self._closed = error
             self._fail_waiters(error)
         else:
