@@ -14,7 +14,7 @@ spaced at that limit, never a burst. When each key's create was sent is kept for
 targets (:mod:`imggen.engine.lanes`). The run's paid vision answers are booked in the same ledger
 (``answers``, see :mod:`.vision_calls`). The run's budget is held against every create (its price is
 committed before it is sent, and given back if it was not billed) and every answer
-(:mod:`imggen.engine.spending`).
+(:mod:`imggen.engine.budget`).
 
 A run opens its book and keeps it for everything it runs (:meth:`ReplicatePredictions.kept`); the
 Replicate backend finds it there (:func:`this_runs_predictions`), so no pipeline hands it to a part.
@@ -37,7 +37,7 @@ from imggen.engine.errors import ErrorKind, TaskError, Withdrawn
 from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
 from imggen.engine.retry import Hold, RetryPolicy, decide, retried
-from imggen.engine.spending import SpendingCap
+from imggen.engine.budget import Budget
 
 from .vision_calls import VisionCalls
 
@@ -55,13 +55,13 @@ class ReplicatePredictions:
 
     def __init__(self, root: str | os.PathLike, *, hold: Hold | None = None, creates: RequestLimiter | None = None,
                  create_retry: RetryPolicy = RetryPolicy(), collect_deadline_s: float = COLLECT_DEADLINE_S,
-                 cap: SpendingCap | None = None, control: RunControl | None = None) -> None:
+                 cap: Budget | None = None, control: RunControl | None = None) -> None:
         """``creates`` paces every create (default: Replicate's documented limit per minute); ``cap``
         holds the run's budget against every create and answer; ``control`` is the run's, whose
         pause and stop every wait before a create obeys."""
         self.control = control or RunControl()
         self._calls = PaidCalls(Path(root))
-        self.cap = cap or SpendingCap(None)
+        self.cap = cap or Budget(None)
         self._created: set[str] = set()  # the ids of the predictions this run created (their prices are committed)
         self.answers = VisionCalls(self._calls, self.cap)  # the judge's and the captions' paid answers
         self._hold = hold or Hold()

@@ -19,13 +19,13 @@ from typing import Callable, TypeVar
 from imggen.backends.openai_vision import VisionAnswer
 from imggen.engine.errors import TaskError
 from imggen.engine.paid_calls import USED, WASTED, PaidCalls
-from imggen.engine.spending import SpendingCap
+from imggen.engine.budget import Budget
 
 Taken = TypeVar("Taken")
 
 
 class VisionCalls:
-    def __init__(self, calls: PaidCalls, cap: SpendingCap) -> None:
+    def __init__(self, calls: PaidCalls, cap: Budget) -> None:
         self._calls = calls
         self._cap = cap  # the run's budget counts every answer as it arrives
         self._unbilled: collections.Counter[str] = collections.Counter()

@@ -61,7 +61,7 @@ class TaskError(Exception):
 
 
 class BudgetReached(Exception):
-    """The run's budget cannot pay for the next paid call (see :mod:`.spending`). The runner stops the
+    """The run's budget cannot pay for the next paid call (see :mod:`.budget`). The runner stops the
     run as a budget stop; the task goes back to pending, nothing of it was sent."""
 
     def __init__(self, message: str) -> None:

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from ..storage.lock import folder_lock
 from .announcer import Announcer
+from .budget import Budget
 from .control import RunControl
 from .events import Reporter
 from .ledger import Ledger
@@ -61,6 +62,7 @@ async def run_job(
     paid_for: Callable[[Task], float] | None = None,
     rounds: Mapping[str, Round] | None = None,
     announcer: Announcer | None = None,
+    budget: Budget | None = None,
 ) -> RunSummary:
     """Run ``tasks`` through ``work`` with the ledger, state file and stats file of ``files``.
 
@@ -69,7 +71,9 @@ async def run_job(
     default nothing is known: 0). ``rounds`` (see :mod:`.rounds`) are recorded in the ledger, inside the
     folder's lock, before the tasks are planned, so a run killed at any point leaves tasks only of a
     recorded round. ``announcer`` gets every reporter of the run, the log file's included, for the
-    job's own messages. Raises :class:`~imggen.storage.lock.FolderBusy` if another run holds the folder.
+    job's own messages. ``budget``: the run's (see :mod:`.budget`), where its paid calls reserve from it
+    too; by default one from ``config``. Raises :class:`~imggen.storage.lock.FolderBusy` if another run
+    holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
     views = job_views(files)
@@ -89,5 +93,6 @@ async def run_job(
             views=views,
             outputs_valid=outputs_valid,
             paid_for=paid_for,
+            budget=budget,
         )
         return await runner.run(tasks, handle_signals=handle_signals)

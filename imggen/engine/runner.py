@@ -1,26 +1,22 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
-It owns the retry loop per error kind, the budget cap and run control; the run's account (planning,
-each task's end, healing, stops, progress events and the summary) is its :class:`~.run_record.RunRecord`,
-which batch mode keeps the same way. When the
-next attempt may start (the tasks in flight, the one requests limiter per run taking the user's
-``--rpm`` and whatever the provider's rate-limit headers say, the hold after a rate limit) is
-:mod:`.pacing`'s. It knows nothing of providers or dataset layouts: ``work`` is any
-``async (Task) -> Outcome`` callable.
+It owns the retry loop per error kind, the budget and run control; the run's account (planning, each
+task's end, healing, stops, progress events, the summary) is its :class:`~.run_record.RunRecord`, as
+in batch mode. When the next attempt may start (tasks in flight, the run's one limiter, the hold after
+a rate limit) is :mod:`.pacing`'s. ``work`` is any ``async (Task) -> Outcome`` callable.
 
 Retry policy (decided by :mod:`.retry`, see :class:`~imggen.engine.errors.ErrorKind`):
 
 * rate limited: every worker holds off until the server's wait has passed (without a readable
-  wait, the limiter paces the retry from the server's count); the attempt budget is not spent.
-  The retry loop is written out here rather than with a retry library because the attempt budget
-  counts only transient failures and a rate-limit wait is shared by all workers.
+  wait, the limiter paces the retry from the server's count); the attempt budget is not spent
+  (why the loop is written out here: only transient failures count, and the wait is shared).
 * transient: exponential backoff with full jitter, at most ``max_attempts`` attempts in this run.
 * permanent: recorded as failed, never retried (a rerun skips it unless ``retry_failed``).
 * fatal: the run stops cleanly; the task goes back to pending; the message says what to do.
 
-The budget: a task starts only if its estimate fits beside what was spent and what the tasks in
-flight reserved; a job whose tasks cannot estimate their cost caps its paid calls instead
-(:mod:`.spending`), and a task stopped by that cap ends the run as a budget stop the same way.
+The budget (:mod:`.budget`): a task starts only if its estimate fits beside what was spent and
+what the tasks in flight hold; a job whose tasks cannot estimate their cost reserves each paid call
+from the same budget, and a task stopped there ends the run as a budget stop the same way.
 
 A task may need another piece of work first (a training image, its grid): it asks the runner for a
 sub-task (:func:`run_subtask`), which runs by the same rules and is recorded in the ledger the
@@ -45,6 +41,7 @@ from typing import Awaitable, Callable, Iterable, Iterator, Sequence
 
 from ..settings import redact, secret_values
 from ..storage.atomic import is_valid_image
+from .budget import Budget
 from .concurrency import InFlightTarget
 from .config import RunnerConfig, RunSummary
 from .control import ControlState, RunControl, SignalHandlers
@@ -70,6 +67,8 @@ class Ended:
     kind: ErrorKind | None = None
     message: str | None = None
     error: BaseException | None = None
+
+
 # RunnerConfig, RunSummary (from .config) and RateLimit (from .pacing) are named here too, beside the Runner.
 __all__ = ["RateLimit", "Runner", "RunnerConfig", "RunSummary", "View", "Work"]
 
@@ -88,6 +87,7 @@ class Runner:
         views: Sequence[View] = (),
         outputs_valid: Callable[[Task], bool] | None = None,  # may a task's files on disk stand for its result?
         paid_for: Callable[[Task], float] | None = None,  # what such files were billed (a killed run paid them)
+        budget: Budget | None = None,  # the run's budget, if its paid calls reserve from it too
     ) -> None:
         self.ledger = ledger
         self.work = work
@@ -97,6 +97,7 @@ class Runner:
         self.views = list(views)
         self.outputs_valid = outputs_valid or self._outputs_are_images
         self.paid_for = paid_for or (lambda task: 0.0)
+        self.budget = budget or Budget(config.budget, estimate_basis=config.estimate_basis)
         self._secrets = secret_values()
 
     # -- public -------------------------------------------------------------------------------
@@ -106,8 +107,6 @@ class Runner:
         self._in_flight: set[asyncio.Task] = set()
         target = InFlightTarget(self.config.concurrency, ceiling=self.config.max_concurrency)
         self._pacing = Pacing(self.config.limiter(), target, self.control, window_s=self.config.limit_window_s)
-        self._reserved = 0.0
-        self._budget_freed = asyncio.Event()
         self._record = RunRecord(self.ledger, reporters=self.reporters, views=self.views,
                                  view_interval_s=self.config.view_interval_s, paid_for=self.paid_for)
         token = _THIS_RUN.set(self)  # the run's tasks ask it for sub-tasks (run_subtask)
@@ -154,7 +153,11 @@ class Runner:
         if task.outputs and self.outputs_valid(task):
             self._record.healed(task)
             return True
-        if not await self._reserve_budget(task):
+        try:
+            if not await self.budget.hold(task.cost, lambda: self._record.progress.spent, self._still_running):
+                return False
+        except BudgetReached as reached:
+            self._record.stop("budget", reached.message)
             return False
         job = asyncio.current_task()
         self._in_flight.add(job)
@@ -162,9 +165,11 @@ class Runner:
             await self._run_task(task)
         finally:
             self._in_flight.discard(job)
-            self._reserved -= task.cost
-            self._budget_freed.set()
+            self.budget.release(task.cost)
         return True
+
+    def _still_running(self) -> bool:
+        return self._record.end_state is None and self.control.state is not ControlState.STOPPING
 
     async def _run_task(self, task: Task) -> None:
         ended = await self._attempts(task, self.work, self.ledger, counted=True)
@@ -258,27 +263,6 @@ class Runner:
         ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error)
         return decision
 
-    async def _reserve_budget(self, task: Task) -> bool:
-        """Reserve ``task``'s estimate within the budget. While tasks in flight hold reservations it
-        waits for them to be billed (often below their estimates) before it decides the budget is spent."""
-        budget = self.config.budget
-        while budget is not None and (spent := self._record.progress.spent) + self._reserved + task.cost > budget + 1e-9:
-            if self._reserved <= 1e-9:
-                self._record.stop(
-                    "budget",
-                    f"budget reached: spent ${spent:.2f} of ${budget:.2f} in this run, and the next "
-                    f"task may cost up to ${task.cost:.2f} ({self.config.estimate_basis}); a budget counts this run "
-                    "only: rerun to continue (with the same or a larger --budget)",
-                )
-                return False
-            self._budget_freed.clear()
-            await self._budget_freed.wait()
-            if self._record.end_state is not None or self.control.state is ControlState.STOPPING:
-                return False
-        self._reserved += task.cost
-        return True
-
-    # -- bookkeeping -----------------------------------------------------------------------
     def _set_running(self, delta: int) -> None:
         record = self._record
         record.progress = record.progress.evolve(
@@ -295,11 +279,7 @@ class Runner:
         self._record.changed(state.value)
 
     def _withdraw_waiting(self) -> None:
-        """A task may need another piece of work first (a training image, its grid): it asks the runner for a
-sub-task (:func:`run_subtask`), which runs by the same rules and is recorded in the ledger the
-caller names, without counting in the run's progress.
-
-Pause and Stop hold within what is being drawn: work that queues tasks in front of a local
+        """Pause and Stop hold within what is being drawn: work that queues tasks in front of a local
         model (``work.withdraw_waiting``) gives back those not yet drawn, each raising Withdrawn."""
         withdraw = getattr(self.work, "withdraw_waiting", None)
         if withdraw is not None:

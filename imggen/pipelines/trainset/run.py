@@ -41,7 +41,7 @@ from imggen.engine.limiter import RequestLimiter
 from imggen.engine.paid_calls import money as paid_money
 from imggen.engine.retry import Hold
 from imggen.engine.runner import RunnerConfig, RunSummary
-from imggen.engine.spending import SpendingCap
+from imggen.engine.budget import Budget
 from imggen.engine.stages import StageWatch
 from imggen.engine.stats import money_spent
 from imggen.storage.lock import folder_lock
@@ -147,8 +147,9 @@ async def run_trainset(
         budget=options.budget,
         retry_failed=options.retry_failed,
     )
+    budget = Budget(options.budget)  # the runner's, and every paid call's
     predictions = ReplicatePredictions(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
-                                create_retry=config.retry_policy, cap=SpendingCap(options.budget), control=control)
+                                create_retry=config.retry_policy, cap=budget, control=control)
     announcer = Announcer()
     if hasattr(parts.drawer, "tell_status"):  # a local model says when it loads
         parts.drawer.tell_status(announcer.say)
@@ -177,7 +178,8 @@ async def run_trainset(
         try:
             summary = await run_job(JobFiles(root, stats_extra=with_grid_attempts(pool.root)), plan.tasks, work,
                                     config=config, control=control, reporters=[pool, *shown],
-                                    handle_signals=handle_signals, rounds={SCOPE: this_round}, announcer=announcer)
+                                    handle_signals=handle_signals, rounds={SCOPE: this_round}, announcer=announcer,
+                                    budget=budget)
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)

@@ -13,7 +13,7 @@ runner (:mod:`.grids`): it retries, waits out rate limits and obeys Pause and St
 rules, and the pool acts only on how it ended. A grid refused for good (permanent) is replaced by the
 next one; one whose transient failures spent its attempts fails one waiting slot (the runner decides
 what follows for it), a fatal one every waiting slot. A grid the run's budget cannot pay for is not
-sent (:mod:`imggen.engine.spending`): no other starts until the grids in flight have ended (their
+sent (:mod:`imggen.engine.budget`): no other starts until the grids in flight have ended (their
 tiles are served; one that was not billed gives its price back), then the pool tries once more, and
 if the budget still cannot pay, the waiting slots end the run as a budget stop.
 """
