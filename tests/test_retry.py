@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 
 import pytest
@@ -37,6 +38,13 @@ def test_transient_errors_back_off_with_jitter_until_the_attempts_are_spent():
 def test_permanent_and_fatal_errors_are_never_retried(kind):
     decision = decide(TaskError(kind, "no"), 1, POLICY)
     assert (decision.kind, decision.retry, decision.message) == (kind, False, "no")
+
+
+def test_a_file_that_cannot_be_written_fails_its_task_and_a_full_disk_stops_the_run():
+    blocked = decide(IsADirectoryError(errno.EISDIR, "Is a directory", "/out/a.png"), 1, POLICY)
+    assert (blocked.kind, blocked.message, blocked.retry) == (ErrorKind.PERMANENT, "/out/a.png: Is a directory", False)
+    full = decide(OSError(errno.ENOSPC, "No space left on device", "/out/b.png"), 1, POLICY)
+    assert full.kind is ErrorKind.FATAL and "/out/b.png" in full.message and "make room" in full.message
 
 
 def test_anything_that_is_not_a_task_error_is_a_bug_recorded_as_permanent():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -95,9 +96,25 @@ def starting() -> Iterator[None]:
         raise CannotStart(getattr(error, "message", None) or str(error)) from error
 
 
+# The disk cannot take any more files: every task would fail the same way, so the run stops.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 def as_task_error(error: BaseException) -> TaskError:
-    """``error`` as the engine sorts it: a TaskError as it is; anything else (a bug, an unexpected
-    library error) is permanent: recorded, never retried."""
+    """``error`` as the engine sorts it: a TaskError as it is; a file that cannot be written or read
+    is permanent for its task (fatal when the disk is full or read-only); anything else (a bug, an
+    unexpected library error) is permanent: recorded, never retried."""
     if isinstance(error, TaskError):
         return error
+    if is_file_error(error):
+        if error.errno in DISK_FULL:
+            return TaskError(ErrorKind.FATAL, f"cannot write {error.filename}: {error.strerror}; make room "
+                                              "(or make the folder writable) and rerun the same command")
+        return TaskError(ErrorKind.PERMANENT, f"{error.filename}: {error.strerror}")
     return TaskError(ErrorKind.PERMANENT, f"{type(error).__name__}: {error}")
+
+
+def is_file_error(error: BaseException) -> bool:
+    """An error of the file system about one file (a folder where the file goes, no permission, a full
+    disk): the user's to fix, said in one line, not a bug with a traceback."""
+    return isinstance(error, OSError) and error.filename is not None

@@ -45,7 +45,7 @@ from .budget import Budget
 from .concurrency import InFlightTarget
 from .config import RunnerConfig, RunSummary
 from .control import ControlState, RunControl, SignalHandlers
-from .errors import BudgetReached, ErrorKind, TaskError, Withdrawn
+from .errors import BudgetReached, ErrorKind, TaskError, Withdrawn, is_file_error
 from .events import Reporter
 from .ledger import Ledger, LedgerRow
 from .pacing import Pacing, RateLimit
@@ -257,7 +257,7 @@ class Runner:
             self._pacing.follow_server(error.rate)
         decision = decide(error, attempt, self.config.retry_policy, paced=self._pacing.limiter.limit is not None)
         decision = dataclasses.replace(decision, message=redact(decision.message, self._secrets))
-        if not isinstance(error, TaskError):
+        if not isinstance(error, TaskError) and not is_file_error(error):
             log.error("task %s raised", task.key, exc_info=error)
         connection_error = isinstance(error, TaskError) and error.connection_error
         ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error)

@@ -6,7 +6,7 @@ summary on every kind of run, and exit 1:
       permanent: 4 (first: ...)
       permanent failures are not tried again; rerun with --retry-failed once their cause is fixed
 
-A plain rerun once the cause is fixed tries none of them again (nothing is sent, the same summary);
+No failure is told with a traceback. A plain rerun once the cause is fixed tries none of them again (nothing is sent, the same summary);
 a rerun with ``--retry-failed`` makes them and finishes, paying only for what had failed.
 """
 
@@ -43,6 +43,7 @@ def assert_failures_summed_up(result: subprocess.CompletedProcess, run: Run, fai
     kinds = re.findall(r"^  (\w+): (\d+) \(first: .+\)$", err, re.MULTILINE)
     assert kinds == [("permanent", str(failed))], err
     assert HINT in err.splitlines(), err
+    assert "Traceback" not in err, "a failure the user can fix is told in one line, not a traceback"
 
 
 @pytest.mark.parametrize("kind", FAILABLE)
