@@ -66,3 +66,25 @@ def test_model_loading_is_quiet_unless_verbose(tmp_path):
     assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
     assert "Loading pipeline components" in verbose.stderr
     assert "Loading pipeline components" not in quiet.stderr and "it/s]" not in quiet.stderr
+
+
+def test_every_command_takes_its_defaults_from_its_options_class():
+    from pathlib import Path
+
+    from imggen.console import parse_args
+    from imggen.pipelines.instructions import cli as instructions
+    from imggen.pipelines.instructions.run import InstructionsOptions
+    from imggen.pipelines.styles import cli as styles
+    from imggen.pipelines.styles.plan import StyleRequest
+    from imggen.pipelines.trainset import cli as trainset
+    from imggen.pipelines.trainset.parts import TrainsetChoices
+    from imggen.pipelines.trainset.plan import TrainsetOptions
+
+    def parsed(command, *argv):
+        return parse_args(command.build_parser(), list(argv))
+
+    assert instructions.options_from_args(parsed(instructions, "--planning_model", "P")) == InstructionsOptions("P")
+    assert styles.request_from(parsed(styles, "--prompts", "p.csv", "--output", "out")) == StyleRequest(
+        Path("p.csv"), Path("out"))
+    options, choices = trainset.plan(parsed(trainset, "--source", "s.png", "--user-id", "u", "--actor-id", "a"))
+    assert (options, choices) == (TrainsetOptions(), TrainsetChoices())

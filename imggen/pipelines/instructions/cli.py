@@ -17,6 +17,9 @@ from ...literal import line
 from .run import ENGINES, InstructionsOptions, InstructionsPlan, plan_instructions, run_instructions
 
 
+DEFAULTS = InstructionsOptions()  # every default is the options class's
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imggen instructions",
@@ -28,20 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one planning model (a folder under --predicted_instructions_root)")
     which.add_argument("--all_planning_models", action="store_true",
                        help="every folder under --predicted_instructions_root")
-    parser.add_argument("--flux_ckpt", type=Path, default=Path("checkpoints/flux2-klein-4B"),
+    parser.add_argument("--flux_ckpt", type=Path, default=DEFAULTS.flux_ckpt,
                         help="FLUX.2 klein checkpoint folder (default: %(default)s)")
-    parser.add_argument("--predicted_instructions_root", type=Path, default=Path("predicted_instructions"),
+    parser.add_argument("--predicted_instructions_root", type=Path, default=DEFAULTS.predicted_instructions_root,
                         help="folder holding {planning_model}/results.jsonl (default: %(default)s)")
-    parser.add_argument("--output_root", type=Path, default=Path("generated_images"),
+    parser.add_argument("--output_root", type=Path, default=DEFAULTS.output_root,
                         help="root of all outputs (default: %(default)s)")
-    parser.add_argument("--image_root", type=Path, default=Path("."),
+    parser.add_argument("--image_root", type=Path, default=DEFAULTS.image_root,
                         help="folder the image_paths in results.jsonl are relative to (default: the current one)")
-    parser.add_argument("--num_inference_steps", type=int, default=None,
+    parser.add_argument("--num_inference_steps", type=int, default=DEFAULTS.num_inference_steps,
                         help="denoising steps (default: the checkpoint's preset: 4 for the distilled klein, "
                         "50 for klein-base; the seed's 28 makes distilled klein 7x slower for no gain)")
-    parser.add_argument("--height", type=int, default=None, help="image height, a multiple of 16 (default: the model's)")
-    parser.add_argument("--width", type=int, default=None, help="image width, a multiple of 16 (default: the model's)")
-    parser.add_argument("--num_gpus", type=int, default=-1,
+    parser.add_argument("--height", type=int, default=DEFAULTS.height, help="image height, a multiple of 16 (default: the model's)")
+    parser.add_argument("--width", type=int, default=DEFAULTS.width, help="image width, a multiple of 16 (default: the model's)")
+    parser.add_argument("--num_gpus", type=int, default=DEFAULTS.num_gpus,
                         help="GPUs to use, -1 for all visible (respects CUDA_VISIBLE_DEVICES); "
                         "with --device cpu, the number of CPU workers (default: %(default)s)")
     parser.add_argument("--no_skip_existing", *NEW_ROUND_FLAGS, dest="no_skip_existing", action="store_true",
@@ -49,20 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the earlier rounds stay in the ledger)")
     add_retry_failed(parser, "images")
     add_verbose(parser)
-    parser.add_argument("--max_samples", type=int, default=-1,
+    parser.add_argument("--max_samples", type=int, default=DEFAULTS.max_samples,
                         help="only the first N records of each results.jsonl, -1 for all (default: %(default)s)")
-    parser.add_argument("--engine", choices=ENGINES, default="local",
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS.engine,
                         help="local: one process per GPU here; ray: one actor per GPU on the Ray cluster "
                         "at RAY_ADDRESS, or a local Ray (default: %(default)s)")
-    parser.add_argument("--device", default=None,
+    parser.add_argument("--device", default=DEFAULTS.device,
                         help="cuda, cpu, or one device such as cuda:1 (default: cuda if there is a GPU)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
                         help="run seed; each image's seed is derived from it, the question id and the "
                         "instruction's index (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=1,
+    parser.add_argument("--batch_size", type=int, default=DEFAULTS.batch_size,
                         help="images per pipeline call, from instructions sharing the same conditioning "
                         "images (default: %(default)s)")
-    parser.add_argument("--dtype", default=None, help="bfloat16, float16 or float32 (default: bfloat16 on GPU, float32 on CPU)")
+    parser.add_argument("--dtype", default=DEFAULTS.dtype, help="bfloat16, float16 or float32 (default: bfloat16 on GPU, float32 on CPU)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the transformer; each worker compiles and warms up before taking work "
                         "(a minute or so), then runs faster; pixels may differ by a level from uncompiled runs")

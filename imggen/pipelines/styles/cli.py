@@ -22,9 +22,12 @@ from imggen.console import (
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
-from .plan import BACKENDS, DEFAULT_CONCURRENCY, MODES, StylePlan, StyleRequest, describe_plan, plan_styles
+from .plan import BACKENDS, MODES, StylePlan, StyleRequest, describe_plan, plan_styles
 from .run import openai_api_key, run_styles
 from .sheet_cli import report_sheets
+
+
+DEFAULTS = StyleRequest(prompts="", output="")  # every other field's default is the request's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--style", dest="style_names", nargs="+", metavar="NAME", help="draw only these styles")
     add("--datasets", nargs="+", metavar="NAME", help="draw only these datasets")
     add("--max-samples", type=at_least(1), metavar="N", help="at most N samples per dataset")
-    add("--backend", choices=BACKENDS, default="openai", help="openai (needs OPENAI_API_KEY) or flux2 (local)")
+    add("--backend", choices=BACKENDS, default=DEFAULTS.backend, help="openai (needs OPENAI_API_KEY) or flux2 (local)")
     add("--model", help=f"OpenAI image model (default: {DEFAULT_MODEL})")
     add("--size", help="image size, e.g. 1024x1024 (flux2: any multiple of 16, e.g. 512x512)")
     add("--quality", help="OpenAI quality, e.g. low, medium, high (dall-e-3: standard or hd)")
@@ -47,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder (flux2)")
     add("--flux-steps", type=int, help="denoising steps (flux2; default: the checkpoint's preset)")
     add("--rpm", type=at_least(0, float, exclusive=True), help="requests per minute (default: follow the server's rate-limit headers)")
-    add("--concurrency", type=concurrency, default=DEFAULT_CONCURRENCY,
+    add("--concurrency", type=concurrency, default=DEFAULTS.concurrency,
         help="requests in flight, or auto: the rate limit x the observed latency (default: %(default)s)")
     add("--request-timeout", type=float, metavar="SECONDS",
         help="retry a request that has not answered after this long (default: the model's, e.g. 120 for GPT image)")
@@ -58,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_verbose(parser)
     add("--dry-run", action="store_true", help="print the task count and estimated cost; send nothing")
     add("--sheet", action="store_true", help="after the run, write comparison sheets to images/sheets/ (HTML, PNG)")
-    add("--mode", choices=MODES, default="sync",
+    add("--mode", choices=MODES, default=DEFAULTS.mode,
         help="sync: one request per image; batch: OpenAI's Batch API at half the price, done within 24 h")
     add("--batch-size", type=int, metavar="N", help="batch mode: requests per batch (default: the API's 50,000)")
-    add("--poll-seconds", type=float, default=30.0, help="batch mode: seconds between polls (default: %(default)s)")
+    add("--poll-seconds", type=float, default=DEFAULTS.poll_s, help="batch mode: seconds between polls (default: %(default)s)")
     add("--cancel-batches", action="store_true",
         help="batch mode: cancel this folder's open batches and keep what they finished")
     return parser

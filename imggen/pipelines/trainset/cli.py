@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--output", type=Path, default=WORK_DIR,
         help="run folders (ledger, grids, upscales) and local storage (default: %(default)s)")
     add("--judge", choices=("gpt", "hash"), help="tile judge (default: gpt when OPENAI_API_KEY is set, else hash)")
-    add("--upscaler", default=None, help="topaz, lanczos, or the path of a model file for spandrel (default: topaz)")
+    add("--upscaler", help=f"topaz, lanczos, or the path of a model file for spandrel (default: {TrainsetChoices.upscaler})")
     add("--local", action="store_true",
         help="run on this machine: FLUX.2 klein (--flux_ckpt), hash judge, Lanczos, local folder")
     add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder")
@@ -87,7 +87,7 @@ def choices_from(args: argparse.Namespace) -> TrainsetChoices:
     local = args.local
     return TrainsetChoices(
         judge=args.judge or ("hash" if local else None),
-        upscaler=args.upscaler or ("lanczos" if local else "topaz"),
+        upscaler=args.upscaler or ("lanczos" if local else TrainsetChoices.upscaler),
         storage=args.storage or ("local" if local else None),
         flux_checkpoint=args.flux_ckpt,
         flux_size=args.flux_size,
