@@ -40,8 +40,8 @@ def load(target: Path, tmp_path: Path, monkeypatch) -> list[dict]:
     return list(loaded["train"])
 
 
-def ledger(root: Path) -> dict[str, dict]:
-    with Ledger(root) as opened:
+def ledger(root: Path, table: str = "tasks") -> dict[str, dict]:
+    with Ledger(root, table=table) as opened:
         return {record["key"]: record for record in opened.records()}
 
 
@@ -156,7 +156,7 @@ def test_training_set_export_has_grid_tile_and_description_columns(
     target = tmp_path / "hf"
     assert "trainset: 4 images exported" in export(root, target, capsys)
     rows = load(target, tmp_path, monkeypatch)
-    recorded, grids = ledger(root), ledger(root / "grids")
+    recorded, grids = ledger(root), ledger(root, "grids")
     assert COMMON | {"user_id", "actor_id", "slot", "grid", "tile", "description", "category",
                      "upscaler", "text"} <= set(rows[0])
     assert sorted(row["slot"] for row in rows) == [1, 2, 3, 4]

@@ -35,7 +35,7 @@ def load_imagefolder(folder: Path, tmp_path: Path, monkeypatch) -> list[dict]:
 
 def subjects(root: Path) -> dict[str, str]:
     """What each training image's grid asked its tile to show, by training-image key."""
-    with Ledger(root) as ledger, Ledger(root / "grids") as grids:
+    with Ledger(root) as ledger, Ledger(root, table="grids") as grids:
         found = {}
         for key in ledger.keys("done"):
             where = ledger.task(key)["provenance"]

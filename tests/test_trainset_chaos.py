@@ -91,7 +91,7 @@ def test_chaos_kills_and_faults_pay_only_for_what_was_in_flight(source_file, tmp
         lost_usd = sum(prices[p.model] for p in lost)
         served_chat = list(services.openai.requests)
 
-    with Ledger(root / "grids") as grids:
+    with Ledger(root, table="grids") as grids:
         grids_used = len(list(grids.keys("done")))
     tasks = grids_used + 20
     stats = json.loads((root / "processing_stats.json").read_text())

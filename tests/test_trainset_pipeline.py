@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import sqlite3
 import urllib.request
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def generator(tmp_path: Path, **options) -> TrainingDataGenerator:
 
 
 def grid_records(tmp_path: Path) -> dict[str, dict]:
-    with Ledger(job_root(tmp_path / "runs", USER, ACTOR) / "grids") as ledger:
+    with Ledger(job_root(tmp_path / "runs", USER, ACTOR), table="grids") as ledger:
         return {key: ledger.task(key) for status in ("done", "failed", "pending") for key in ledger.keys(status)}
 
 
@@ -98,6 +99,31 @@ def test_a_bigger_target_later_reuses_the_spare_tiles_and_continues_the_rotation
     assert second["training_image_urls"][:5] == first["training_image_urls"]
     subjects = [s["text"] for r in grid_records(tmp_path).values() for s in r["payload"]["subjects"]]
     assert len(subjects) == 18 == len(set(subjects))  # no subject repeated across the two runs
+
+
+def as_before_grids_joined_the_ledger(root: Path) -> None:
+    """Move the grids of ``root``'s ledger back into ``grids/ledger.sqlite``, as earlier versions kept them."""
+    Ledger(root / "grids").close()  # its tables, empty
+    db = sqlite3.connect(root / "ledger.sqlite", isolation_level=None)
+    db.execute("ATTACH DATABASE ? AS old", (str(root / "grids" / "ledger.sqlite"),))
+    db.execute("INSERT INTO old.tasks SELECT * FROM grids")
+    db.execute("DROP TABLE grids")
+    db.close()
+
+
+def test_grids_kept_in_their_own_ledger_by_an_earlier_version_are_reused_not_drawn_again(services, source_file,
+                                                                                          tmp_path):
+    made = generator(tmp_path)
+    made.target_training_images = 5
+    first = made.generate_training_data(str(source_file), USER, ACTOR)
+    root = job_root(tmp_path / "runs", USER, ACTOR)
+    as_before_grids_joined_the_ledger(root)
+    made.target_training_images = 9  # the first grid's nine tiles: no grid is drawn
+    second = made.generate_training_data(str(source_file), USER, ACTOR)
+    assert second["total_training_images"] == 9 and second["training_image_urls"][:5] == first["training_image_urls"]
+    assert services.replicate.counts.created[FLUX_KONTEXT_PRO] == 1
+    assert list(grid_records(tmp_path)) == ["grid-1"]
+    assert not (root / "grids" / "ledger.sqlite").exists() and (root / "grids" / "ledger.sqlite.moved").is_file()
 
 
 def test_grids_only_as_many_as_needed_when_tiles_repeat(monkeypatch, source_file, tmp_path):

@@ -7,7 +7,9 @@ process loses at most the tasks it had in flight, which go back to ``pending`` o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,59 +20,12 @@ import orjson
 from .errors import ErrorKind
 from .rounds import Round
 from .sqlite_book import SqliteBook
+from .ledger_schema import SCHEMA, TASKS_TABLE, UPSERT
 from .tasks import Outcome, Task
 
 LEDGER_NAME = "ledger.sqlite"
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    payload TEXT NOT NULL,
-    outputs TEXT NOT NULL,
-    est_cost REAL NOT NULL DEFAULT 0,
-    plan INTEGER NOT NULL,  -- the id of the run that last planned the task
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    rate_limit_hits INTEGER NOT NULL DEFAULT 0,
-    connection_errors INTEGER NOT NULL DEFAULT 0,
-    error_kind TEXT,
-    error TEXT,
-    cost REAL NOT NULL DEFAULT 0,
-    started_at REAL,
-    finished_at REAL,
-    duration_s REAL,
-    healed INTEGER NOT NULL DEFAULT 0,
-    provenance TEXT
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    state TEXT NOT NULL DEFAULT 'running',
-    message TEXT
-);
-CREATE TABLE IF NOT EXISTS rounds (
-    scope TEXT PRIMARY KEY,
-    number INTEGER NOT NULL,
-    settings TEXT NOT NULL
-);
-"""
-
-# Replanning leaves finished work untouched. Unfinished tasks join the new plan with the new payload; a failed one is tried again
-# unless its failure was permanent (then only when asked).
-_UPSERT = """
-INSERT INTO tasks (key, payload, outputs, est_cost, plan) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT(key) DO UPDATE SET
-    plan = excluded.plan,
-    est_cost = excluded.est_cost,
-    payload = excluded.payload,
-    outputs = excluded.outputs,
-    status = CASE WHEN status = 'failed' AND (error_kind != 'permanent' OR ?) THEN 'pending' ELSE status END
-WHERE status != 'done'
-"""
-
+TASKS = "tasks"  # the table of a run's own tasks
 
 @dataclass(frozen=True)
 class LedgerRow:
@@ -78,6 +33,15 @@ class LedgerRow:
 
     seq: int
     task: Task
+
+
+def has_table(root: str | Path, table: str) -> bool:
+    """Whether the ledger in ``root`` has a table of tasks ``table`` (nothing is created)."""
+    path = Path(root) / LEDGER_NAME
+    if not path.is_file():
+        return False
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
 
 
 def recorded_rounds(root: str | Path) -> dict[str, Round]:
@@ -91,22 +55,34 @@ def recorded_rounds(root: str | Path) -> dict[str, Round]:
 class Ledger(SqliteBook):
     """Open (or create) the ledger of an output folder. Use from one thread; reopen elsewhere to read."""
 
-    def __init__(self, root: str | Path, *, name: str = LEDGER_NAME) -> None:
+    def __init__(self, root: str | Path, *, name: str = LEDGER_NAME, table: str = TASKS) -> None:
+        """``table``: the run's own tasks, or another table of tasks in the same file (sub-tasks: a
+        training set's grids), which share its runs and rounds."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / name
-        super().__init__(self.path, _SCHEMA, pragmas=(
+        self._table = table
+        super().__init__(self.path, SCHEMA + TASKS_TABLE.format(table=table), pragmas=(
             "journal_mode=WAL",
             "synchronous=NORMAL",  # durable across a killed process
             "cache_size=-65536",  # 64 MiB: keeps the key index of a big plan in memory
         ))
+
+    def adopt(self, path: Path) -> None:
+        """Copy every task of the ledger file ``path`` into this table, keeping those already here
+        (tasks an earlier layout kept in a file of their own)."""
+        self._db.execute("ATTACH DATABASE ? AS adopted", (str(path),))
+        try:
+            self._db.execute(f"INSERT OR IGNORE INTO {self._table} SELECT * FROM adopted.{TASKS}")
+        finally:
+            self._db.execute("DETACH DATABASE adopted")
 
     # -- runs -----------------------------------------------------------------------------
     def begin_run(self) -> int:
         """Start a run: tasks left ``running`` by a killed process go back to ``pending``."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("UPDATE tasks SET status = 'pending' WHERE status = 'running'")
+            self._db.execute(f"UPDATE {self._table} SET status = 'pending' WHERE status = 'running'")
             self._db.execute(
                 "UPDATE runs SET state = 'interrupted', finished_at = started_at WHERE finished_at IS NULL"
             )
@@ -162,7 +138,7 @@ class Ledger(SqliteBook):
 
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(_UPSERT, rows())
+            self._db.executemany(UPSERT.format(table=self._table), rows())
         return planned
 
     def pending(self, run_id: int, *, page: int = 1000) -> Iterator[LedgerRow]:
@@ -174,7 +150,7 @@ class Ledger(SqliteBook):
         after = 0
         while True:
             rows = self._db.execute(
-                "SELECT seq, key, payload, outputs, est_cost FROM tasks "
+                f"SELECT seq, key, payload, outputs, est_cost FROM {self._table} "
                 "WHERE plan = ? AND status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
                 (run_id, after, page),
             ).fetchall()
@@ -187,14 +163,14 @@ class Ledger(SqliteBook):
     # -- state changes (each one committed) -----------------------------------------------
     def mark_started(self, key: str) -> None:
         self._db.execute(
-            "UPDATE tasks SET status = 'running', attempts = attempts + 1, "
+            f"UPDATE {self._table} SET status = 'running', attempts = attempts + 1, "
             "started_at = COALESCE(started_at, ?) WHERE key = ?",
             (time.time(), key),
         )
 
     def note_attempt_error(self, key: str, kind: ErrorKind, message: str, *, connection_error: bool) -> None:
         self._db.execute(
-            "UPDATE tasks SET rate_limit_hits = rate_limit_hits + ?, "
+            f"UPDATE {self._table} SET rate_limit_hits = rate_limit_hits + ?, "
             "connection_errors = connection_errors + ?, error_kind = ?, error = ? WHERE key = ?",
             (kind is ErrorKind.RATE_LIMITED, connection_error, kind.value, message, key),
         )
@@ -202,7 +178,7 @@ class Ledger(SqliteBook):
     def mark_done(self, key: str, outcome: Outcome, *, healed: bool = False) -> None:
         now = time.time()
         self._db.execute(
-            "UPDATE tasks SET status = 'done', outputs = ?, cost = cost + ?, provenance = ?, healed = ?, "
+            f"UPDATE {self._table} SET status = 'done', outputs = ?, cost = cost + ?, provenance = ?, healed = ?, "
             "error_kind = NULL, error = NULL, finished_at = ?, duration_s = ? - COALESCE(started_at, ?) "
             "WHERE key = ?",
             (json.dumps(list(outcome.outputs)), outcome.cost,
@@ -212,14 +188,14 @@ class Ledger(SqliteBook):
     def mark_failed(self, key: str, kind: ErrorKind, message: str) -> None:
         now = time.time()
         self._db.execute(
-            "UPDATE tasks SET status = 'failed', error_kind = ?, error = ?, finished_at = ?, "
+            f"UPDATE {self._table} SET status = 'failed', error_kind = ?, error = ?, finished_at = ?, "
             "duration_s = ? - COALESCE(started_at, ?) WHERE key = ?",
             (kind.value, message, now, now, now, key),
         )
 
     def release(self, key: str) -> None:
         """Put an interrupted task back to ``pending`` (it was stopped, not failed)."""
-        self._db.execute("UPDATE tasks SET status = 'pending' WHERE key = ? AND status = 'running'", (key,))
+        self._db.execute(f"UPDATE {self._table} SET status = 'pending' WHERE key = ? AND status = 'running'", (key,))
 
     # -- reading --------------------------------------------------------------------------
     def counts(self, run_id: int | None = None) -> dict[str, int]:
@@ -229,7 +205,7 @@ class Ledger(SqliteBook):
         """
         where, args = ("WHERE plan = ?", (run_id,)) if run_id is not None else ("", ())
         counts = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
-        for status, n in self._db.execute(f"SELECT status, COUNT(*) FROM tasks {where} GROUP BY status", args):
+        for status, n in self._db.execute(f"SELECT status, COUNT(*) FROM {self._table} {where} GROUP BY status", args):
             counts[status] = n
         return counts
 
@@ -237,19 +213,19 @@ class Ledger(SqliteBook):
         """Summed attempts, rate-limit hits, connection errors, cost and healed tasks."""
         row = self._db.execute(
             "SELECT TOTAL(attempts), TOTAL(rate_limit_hits), TOTAL(connection_errors), TOTAL(cost), "
-            "TOTAL(healed) FROM tasks"
+            f"TOTAL(healed) FROM {self._table}"
         ).fetchone()
         names = ("attempts", "rate_limit_hits", "connection_errors", "cost", "healed")
         return dict(zip(names, row))
 
     def keys(self, status: str) -> Iterator[str]:
         """Keys with ``status``, in plan order."""
-        for (key,) in self._db.execute("SELECT key FROM tasks WHERE status = ? ORDER BY seq", (status,)):
+        for (key,) in self._db.execute(f"SELECT key FROM {self._table} WHERE status = ? ORDER BY seq", (status,)):
             yield key
 
     def failures(self) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT key, error_kind, error, attempts, finished_at FROM tasks WHERE status = 'failed' ORDER BY seq"
+            f"SELECT key, error_kind, error, attempts, finished_at FROM {self._table} WHERE status = 'failed' ORDER BY seq"
         )
         names = ("key", "error_kind", "error", "attempts", "failed_at")
         return [dict(zip(names, row)) for row in rows]
@@ -259,7 +235,7 @@ class Ledger(SqliteBook):
         message), most first."""
         found: dict[str, list] = {}
         rows = self._db.execute(
-            "SELECT error_kind, error FROM tasks WHERE plan = ? AND status = 'failed' ORDER BY seq", (run_id,)
+            f"SELECT error_kind, error FROM {self._table} WHERE plan = ? AND status = 'failed' ORDER BY seq", (run_id,)
         )
         for kind, error in rows:
             entry = found.setdefault(kind or "unknown", [0, error or ""])
@@ -269,12 +245,12 @@ class Ledger(SqliteBook):
     def flagged(self, flag: str) -> dict[str, int]:
         """The finished tasks whose provenance sets ``flag``, counted by their provenance's ``model``."""
         rows = self._db.execute(
-            "SELECT json_extract(provenance, '$.model'), COUNT(*) FROM tasks WHERE status = 'done' "
+            f"SELECT json_extract(provenance, '$.model'), COUNT(*) FROM {self._table} WHERE status = 'done' "
             "AND json_extract(provenance, ?) GROUP BY 1 ORDER BY 1", (f"$.{flag}",))
         return {str(model): count for model, count in rows}
 
     def last_finished_seq(self) -> int:
-        (seq,) = self._db.execute("SELECT MAX(seq) FROM tasks WHERE status IN ('done', 'failed')").fetchone()
+        (seq,) = self._db.execute(f"SELECT MAX(seq) FROM {self._table} WHERE status IN ('done', 'failed')").fetchone()
         return seq or 0
 
     def task(self, key: str) -> dict[str, Any] | None:
@@ -286,7 +262,7 @@ class Ledger(SqliteBook):
         return self._records("ORDER BY seq", ())
 
     def _records(self, clause: str, args: tuple) -> Iterator[dict[str, Any]]:
-        cursor = self._db.execute(f"SELECT * FROM tasks {clause}", args)
+        cursor = self._db.execute(f"SELECT * FROM {self._table} {clause}", args)
         names = [column[0] for column in cursor.description]
         for row in cursor:
             record = dict(zip(names, row))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imggen.engine.ledger import LEDGER_NAME
+from imggen.engine.ledger import LEDGER_NAME, has_table
 from imggen.pipelines.instructions.layout import STATE_FOLDER
 from imggen.pipelines.styles.layout import IMAGES, STATE_FILE
+from imggen.pipelines.trainset.layout import GRIDS, OLD_GRID_LEDGER
 
 from . import instructions, styles, trainset
 from .rows import CannotExport, Reading
@@ -33,7 +34,7 @@ def detect_pipeline(output: str | os.PathLike) -> str:
         return "instructions"
     if (root / IMAGES / "by_style").is_dir() or (root / STATE_FILE).is_file():
         return "styles"
-    if (root / trainset.GRIDS / LEDGER_NAME).is_file():
+    if has_table(root, GRIDS) or (root / OLD_GRID_LEDGER).is_file():
         return "trainset"
     raise CannotExport(f"{root} has a ledger but none of the files of a styles, instructions or trainset run")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from imggen.engine.ledger import DONE, LEDGER_NAME, Ledger
+from imggen.engine.ledger import DONE, TASKS, Ledger, has_table
 from imggen.pipelines.styles.layout import resolve  # a path the ledger records, under its root (any pipeline)
 
 
@@ -42,11 +42,11 @@ class Reading:
         return resolve(self.root, row.source)
 
 
-def ledger_records(root: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every task of the ledger in ``root``, in plan order; an empty list where there is none."""
-    if not (Path(root) / LEDGER_NAME).is_file():
+def ledger_records(root: str | os.PathLike, table: str = TASKS) -> list[dict[str, Any]]:
+    """Every task of ``table`` in the ledger in ``root``, in plan order; an empty list where there is none."""
+    if not has_table(root, table):
         return []
-    with Ledger(root) as ledger:
+    with Ledger(root, table=table) as ledger:
         return list(ledger.records())
 
 

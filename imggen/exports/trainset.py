@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from .rows import ExportRow, Reading, common_columns, finished_rows, ledger_records
+from imggen.pipelines.trainset.layout import GRIDS, OLD_GRID_LEDGER
 
-GRIDS = "grids"  # the run folder's grids and their ledger
+from .rows import ExportRow, Reading, common_columns, finished_rows, ledger_records
 
 
 def read(root: Path) -> Reading:
-    grids = {record["key"]: record for record in ledger_records(root / GRIDS)}
+    recorded = ledger_records(root, GRIDS) or ledger_records(root / OLD_GRID_LEDGER.parent)  # a folder not rerun since
+    grids = {record["key"]: record for record in recorded}
     user_id, actor_id = root.parent.name, root.name
 
     def to_row(record: dict) -> ExportRow:

@@ -27,6 +27,8 @@ from imggen.engine.ledger import DONE, Ledger
 from imggen.storage.atomic import atomic_write_bytes
 from imggen.storage.stores import ImageStore
 
+from .layout import GRIDS
+
 log = logging.getLogger("imggen.trainset")
 
 CAPTION_CHOICES = ("description", "gpt")
@@ -112,8 +114,8 @@ class TrainingCaptions:
         return caption_text(self.trigger_word, described)
 
     def _subject(self, grid: int, tile: int) -> str | None:
-        """What grid ``grid`` asked tile ``tile`` to show, from the grid ledger."""
-        with Ledger(self.root / "grids") as grids:
+        """What grid ``grid`` asked tile ``tile`` to show, from the grids' table of the ledger."""
+        with Ledger(self.root, table=GRIDS) as grids:
             record = grids.task(f"grid-{grid}")
         subjects = (record or {}).get("payload", {}).get("subjects") or []
         return subjects[tile]["text"] if 0 <= tile < len(subjects) else None

@@ -1,7 +1,7 @@
 """Making the grids of a training set: drawing one, saving it, judging its tiles, and its record in
 the grid ledger of ``grids/``.
 
-Every grid is a task ``grid-{n}`` in the engine ledger of the grids folder, run as a sub-task of the
+Every grid is a task ``grid-{n}`` in the ``grids`` table of the run folder's ledger, run as a sub-task of the
 training image that waits for it (:func:`~imggen.engine.runner.run_subtask`): retried, paced, held
 and controlled by the runner's own rules, each attempt in flight counted by the grids'
 :class:`~imggen.engine.lanes.Lane`. Its prompt and subjects are fixed when first planned
@@ -15,24 +15,24 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from imggen.backends.grid_drawers import GridDrawer
 from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.engine.errors import ErrorKind
 from imggen.engine.lanes import Lane
-from imggen.engine.ledger import LEDGER_NAME, Ledger
+from imggen.engine.ledger import Ledger
 from imggen.engine.runner import run_subtask
 from imggen.engine.tasks import Outcome, Task
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 
 from .descriptions import DescriptionRotation
 from .judges import TileJudge, judge_grid
-from .layout import grid_file
+from .layout import GRIDS, OLD_GRID_LEDGER, grid_file
 from .plan import grid_key, grid_number, grid_payload
 from .tiles import tile_pngs
 
 log = logging.getLogger("imggen.trainset")
+PLANNED_BY_NO_RUN = 0  # a grid is planned when a training image needs it, not by a run's plan
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class MadeGrid:
 
 
 class GridMaker:
-    """Draws, saves and judges grids of ``grid`` tiles per side from ``source``, keeping the grid ledger of ``root``."""
+    """Draws, saves and judges grids of ``grid`` tiles per side from ``source`` into ``root`` (the
+    grids folder), each a task of the ``grids`` table of its run folder's ledger."""
 
     def __init__(self, root: Path, source: bytes, *, drawer: GridDrawer, judge: TileJudge,
                  rotation: DescriptionRotation, grid: int, predictions: ReplicatePredictions, lane: Lane,
@@ -73,13 +74,11 @@ class GridMaker:
         self._drawn_cost: dict[int, float] = {}  # grid number -> the price of a draw whose judge has not answered
         self._tiles: dict[int, asyncio.Future] = {}  # grid number -> its tiles being split, from its latest attempt
         self._ledger: Ledger | None = None
-        self._run_id = 0
 
     # -- life cycle (open inside the run's folder lock) -------------------------------------
     def open(self) -> tuple[list[DrawnGrid], set[int]]:
-        """Open the grid ledger for this run: the grids finished in any run, and the numbers refused for good."""
-        self._ledger = Ledger(self.root)
-        self._run_id = self._ledger.begin_run()
+        """Open the grids' table for this run: the grids finished in any run, and the numbers refused for good."""
+        self._ledger = open_grid_table(self.root.parent)
         failed = {grid_number(f["key"]) for f in self._ledger.failures() if f["error_kind"] == ErrorKind.PERMANENT.value}
         drawn = []
         for key in self._ledger.keys("done"):
@@ -90,7 +89,6 @@ class GridMaker:
 
     def close(self) -> None:
         if self._ledger is not None:
-            self._ledger.end_run(self._run_id, "finished")
             self._ledger.close()
 
     # -- one grid -----------------------------------------------------------------------------
@@ -101,7 +99,7 @@ class GridMaker:
         record = self._ledger.task(key)
         payload = record["payload"] if record else grid_payload(number, self._grid, self._rotation, self._round_number)
         task = Task(key, payload, (grid_file(number, self._drawer.output_format),))
-        self._ledger.plan([task], self._run_id)
+        self._ledger.plan([task], PLANNED_BY_NO_RUN)
         outcome = await run_subtask(task, self._attempt, self._ledger)
         drawn = DrawnGrid(number, self.root / task.outputs[0], payload["grid"], tuple(outcome.provenance["unique_tiles"]))
         return MadeGrid(drawn, outcome.cost, self._tiles.pop(number, None))
@@ -143,15 +141,23 @@ class GridMaker:
         return self._ledger.task(grid_key(number))
 
 
-def with_grid_attempts(root: Path) -> Callable[[Ledger], dict]:
-    """The stats file's fields that count the attempts of the grids in ``root`` (their own ledger)
-    with the training images' of ``ledger``: a grid's rate limits and dropped connections are the run's."""
-    def fields(ledger: Ledger) -> dict:
-        if not (root / LEDGER_NAME).is_file():
-            return {}
-        with Ledger(root) as grids:
-            drawn, images = grids.totals(), ledger.totals()
-        return {"rate_limit_hits": int(images["rate_limit_hits"] + drawn["rate_limit_hits"]),
-                "connection_errors": int(images["connection_errors"] + drawn["connection_errors"]),
-                "grid_attempts": int(drawn["attempts"])}
-    return fields
+def open_grid_table(root: Path) -> Ledger:
+    """The ``grids`` table of the ledger of run folder ``root``; grids an earlier layout kept in a
+    ledger of their own (``grids/ledger.sqlite``) are moved into it once."""
+    grids = Ledger(root, table=GRIDS)
+    old = root / OLD_GRID_LEDGER
+    if old.is_file():
+        grids.adopt(old)
+        for leftover in old.parent.glob(f"{old.name}*"):  # with its -wal and -shm
+            leftover.rename(leftover.with_name(leftover.name.replace(old.name, f"{old.name}.moved")))
+    return grids
+
+
+def with_grid_attempts(ledger: Ledger) -> dict:
+    """The stats file's fields that count the attempts of the grids with the training images' of
+    ``ledger``: a grid's rate limits and dropped connections are the run's."""
+    with Ledger(ledger.root, table=GRIDS) as grids:
+        drawn, images = grids.totals(), ledger.totals()
+    return {"rate_limit_hits": int(images["rate_limit_hits"] + drawn["rate_limit_hits"]),
+            "connection_errors": int(images["connection_errors"] + drawn["connection_errors"]),
+            "grid_attempts": int(drawn["attempts"])}

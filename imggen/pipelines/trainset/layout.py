@@ -4,7 +4,7 @@ Folder of one actor (``work_dir/{user_id}/{actor_id}/``, :func:`job_root`)::
 
     ledger.sqlite, ...                    the engine's ledger of the training images and its views,
                                           and every paid Replicate prediction (:mod:`~imggen.backends.replicate_predictions`)
-    grids/grid{n}.{ext}                   the grid images, with their own ledger and
+    grids/grid{n}.{ext}                   the grid images (their tasks: the ledger's grids table), and
     grids/tile_assignments.json           which slot got which tile (see :mod:`.tile_pool`)
     upscales/upscale-{grid}-{tile}.{ext}  the upscaled tiles
     description_rotation.json             the place in the description pool (see :mod:`.descriptions`)
@@ -26,7 +26,8 @@ from imggen.engine.rounds import Round, choose_round
 from imggen.storage.paths import safe_path
 
 WORK_DIR = Path("trainset-output")  # where the actors' folders go unless told
-GRIDS = "grids"
+GRIDS = "grids"  # the grids' folder, and their table in the ledger
+OLD_GRID_LEDGER = Path(GRIDS, "ledger.sqlite")  # where the grids were kept before they joined the run's ledger
 ASSIGNMENTS = "tile_assignments.json"  # in grids/
 ROTATION = "description_rotation.json"
 KEPT_TILES = "kept_tiles.json"

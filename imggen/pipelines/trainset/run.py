@@ -176,7 +176,7 @@ async def run_trainset(
     with contextlib.closing(predictions), predictions.kept(), later_round, folder_lock(pool.root):
         pool.open()
         try:
-            summary = await run_job(JobFiles(root, stats_extra=with_grid_attempts(pool.root)), plan.tasks, work,
+            summary = await run_job(JobFiles(root, stats_extra=with_grid_attempts), plan.tasks, work,
                                     config=config, control=control, reporters=[pool, *shown],
                                     handle_signals=handle_signals, rounds={SCOPE: this_round}, announcer=announcer,
                                     budget=budget)
