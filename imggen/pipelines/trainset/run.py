@@ -168,7 +168,7 @@ async def run_trainset(
                              Lane("upscales", options.upscale_concurrency, predictions,
                                   paced=parts.upscaler.paid_model is not None),  # Replicate creates are paced
                              kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions,
-                             withdraw_waiting=getattr(parts.drawer, "withdraw_waiting", None))
+                             drawer_queue=getattr(parts.drawer, "withdraw_waiting", None))
     shown = [LanesShown(reporter, [pool.lane, work.lane], predictions.creates) for reporter in reporters]
     summary: RunSummary | None = None
     started = time.time()

@@ -106,6 +106,11 @@ class TilePool:
             self._closed = Withdrawn("the run is stopping; no new grid is started")
             self._fail_waiters(self._closed)
 
+    def withdraw_waiters(self) -> None:
+        """The slots waiting for a tile give up for now (Pause, Stop): they wait their turn again and
+        claim once the run goes on; the grids in flight go on and their tiles wait for them."""
+        self._fail_waiters(Withdrawn("the run is pausing or stopping; this image waits for its tile"))
+
     # -- what slots call ----------------------------------------------------------------------
     async def claim(self, slot: int) -> ClaimedTile:
         """The tile for ``slot``: the one it had before, or the next unique tile (drawing grids as needed)."""

@@ -44,7 +44,14 @@ class TrainingImageWork:
     lane: Lane  # the upscales in flight
     kept: KeptTiles
     captions: TrainingCaptions
-    withdraw_waiting: Callable[[], None] | None = None  # a local grid drawer's queue, on Pause and Stop
+    drawer_queue: Callable[[], None] | None = None  # gives back the grids a local drawer has not begun
+
+    def withdraw_waiting(self) -> None:
+        """Pause and Stop: the images still waiting for a tile, and the grids a local model has not
+        begun, are given back (each raises Withdrawn); grids being drawn finish and keep their tiles."""
+        self.pool.withdraw_waiters()
+        if self.drawer_queue is not None:
+            self.drawer_queue()
 
     async def __call__(self, task: Task) -> Outcome:
         slot = task.payload["slot"]
