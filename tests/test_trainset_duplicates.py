@@ -17,6 +17,7 @@ from imggen.engine.ledger import Ledger
 from imggen.pipelines.trainset import TrainingDataGenerator, job_root
 from imggen.pipelines.trainset.cli import build_parser
 from imggen.pipelines.trainset.duplicates import KeptTiles
+from imggen.pipelines.trainset.tile_book import TileBook
 from imggen.pipelines.trainset.tiles import tile_pngs
 from trainset_fixtures import running_services, source_file, source_image_bytes, use_services  # noqa: F401 - fixture
 
@@ -46,8 +47,8 @@ def grid_tiles(tmp_path: Path, number: int) -> list[bytes]:
 
 
 def rejected(tmp_path: Path) -> list[list[int]]:
-    path = job_root(tmp_path / "runs", USER, ACTOR) / "grids" / "tile_assignments.json"
-    return json.loads(path.read_text())["rejected"]
+    with TileBook(job_root(tmp_path / "runs", USER, ACTOR)) as tiles:
+        return sorted([ref.grid, ref.tile] for ref in tiles.read()[1])
 
 
 def test_a_later_grid_repeating_kept_tiles_is_refused_before_any_upscale(monkeypatch, source_file, tmp_path):

@@ -16,6 +16,7 @@ from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSC
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.trainset import ReplicateService, TrainingDataGenerator, job_root
 from imggen.pipelines.trainset.cli import main as trainset_main
+from imggen.pipelines.trainset.tile_book import TileBook
 from imggen.storage.stores import owner_prefix
 from imggen.storage.paths import safe_name
 from trainset_fixtures import (  # noqa: F401 - fixtures
@@ -102,16 +103,20 @@ def test_a_bigger_target_later_reuses_the_spare_tiles_and_continues_the_rotation
 
 
 def as_before_grids_joined_the_ledger(root: Path) -> None:
-    """Move the grids of ``root``'s ledger back into ``grids/ledger.sqlite``, as earlier versions kept them."""
+    """Move the grids of ``root``'s ledger back into ``grids/ledger.sqlite`` and which image got which tile into
+    ``grids/tile_assignments.json``, as earlier versions kept them."""
     Ledger(root / "grids").close()  # its tables, empty
     db = sqlite3.connect(root / "ledger.sqlite", isolation_level=None)
     db.execute("ATTACH DATABASE ? AS old", (str(root / "grids" / "ledger.sqlite"),))
     db.execute("INSERT INTO old.tasks SELECT * FROM grids")
     db.execute("DROP TABLE grids")
+    assigned = {str(slot): [grid, tile] for grid, tile, slot in db.execute("SELECT grid, tile, slot FROM tiles")}
+    db.execute("DROP TABLE tiles")
     db.close()
+    (root / "grids" / "tile_assignments.json").write_text(json.dumps({"assigned": assigned, "rejected": []}))
 
 
-def test_grids_kept_in_their_own_ledger_by_an_earlier_version_are_reused_not_drawn_again(services, source_file,
+def test_grids_and_tiles_kept_apart_by_an_earlier_version_are_reused_not_drawn_again(services, source_file,
                                                                                           tmp_path):
     made = generator(tmp_path)
     made.target_training_images = 5
@@ -124,6 +129,7 @@ def test_grids_kept_in_their_own_ledger_by_an_earlier_version_are_reused_not_dra
     assert services.replicate.counts.created[FLUX_KONTEXT_PRO] == 1
     assert list(grid_records(tmp_path)) == ["grid-1"]
     assert not (root / "grids" / "ledger.sqlite").exists() and (root / "grids" / "ledger.sqlite.moved").is_file()
+    assert (root / "grids" / "tile_assignments.json.moved").is_file()
 
 
 def test_grids_only_as_many_as_needed_when_tiles_repeat(monkeypatch, source_file, tmp_path):
@@ -164,9 +170,10 @@ def test_failed_aborted_and_refused_predictions_are_replaced(services, source_fi
     assert counts.finished["failed"] == 3 and counts.finished["aborted"] == 1
     assert counts.paid[FLUX_KONTEXT_PRO] == result["total_grids_generated"] == 2
     assert counts.created[FLUX_KONTEXT_PRO] == 4  # two that ended badly, two that made grids
-    assignments = json.loads((job_root(tmp_path / "runs", USER, ACTOR) / "grids" / "tile_assignments.json").read_text())
-    assert len(assignments["rejected"]) == 1  # the tile the safety filter refused is never used again
-    assert tuple(assignments["rejected"][0]) not in {tuple(v) for v in assignments["assigned"].values()}
+    with TileBook(job_root(tmp_path / "runs", USER, ACTOR)) as tiles:
+        assigned, refused = tiles.read()
+    assert len(refused) == 1  # the tile the safety filter refused is never used again
+    assert not refused & set(assigned.values())
 
 
 def test_upscales_run_concurrently_up_to_the_bound(monkeypatch, source_file, tmp_path):

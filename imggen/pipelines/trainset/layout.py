@@ -2,10 +2,10 @@
 
 Folder of one actor (``work_dir/{user_id}/{actor_id}/``, :func:`job_root`)::
 
-    ledger.sqlite, ...                    the engine's ledger of the training images and its views,
-                                          and every paid Replicate prediction (:mod:`~imggen.backends.replicate_predictions`)
-    grids/grid{n}.{ext}                   the grid images (their tasks: the ledger's grids table), and
-    grids/tile_assignments.json           which slot got which tile (see :mod:`.tile_pool`)
+    ledger.sqlite, ...                    the engine's ledger of the training images and its views, its
+                                          grids, which image got which tile (:mod:`.tile_book`) and
+                                          every paid Replicate prediction (:mod:`~imggen.backends.replicate_predictions`)
+    grids/grid{n}.{ext}                   the grid images (their tasks: the ledger's grids table)
     upscales/upscale-{grid}-{tile}.{ext}  the upscaled tiles
     description_rotation.json             the place in the description pool (see :mod:`.descriptions`)
     kept_tiles.json                       the hash of every tile made into a training image (see :mod:`.duplicates`)
@@ -28,7 +28,6 @@ from imggen.storage.paths import safe_path
 WORK_DIR = Path("trainset-output")  # where the actors' folders go unless told
 GRIDS = "grids"  # the grids' folder, and their table in the ledger
 OLD_GRID_LEDGER = Path(GRIDS, "ledger.sqlite")  # where the grids were kept before they joined the run's ledger
-ASSIGNMENTS = "tile_assignments.json"  # in grids/
 ROTATION = "description_rotation.json"
 KEPT_TILES = "kept_tiles.json"
 SCOPE = "training set"  # the one scope of rounds in an actor's run folder

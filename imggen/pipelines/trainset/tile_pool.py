@@ -8,7 +8,7 @@ flight at once is the grids' :class:`~imggen.engine.lanes.Lane` target: ``grid_c
 ``auto`` (the create pace x the grids' latency, halved by a throttled create).
 
 A rerun reuses the unclaimed tiles of earlier runs' grids. Which slot got which tile, and which
-tiles were rejected, is kept in ``grids/tile_assignments.json``. Each grid is a sub-task of the
+tiles were refused, is kept in the ledger's ``tiles`` table (:mod:`.tile_book`). Each grid is a sub-task of the
 runner (:mod:`.grids`): it retries, waits out rate limits and obeys Pause and Stop by the runner's
 rules, and the pool acts only on how it ended. A grid refused for good (permanent) is replaced by the
 next one; one whose transient failures spent its attempts fails one waiting slot (the runner decides
@@ -21,33 +21,19 @@ if the budget still cannot pay, the waiting slots end the run as a budget stop.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from dataclasses import dataclass
 
 from imggen.engine.errors import BudgetReached, ErrorKind, TaskError, Withdrawn
 from imggen.engine.events import Event, StateChanged
-from imggen.storage.atomic import atomic_write_json
 
 from .grids import DrawnGrid, GridMaker
-from .layout import ASSIGNMENTS
 from .plan import GridPlan, grid_key
+from .tile_book import TileBook, TileRef
 from .tiles import tile_pngs
 
 log = logging.getLogger("imggen.trainset")
-
-
-@dataclass(frozen=True)
-class TileRef:
-    """Tile ``tile`` (0-based, row-major) of grid number ``grid``."""
-
-    grid: int
-    tile: int
-
-    @property
-    def key(self) -> str:
-        return f"upscale-{self.grid}-{self.tile}"
 
 
 @dataclass(frozen=True)
@@ -77,13 +63,14 @@ class TilePool:
 
     # -- life cycle (open inside the run's folder lock) -------------------------------------
     def open(self) -> None:
-        self._assigned, self._rejected = self._read_assignments()
+        self._book = TileBook(self.root.parent)
+        self._assigned, self._rejected = self._book.read()
         drawn, self._failed = self._maker.open()
         for grid in drawn:
             self._add_grid(grid)
 
     async def close(self, *, cancel: bool) -> None:
-        """Finish (or, with ``cancel``, abandon) the grids in flight, then close the grid ledger.
+        """Finish (or, with ``cancel``, abandon) the grids in flight, then close the grids' and tiles' tables.
 
         Abandoned Replicate grids stay in the run's book of predictions and are collected by the next run.
         """
@@ -92,6 +79,7 @@ class TilePool:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._maker.close()
+        self._book.close()
 
     @property
     def grids_generated(self) -> int:
@@ -142,7 +130,7 @@ class TilePool:
         """Never use ``ref`` again (its upscale was refused, or it repeats a kept tile); ``slot`` gets another."""
         self._rejected.add(ref)
         self._assigned.pop(slot, None)
-        self._save_assignments()
+        self._book.refuse(ref)
 
     # -- scheduling ---------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -151,11 +139,11 @@ class TilePool:
             slot, future = self._waiters.popleft()
             if not future.done():
                 self._assigned[slot] = self._available.pop(0)
-                served.append((future, self._assigned[slot]))
+                served.append((slot, future))
         if served:
-            self._save_assignments()  # once for the lot, before any slot goes on with its tile
-        for future, ref in served:
-            future.set_result(ref)
+            self._book.assign([(slot, self._assigned[slot]) for slot, _ in served])  # before any slot goes on
+        for slot, future in served:
+            future.set_result(self._assigned[slot])
 
     def _live_waiters(self) -> int:
         return sum(not future.done() for _, future in self._waiters)
@@ -242,18 +230,3 @@ class TilePool:
         self._grids[grid.number] = grid
         taken = set(self._assigned.values()) | self._rejected
         self._available += [ref for ref in (TileRef(grid.number, t) for t in grid.unique_tiles) if ref not in taken]
-
-    # -- the slot -> tile record --------------------------------------------------------------
-    def _read_assignments(self) -> tuple[dict[int, TileRef], set[TileRef]]:
-        try:
-            state = json.loads((self.root / ASSIGNMENTS).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}, set()
-        assigned = {int(slot): TileRef(*ref) for slot, ref in state.get("assigned", {}).items()}
-        return assigned, {TileRef(*ref) for ref in state.get("rejected", [])}
-
-    def _save_assignments(self) -> None:
-        atomic_write_json(self.root / ASSIGNMENTS, {
-            "assigned": {str(slot): [ref.grid, ref.tile] for slot, ref in sorted(self._assigned.items())},
-            "rejected": sorted([ref.grid, ref.tile] for ref in self._rejected),
-        })

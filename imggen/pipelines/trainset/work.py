@@ -26,7 +26,8 @@ from imggen.storage.stores import CONTENT_TYPES, ImageStore
 from .captions import TEXT_TYPE, TrainingCaptions, caption_name
 from .duplicates import KeptTiles
 from .layout import stored_name, upscale_file
-from .tile_pool import ClaimedTile, TilePool, TileRef
+from .tile_book import TileRef
+from .tile_pool import ClaimedTile, TilePool
 
 log = logging.getLogger("imggen.trainset")
 
