@@ -50,6 +50,24 @@ async def test_withdrawing_gives_back_what_no_worker_has_begun_and_the_worker_sk
     assert later["payload"] == "after a resume"
 
 
+def test_a_withdrawal_of_a_job_the_worker_already_ran_leaves_it_waiting_for_work():
+    # On a pause the parent may withdraw a batch the worker has already taken (its answer had not
+    # arrived yet); the worker then reads the withdrawal alone and must go on waiting, not stop.
+    import multiprocessing
+    import threading
+
+    from imggen.distributed.processes import _read_messages
+
+    parent, worker = multiprocessing.Pipe()
+    parent.send(("withdraw", 7))
+    later = threading.Timer(0.2, lambda: parent.send(("run", 8, ["payload"])))
+    later.start()
+    inbox, withdrawn = collections.deque(), set()
+    _read_messages(worker, inbox, withdrawn)
+    later.join()
+    assert list(inbox) == [("run", 8, ["payload"])] and withdrawn == {7}
+
+
 async def test_a_dead_worker_turns_its_item_into_a_transient_error_and_is_replaced(tmp_path):
     handler = ScriptedHandler(crash_marker=str(tmp_path / "crashed"))
     async with local_pool(handler, ["cpu"], max_restarts=1) as pool:

@@ -207,7 +207,7 @@ def _worker_main(conn, factory: HandlerFactory, device: str, threads: int | None
     withdrawn: set[int] = set()
     while True:
         try:
-            _read_messages(conn, inbox, withdrawn, wait=not inbox)  # a withdrawal may follow its job
+            _read_messages(conn, inbox, withdrawn)  # a withdrawal may follow its job
         except (EOFError, OSError):
             return  # the parent is gone
         message = inbox.popleft()
@@ -221,10 +221,11 @@ def _worker_main(conn, factory: HandlerFactory, device: str, threads: int | None
         call_handler(handler, payloads, reply_for(job_id))
 
 
-def _read_messages(conn, inbox: collections.deque, withdrawn: set[int], *, wait: bool) -> None:
-    """Move what the parent has sent into ``inbox`` (jobs and the end) and ``withdrawn`` (job ids)."""
-    while wait or conn.poll():
-        wait = False
+def _read_messages(conn, inbox: collections.deque, withdrawn: set[int]) -> None:
+    """Move what the parent has sent into ``inbox`` (jobs and the end) and ``withdrawn`` (job ids),
+    waiting while the inbox is empty: a withdrawal alone is no work (the parent may withdraw a job
+    this worker has already begun or finished, when its answer had not reached the parent yet)."""
+    while not inbox or conn.poll():
         message = conn.recv()
         if message is not None and message[0] == "withdraw":
             withdrawn.add(message[1])
