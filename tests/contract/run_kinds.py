@@ -4,6 +4,8 @@ A kind starts what its run needs (a provider emulator, a local S3, a tiny checkp
 inputs in a folder, and says how to run it as a user would (the real command in a child process),
 how many images it has made, how many paid calls its provider has received, and how many images a
 stop may still let finish: what a local model is drawing (workers x batch), or the requests in flight.
+The same job also runs as a notebook runs it (``Run.in_a_notebook``: the pipeline's Python API with a
+run control, see notebook_job.py), for what only a notebook can do: pause and resume.
 Where it can, a kind also says how to make some of its images fail for good from outside, as a user's
 inputs or disk would (a prompt the provider refuses, an unreadable input image, a folder where an image
 goes), and how to undo it.
@@ -34,6 +36,7 @@ from instructions_fixtures import PLANNER, SIZE, STEPS, sample_inputs
 PRICED_MODEL = "gpt-image-1-mini"  # priced per image (what the emulator drew is what was billed); retired, so rehearsed
 IMGGEN = str(Path(sys.executable).with_name("imggen"))  # the command a user runs
 STYLES, INSTRUCTIONS, TRAINSET = [IMGGEN, "styles"], [IMGGEN, "instructions"], [IMGGEN, "trainset"]
+NOTEBOOK_JOB = Path(__file__).with_name("notebook_job.py")  # a command's job run as its notebook runs it
 
 
 @dataclass
@@ -62,6 +65,12 @@ class Run:
     def images(self) -> int:
         return len(self.image_files())
 
+    @property
+    def in_a_notebook(self) -> list[str]:
+        """The same job run as its notebook runs it: the pipeline's Python API with a RunControl whose
+        Pause / Resume / Stop buttons are clicked by lines on stdin (see notebook_job.py); run with ``env``."""
+        return [sys.executable, str(NOTEBOOK_JOB), *self.command[1:]]
+
 
 def running_tasks(root: Path | None) -> int:
     """Tasks the run's ledger has running (started, not finished); 0 before it exists."""
@@ -69,6 +78,18 @@ def running_tasks(root: Path | None) -> int:
         return 0
     with contextlib.closing(sqlite3.connect(root / LEDGER_NAME)) as db:
         return db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'running'").fetchone()[0]
+
+
+def in_ledger(root: Path | None, expression: str) -> int:
+    """``expression`` summed over every task of the run's ledger, in every table of tasks (the run's own
+    and its sub-tasks: a training set's grids); 0 before it exists. ``attempts``: the starts of a task
+    (each attempt counts one); ``status = 'done'``: the tasks finished."""
+    if root is None or not (root / LEDGER_NAME).is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"{(root / LEDGER_NAME).as_uri()}?mode=ro", uri=True)) as db:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return sum(db.execute(f'SELECT COALESCE(SUM({expression}), 0) FROM "{name}"').fetchone()[0] for name in tables
+                   if any(column[1] == "attempts" for column in db.execute(f'PRAGMA table_info("{name}")')))
 
 
 def files(folder: Path, pattern: str) -> Callable[[], list[Path]]:
