@@ -90,3 +90,13 @@ async def test_transient_failures_are_retried_on_rerun(out):
     assert first.progress.failed == 1
     second = await run(out, work, make_tasks(1), max_attempts=2, backoff_base_s=0.0)
     assert second.progress.done == 1 and second.progress.failed == 0
+
+
+def test_a_ledger_names_its_tables_of_tasks_also_from_a_relative_folder(tmp_path, monkeypatch):
+    from imggen.engine.ledger import Ledger, has_table
+
+    monkeypatch.chdir(tmp_path)
+    Ledger("out").close()
+    Ledger("out", table="grids").close()
+    assert has_table("out", "tasks") and has_table("out", "grids") and not has_table("out", "tiles")
+    assert not has_table("nowhere", "tasks")

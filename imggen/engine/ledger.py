@@ -40,7 +40,7 @@ def has_table(root: str | Path, table: str) -> bool:
     path = Path(root) / LEDGER_NAME
     if not path.is_file():
         return False
-    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
         return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
 
 
