@@ -10,8 +10,8 @@ has one, its own planning function), and run as the notebooks run them: ``run_st
 (03: the body of ``TrainingDataGenerator.arun``, which takes no ``--flux-steps``). The reporter is the
 notebook's own panel (:class:`~imggen.notebook.job.NotebookJob`, its widgets built).
 
-Each line on stdin (``pause``, ``resume``, ``stop``) clicks that button; once the click has returned
-(the control has it) ``clicked: NAME`` is printed. The last line is ``ended: STATE MESSAGE``; the exit
+Each line on stdin (``pause``, ``resume``, ``stop``) clicks that button; once the click has returned and
+the job's loop has run past it, ``clicked: NAME`` is printed. The last line is ``ended: STATE MESSAGE``; the exit
 status is 0 when the run finished, 1 when it ended otherwise, 3 when it raised.
 """
 
@@ -64,18 +64,23 @@ def start(argv: list[str], control: RunControl, reporter: NotebookJob) -> Awaita
     raise SystemExit(f"notebook_job: no pipeline {pipeline!r}")
 
 
-def click_from_stdin(panel: NotebookJob) -> None:
+def click_from_stdin(panel: NotebookJob, loop: asyncio.AbstractEventLoop) -> None:
+    """Click each button named on stdin; ``clicked: NAME`` once the job's loop has run past the click
+    (a start the loop had already decided as the click landed is then counted before it)."""
     buttons = {"pause": panel.pause_button, "resume": panel.resume_button, "stop": panel.stop_button}
     for line in sys.stdin:
         name = line.strip()
         if name in buttons:
             buttons[name].click()
+            passed = threading.Event()
+            loop.call_soon_threadsafe(passed.set)
+            passed.wait(30)
             say(f"clicked: {name}")
 
 
 async def main(argv: list[str]) -> int:
     panel = NotebookJob(argv[0], interactive=True)
-    threading.Thread(target=click_from_stdin, args=(panel,), daemon=True).start()
+    threading.Thread(target=click_from_stdin, args=(panel, asyncio.get_running_loop()), daemon=True).start()
     result = await start(argv, panel.control, panel)
     summary = getattr(result, "summary", result)
     say(f"ended: {summary.state} {summary.message or ''}".rstrip())
