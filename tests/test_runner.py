@@ -9,7 +9,7 @@ import time
 import pytest
 
 from imggen.emulators.rate_window import SlidingWindow
-from imggen.engine.errors import ErrorKind, RateHint, TaskError
+from imggen.engine.errors import ErrorKind, NotThisRun, RateHint, TaskError
 from imggen.engine.ledger import Ledger
 from imggen.engine.limiter import RequestLimiter
 from imggen.engine.runner import RateLimit, Runner, RunnerConfig
@@ -255,3 +255,22 @@ async def test_starts_waited_for_keep_their_slots_when_the_loop_wakes_late():
         starts.append(now[0])
     assert starts[-1] - starts[0] == pytest.approx(19 * 0.05 + 0.02)
     assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.03  # never a burst either
+
+
+async def test_a_task_the_work_leaves_for_a_later_run_stays_pending_and_the_summary_says_what_is_left(out):
+    class LeavesOdd:
+        """Draws even tasks; odd ones it will not do in this run (as --cancel-batches sends nothing new)."""
+
+        async def __call__(self, task):
+            if int(task.key[1:]) % 2:
+                raise NotThisRun(f"{task.key} waits for a later run")
+            return Outcome(cost=0.01)
+
+        def left_running(self):
+            return "2 batch(es) still running elsewhere"
+
+    summary, records = await run(out, LeavesOdd(), make_tasks(6), concurrency=3)
+    assert summary.state == "finished" and summary.progress.done == 3 and summary.progress.failed == 0
+    assert summary.message == "2 batch(es) still running elsewhere"
+    assert sorted(key for key, record in records.items() if record["status"] == "pending") == ["t001", "t003", "t005"]
+    assert not summary.failures

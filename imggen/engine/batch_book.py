@@ -128,11 +128,6 @@ class BatchBook(SqliteBook):
             "WHERE batch_submissions.collected_at IS NULL")
         return {key for (key,) in rows}
 
-    def transient_failures(self, key: str) -> int:
-        (count,) = self._db.execute("SELECT COUNT(*) FROM batch_lines WHERE key = ? AND outcome = ?",
-                                    (key, TRANSIENT)).fetchone()
-        return count
-
     def collected_since(self, since: float) -> int:
         """Submissions collected since ``since`` (seconds since the epoch)."""
         (count,) = self._db.execute("SELECT COUNT(*) FROM batch_submissions WHERE collected_at >= ?",

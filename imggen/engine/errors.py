@@ -75,6 +75,11 @@ class Withdrawn(Exception):
     paused or stopped. Nothing was sent; the runner asks again after a resume, or leaves it pending."""
 
 
+class NotThisRun(Exception):
+    """The work will not do this task in this run (batch mode with ``--cancel-batches`` sends nothing
+    new): nothing was sent, and the task stays pending for a later run."""
+
+
 class CannotStart(Exception):
     """A run that cannot start as asked (bad input, unknown model, missing key); the message says why
     and what to change. Raised before anything is sent or paid."""

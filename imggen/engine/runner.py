@@ -1,9 +1,10 @@
 """The async runner: plans tasks into the ledger, then runs the pending ones through a work function.
 
 It owns the retry loop per error kind, the budget and run control; the run's account (planning, each
-task's end, healing, stops, progress events, the summary) is its :class:`~.run_record.RunRecord`, as
-in batch mode. When the next attempt may start (tasks in flight, the run's one limiter, the hold after
-a rate limit) is :mod:`.pacing`'s. ``work`` is any ``async (Task) -> Outcome`` callable.
+task's end, healing, stops, progress events, the summary) is its :class:`~.run_record.RunRecord`;
+when the next attempt may start (tasks in flight, the one limiter, a rate-limit hold) is
+:mod:`.pacing`'s. ``work`` is any ``async (Task) -> Outcome`` callable: a call per task, workers
+around a local model, or a line of a provider's batch (whose ``left_running()`` the summary says).
 
 Retry policy (decided by :mod:`.retry`, see :class:`~imggen.engine.errors.ErrorKind`):
 
@@ -22,8 +23,8 @@ A task may need another piece of work first (a training image, its grid): it ask
 sub-task (:func:`run_subtask`), which runs by the same rules and is recorded in the ledger the
 caller names, without counting in the run's progress.
 
-Pause and Stop hold within what is being drawn: work that keeps a queue in front of a local model
-has a ``withdraw_waiting()`` the runner calls, and each task given back raises
+Pause and Stop hold within what is being drawn: work that keeps tasks waiting (a local model's
+queue, a batch's lines) has a ``withdraw_waiting()`` the runner calls; each task given back raises
 :class:`~.errors.Withdrawn` (held while paused, pending again after a stop).
 """
 
@@ -45,7 +46,7 @@ from .budget import Budget
 from .concurrency import InFlightTarget
 from .config import RunnerConfig, RunSummary
 from .control import ControlState, RunControl, SignalHandlers
-from .errors import BudgetReached, ErrorKind, TaskError, Withdrawn, is_file_error
+from .errors import BudgetReached, ErrorKind, NotThisRun, TaskError, Withdrawn, is_file_error
 from .events import Reporter
 from .ledger import Ledger, LedgerRow
 from .pacing import Pacing, RateLimit
@@ -131,7 +132,8 @@ class Runner:
                     raise result
         finally:
             self.control.unbind()
-            summary = record.end("stopped" if self.control.state is ControlState.STOPPING else "finished")
+            left_running = getattr(self.work, "left_running", lambda: None)()  # batches still at a provider
+            summary = record.end("stopped" if self.control.state is ControlState.STOPPING else "finished", left_running)
         return summary
 
     # -- workers ---------------------------------------------------------------------------
@@ -217,6 +219,9 @@ class Runner:
             except asyncio.CancelledError:
                 ledger.release(task.key)
                 raise
+            except NotThisRun:
+                ledger.release(task.key)
+                return Ended("released")
             except Withdrawn:
                 withdrawn = True  # not drawn: wait_turn holds it while paused and gives it back on a stop
                 continue
@@ -274,16 +279,9 @@ class Runner:
             job.cancel()
 
     def _on_control(self, state: ControlState) -> None:
-        if state is not ControlState.RUNNING:
-            self._withdraw_waiting()
+        if state is not ControlState.RUNNING and hasattr(self.work, "withdraw_waiting"):
+            self.work.withdraw_waiting()  # Pause and Stop hold within what is being drawn (see the module)
         self._record.changed(state.value)
-
-    def _withdraw_waiting(self) -> None:
-        """Pause and Stop hold within what is being drawn: work that queues tasks in front of a local
-        model (``work.withdraw_waiting``) gives back those not yet drawn, each raising Withdrawn."""
-        withdraw = getattr(self.work, "withdraw_waiting", None)
-        if withdraw is not None:
-            withdraw()
 
     def _outputs_are_images(self, task: Task) -> bool:
         return all(is_valid_image(Path(self.ledger.root) / path) for path in task.outputs)

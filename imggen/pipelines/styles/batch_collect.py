@@ -1,14 +1,15 @@
-"""Batch mode's collection: a finished batch's result lines become images, failures or pending tasks again.
+"""Batch mode's collection: a finished batch's result lines become images, or errors for the runner.
 
 An output line (HTTP 200) is decoded and stored through the synchronous mode's own path
 (:func:`~imggen.pipelines.styles.work.store_picture`), so layout, ``metadata.jsonl`` and PNG
-provenance are the same; its cost is the synchronous price times the batch multiplier. An error
-line is sorted into the engine's error kinds: a permanent refusal is recorded as failed; a
-transient one (5xx, rate limit) goes back to pending for a later batch, at most ``MAX_ATTEMPTS``
-times; a request the batch never ran (``batch_expired``, ``batch_cancelled``, or no line at all,
-as after an expiry, a cancel or a failed batch) goes back to pending. The image file is written
-before the ledger marks the task done, and a task already done is never booked twice, so a kill
-during collection is healed by collecting the same batch again.
+provenance are the same; its cost is the synchronous price times the batch multiplier. Each line's
+end goes to ``ended`` as the outcome or the error its task's attempt ends with, and the runner
+records it as for any attempt: an error line is sorted into the engine's error kinds (a permanent
+refusal fails the task; a transient one, a 5xx or a rate limit, is retried in a later batch by
+the runner's retry rule); a request the batch never ran (``batch_expired``, ``batch_cancelled``,
+or no line at all, as after an expiry, a cancel or a failed batch) ends :class:`Withdrawn`, to be
+sent again. The image file is written before the runner marks the task done, so a kill during
+collection leaves the image on disk, healed at what its PNG says it was billed.
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from imggen.backends.openai_batch import OpenAIBatchAPI, ResultLine
 from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.openai_models import ImageModelSpec, batch_terms
 from imggen.engine.batch_book import TRANSIENT, BatchBook, Submission
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.errors import ErrorKind, TaskError, Withdrawn
 from imggen.engine.ledger import DONE, FAILED, Ledger
-from imggen.engine.tasks import Task
+from imggen.engine.tasks import Outcome, Task
 
 from .drawers import openai_picture
 from .work import store_picture
 
-MAX_ATTEMPTS = 3  # batches a task may fail transiently in before it is recorded as failed
-Finish = Callable[..., None]  # (key, status, *, cost=, error_kind=, message=) -> None
+LineEnded = Callable[[str, "Outcome | Exception"], None]  # (key, the outcome or error its attempt ends with)
 
 
 @dataclass
@@ -45,8 +45,7 @@ class Collector:
     images: OpenAIImageBackend
     spec: ImageModelSpec
     params: dict  # the request parameters the lines were sent with (model, size, quality, ...)
-    finish: Finish  # told about every task that is done or failed
-    retry: Callable[[str, str, str], None]  # (key, error kind, message): the task goes to a later batch
+    ended: LineEnded  # told how every line of a collected batch ended
     secret: str | None = None
 
     async def collect(self, submission: Submission, batch: Batch) -> None:
@@ -63,7 +62,8 @@ class Collector:
             if reason is None:
                 self._return(submission, key)
             else:
-                self._transient(submission, key, ErrorKind.TRANSIENT, reason)
+                self.book.set_outcome(submission.id, key, TRANSIENT)
+                self.ended(key, TaskError(ErrorKind.TRANSIENT, reason))
         self.book.close_submission(submission.id)
 
     async def _record(self, submission: Submission, line: ResultLine) -> None:
@@ -84,33 +84,21 @@ class Collector:
             else:
                 outcome = store_picture(self.root, task, openai_picture(
                     image, price_multiplier=batch_terms().price_multiplier))
-                self.ledger.mark_done(key, outcome)
                 self.book.set_outcome(submission.id, key, "done")
-                self.finish(key, "done", cost=outcome.cost)
+                self.ended(key, outcome)
                 return
         if error is None:
             self._return(submission, key)
-        elif error.kind in (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED):
-            self._transient(submission, key, error.kind, error.message)
+        elif error.kind in (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED):  # a later batch, not a hold
+            self.book.set_outcome(submission.id, key, TRANSIENT)
+            self.ended(key, TaskError(ErrorKind.TRANSIENT, error.message))
         else:
-            self.ledger.note_attempt_error(key, error.kind, error.message, connection_error=False)
-            self.ledger.mark_failed(key, error.kind, error.message)
             self.book.set_outcome(submission.id, key, "failed")
-            self.finish(key, "failed", error_kind=error.kind.value, message=error.message)
+            self.ended(key, error)
 
     def _return(self, submission: Submission, key: str) -> None:
-        self.ledger.release(key)
         self.book.set_outcome(submission.id, key, "returned")
-
-    def _transient(self, submission: Submission, key: str, kind: ErrorKind, message: str) -> None:
-        self.book.set_outcome(submission.id, key, TRANSIENT)
-        self.ledger.note_attempt_error(key, kind, message, connection_error=False)
-        if self.book.transient_failures(key) >= MAX_ATTEMPTS:
-            self.ledger.mark_failed(key, ErrorKind.TRANSIENT, message)
-            self.finish(key, "failed", error_kind=ErrorKind.TRANSIENT.value, message=message)
-        else:
-            self.ledger.release(key)
-            self.retry(key, kind.value, message)
+        self.ended(key, Withdrawn(f"batch {submission.id[:8]} did not run {key}"))
 
 
 def _batch_failure(batch: Batch) -> str | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 
 from imggen.backends.openai_batch import OpenAIBatchAPI, request_line
 from imggen.engine.batch_book import BatchBook, Submission
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.errors import ErrorKind, NotThisRun, TaskError
 from imggen.engine.ledger import Ledger
 
 from .batch_requests import request_body
@@ -48,7 +48,7 @@ class Sender:
     api: OpenAIBatchAPI
     tag: str  # the folder's label in the batch metadata
     say: Callable[[str], None]
-    failed: Callable[[str, str], None]  # (key, message): a task OpenAI refused outright
+    ended: Callable[[str, Exception], None]  # (key, error): a task that this submission will not draw
 
     async def send(self, submission: Submission, data: bytes | None = None) -> bool:
         """Upload (unless already uploaded) and create the batch, committing each id as it is answered.
@@ -66,10 +66,9 @@ class Sender:
             if exc.kind is not ErrorKind.PERMANENT:
                 self.say(f"sending batch {submission.id[:8]} failed ({exc.message}); looked up at the next poll")
                 return False
-            for key in self.book.keys_of(submission.id):  # refused outright: nothing was created
-                self.ledger.mark_failed(key, ErrorKind.PERMANENT, exc.message)
-                self.failed(key, exc.message)
             self.book.close_submission(submission.id)
+            for key in self.book.keys_of(submission.id):  # refused outright: nothing was created
+                self.ended(key, exc)
         return True
 
     def rebuild(self, submission: Submission) -> bytes:
@@ -102,9 +101,9 @@ class Sender:
         if file_id is not None and submission.input_file_id is None:
             self.book.set_input_file(submission.id, file_id)
         if not create:
-            for key in self.book.keys_of(submission.id):
-                self.ledger.release(key)
             self.book.close_submission(submission.id)
+            for key in self.book.keys_of(submission.id):
+                self.ended(key, NotThisRun(f"{key} was never sent, and --cancel-batches sends nothing new"))
             return
         await self.send(dataclasses.replace(submission, input_file_id=file_id))
 

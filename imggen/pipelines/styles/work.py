@@ -59,7 +59,7 @@ def store_picture(root: Path, task: Task, picture: Picture) -> Outcome:
         prompt=payload["prompt"], model=provenance["model"], seed=parameters.get("seed"), steps=parameters.get("steps"),
         # what it was billed, so a run killed before it booked the image still books what it paid, and
         # the key (with its round) it was made for
-        plain={COST_FIELD: f"{cost:.6f}", KEY_FIELD: task.key},
+        plain={COST_FIELD: repr(float(cost)), KEY_FIELD: task.key},  # exact: a healed image books the same
     )
     store_image(root, place, png)
     provenance = picture.provenance
