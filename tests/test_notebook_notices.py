@@ -65,7 +65,7 @@ from PIL import Image
 from imggen.notebook import run_in_notebook
 from imggen.pipelines.trainset import TrainsetOptions, TrainsetParts, run_trainset
 from imggen.backends.grid_drawers import MadeImage
-from imggen.pipelines.trainset.judges import HashTileJudge
+from imggen.backends.tile_judges import HashTileJudge
 from imggen.storage.stores import LocalFolderStore
 from imggen.backends.upscalers import LanczosUpscaler
 

@@ -75,7 +75,7 @@ class NoiseGridDrawer:
 
 async def test_the_training_set_tells_each_stage_as_it_runs(tmp_path):
     from imggen.pipelines.trainset import TrainsetOptions, TrainsetParts, run_trainset
-    from imggen.pipelines.trainset.judges import HashTileJudge
+    from imggen.backends.tile_judges import HashTileJudge
     from imggen.storage.stores import LocalFolderStore
     from imggen.backends.upscalers import LanczosUpscaler
     from trainset_fixtures import source_image_bytes

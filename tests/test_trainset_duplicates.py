@@ -14,11 +14,11 @@ from PIL import Image, ImageEnhance
 
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE
 from imggen.engine.ledger import Ledger
+from imggen.images.tiles import tile_pngs
 from imggen.pipelines.trainset import TrainingDataGenerator, job_root
 from imggen.pipelines.trainset.cli import build_parser
 from imggen.pipelines.trainset.duplicates import KeptTiles
 from imggen.pipelines.trainset.tile_book import TileBook
-from imggen.pipelines.trainset.tiles import tile_pngs
 from trainset_fixtures import running_services, source_file, source_image_bytes, use_services  # noqa: F401 - fixture
 
 USER, ACTOR = "me", "hero"

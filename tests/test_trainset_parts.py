@@ -18,20 +18,21 @@ from PIL import Image, ImageDraw, ImageEnhance
 from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.openai_models import DEFAULT_VISION_MODEL
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
+from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.backends.replicate_responses import PredictionEnded
+from imggen.backends.tile_judges import GptTileJudge, HashTileJudge
+from imggen.backends.upscalers import LanczosUpscaler, make_upscaler
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import LEDGER_NAME
+from imggen.images.tiles import split_tiles, tile_boxes
 from imggen.pipelines.trainset.descriptions import DescriptionPool, DescriptionRotation
-from imggen.pipelines.trainset.judges import GptTileJudge, HashTileJudge, judge_grid
-from imggen.backends.replicate_predictions import ReplicatePredictions
-from imggen.pipelines.trainset.prompts import build_grid_prompt
+from imggen.pipelines.trainset.grids import fallback_tiles, judge_grid
 from imggen.pipelines.trainset.inputs import load_source
-from imggen.storage.stores import LocalFolderStore, owner_prefix
+from imggen.pipelines.trainset.prompts import build_grid_prompt
 from imggen.pipelines.trainset.sync import run_sync
-from imggen.pipelines.trainset.tiles import fallback_tiles, split_tiles, tile_boxes
-from imggen.backends.upscalers import LanczosUpscaler, make_upscaler
 from imggen.storage.s3 import S3Store
+from imggen.storage.stores import LocalFolderStore, owner_prefix
 from trainset_fixtures import BUCKET, moto_s3, s3_client, source_image_bytes
 
 

@@ -6,8 +6,8 @@
 ``inputs`` reads the source image (``descriptions`` the pool of tile subjects and its rotation),
 ``plan`` holds the options and turns them into tasks, ``work`` is what one training image does,
 ``tile_pool`` serves unique tiles to it from the grids ``grids`` makes, ``layout`` owns where every
-file goes, ``run`` runs a plan, ``parts`` builds the drawer, judge, upscaler, store and captioner,
-``preview`` draws a finished set for notebooks and ``cli`` is ``imggen trainset``.
+file goes, ``run`` runs a plan, ``parts`` picks the drawer, tile judge, upscaler and captioner (all
+providers, in :mod:`imggen.backends`) and the store, ``captions`` writes the captions, ``preview`` draws a finished set for notebooks and ``cli`` is ``imggen trainset``.
 """
 
 from .descriptions import Description, DescriptionPool, DescriptionRotation

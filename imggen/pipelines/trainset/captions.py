@@ -18,9 +18,8 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Protocol
 
-from imggen.backends.openai_models import DEFAULT_VISION_MODEL
+from imggen.backends.captioners import Captioner, DescriptionCaptioner
 from imggen.backends.vision_calls import VisionCalls
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import DONE, Ledger
@@ -31,48 +30,8 @@ from .layout import GRIDS
 
 log = logging.getLogger("imggen.trainset")
 
-CAPTION_CHOICES = ("description", "gpt")
 METADATA = "metadata.jsonl"
 TEXT_TYPE = "text/plain; charset=utf-8"
-CAPTION_QUESTION = (
-    "Write a caption for this image for training an image model: one plain sentence saying what it shows "
-    "(subject, setting, action), not its style. Answer with the caption only."
-)
-
-
-class Captioner(Protocol):
-    name: str
-    vision_model: str | None  # the paid vision model it asks, None for free captions
-
-    async def describe(self, tile_png: bytes, subject: str | None, *, key: str, calls: VisionCalls) -> str:
-        """What tile ``key`` shows ("" for nothing); ``subject`` is what its grid asked for (None when
-        unknown); a paid answer is booked in ``calls``."""
-
-
-class DescriptionCaptioner:
-    """The subject the grid's prompt asked for, as it stands: free and instant."""
-
-    name = "description"
-    vision_model = None
-
-    async def describe(self, tile_png: bytes, subject: str | None, *, key: str, calls: VisionCalls) -> str:
-        """Free: nothing is booked."""
-        return subject or ""
-
-
-class VisionCaptioner:
-    """A vision model's caption of the tile, through :class:`~imggen.backends.openai_images.OpenAIImageBackend`."""
-
-    name = "gpt"
-
-    def __init__(self, backend, *, model: str | None = None) -> None:
-        self._backend = backend
-        self.vision_model = model or DEFAULT_VISION_MODEL
-
-    async def describe(self, tile_png: bytes, subject: str | None, *, key: str, calls: VisionCalls) -> str:
-        answer = await self._backend.ask_about_image(tile_png, CAPTION_QUESTION, model=self.vision_model,
-                                                     what="captioning")
-        return calls.take(key, answer, lambda text: " ".join(text.split()).strip("\"'"))
 
 
 def caption_text(trigger_word: str | None, description: str) -> str:
@@ -136,14 +95,3 @@ class TrainingCaptions:
             await store.put(METADATA, ("\n".join(lines) + "\n").encode("utf-8"), "application/jsonl")
         except TaskError as error:
             log.warning("%s was not stored (%s); the next run writes it", METADATA, error.message)
-
-
-def make_captioner(choice: str, *, openai_backend=None, model: str | None = None) -> Captioner:
-    """``description`` or ``gpt`` (which needs ``openai_backend``)."""
-    if choice == "description":
-        return DescriptionCaptioner()
-    if choice == "gpt":
-        if openai_backend is None:
-            raise ValueError("gpt captions need an OpenAI backend")
-        return VisionCaptioner(openai_backend, model=model)
-    raise ValueError(f"unknown caption source {choice!r}: choose {' or '.join(CAPTION_CHOICES)}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from imggen.backends.captioners import CAPTION_CHOICES
 from imggen.console import (
     add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, concurrency,
     parse_args, report_summary,
@@ -17,7 +18,6 @@ from imggen.engine.errors import CannotStart
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
-from .captions import CAPTION_CHOICES
 from .layout import WORK_DIR
 from .parts import TrainsetChoices, open_parts
 from .plan import DEFAULTS, TrainsetOptions

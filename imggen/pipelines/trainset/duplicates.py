@@ -11,51 +11,12 @@ written before the tile goes on, so the next run compares against it too.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
+from imggen.images.hashes import DEFAULT_DUP_THRESHOLD, TileHash
 from imggen.storage.atomic import atomic_write_json
-
-DEFAULT_DUP_THRESHOLD = 6  # bits of 64 (pHash) and 42 (colour hash); distinct emulated tiles are 12 or more apart
-COLOUR_BITS = 3
-
-
-@dataclass(frozen=True)
-class TileHash:
-    """The perceptual hashes of one tile."""
-
-    shape: object  # imagehash.ImageHash of pHash
-    colour: object  # imagehash.ImageHash of the colour hash
-
-    @classmethod
-    def of(cls, image: Image.Image) -> "TileHash":
-        import imagehash  # a declared dependency; imported here to keep ``import imggen`` light
-
-        return cls(imagehash.phash(image), imagehash.colorhash(image, binbits=COLOUR_BITS))
-
-    @classmethod
-    def of_png(cls, data: bytes) -> "TileHash":
-        with Image.open(io.BytesIO(data)) as picture:
-            return cls.of(picture.convert("RGB"))
-
-    @classmethod
-    def from_text(cls, text: str) -> "TileHash":
-        import imagehash
-
-        shape, _, colour = text.partition(":")
-        return cls(imagehash.hex_to_hash(shape), imagehash.hex_to_flathash(colour, COLOUR_BITS))
-
-    def __str__(self) -> str:
-        return f"{self.shape}:{self.colour}"
-
-    def distance(self, other: "TileHash") -> int:
-        """The larger of the two hash distances, in bits: two tiles look alike when it is within the threshold."""
-        return int(max(self.shape - other.shape, self.colour - other.colour))
 
 
 class KeptTiles:

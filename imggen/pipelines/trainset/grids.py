@@ -18,18 +18,19 @@ from pathlib import Path
 
 from imggen.backends.grid_drawers import GridDrawer
 from imggen.backends.replicate_predictions import ReplicatePredictions
+from imggen.backends.tile_judges import TileJudge
+from imggen.backends.vision_calls import VisionCalls
 from imggen.engine.errors import ErrorKind
 from imggen.engine.lanes import Lane
 from imggen.engine.ledger import Ledger
 from imggen.engine.runner import run_subtask
 from imggen.engine.tasks import Outcome, Task
+from imggen.images.tiles import tile_pngs
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 
 from .descriptions import DescriptionRotation
-from .judges import TileJudge, judge_grid
 from .layout import GRIDS, OLD_GRID_LEDGER, grid_file
 from .plan import grid_key, grid_number, grid_payload
-from .tiles import tile_pngs
 
 log = logging.getLogger("imggen.trainset")
 PLANNED_BY_NO_RUN = 0  # a grid is planned when a training image needs it, not by a run's plan
@@ -52,6 +53,28 @@ class MadeGrid:
     drawn: DrawnGrid
     cost: float
     tiles: asyncio.Future | None = None  # None: split them from the file when first claimed
+
+
+@dataclass(frozen=True)
+class Verdict:
+    tiles: list[int]
+    fallback: bool  # the judge found none; corners and centre were taken
+    cost: float = 0.0  # US dollars of the priced answers it took (earlier unreadable ones included)
+
+
+async def judge_grid(judge: TileJudge, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> Verdict:
+    """The verdict on grid ``key``: the tiles its judge kept, or (the seed's rule) corners and centre."""
+    tiles = await judge.unique_tiles(grid_image, grid, key=key, calls=calls)
+    cost = calls.bill(key)
+    return Verdict(tiles, False, cost) if tiles else Verdict(fallback_tiles(grid), True, cost)
+
+
+def fallback_tiles(grid: int) -> list[int]:
+    """The four corners and the centre tile (distinct indices), used when a judge finds no unique tile."""
+    last = grid - 1
+    corners = [0, last, last * grid, grid * grid - 1]
+    centre = (grid // 2) * grid + grid // 2
+    return sorted(set(corners + [centre]))
 
 
 class GridMaker:

@@ -16,17 +16,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imggen.backends.captioners import Captioner, DescriptionCaptioner, make_captioner
 from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.backends.grid_drawers import Flux2GridDrawer, GridDrawer, ReplicateGridDrawer
 from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.replicate_catalog import replicate_models
+from imggen.backends.tile_judges import GptTileJudge, HashTileJudge, TileJudge
 from imggen.backends.upscalers import Upscaler, make_upscaler
 from imggen.engine.errors import CannotStart, starting
 from imggen.settings import credential, load_settings
 from imggen.storage.stores import ImageStore, make_store
-
-from .captions import Captioner, DescriptionCaptioner, make_captioner
-from .judges import GptTileJudge, HashTileJudge, TileJudge
 
 log = logging.getLogger("imggen.trainset")
 

@@ -16,9 +16,9 @@ from imggen.engine.concurrency import AUTO
 from imggen.engine.lanes import CEILING, checked_concurrency
 from imggen.engine.seeds import image_seed
 from imggen.engine.tasks import Task
+from imggen.images.hashes import DEFAULT_DUP_THRESHOLD
 
 from .descriptions import DescriptionPool, DescriptionRotation
-from .duplicates import DEFAULT_DUP_THRESHOLD
 from .prompts import build_grid_prompt
 
 

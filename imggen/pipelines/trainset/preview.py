@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
+from imggen.images.tiles import tile_boxes
+
 from .run import TrainsetResult
-from .tiles import tile_boxes
 
 CHOSEN, KEPT = (40, 220, 90), (250, 200, 40)  # outline colours: used for a training image / judged unique
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 from imggen.engine.errors import BudgetReached, ErrorKind, TaskError, Withdrawn
 from imggen.engine.events import Event, StateChanged
+from imggen.images.tiles import tile_pngs
 
 from .grids import DrawnGrid, GridMaker
 from .plan import GridPlan, grid_key
 from .tile_book import TileBook, TileRef
-from .tiles import tile_pngs
 
 log = logging.getLogger("imggen.trainset")
 

@@ -52,10 +52,3 @@ def tile_png(grid_image: bytes, grid: int, index: int) -> bytes:
     tile.save(buffer, format="PNG")
     return buffer.getvalue()
 
-
-def fallback_tiles(grid: int) -> list[int]:
-    """The four corners and the centre tile (distinct indices), used when a judge finds no unique tile."""
-    last = grid - 1
-    corners = [0, last, last * grid, grid * grid - 1]
-    centre = (grid // 2) * grid + grid // 2
-    return sorted(set(corners + [centre]))

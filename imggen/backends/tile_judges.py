@@ -1,26 +1,24 @@
 """Judges that pick the unique tiles of a grid: GPT vision through the OpenAI backend, or perceptual hashing.
 
-A judge answers the 0-based, row-major indices of the tiles worth keeping. :func:`judge_grid`
-applies the seed's rule on top: when a judge finds none, the corner and centre tiles are used. The
-GPT judge's answers are paid: each is booked in the run folder's ledger under the grid's key
-(:mod:`.vision_calls`), and the verdict carries what they cost.
+A judge answers the 0-based, row-major indices of the tiles worth keeping (the training set adds
+the seed's rule when it finds none). The GPT judge's answers are paid: each is booked in the run
+folder's ledger under the grid's key (:mod:`.vision_calls`) before it is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-from dataclasses import dataclass
 from typing import Protocol
 
 from PIL import Image
 
-from imggen.backends.openai_models import DEFAULT_VISION_MODEL
-from imggen.backends.openai_vision import parse_tile_answer, tile_question
-from imggen.backends.vision_calls import VisionCalls
+from imggen.images.hashes import DEFAULT_DUP_THRESHOLD, TileHash
+from imggen.images.tiles import split_tiles
 
-from .duplicates import DEFAULT_DUP_THRESHOLD, TileHash
-from .tiles import fallback_tiles, split_tiles
+from .openai_models import DEFAULT_VISION_MODEL
+from .openai_vision import parse_tile_answer, tile_question
+from .vision_calls import VisionCalls
 
 
 class TileJudge(Protocol):
@@ -30,20 +28,6 @@ class TileJudge(Protocol):
 
     async def unique_tiles(self, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> list[int]:
         """Indices of the tiles of ``grid_image`` that are not duplicates; a paid answer is booked in ``calls``."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    tiles: list[int]
-    fallback: bool  # the judge found none; corners and centre were taken
-    cost: float = 0.0  # US dollars of the priced answers it took (earlier unreadable ones included)
-
-
-async def judge_grid(judge: TileJudge, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> Verdict:
-    """The verdict on grid ``key``."""
-    tiles = await judge.unique_tiles(grid_image, grid, key=key, calls=calls)
-    cost = calls.bill(key)
-    return Verdict(tiles, False, cost) if tiles else Verdict(fallback_tiles(grid), True, cost)
 
 
 class GptTileJudge:
@@ -67,7 +51,7 @@ class HashTileJudge:
     """Keeps the first tile of every group of look-alikes, compared by perceptual hash; needs no key.
 
     Two tiles look alike when both their structure (pHash) and their colours (colour hash) are
-    within ``max_distance`` bits (see :class:`~.duplicates.TileHash`), so a recoloured copy and a
+    within ``max_distance`` bits (see :class:`~imggen.images.hashes.TileHash`), so a recoloured copy and a
     re-framed same-coloured tile both count as different.
     """
 
