@@ -6,6 +6,8 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from imggen.engine.control import RunControl
 from imggen.engine.ledger import Ledger
 from imggen.engine.runner import Runner, RunnerConfig
@@ -27,11 +29,16 @@ async def wait_for(condition, timeout=5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_pause_stops_new_starts_until_resumed_from_another_thread(out):
+@pytest.mark.parametrize("queue", ["no withdraw_waiting", "withdraw_waiting None"])
+async def test_pause_stops_new_starts_until_resumed_from_another_thread(out, queue):
     work = Recorder(delay=0.05)
+    if queue == "withdraw_waiting None":  # as the style work sets it when its drawer keeps no queue
+        work.withdraw_waiting = None
     control = RunControl()
+    states: list[str] = []
     with Ledger(out) as ledger:
-        runner = Runner(ledger, work, config=RunnerConfig(concurrency=2), control=control)
+        runner = Runner(ledger, work, config=RunnerConfig(concurrency=2), control=control,
+                        reporters=[lambda event: states.append(event.progress.state)])
         job = asyncio.ensure_future(runner.run(make_tasks(30)))
         await wait_for(lambda: len(work.calls) >= 4)
         from_thread(control.pause)
@@ -40,6 +47,7 @@ async def test_pause_stops_new_starts_until_resumed_from_another_thread(out):
         assert work.running == 0
         await asyncio.sleep(0.3)
         assert len(work.calls) == paused_at, "a task started while paused"
+        assert states[-1] == "paused", "the displays are told"
         from_thread(control.resume)
         # Nothing else touches the loop: the resume itself must wake the paused workers.
         summary = await asyncio.wait_for(job, timeout=5)

@@ -279,8 +279,9 @@ class Runner:
             job.cancel()
 
     def _on_control(self, state: ControlState) -> None:
-        if state is not ControlState.RUNNING and hasattr(self.work, "withdraw_waiting"):
-            self.work.withdraw_waiting()  # Pause and Stop hold within what is being drawn (see the module)
+        withdraw_waiting = getattr(self.work, "withdraw_waiting", None)  # None: the work keeps no queue
+        if state is not ControlState.RUNNING and withdraw_waiting is not None:
+            withdraw_waiting()  # Pause and Stop hold within what is being drawn (see the module)
         self._record.changed(state.value)
 
     def _outputs_are_images(self, task: Task) -> bool:
