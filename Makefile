@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 EXTRAS := local,ray,dev
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-quick lab bench clean
 
 setup: $(STAMP)
 
@@ -17,12 +17,19 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
+	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium is missing; the browser test needs it: sudo apt-get install chromium"
 
 demo: setup
 	$(VENV)/bin/imggen demo --output demo-output
 
 test: setup
 	$(PY) -m pytest
+
+test-quick: setup
+	$(PY) -m pytest -m "not slow"
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
 
 bench: setup
 	$(PY) benchmarks/engine_scale.py

@@ -171,3 +171,13 @@ def report_summary(summary: RunSummary, console: Console) -> int:
         console.print(NEXT_STEP.get(summary.state, RERUN), markup=False, soft_wrap=True)
         return EXIT_STOPPED
     return EXIT_OK if progress.failed == 0 else EXIT_FAILURES
+
+
+def report_skipped(skipped: int, code: int, console: Console) -> int:
+    """After the summary: how many input records were skipped (each was listed before the run), and
+    the exit code, 1 at least when some were, so a script sees that not every row was drawn."""
+    if not skipped:
+        return code
+    console.print(f"skipped: {skipped} input record(s), listed before the run; fix them and rerun to draw them too",
+                  markup=False, soft_wrap=True)
+    return max(code, EXIT_FAILURES)

@@ -168,6 +168,9 @@ def test_pause_resume_and_stop_in_jupyterlab(tmp_path, playwright, artifacts, mo
             panel.click("resume")
             expect(panel.status).to_have_text("finished", timeout=RUN_TIMEOUT_MS)
             assert panel.done() == (total, total)
+            # Run All reached the last cell long ago: it shows the stats and the gallery now the run has ended
+            expect(page.locator(".imggen-stats-table")).to_contain_text("successful", timeout=UI_TIMEOUT_MS)
+            expect(page.locator(".imggen-gallery")).to_have_count(2, timeout=UI_TIMEOUT_MS)  # the panel's and the cell's
             page.screenshot(path=artifacts / "2-finished.png", timeout=UI_TIMEOUT_MS)
         except BaseException:
             page.screenshot(path=artifacts / "failed-pause-scenario.png", timeout=UI_TIMEOUT_MS)

@@ -110,3 +110,17 @@ def test_buttons_follow_the_state_and_a_second_start_shows_the_running_job(kerne
     wait_until(kernel, "job.state in ('running', 'finished')")
     kernel.run("job.stop()")
     wait_until(kernel, "job.state == 'stopped'")
+
+
+@pytest.mark.slow
+def test_a_last_cell_run_while_the_job_runs_shows_the_results_when_it_ends(kernel, tmp_path):
+    kernel.run(SETUP.replace("OUT", repr(str(tmp_path / "job"))).replace("range(3000)", "range(100)"))
+    # Run All: the last cell runs at once, while the job goes on in the background
+    printed = kernel.run("from imggen.notebook import show_when_done\n"
+                         "show_when_done(job, lambda job: print('ended:', job.summary.state, job.summary.progress.done))")
+    assert kernel.value("job.summary is None") and "ended" not in printed
+    wait_until(kernel, "job.summary is not None and bool(job.results_output.outputs)", timeout=30)
+    assert kernel.value("job.results_output.outputs") == [{"output_type": "stream", "name": "stdout",
+                                                            "text": "ended: finished 100\n"}]
+    # run again after the end, it shows the results in the cell itself
+    assert kernel.run("show_when_done(job, lambda job: print('again:', job.summary.state))") == "again: finished\n"

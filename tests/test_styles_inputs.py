@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -151,7 +152,8 @@ def test_a_styles_file_with_a_byte_order_mark_is_read(tmp_path):
     ("p.jsonl", [b'{"dataset": "a", "sample_id": "1", "text": "good"}',
                  b'{"dataset": "a", "sample_id": "2", "text": "caf\xe9"}',  # Latin-1, not UTF-8
                  b'{"dataset": "a", "sample_id": "3", "text": "good too"}']),
-    ("p.csv", [b"dataset,sample_id,text", b"a,1,good", b"a,2,caf\xe9", b"a,3,good too"]),
+    # UTF-8 elsewhere (a UTF-8 "na\xc3\xafve"), so the Latin-1 byte is a damaged row, not the file's encoding
+    ("p.csv", [b"dataset,sample_id,text", b"a,1,good na\xc3\xafve", b"a,2,caf\xe9", b"a,3,good too"]),
 ])
 def test_an_undecodable_byte_is_one_bad_record_and_the_rest_is_read(tmp_path, name, lines):
     path = tmp_path / name
@@ -161,3 +163,30 @@ def test_an_undecodable_byte_is_one_bad_record_and_the_rest_is_read(tmp_path, na
     bad_line = 2 if name == "p.jsonl" else 3
     assert [str(p) for p in loaded.problems] == [f"{path}, line {bad_line}: not UTF-8" + (
         " (byte 0xe9 at column 48)" if name == "p.jsonl" else " (an undecodable byte in this row)")]
+
+
+@pytest.mark.parametrize("encoding, separator, read_as", [
+    ("cp1252", ",", "Windows-1252 text"),  # Excel's "CSV (Comma delimited)"
+    ("cp1252", ";", "Windows-1252 text, columns separated by semicolons"),  # a European Excel's
+    ("utf-8-sig", ";", "columns separated by semicolons"),  # a European Excel's "CSV UTF-8"
+    ("utf-8", "\t", "columns separated by tabs"),
+    ("utf-8", ",", None),
+])
+def test_csv_files_as_excel_saves_them_are_read_whole(tmp_path, encoding, separator, read_as):
+    texts = ["Caf\u00e9 cr\u00e8me at 3 \u20ac", "Stra\u00dfe; a long one", "na\u00efve, plain"]
+    rows = [["dataset", "sample_id", "text"], *(["wikipedia", str(n), text] for n, text in enumerate(texts))]
+    path = tmp_path / "p.csv"
+    with path.open("w", encoding=encoding, newline="") as file:
+        csv.writer(file, delimiter=separator).writerows(rows)
+    loaded = load_prompts(path)
+    assert not loaded.problems
+    assert [record.text for record in loaded.records] == texts
+    assert loaded.read_as == read_as
+
+
+def test_a_csv_without_the_columns_says_what_its_header_reads_and_how_to_save_it(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("name|id|prompt\na|1|b\n")
+    with pytest.raises(InputError, match=r"lacks the column\(s\) dataset, sample_id, text \(it reads 'name\|id\|prompt'\); "
+                                         r"save it as \"CSV UTF-8\""):
+        load_prompts(path)

@@ -185,7 +185,7 @@ def test_bad_records_are_reported_and_the_good_ones_run(tmp_path, monkeypatch, c
                        '{"dataset": "simpa", "sample_id": "3", "text": "a cat"}\n')
     with emulator(monkeypatch):
         code, err = run(capsys, "--prompts", prompts, "--output", tmp_path / "out", "--style", "cartoon", *CHEAP)
-    assert code == 0 and "finished: 2/2 done" in err
+    assert code == 1 and "finished: 2/2 done" in err and "skipped: 2 input record(s)" in err  # not every row drawn
     assert f"skipped: {prompts}, line 2: missing text" in err
     assert f"skipped: {prompts}, line 3: not valid JSON" in err
     assert [p.name for p in by_style_images(tmp_path / "out")] == ["simpa_3_cartoon.png", "wikipedia_1_cartoon.png"]
@@ -241,3 +241,15 @@ def test_a_request_timeout_must_be_positive(tmp_path, monkeypatch, capsys):
     with emulator(monkeypatch) as server:
         code, err = run(capsys, "--prompts", prompts, "--output", tmp_path / "out", "--request-timeout", "0", *CHEAP)
         assert code == 2 and "request-timeout" in err and generations(server) == []
+
+
+def test_a_run_that_skipped_input_rows_counts_them_after_the_summary_and_exits_1(tmp_path, monkeypatch, capsys):
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("dataset,sample_id,text\nwikipedia,1,a lighthouse\nwikipedia,2,\nwikipedia,3,a harbour\n")
+    with emulator(monkeypatch) as server:
+        code, err = run(capsys, "--prompts", prompts, "--output", tmp_path / "out", "--style", "sketch", *CHEAP)
+        assert len(generations(server)) == 2
+    assert "skipped: " in err and "line 3: missing text" in err  # named before the run
+    summary = err[err.index("finished: 2/2 done"):]
+    assert "skipped: 1 input record(s), listed before the run" in summary
+    assert code == 1

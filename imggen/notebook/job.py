@@ -82,6 +82,7 @@ class NotebookJob:
         self.stage = ""  # what the job is busy with, for jobs that say (the training set's grids, judging...)
         self.result: Any = None  # what the pipeline returned (its result, with .summary)
         self.error: BaseException | None = None
+        self.results_output: widgets.Output | None = None  # the last cell's, filled when the run ends
         self.task: asyncio.Task | None = None
         self._last_draw = 0.0
         self._trailing_draw: asyncio.TimerHandle | None = None

@@ -16,8 +16,7 @@ from rich.console import Console
 from imggen.backends.openai_models import DEFAULT_MODEL
 from imggen.console import (
     add_allow_unpriced, add_new_round, add_retry_failed, add_verbose, at_least, command_console, concurrency,
-    parse_args, report_summary,
-    start_or_explain,
+    parse_args, report_skipped, report_summary, start_or_explain,
 )
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
@@ -108,7 +107,7 @@ def run(args: argparse.Namespace, plan: StylePlan, console: Console) -> int:
                   soft_wrap=True)
     if args.sheet:
         report_sheets(args.output, console)
-    return report_summary(result.summary, console)
+    return report_skipped(len(plan.problems), report_summary(result.summary, console), console)
 
 
 if __name__ == "__main__":

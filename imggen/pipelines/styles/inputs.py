@@ -65,6 +65,7 @@ class PromptRecord:
 class PromptSet:
     records: list[PromptRecord]
     problems: list[InputProblem]
+    read_as: str | None = None  # how a CSV saved other than as comma-separated UTF-8 was read
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,14 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _csv_records(path: Path) -> Iterator[tuple[str, Any]]:
-    columns, rows = _readable(path, csv_rows)
-    missing = [name for name in REQUIRED_FIELDS if name not in columns]
+    table = _readable(path, csv_rows)
+    missing = [name for name in REQUIRED_FIELDS if name not in table.columns]
     if missing:
-        raise InputError(f"{path}: the header row lacks the column(s) {', '.join(missing)}")
-    for row in rows:
+        raise InputError(f"{path}: the header row lacks the column(s) {', '.join(missing)} (it reads "
+                         f"{', '.join(map(repr, table.columns[:6]))}); save it as \"CSV UTF-8\" with those columns")
+    if table.read_as:
+        yield "", _ReadAs(table.read_as)
+    for row in table.rows:
         yield f"line {row.line}", _Unparsable(row.undecodable) if row.undecodable else row.values
 
 
@@ -142,6 +146,11 @@ class _Unparsable:
     reason: str
 
 
+@dataclass(frozen=True)
+class _ReadAs:
+    how: str  # a CSV file saved other than as comma-separated UTF-8, and how it was read
+
+
 def load_prompts(path: str | os.PathLike) -> PromptSet:
     """Read a prompt-set file; bad or repeated records come back as problems, not exceptions."""
     path = Path(path)
@@ -154,7 +163,11 @@ def load_prompts(path: str | os.PathLike) -> PromptSet:
     records: list[PromptRecord] = []
     problems: list[InputProblem] = []
     first_seen: dict[tuple[str, str], str] = {}
+    read_as = None
     for where, raw in reader(path):
+        if isinstance(raw, _ReadAs):
+            read_as = raw.how
+            continue
         checked = raw.reason if isinstance(raw, _Unparsable) else _checked_record(raw, where)
         if isinstance(checked, str):
             problems.append(InputProblem(str(path), where, checked))
@@ -167,7 +180,7 @@ def load_prompts(path: str | os.PathLike) -> PromptSet:
             continue
         first_seen[identity] = where
         records.append(checked)
-    return PromptSet(records, problems)
+    return PromptSet(records, problems, read_as)
 
 
 def select_records(

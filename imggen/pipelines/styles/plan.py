@@ -84,6 +84,7 @@ class StylePlan:
     cost_known: bool = True
     estimate_basis: str = "free: drawn on this machine"  # what the per-image figure rests on, in words
     round: Round = Round(0)  # the folder's round these tasks belong to, and its settings
+    prompts_read_as: str | None = None  # how a CSV saved other than as comma-separated UTF-8 was read
 
     @property
     def rounds(self) -> dict[str, Round]:
@@ -206,28 +207,36 @@ def plan_styles(request: StyleRequest) -> StylePlan:
         if request.budget is not None and not request.allow_unpriced:
             raise CannotStart(f"no published price for {spec.id}, so --budget cannot cap it; choose a model with "
                               "a price, run without a budget, or add --allow-unpriced to run with it uncapped")
-    return StylePlan(request, tasks, records, styles, problems, spec, params, cost_known, basis, this_round)
+    return StylePlan(request, tasks, records, styles, problems, spec, params, cost_known, basis, this_round,
+                     prompt_set.read_as)
 
 
 def describe_plan(plan: StylePlan) -> str:
     """A few lines for people: what will be drawn, what it should cost, what was skipped."""
     output = Path(plan.request.output)
-    on_disk = sum(all((output / path).exists() for path in task.outputs)
-                  and (plan.round.number == 0 or made_key(output, task.outputs[0]) == task.key) for task in plan.tasks)
+    to_draw = [task for task in plan.tasks
+               if not (all((output / path).exists() for path in task.outputs)
+                       and (plan.round.number == 0 or made_key(output, task.outputs[0]) == task.key))]
     datasets = sorted({record.dataset for record in plan.records})
-    cost = plan.estimated_cost
-    per_image = f"${cost / len(plan.tasks):.3f}/image" if cost and plan.tasks else ""
+    cost = sum(task.cost for task in to_draw) if plan.cost_known else None
+    per_image = f"${cost / len(to_draw):.3f}/image, " if cost and to_draw else ""
     bound = "about" if plan.estimate_basis.startswith("typical") else "at most"
+    which = f"all {len(plan.tasks)} images" if len(to_draw) == len(plan.tasks) else \
+        f"the {len(to_draw)} images left of {len(plan.tasks)}"
     lines = [
-        f"{len(plan.tasks)} images: {len(plan.records)} samples ({', '.join(datasets)}) x {len(plan.styles)} styles "
-        f"({', '.join(style.name for style in plan.styles)}) with {plan.model_name}",
-        f"already on disk: {on_disk}; to draw: {len(plan.tasks) - on_disk}",
+        f"{_count(len(plan.tasks), 'image')}: {_count(len(plan.records), 'sample')} ({', '.join(datasets)}) x "
+        f"{_count(len(plan.styles), 'style')} ({', '.join(style.name for style in plan.styles)}) with {plan.model_name}",
+        *([f"prompts read as {plan.prompts_read_as} (save as \"CSV UTF-8\" to be sure)"] if plan.prompts_read_as else []),
+        f"already on disk: {len(plan.tasks) - len(to_draw)}; to draw: {len(to_draw)}",
         f"estimated cost: {plan.estimate_basis}; the budget and the cost figures count these images as $0.00"
         if cost is None
-        else f"estimated cost: {bound} ${cost:.2f} for all {len(plan.tasks)} images "
-             f"({per_image}, {plan.estimate_basis})",
+        else f"estimated cost: {bound} ${cost:.2f} for {which} ({per_image}{plan.estimate_basis})",
     ]
     if plan.request.mode == "batch":
         lines += describe_batch_price(plan)
     lines += [f"skipped: {problem}" for problem in plan.problems]
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

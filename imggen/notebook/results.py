@@ -1,0 +1,53 @@
+"""A notebook's last cell: the run's results (stats, gallery) shown when the run ends, however it was run.
+
+Run All in Jupyter runs the last cell while the job still runs in the background (the job's cell
+returns at once, so the panel's buttons keep working). :func:`show_when_done` gives that cell an
+output area the job fills when it ends; under papermill, or when the cell runs again after the
+end, it shows the results at once. A job that failed shows nothing more: its panel (or, headless,
+its cell) already says why, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import ipywidgets as widgets
+
+from .job import NotebookJob
+
+log = logging.getLogger("imggen.notebook")
+
+Show = Callable[[NotebookJob], None]  # prints and displays a finished job's results
+
+
+def show_when_done(job: NotebookJob, show: Show) -> None:
+    """Call ``show(job)`` once ``job`` has ended, its output going to this cell."""
+    if job.task is None or job.task.done():
+        if job.error is None:
+            show(job)
+        return
+    from IPython.display import display
+
+    job.results_output = output = widgets.Output()
+    display(output)
+    job.task.add_done_callback(lambda _task: _show_into(job, show, output))
+
+
+def _show_into(job: NotebookJob, show: Show, output: widgets.Output) -> None:
+    """Run ``show`` with its printing and displays captured, then put them in ``output`` (set on the
+    widget itself: it does not depend on which message the kernel is answering when the job ends)."""
+    from IPython.utils.capture import capture_output
+
+    if job.error is not None:
+        return
+    with capture_output() as captured:
+        try:
+            show(job)
+        except Exception as error:  # a broken display must not hide the results shown so far
+            log.exception("showing the results failed")
+            print(f"showing the results failed: {type(error).__name__}: {error}")
+    shown = [{"output_type": "stream", "name": "stdout", "text": captured.stdout}] if captured.stdout else []
+    shown += [{"output_type": "display_data", "data": item.data, "metadata": item.metadata}
+              for item in captured.outputs]
+    output.outputs = (*output.outputs, *shown)
