@@ -100,3 +100,21 @@ def test_a_ledger_names_its_tables_of_tasks_also_from_a_relative_folder(tmp_path
     Ledger("out", table="grids").close()
     assert has_table("out", "tasks") and has_table("out", "grids") and not has_table("out", "tiles")
     assert not has_table("nowhere", "tasks")
+
+
+async def test_a_ledger_written_before_the_wasted_column_gains_it_and_runs_on(out):
+    """A folder from an earlier version: its tasks table has no ``wasted`` column."""
+    from imggen.engine.ledger_schema import SCHEMA, TASKS_TABLE
+
+    old_table = TASKS_TABLE.replace("    wasted REAL NOT NULL DEFAULT 0,  -- billed for answers that could not be "
+                                    "used (an image that never came)\n", "")
+    assert "wasted REAL" not in old_table
+    out.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        db.executescript(SCHEMA + old_table.format(table="tasks"))
+        db.execute("INSERT INTO tasks (key, payload, outputs, plan, status, cost) VALUES ('t000', '{}', '[]', 1, 'done', 0.5)")
+    work = Recorder()
+    summary = await run(out, work, make_tasks(3))
+    assert summary.progress.done == 3 and sorted(work.calls) == ["t001", "t002"]
+    with Ledger(out) as ledger:
+        assert ledger.totals()["cost"] == 0.5 and ledger.totals()["wasted"] == 0.0

@@ -156,6 +156,7 @@ async def test_expired_urls_fail_transiently(start):
     _, backend = await start(url_ttl_s=0.0, backend_options={"allow_retired": True})
     error = await failure(backend.generate("x", model="dall-e-3"))
     assert error.kind is ErrorKind.TRANSIENT and "HTTP 404" in error.message
+    assert error.billed == pytest.approx(0.04)  # the answer was billed although its image is gone
 
 
 async def test_bad_requests_fail_before_anything_is_sent(start):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from imggen.backends.openai_models import get_model
 from imggen.pipelines.styles.cli import main
 from styles_fixtures import by_style_images, emulator, generations, records, stats, write_records
@@ -58,3 +60,20 @@ def test_a_budget_refuses_a_model_without_a_price_unless_allowed(tmp_path, monke
         assert "$0.00 spent and the images of gpt-image-2 at an unknown price" in err
         found = stats(out)
         assert (found["total_cost_usd"], found["unpriced_images"], found["unpriced_models"]) == (0.0, 2, ["gpt-image-2"])
+
+
+def test_an_answer_billed_but_unusable_is_booked_as_wasted(tmp_path, monkeypatch, capsys):
+    """A dall-e-3 URL that expired before it was fetched was paid for all the same: the retry pays again,
+    and both bills are in the ledger, the stats and the run's spend."""
+    out = tmp_path / "out"
+    prompts = write_records(tmp_path / "p.json", records(1))
+    args = ["--prompts", prompts, "--output", out, "--style", "cartoon", "--model", "dall-e-3", "--allow-retired",
+            "--quality", "standard", "--size", "1024x1024"]
+    with emulator(monkeypatch, url_ttl_s=0.0) as server:  # every URL has expired when it is fetched
+        code, err = run(capsys, *args)
+        billed = len(generations(server))
+    assert code == 1 and billed == 3  # three attempts, each answered and billed, none usable
+    found = stats(out)
+    assert found["billed_cost_usd"] == found["wasted_cost_usd"] == pytest.approx(3 * 0.04)
+    assert found["used_cost_usd"] == 0
+    assert "$0.12 spent" in err

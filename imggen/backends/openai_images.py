@@ -117,19 +117,23 @@ class OpenAIImageBackend:
     ) -> GeneratedImage:
         """The image of an Images API answer to a request of ``params`` (from :func:`request_params`),
         with its price; used for synchronous answers and for the Batch API's output lines alike."""
-        if not response.data:
-            raise TaskError(ErrorKind.TRANSIENT, "OpenAI answered without an image")
-        item = response.data[0]
-        data = await self._image_bytes(item.b64_json, item.url)
         usage = response.usage.model_dump(exclude_none=True) if response.usage else None
         resolved = {k: getattr(response, k, None) for k in ("size", "quality", "background", "output_format")}
         resolved = {k: v for k, v in resolved.items() if v}
         cost = price(spec, resolved.get("size", params.get("size") or spec.default_size),
                      resolved.get("quality", params.get("quality") or spec.default_quality))
+        cost = cost if cost is not None else cost_from_usage(spec, usage)
+        try:
+            if not response.data:
+                raise TaskError(ErrorKind.TRANSIENT, "OpenAI answered without an image")
+            item = response.data[0]
+            data = await self._image_bytes(item.b64_json, item.url)
+        except TaskError as error:  # the answer was billed all the same: the run books it as wasted
+            error.billed = cost or 0.0
+            raise
         return GeneratedImage(
             data=data, model=params["model"], params={**params, "resolved": resolved} if resolved else params,
-            revised_prompt=item.revised_prompt, usage=usage,
-            cost=cost if cost is not None else cost_from_usage(spec, usage), rate=rate,
+            revised_prompt=item.revised_prompt, usage=usage, cost=cost, rate=rate,
         )
 
     async def _image_bytes(self, b64_json: str | None, url: str | None) -> bytes:

@@ -49,6 +49,7 @@ class TaskError(Exception):
         retry_after: float | None = None,
         connection_error: bool = False,
         rate: RateHint | None = None,
+        billed: float = 0.0,
     ) -> None:
         super().__init__(message)
         self.kind = ErrorKind(kind)
@@ -56,6 +57,7 @@ class TaskError(Exception):
         self.retry_after = retry_after
         self.connection_error = connection_error
         self.rate = rate
+        self.billed = billed  # US dollars the provider billed for an answer that could not be used
 
     def __str__(self) -> str:
         return f"{self.kind.value}: {self.message}"

@@ -18,9 +18,9 @@ from typing import Any, Iterable, Iterator
 import orjson
 
 from .errors import ErrorKind
+from .ledger_schema import ADDED_COLUMNS, SCHEMA, TASKS_TABLE, UPSERT
 from .rounds import Round
 from .sqlite_book import SqliteBook
-from .ledger_schema import SCHEMA, TASKS_TABLE, UPSERT
 from .tasks import Outcome, Task
 
 LEDGER_NAME = "ledger.sqlite"
@@ -67,13 +67,26 @@ class Ledger(SqliteBook):
             "synchronous=NORMAL",  # durable across a killed process
             "cache_size=-65536",  # 64 MiB: keeps the key index of a big plan in memory
         ))
+        self._add_new_columns()
+
+    def _add_new_columns(self) -> None:
+        """Give a ledger written by an earlier version the columns added since (see ``ADDED_COLUMNS``)."""
+        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({self._table})")}
+        for name, declaration in ADDED_COLUMNS.items():
+            if name not in present:
+                try:
+                    self._db.execute(f"ALTER TABLE {self._table} ADD COLUMN {name} {declaration}")
+                except sqlite3.OperationalError as error:  # another process added it first
+                    if "duplicate column" not in str(error):
+                        raise
 
     def adopt(self, path: Path) -> None:
         """Copy every task of the ledger file ``path`` into this table, keeping those already here
         (tasks an earlier layout kept in a file of their own)."""
         self._db.execute("ATTACH DATABASE ? AS adopted", (str(path),))
         try:
-            self._db.execute(f"INSERT OR IGNORE INTO {self._table} SELECT * FROM adopted.{TASKS}")
+            columns = ", ".join(row[1] for row in self._db.execute(f"PRAGMA adopted.table_info({TASKS})"))
+            self._db.execute(f"INSERT OR IGNORE INTO {self._table} ({columns}) SELECT {columns} FROM adopted.{TASKS}")
         finally:
             self._db.execute("DETACH DATABASE adopted")
 
@@ -168,11 +181,14 @@ class Ledger(SqliteBook):
             (time.time(), key),
         )
 
-    def note_attempt_error(self, key: str, kind: ErrorKind, message: str, *, connection_error: bool) -> None:
+    def note_attempt_error(self, key: str, kind: ErrorKind, message: str, *, connection_error: bool,
+                           billed: float = 0.0) -> None:
+        """A failed attempt; ``billed``: what its answer was billed though it could not be used (wasted)."""
         self._db.execute(
             f"UPDATE {self._table} SET rate_limit_hits = rate_limit_hits + ?, "
-            "connection_errors = connection_errors + ?, error_kind = ?, error = ? WHERE key = ?",
-            (kind is ErrorKind.RATE_LIMITED, connection_error, kind.value, message, key),
+            "connection_errors = connection_errors + ?, error_kind = ?, error = ?, cost = cost + ?, "
+            "wasted = wasted + ? WHERE key = ?",
+            (kind is ErrorKind.RATE_LIMITED, connection_error, kind.value, message, billed, billed, key),
         )
 
     def mark_done(self, key: str, outcome: Outcome, *, healed: bool = False) -> None:
@@ -210,12 +226,12 @@ class Ledger(SqliteBook):
         return counts
 
     def totals(self) -> dict[str, float]:
-        """Summed attempts, rate-limit hits, connection errors, cost and healed tasks."""
+        """Summed attempts, rate-limit hits, connection errors, cost (wasted included), wasted and healed tasks."""
         row = self._db.execute(
             "SELECT TOTAL(attempts), TOTAL(rate_limit_hits), TOTAL(connection_errors), TOTAL(cost), "
-            f"TOTAL(healed) FROM {self._table}"
+            f"TOTAL(wasted), TOTAL(healed) FROM {self._table}"
         ).fetchone()
-        names = ("attempts", "rate_limit_hits", "connection_errors", "cost", "healed")
+        names = ("attempts", "rate_limit_hits", "connection_errors", "cost", "wasted", "healed")
         return dict(zip(names, row))
 
     def keys(self, status: str) -> Iterator[str]:

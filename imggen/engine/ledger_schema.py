@@ -1,5 +1,6 @@
 """The ledger's tables: a table of tasks (a run's own, or its sub-tasks' under another name), the runs
-and the rounds; and how replanning a task updates its row."""
+and the rounds; how replanning a task updates its row; and the columns later versions added, which
+a ledger written before them gains when it is opened."""
 
 TASKS_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -15,7 +16,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     connection_errors INTEGER NOT NULL DEFAULT 0,
     error_kind TEXT,
     error TEXT,
-    cost REAL NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,  -- all it was billed, wasted included
+    wasted REAL NOT NULL DEFAULT 0,  -- billed for answers that could not be used (an image that never came)
     started_at REAL,
     finished_at REAL,
     duration_s REAL,
@@ -50,3 +52,5 @@ ON CONFLICT(key) DO UPDATE SET
     status = CASE WHEN status = 'failed' AND (error_kind != 'permanent' OR ?) THEN 'pending' ELSE status END
 WHERE status != 'done'
 """
+
+ADDED_COLUMNS = {"wasted": "REAL NOT NULL DEFAULT 0"}  # name -> its declaration, added to older ledgers

@@ -71,6 +71,10 @@ class RunRecord:
         self.progress = self.progress.evolve(healed=self.progress.healed + 1)
         self.finished(task.key, "healed", outputs=task.outputs)
 
+    def wasted(self, billed: float) -> None:
+        """A failed attempt was billed for an answer that could not be used: this run spent it."""
+        self.progress = self.progress.evolve(spent=self.progress.spent + billed)
+
     def retrying(self, key: str, kind: str, message: str, wait_s: float) -> None:
         """A task will be tried again (a rate limit counts as a hit, anything else as a retry)."""
         if kind == "rate_limited":

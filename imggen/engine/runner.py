@@ -265,7 +265,11 @@ class Runner:
         if not isinstance(error, TaskError) and not is_file_error(error):
             log.error("task %s raised", task.key, exc_info=error)
         connection_error = isinstance(error, TaskError) and error.connection_error
-        ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error)
+        billed = error.billed if isinstance(error, TaskError) else 0.0  # an answer paid for but unusable
+        ledger.note_attempt_error(task.key, decision.kind, decision.message, connection_error=connection_error,
+                                  billed=billed)
+        if billed:
+            self._record.wasted(billed)
         return decision
 
     def _set_running(self, delta: int) -> None:

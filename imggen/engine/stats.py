@@ -59,8 +59,10 @@ def money_spent(ledger: Ledger) -> dict[str, Any]:
     with closing(sqlite3.connect(ledger.path)) as db:
         calls = money(db)
     if calls is None:
-        cost = round(ledger.totals()["cost"], 4)
-        return {"total_cost_usd": cost, "billed_cost_usd": cost, "used_cost_usd": cost, "wasted_cost_usd": 0.0}
+        totals = ledger.totals()
+        cost, wasted = round(totals["cost"], 4), round(totals["wasted"], 4)
+        return {"total_cost_usd": cost, "billed_cost_usd": cost, "used_cost_usd": round(cost - wasted, 4),
+                "wasted_cost_usd": wasted}
     return {"total_cost_usd": calls["billed_cost_usd"], **calls}
 
 

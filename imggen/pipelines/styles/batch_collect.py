@@ -78,6 +78,7 @@ class Collector:
                 response = ImagesResponse.model_validate(line.body)
                 image = await self.images.image_from_response(response, self.spec, self.params)
             except TaskError as exc:
+                exc.billed *= batch_terms().price_multiplier  # billed at the batch price
                 error = exc
             except ValueError:
                 error = TaskError(ErrorKind.TRANSIENT, "a batch output line is not an Images API answer")
@@ -91,7 +92,7 @@ class Collector:
             self._return(submission, key)
         elif error.kind in (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED):  # a later batch, not a hold
             self.book.set_outcome(submission.id, key, TRANSIENT)
-            self.ended(key, TaskError(ErrorKind.TRANSIENT, error.message))
+            self.ended(key, TaskError(ErrorKind.TRANSIENT, error.message, billed=error.billed))
         else:
             self.book.set_outcome(submission.id, key, "failed")
             self.ended(key, error)
