@@ -30,7 +30,7 @@ from imggen.pipelines.trainset.descriptions import DescriptionPool, DescriptionR
 from imggen.pipelines.trainset.grids import fallback_tiles, judge_grid
 from imggen.pipelines.trainset.inputs import load_source
 from imggen.pipelines.trainset.prompts import build_grid_prompt
-from imggen.pipelines.trainset.sync import run_sync
+from imggen.engine.sync_call import run_sync
 from imggen.storage.s3 import S3Store
 from imggen.storage.stores import LocalFolderStore, owner_prefix
 from trainset_fixtures import BUCKET, moto_s3, s3_client, source_image_bytes

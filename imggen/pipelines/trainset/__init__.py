@@ -1,14 +1,18 @@
 """The training-set pipeline (seed 002): grids from one source image, unique tiles, upscaled, stored.
 
-``TrainingDataGenerator`` and ``ReplicateService`` are the seed's API; ``run_trainset`` with
-``open_parts`` is the same job for async callers; ``imggen trainset`` is its command.
+``TrainingDataGenerator`` and ``ReplicateService`` (from :mod:`imggen.backends.replicate_service`)
+are the seed's API; ``run_trainset`` with ``open_parts`` is the same job for async callers;
+``imggen trainset`` is its command.
 
 ``inputs`` reads the source image (``descriptions`` the pool of tile subjects and its rotation),
 ``plan`` holds the options and turns them into tasks, ``work`` is what one training image does,
 ``tile_pool`` serves unique tiles to it from the grids ``grids`` makes, ``layout`` owns where every
 file goes, ``run`` runs a plan, ``parts`` picks the drawer, tile judge, upscaler and captioner (all
-providers, in :mod:`imggen.backends`) and the store, ``captions`` writes the captions, ``preview`` draws a finished set for notebooks and ``cli`` is ``imggen trainset``.
+providers, in :mod:`imggen.backends`) and the store, ``captions`` writes the captions, ``preview``
+draws a finished set for notebooks and ``cli`` is ``imggen trainset``.
 """
+
+from imggen.backends.replicate_service import ReplicateService
 
 from .descriptions import Description, DescriptionPool, DescriptionRotation
 from .layout import job_root
@@ -16,7 +20,7 @@ from .parts import TrainsetChoices, TrainsetParts, open_parts
 from .plan import TrainsetOptions, TrainsetPlan, plan_trainset
 from .preview import grids_with_chosen_tiles, training_images
 from .run import TrainingImage, TrainsetResult, run_trainset
-from .service import ReplicateService, TrainingDataGenerator
+from .service import TrainingDataGenerator
 
 __all__ = [
     "Description",

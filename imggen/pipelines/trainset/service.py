@@ -1,7 +1,8 @@
-"""The seed's Python API: ``TrainingDataGenerator`` and ``ReplicateService``, synchronous as the seed's were.
+"""The seed's Python API: ``TrainingDataGenerator``, synchronous as the seed's was (its
+``ReplicateService`` is :mod:`imggen.backends.replicate_service`).
 
 ``TrainingDataGenerator().generate_training_data(source_image_url, user_id, actor_id)`` returns
-the seed's dict and works from scripts and from notebook cells alike (see :mod:`.sync`). Its
+the seed's dict and works from scripts and from notebook cells alike (see :mod:`imggen.engine.sync_call`). Its
 attributes ``target_training_images``, ``max_generation_attempts`` and ``batch_size`` keep the
 seed's meaning; everything the seed listed as a future enhancement is a constructor option.
 ``arun`` is the same job as a coroutine, with run control and progress reporters.
@@ -9,7 +10,6 @@ seed's meaning; everything the seed listed as a future enhancement is a construc
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 from pathlib import Path
@@ -17,13 +17,13 @@ from typing import Sequence
 
 from imggen.engine.control import RunControl
 from imggen.engine.events import Event, Reporter, TaskFinished
+from imggen.engine.sync_call import run_sync
 
 from .descriptions import DescriptionPool
 from .layout import WORK_DIR
 from .parts import TrainsetChoices, open_parts
 from .plan import DEFAULTS, TrainsetOptions
 from .run import TrainsetResult, run_trainset
-from .sync import run_sync
 
 log = logging.getLogger("imggen.trainset")
 
@@ -133,45 +133,3 @@ class TrainingDataGenerator:
             log.warning("Only generated %d/%d images (%s); rerun to continue", len(result.images),
                         self.target_training_images, result.summary.message or result.summary.state)
         return result.as_seed_dict()
-
-
-class ReplicateService:
-    """The seed's Replicate calls, synchronous, returning the output URL (valid for an hour)."""
-
-    def __init__(self, api_token: str | None = None, base_url: str | None = None) -> None:
-        self._api_token = api_token
-        self._base_url = base_url
-
-    def generate_grid_with_flux_kontext(
-        self, prompt: str, input_image_base64: str, aspect_ratio: str = "1:1", output_format: str = "jpg"
-    ) -> str:
-        image = _image_input(input_image_base64)
-        return self._call(lambda backend: backend.generate_grid(
-            prompt, image, aspect_ratio=aspect_ratio, output_format=output_format))
-
-    def upscale_with_topaz(
-        self, image_base64: str, enhance_model: str = "Standard V2", upscale_factor: str = "2x",
-        output_format: str = "jpg",
-    ) -> str:
-        image = _image_input(image_base64)
-        return self._call(lambda backend: backend.upscale(
-            image, enhance_model=enhance_model, upscale_factor=upscale_factor, output_format=output_format))
-
-    def _call(self, request) -> str:
-        async def call() -> str:
-            from imggen.backends.replicate_backend import ReplicateBackend
-
-            backend = ReplicateBackend(api_token=self._api_token, base_url=self._base_url)
-            try:
-                return (await request(backend)).url
-            finally:
-                await backend.aclose()
-
-        return run_sync(call)
-
-
-def _image_input(image: str) -> bytes | str:
-    """Plain base64 as bytes; data URIs and URLs as they are."""
-    if image.startswith(("data:", "http://", "https://")):
-        return image
-    return base64.b64decode(image, validate=True)

@@ -1,4 +1,4 @@
-"""Calling a coroutine from synchronous code, also from inside a running event loop (a notebook cell).
+"""Calling a coroutine from synchronous code (the seed's synchronous APIs), also from inside a running event loop (a notebook cell).
 
 With no loop running it is ``asyncio.run``. Inside a running loop (Jupyter runs one) the
 coroutine gets a private loop on a worker thread and the caller blocks until it is done, which
