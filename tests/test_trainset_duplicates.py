@@ -14,6 +14,7 @@ from PIL import Image, ImageEnhance
 
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO, TOPAZ_IMAGE_UPSCALE
 from imggen.engine.ledger import Ledger
+from imggen.images.hashes import TileHash
 from imggen.images.tiles import tile_pngs
 from imggen.pipelines.trainset import TrainingDataGenerator, job_root
 from imggen.pipelines.trainset.cli import build_parser
@@ -66,8 +67,9 @@ def test_a_later_grid_repeating_kept_tiles_is_refused_before_any_upscale(monkeyp
     repeats = grid_tiles(tmp_path, 2)[:2]
     assert not [picture for picture in upscaled if picture in repeats]
     assert sorted(rejected(tmp_path)) == [[2, 0], [2, 1]]
-    stored = json.loads((job_root(tmp_path / "runs", USER, ACTOR) / "kept_tiles.json").read_text())
-    assert len(stored["tiles"]) == 12 and stored["threshold"] == 6
+    with TileBook(job_root(tmp_path / "runs", USER, ACTOR)) as tiles:
+        stored = tiles.kept()
+    assert sorted(stored) == sorted(f"upscale-{grid}-{tile}" for grid, tile in kept_tiles(tmp_path))
 
 
 def test_a_repeat_of_a_tile_kept_in_an_earlier_run_is_refused_in_the_next(monkeypatch, source_file, tmp_path):
@@ -109,14 +111,27 @@ async def test_kept_tiles_admit_one_of_two_look_alikes_at_once_and_remember_it_i
     tile = Image.open(io.BytesIO(source_image_bytes())).convert("RGB")
     look_alike = _png(ImageEnhance.Brightness(tile).enhance(1.04))
     other = _png(tile.rotate(90).transpose(Image.Transpose.FLIP_LEFT_RIGHT).point(lambda v: 255 - v))
-    kept = KeptTiles(tmp_path / "kept.json")
-    answers = dict(zip("ab", await asyncio.gather(kept.admit("a", _png(tile)), kept.admit("b", look_alike))))
-    (admitted,) = [key for key, twin in answers.items() if twin is None]
-    (refused,) = [key for key in answers if key != admitted]
-    assert answers[refused] == admitted
-    assert await kept.admit("c", other) is None
-    again = KeptTiles(tmp_path / "kept.json")  # the next run
-    assert await again.admit(admitted, b"not even read: a kept tile is no repeat of itself") is None
-    assert await again.admit("d", look_alike if admitted == "a" else _png(tile)) == admitted
-    again.forget(admitted)
-    assert await KeptTiles(tmp_path / "kept.json").admit("d", look_alike) is None
+    with TileBook(tmp_path) as book:
+        kept = KeptTiles(book)
+        answers = dict(zip("ab", await asyncio.gather(kept.admit("a", _png(tile)), kept.admit("b", look_alike))))
+        (admitted,) = [key for key, twin in answers.items() if twin is None]
+        (refused,) = [key for key in answers if key != admitted]
+        assert answers[refused] == admitted
+        assert await kept.admit("c", other) is None
+    with TileBook(tmp_path) as book:  # the next run
+        again = KeptTiles(book)
+        assert await again.admit(admitted, b"not even read: a kept tile is no repeat of itself") is None
+        assert await again.admit("d", look_alike if admitted == "a" else _png(tile)) == admitted
+        again.forget(admitted)
+    with TileBook(tmp_path) as book:
+        assert await KeptTiles(book).admit("d", look_alike) is None
+
+
+def test_the_hashes_an_earlier_version_kept_in_kept_tiles_json_are_moved_into_the_ledger_once(tmp_path):
+    tile = Image.open(io.BytesIO(source_image_bytes())).convert("RGB")
+    (tmp_path / "kept_tiles.json").write_text(json.dumps({"threshold": 6, "tiles": {"upscale-1-0": str(TileHash.of(tile))}}))
+    with TileBook(tmp_path) as book:
+        assert list(book.kept()) == ["upscale-1-0"]
+    assert not (tmp_path / "kept_tiles.json").exists() and (tmp_path / "kept_tiles.json.moved").exists()
+    with TileBook(tmp_path) as book:
+        assert list(book.kept()) == ["upscale-1-0"]

@@ -48,10 +48,9 @@ from imggen.storage.lock import folder_lock
 
 from .captions import TrainingCaptions
 from .descriptions import DescriptionPool, DescriptionRotation
-from .duplicates import KeptTiles
 from .grids import DrawnGrid, GridMaker, with_grid_attempts
 from .inputs import load_source
-from .layout import GRIDS, KEPT_TILES, ROTATION, SCOPE, STAGES, choose_run_folder, job_root
+from .layout import GRIDS, ROTATION, SCOPE, STAGES, choose_run_folder, job_root
 from .parts import TrainsetParts
 from .plan import TrainsetOptions, plan_trainset, slot_key
 from .tile_pool import TilePool
@@ -161,13 +160,13 @@ async def run_trainset(
         grid=plan.grids.grid, predictions=predictions, debug_dir=debug, round_number=this_round.number,
         lane=Lane("grids", plan.grids.grid_concurrency, predictions, paced=parts.drawer.paid_model is not None),
     )
-    pool = TilePool(maker, plan.grids)
+    pool = TilePool(maker, plan.grids, dup_threshold=options.dup_threshold)
     captions = TrainingCaptions(root, parts.captioner, options.trigger_word, calls=predictions.answers)
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
                              stages.counted(parts.store, "put", "upload"), predictions, debug,
                              Lane("upscales", options.upscale_concurrency, predictions,
                                   paced=parts.upscaler.paid_model is not None),  # Replicate creates are paced
-                             kept=KeptTiles(root / KEPT_TILES, threshold=options.dup_threshold), captions=captions,
+                             captions=captions,
                              drawer_queue=getattr(parts.drawer, "withdraw_waiting", None))
     shown = [LanesShown(reporter, [pool.lane, work.lane], predictions.creates) for reporter in reporters]
     summary: RunSummary | None = None

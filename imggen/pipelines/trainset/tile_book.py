@@ -1,9 +1,10 @@
-"""Which training image got which tile, and which tiles are never used again, in the run folder's
-ledger (table ``tiles``), each change committed before the image goes on with its tile.
+"""Which training image got which tile, which tiles are never used again, and the perceptual hash of
+every tile kept, in the run folder's ledger (tables ``tiles`` and ``kept_tiles``), each change
+committed before the image goes on with its tile.
 
 A tile is refused when its upscale was refused for good or it repeats a tile already kept for the
-actor; the image that had it takes another. An earlier version kept this in
-``grids/tile_assignments.json``: a run folder that has one has it moved in once.
+actor; the image that had it takes another. Earlier versions kept these in
+``grids/tile_assignments.json`` and ``kept_tiles.json``: a run folder that has them has them moved in once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from imggen.engine.sqlite_book import SqliteBook
 from .layout import GRIDS
 
 OLD_ASSIGNMENTS = Path(GRIDS, "tile_assignments.json")
+OLD_KEPT_TILES = Path("kept_tiles.json")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tiles (
     grid INTEGER NOT NULL,
@@ -25,6 +27,10 @@ CREATE TABLE IF NOT EXISTS tiles (
     slot INTEGER,  -- the training image it was given to
     refused INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (grid, tile)
+);
+CREATE TABLE IF NOT EXISTS kept_tiles (
+    key TEXT PRIMARY KEY,  -- the tile's key, upscale-{grid}-{tile}
+    hash TEXT NOT NULL  -- its perceptual hashes (imggen.images.hashes.TileHash as text)
 );
 """
 
@@ -47,6 +53,7 @@ class TileBook(SqliteBook):
     def __init__(self, root: Path) -> None:
         super().__init__(root / LEDGER_NAME, _SCHEMA, pragmas=("journal_mode=WAL", "synchronous=NORMAL"))
         self._adopt(root / OLD_ASSIGNMENTS)
+        self._adopt_kept(root / OLD_KEPT_TILES)
 
     def read(self) -> tuple[dict[int, TileRef], set[TileRef]]:
         """Each image's tile, and the tiles refused."""
@@ -71,6 +78,27 @@ class TileBook(SqliteBook):
         """Never use ``ref`` again."""
         self._db.execute("INSERT INTO tiles (grid, tile, refused) VALUES (?, ?, 1) "
                          "ON CONFLICT(grid, tile) DO UPDATE SET refused = 1", (ref.grid, ref.tile))
+
+    def kept(self) -> dict[str, str]:
+        """Each kept tile's key and hash (as text)."""
+        return dict(self._db.execute("SELECT key, hash FROM kept_tiles"))
+
+    def keep(self, key: str, tile_hash: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO kept_tiles (key, hash) VALUES (?, ?)", (key, tile_hash))
+
+    def unkeep(self, key: str) -> None:
+        self._db.execute("DELETE FROM kept_tiles WHERE key = ?", (key,))
+
+    def _adopt_kept(self, path: Path) -> None:
+        if not path.is_file():
+            return
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))["tiles"]
+            for key, text in kept.items():
+                self.keep(str(key), str(text))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # unreadable: its tiles are compared again as they come
+        path.rename(path.with_name(path.name + ".moved"))
 
     def _adopt(self, path: Path) -> None:
         if not path.is_file():

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 
 from imggen.engine.errors import BudgetReached, ErrorKind, TaskError, Withdrawn
 from imggen.engine.events import Event, StateChanged
+from imggen.images.hashes import DEFAULT_DUP_THRESHOLD
 from imggen.images.tiles import tile_pngs
 
+from .duplicates import KeptTiles
 from .grids import DrawnGrid, GridMaker
 from .plan import GridPlan, grid_key
 from .tile_book import TileBook, TileRef
@@ -43,8 +45,9 @@ class ClaimedTile:
 
 
 class TilePool:
-    def __init__(self, maker: GridMaker, plan: GridPlan) -> None:
+    def __init__(self, maker: GridMaker, plan: GridPlan, *, dup_threshold: int = DEFAULT_DUP_THRESHOLD) -> None:
         self.root = maker.root
+        self._dup_threshold = dup_threshold
         self._maker = maker
         self._plan = plan
         self.lane = maker.lane  # the grids in flight
@@ -65,6 +68,7 @@ class TilePool:
     def open(self) -> None:
         self._book = TileBook(self.root.parent)
         self._assigned, self._rejected = self._book.read()
+        self.kept = KeptTiles(self._book, threshold=self._dup_threshold)  # tiles made into images, by hash
         drawn, self._failed = self._maker.open()
         for grid in drawn:
             self._add_grid(grid)

@@ -24,7 +24,6 @@ from imggen.storage.provenance import stamped
 from imggen.storage.stores import CONTENT_TYPES, ImageStore
 
 from .captions import TEXT_TYPE, TrainingCaptions, caption_name
-from .duplicates import KeptTiles
 from .layout import stored_name, upscale_file
 from .tile_book import TileRef
 from .tile_pool import ClaimedTile, TilePool
@@ -43,7 +42,6 @@ class TrainingImageWork:
     predictions: ReplicatePredictions
     debug_dir: Path | None
     lane: Lane  # the upscales in flight
-    kept: KeptTiles
     captions: TrainingCaptions
     drawer_queue: Callable[[], None] | None = None  # gives back the grids a local drawer has not begun
 
@@ -58,7 +56,7 @@ class TrainingImageWork:
         slot = task.payload["slot"]
         while True:
             claimed = await self.pool.claim(slot)
-            twin = await self.kept.admit(claimed.ref.key, claimed.image)
+            twin = await self.pool.kept.admit(claimed.ref.key, claimed.image)
             if twin is not None:  # refused before its upscale: nothing is paid for it
                 log.info("%s repeats the kept tile %s; taking another tile for %s", claimed.ref.key, twin, task.key)
                 self.pool.reject(slot, claimed.ref)
@@ -70,7 +68,7 @@ class TrainingImageWork:
                 if error.kind is not ErrorKind.PERMANENT:
                     raise
                 log.warning("%s refused for %s (%s); taking another tile", claimed.ref.key, task.key, error.message)
-                self.kept.forget(claimed.ref.key)
+                self.pool.kept.forget(claimed.ref.key)
                 self.pool.reject(slot, claimed.ref)
         ref = claimed.ref
         caption = await self.captions.caption(ref.key, ref.grid, ref.tile, claimed.image)
