@@ -84,20 +84,30 @@ def test_the_builtin_pool_has_63_subjects_in_7_categories_of_9():
 
 def test_rotation_never_repeats_until_the_pool_is_used_and_continues_across_runs(tmp_path):
     pool = DescriptionPool.builtin()
-    state = tmp_path / "rotation.json"
+    state = tmp_path  # the run folder, whose ledger keeps the place
     first = DescriptionRotation(pool, state).draw(9)
     assert len({item.category for item in first}) == 7  # a grid mixes every category
     rest = []
-    for _ in range(6):  # a new object per grid: the place is read back from the file each time
+    for _ in range(6):  # a new object per grid: the place is read back from the ledger each time
         rest += DescriptionRotation(pool, state).draw(9)
     assert sorted(map(str, first + rest)) == sorted(map(str, pool))  # 7 grids of 9 use each subject once
     after = DescriptionRotation(pool, state).draw(9)
     assert len(set(after)) == 9  # the next cycle starts over, still without a repeat inside a grid
 
 
+def test_the_place_an_earlier_version_kept_in_a_json_file_is_moved_into_the_ledger_once(tmp_path):
+    pool = DescriptionPool.builtin()
+    (tmp_path / "description_rotation.json").write_text(json.dumps({"cycle": 2, "used": list(range(60))}))
+    rotation = DescriptionRotation(pool, tmp_path)
+    assert (rotation.cycle, len(rotation.used)) == (2, 60)
+    assert (tmp_path / "description_rotation.json.moved").exists()
+    assert len({*rotation.draw(3)} & {pool[i] for i in range(60)}) == 0  # the three left in cycle 2
+    assert DescriptionRotation(pool, tmp_path).cycle == 2
+
+
 def test_a_draw_across_the_end_of_the_pool_has_no_repeats(tmp_path):
     pool = DescriptionPool.from_mapping({"a": ["1", "2", "3"], "b": ["4", "5", "6", "7"]})
-    rotation = DescriptionRotation(pool, tmp_path / "r.json")
+    rotation = DescriptionRotation(pool, tmp_path)
     rotation.draw(4)
     straddling = rotation.draw(4)  # 3 left in this cycle, one from the next
     assert len(set(straddling)) == 4
@@ -117,7 +127,7 @@ def test_a_custom_pool_replaces_the_builtin_one(tmp_path):
 
 @pytest.mark.parametrize("grid", [3, 4, 5])
 def test_the_prompt_names_the_grid_and_every_subject_in_order(grid, tmp_path):
-    subjects = DescriptionRotation(DescriptionPool.builtin(), tmp_path / "r.json").draw(grid * grid)
+    subjects = DescriptionRotation(DescriptionPool.builtin(), tmp_path).draw(grid * grid)
     prompt = build_grid_prompt(subjects, grid)
     assert f"{grid}x{grid} grid of {grid * grid}" in prompt
     positions = [prompt.index(item.text) for item in subjects]

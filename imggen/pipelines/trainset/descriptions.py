@@ -3,21 +3,28 @@
 The built-in pool (``imggen/data/tile_descriptions.json``) holds 63 subjects in 7 categories of 9;
 a user's own file of the same shape replaces it. :class:`DescriptionRotation` hands out subjects
 so that none repeats until the whole pool has been used, mixing categories within a grid, and
-keeps its place in a small JSON file so the rotation continues across runs for the same actor.
+keeps its place in the run folder's ledger (table ``description_rotation``) so the rotation
+continues across runs for the same actor. An earlier version's ``description_rotation.json`` is
+moved in once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from imggen.storage.atomic import atomic_write_json
+from imggen.engine.ledger import LEDGER_NAME
 from imggen.storage.text_files import read_document
+
+OLD_ROTATION = "description_rotation.json"
+_TABLE = "CREATE TABLE IF NOT EXISTS description_rotation (cycle INTEGER NOT NULL, used TEXT NOT NULL)"
 
 
 @dataclass(frozen=True)
@@ -79,19 +86,18 @@ class DescriptionPool(tuple):
 
 
 class DescriptionRotation:
-    """Draws subjects without repeats until the pool is used up, remembering its place in ``state_path``.
+    """Draws subjects without repeats until the pool is used up, remembering its place in the ledger
+    of the run folder ``root``.
 
     Each cycle walks the pool in an order that alternates categories (shuffled within each
     category, differently every cycle). A draw that runs past the end of a cycle continues in the
     next one without repeating a subject already in the same draw, while the pool is big enough.
     """
 
-    def __init__(self, pool: DescriptionPool, state_path: str | os.PathLike) -> None:
+    def __init__(self, pool: DescriptionPool, root: str | os.PathLike) -> None:
         self.pool = pool
-        self.state_path = Path(state_path)
-        state = self._read_state()
-        self.cycle: int = state["cycle"]
-        self.used: set[int] = set(state["used"])
+        self.root = Path(root)
+        self.cycle, self.used = self._read_state()
 
     def draw(self, count: int) -> list[Description]:
         """``count`` subjects, saved as used before they are returned."""
@@ -105,7 +111,7 @@ class DescriptionRotation:
             pick = fresh[0]
             chosen.append(pick)
             self.used.add(pick)
-        atomic_write_json(self.state_path, {"cycle": self.cycle, "used": sorted(self.used)})
+        self._save_state(self.cycle, self.used)
         return [self.pool[i] for i in chosen]
 
     def _order(self, cycle: int) -> list[int]:
@@ -117,10 +123,36 @@ class DescriptionRotation:
         lanes = list(by_category.values())
         return [lane[row] for row in range(max(map(len, lanes))) for lane in lanes if row < len(lane)]
 
-    def _read_state(self) -> dict[str, Any]:
+    def _ledger(self) -> sqlite3.Connection:
+        self.root.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.root / LEDGER_NAME, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute(_TABLE)
+        return db
+
+    def _save_state(self, cycle: int, used: set[int] | list[int]) -> None:
+        with contextlib.closing(self._ledger()) as db, db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM description_rotation")
+            db.execute("INSERT INTO description_rotation (cycle, used) VALUES (?, ?)", (cycle, json.dumps(sorted(used))))
+
+    def _read_state(self) -> tuple[int, set[int]]:
+        with contextlib.closing(self._ledger()) as db:
+            row = db.execute("SELECT cycle, used FROM description_rotation").fetchone()
+        cycle, used = (row[0], json.loads(row[1])) if row else self._adopt_old() or (0, [])
+        return int(cycle), {int(i) for i in used if 0 <= int(i) < len(self.pool)}
+
+    def _adopt_old(self) -> tuple[int, list[int]] | None:
+        """The place an earlier version kept in ``description_rotation.json``, moved into the ledger once."""
+        path = self.root / OLD_ROTATION
+        if not path.is_file():
+            return None
         try:
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
-            used = [int(i) for i in state["used"] if 0 <= int(i) < len(self.pool)]
-            return {"cycle": int(state["cycle"]), "used": used}
+            data = json.loads(path.read_text(encoding="utf-8"))
+            state = (int(data["cycle"]), [int(i) for i in data["used"]])
         except (OSError, ValueError, KeyError, TypeError):
-            return {"cycle": 0, "used": []}
+            state = None  # unreadable: the rotation starts over
+        if state is not None:
+            self._save_state(*state)
+        path.rename(path.with_name(path.name + ".moved"))
+        return state

@@ -4,11 +4,11 @@ Folder of one actor (``work_dir/{user_id}/{actor_id}/``, :func:`job_root`)::
 
     ledger.sqlite, ...                    the engine's ledger of the training images and its views, its
                                           grids, which image got which tile and the hash of every tile
-                                          made into one (:mod:`.tile_book`), and every paid Replicate
+                                          made into one (:mod:`.tile_book`), the place in the description
+                                          pool (:mod:`.descriptions`), and every paid Replicate
                                           prediction (:mod:`~imggen.backends.replicate_predictions`)
     grids/grid{n}.{ext}                   the grid images (their tasks: the ledger's grids table)
     upscales/upscale-{grid}-{tile}.{ext}  the upscaled tiles
-    description_rotation.json             the place in the description pool (see :mod:`.descriptions`)
     captions/                             the vision model's caption of each tile (see :mod:`.captions`)
     roundN/                               round N > 0 of the set: the same layout (see :func:`choose_run_folder`)
 
@@ -28,7 +28,6 @@ from imggen.storage.paths import safe_path
 WORK_DIR = Path("trainset-output")  # where the actors' folders go unless told
 GRIDS = "grids"  # the grids' folder, and their table in the ledger
 OLD_GRID_LEDGER = Path(GRIDS, "ledger.sqlite")  # where the grids were kept before they joined the run's ledger
-ROTATION = "description_rotation.json"
 SCOPE = "training set"  # the one scope of rounds in an actor's run folder
 STAGES = {"draw": ("drawing", "grid"), "judge": ("judging", "grid"), "upscale": ("upscaling", "tile"),
           "upload": ("uploading", "image")}  # what the displays say the run is busy with (engine.stages)

@@ -50,7 +50,7 @@ from .captions import TrainingCaptions
 from .descriptions import DescriptionPool, DescriptionRotation
 from .grids import DrawnGrid, GridMaker, with_grid_attempts
 from .inputs import load_source
-from .layout import GRIDS, ROTATION, SCOPE, STAGES, choose_run_folder, job_root
+from .layout import GRIDS, SCOPE, STAGES, choose_run_folder, job_root
 from .parts import TrainsetParts
 from .plan import TrainsetOptions, plan_trainset, slot_key
 from .tile_pool import TilePool
@@ -156,7 +156,7 @@ async def run_trainset(
     maker = GridMaker(
         root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"),
         judge=stages.counted(parts.judge, "unique_tiles", "judge"),
-        rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root / ROTATION),
+        rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root),
         grid=plan.grids.grid, predictions=predictions, debug_dir=debug, round_number=this_round.number,
         lane=Lane("grids", plan.grids.grid_concurrency, predictions, paced=parts.drawer.paid_model is not None),
     )
