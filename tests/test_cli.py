@@ -167,7 +167,7 @@ def test_a_busy_folder_is_one_line_and_exit_2_in_every_command(tmp_path, monkeyp
      "the checkpoint nowhere does not exist"),
     ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a",
                                        "--storage", "local", "--judge", "hash", "--upscaler", "lanczos"],
-     "REPLICATE_API_TOKEN is not set"),
+     "no Replicate token: set REPLICATE_API_TOKEN in the environment or in .env, or run every part on this machine"),
     ("imggen.pipelines.trainset.cli", ["--source", "missing.png", "--user-id", "u", "--actor-id", "a", "--local",
                                        "--flux_ckpt", "ckpt", "--judge", "gpt"],
      "the checkpoint ckpt does not exist"),

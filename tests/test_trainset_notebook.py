@@ -34,12 +34,14 @@ def test_the_parameters_cell_starts_from_the_jobs_own_defaults():
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
     values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body}
     options, choices = TrainsetOptions(), TrainsetChoices()
-    assert {name: values[name] for name in ("target", "grid", "dup_threshold", "flux_size", "upscaler", "caption",
+    assert {name: values[name] for name in ("target", "grid", "dup_threshold", "flux_size", "caption",
                                             "output")} == {
         "target": options.target, "grid": options.grid, "dup_threshold": options.dup_threshold,
-        "flux_size": choices.flux_size, "upscaler": choices.upscaler, "caption": choices.caption,
-        "output": str(WORK_DIR),
+        "flux_size": choices.flux_size, "caption": choices.caption, "output": str(WORK_DIR),
     }
+    chosen = TrainsetChoices.chosen(local=values["local"], upscaler=values["upscaler"], judge=values["judge"],
+                                    storage=values["storage"])
+    assert chosen == choices  # the parameters left as they are choose what the command does with no flag
 
 
 @pytest.mark.slow

@@ -65,8 +65,8 @@ STAGES = (
         "Training set", "03_training_set.ipynb", "trainset",
         lambda root, ckpt: {
             "source": str(SAMPLES / "trainset" / "sample_source.png"), "user_id": "demo-user",
-            "actor_id": "demo-actor", "target": 20, "grid": 3, "storage": "local", "output": str(root / "trainset"),
-            "judge": "hash", "upscaler": "lanczos", "flux_ckpt": str(ckpt), "flux_size": 192, "interactive": False,
+            "actor_id": "demo-actor", "target": 20, "grid": 3, "output": str(root / "trainset"),
+            "local": True, "flux_ckpt": str(ckpt), "flux_size": 192, "interactive": False,
         },
     ),
 )

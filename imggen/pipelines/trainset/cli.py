@@ -82,20 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def choices_from(args: argparse.Namespace) -> TrainsetChoices:
-    if args.local and args.flux_ckpt is None:
-        raise CannotStart("--local needs --flux_ckpt PATH (imggen tiny-checkpoint builds a tiny one)")
-    local = args.local
-    return TrainsetChoices(
-        judge=args.judge or ("hash" if local else None),
-        upscaler=args.upscaler or ("lanczos" if local else TrainsetChoices.upscaler),
-        storage=args.storage or ("local" if local else None),
-        flux_checkpoint=args.flux_ckpt,
-        flux_size=args.flux_size,
-        flux_steps=args.flux_steps,
-        vision_model=args.vision_model,
-        output_format=args.output_format,
-        replicate_wait_s=args.replicate_wait or None,
-        caption=args.caption,
+    return TrainsetChoices.chosen(
+        local=args.local, judge=args.judge, upscaler=args.upscaler, storage=args.storage,
+        flux_checkpoint=args.flux_ckpt, flux_size=args.flux_size, flux_steps=args.flux_steps,
+        vision_model=args.vision_model, output_format=args.output_format,
+        replicate_wait_s=args.replicate_wait or None, caption=args.caption,
     )
 
 

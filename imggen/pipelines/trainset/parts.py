@@ -69,6 +69,18 @@ class TrainsetChoices:
     # time either way (4.05 s and 3.89 s), so the default is no hold.
     replicate_wait_s: int | None = None
 
+    @classmethod
+    def chosen(cls, *, local: bool = False, judge: str | None = None, upscaler: str | None = None,
+               storage: str | None = None, **others) -> "TrainsetChoices":
+        """Choices as a person names them (the command's flags, the notebook's parameters): with
+        ``local``, each part not named runs on this machine: FLUX.2 klein from ``flux_checkpoint``
+        draws the grids, the hash judge, Lanczos upscaling and a local folder."""
+        if local and others.get("flux_checkpoint") is None:
+            raise CannotStart("local needs a FLUX.2 klein checkpoint: --flux_ckpt PATH, or flux_ckpt in the notebook "
+                              "(imggen tiny-checkpoint PATH builds a tiny one)")
+        return cls(judge=judge or ("hash" if local else None), upscaler=upscaler or ("lanczos" if local else cls.upscaler),
+                   storage=storage or ("local" if local else None), **others)
+
     def resolved_judge(self) -> str:
         if self.judge is not None:
             return self.judge
@@ -98,9 +110,10 @@ async def _make_parts(stack: contextlib.AsyncExitStack, choices: TrainsetChoices
     if choices.flux_checkpoint is None or choices.upscaler == "topaz":
         from imggen.backends.replicate_backend import ReplicateBackend
 
-        replicate = ReplicateBackend(
-            api_token=choices.replicate_token, wait_s=choices.replicate_wait_s,
-        )
+        if not (choices.replicate_token or credential("replicate_api_token")):
+            raise CannotStart("no Replicate token: set REPLICATE_API_TOKEN in the environment or in .env, or run "
+                              "every part on this machine (--local --flux_ckpt PATH; local = True in the notebook)")
+        replicate = ReplicateBackend(api_token=choices.replicate_token, wait_s=choices.replicate_wait_s)
         stack.push_async_callback(replicate.aclose)
     if choices.flux_checkpoint is not None:
         checkpoint_source(choices.flux_checkpoint)  # a missing checkpoint stops here, before any grid

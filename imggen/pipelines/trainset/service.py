@@ -56,8 +56,9 @@ class TrainingDataGenerator:
         work_dir: str | os.PathLike = WORK_DIR,
         grid: int = DEFAULTS.grid,
         judge: str | None = None,
-        upscaler: str = TrainsetChoices.upscaler,
+        upscaler: str | None = None,
         storage: str | None = None,
+        local: bool = False,
         descriptions: DescriptionPool | str | os.PathLike | None = None,
         flux_checkpoint: str | os.PathLike | None = None,
         flux_size: int = TrainsetChoices.flux_size,
@@ -75,8 +76,9 @@ class TrainingDataGenerator:
     ) -> None:
         """Keys default to REPLICATE_API_TOKEN and OPENAI_API_KEY. ``work_dir`` keeps each actor's
         run folder (ledger, grids, upscales) and, with ``storage="local"``, the finished images.
-        ``judge``: gpt or hash; ``upscaler``: topaz, lanczos or a model file; ``storage``: s3 or
-        local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally.
+        ``judge``: gpt or hash; ``upscaler``: topaz (None), lanczos or a model file; ``storage``: s3
+        or local (None picks gpt/s3 when their keys are set); ``flux_checkpoint`` draws grids locally;
+        ``local`` runs every part not named on this machine (see ``TrainsetChoices.chosen``).
         ``grid_concurrency`` and ``upscale_concurrency``: a number pins what is in flight; "auto"
         follows the create pace (``rpm`` creates per minute, default Replicate's documented limit) x
         the observed latency.
@@ -96,8 +98,9 @@ class TrainingDataGenerator:
                              upscale_concurrency=upscale_concurrency, rpm=rpm, trigger_word=trigger_word,
                              dup_threshold=dup_threshold, new_round=new_round, budget=budget,
                              allow_unpriced=allow_unpriced)
-        self.choices = TrainsetChoices(
-            judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint, flux_size=flux_size,
+        self.choices = TrainsetChoices.chosen(
+            local=local, judge=judge, upscaler=upscaler, storage=storage, flux_checkpoint=flux_checkpoint,
+            flux_size=flux_size,
             replicate_token=replicate_token, openai_api_key=openai_api_key, vision_model=vision_model,
             output_format=output_format, caption=caption,
         )
