@@ -93,3 +93,17 @@ async def test_the_training_set_tells_each_stage_as_it_runs(tmp_path):
              for doing in ("drawing 1 grid", "judging 1 grid", "upscaling", "uploading")]
     assert first == sorted(first), stages
     assert stages[-1] == "", "nothing runs at the end"
+
+
+def test_at_80_columns_the_counts_and_the_money_stay_whole_and_the_details_wrap():
+    console = Console(file=io.StringIO(), width=80, force_terminal=False, soft_wrap=True)
+    reporter = RichReporter("training set", console)
+    progress = Progress(total=36, done=18, failed=1, spent=12.4567, state="running", running=3, in_flight_target=4,
+                        limit_per_min=60)
+    reporter(RunStarted(progress))
+    reporter(StageChanged(progress, "grids: drawing 2, judging 1; upscales: 3"))
+    reporter(RunFinished(progress, None))
+    shown = console.file.getvalue()
+    assert "18/36 done  53% $12.46 1 failed" in shown
+    assert "…" not in shown and "upscales: 3" in " ".join(shown.split())  # nothing cut, the details wrapped
+    assert max(map(len, shown.splitlines())) <= 80

@@ -35,6 +35,12 @@ def test_the_budget_is_spent_on_billed_images_and_the_ledger_teaches_the_next_es
         assert per_image < 0.1  # billed well below the worst case, so the budget bought more than two images
         assert drawn > (0.5 - 0.19) / per_image - 1
 
+        code, err = run(capsys, *args, "--budget", "0.3")  # a second run: its spend, and the folder's
+        assert f"(${stats(out)['billed_cost_usd']:.2f} billed in this folder over all runs)" in err
+        assert stats(out)["billed_cost_usd"] > spent
+        drawn, spent = len(generations(server)), stats(out)["total_cost_usd"]
+        per_image = spent / drawn
+
         code, err = run(capsys, *args, "--dry-run")
         assert code == 0
         left = 24 - drawn  # the rerun's estimate counts only what is left to draw

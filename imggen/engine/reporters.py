@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Column
 
 from ..literal import LiteralFormatter, line
 from ..settings import RedactingFilter
@@ -25,18 +26,15 @@ class RichReporter:
 
     def __init__(self, description: str = "generating", console: Console | None = None) -> None:
         self._console = console or Console(stderr=True, soft_wrap=True)
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[done]}/{task.total} done"),  # the summary's count: failures are apart
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}/min"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[pace]}"),
-            TextColumn("[red]{task.fields[failed]} failed"),
-            TextColumn("[green]${task.fields[spent]}"),
-            TextColumn("{task.fields[state]}"),
-            TextColumn("{task.fields[stage]}"),
+        self._bar = Progress(  # counts and money are never cut: the details after them wrap instead
+            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=20),
+            # the summary's count (failures are apart), then the money
+            TextColumn("{task.fields[done]}/{task.total} done {task.percentage:>3.0f}% [green]${task.fields[spent]}[/] "
+                       "[red]{task.fields[failed]} failed", table_column=Column(no_wrap=True)),
+            TimeRemainingColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[rate]}/min {task.fields[pace]} {task.fields[state]} {task.fields[stage]}",
+                       table_column=Column(overflow="fold")),
             console=self._console,
             transient=False,
         )

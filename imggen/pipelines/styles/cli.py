@@ -22,7 +22,7 @@ from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 
 from .plan import BACKENDS, MODES, StylePlan, StyleRequest, describe_plan, plan_styles
-from .run import openai_api_key, run_styles
+from .run import openai_api_key, read_stats, run_styles
 from .sheet_cli import report_sheets
 
 
@@ -103,8 +103,9 @@ def run(args: argparse.Namespace, plan: StylePlan, console: Console) -> int:
         console.print("dry run: nothing was sent")
         return 0
     result = asyncio.run(run_styles(plan, reporters=[RichReporter("styles", console)], handle_signals=True))
-    console.print(line(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}"),
-                  soft_wrap=True)
+    billed = read_stats(args.output).get("billed_cost_usd", 0.0)  # every run of the folder, this one included
+    console.print(line(f"images in {args.output / 'images'}; stats in {args.output / 'images' / 'processing_stats.json'}"
+                       f" (${billed:.2f} billed in this folder over all runs)"), soft_wrap=True)
     if args.sheet:
         report_sheets(args.output, console)
     return report_skipped(len(plan.problems), report_summary(result.summary, console), console)
