@@ -86,6 +86,14 @@ def test_tiny_checkpoint_command_builds_a_loadable_folder(tmp_path):
     assert index["_class_name"] == "Flux2KleinPipeline" and index["is_distilled"] is True
 
 
+def test_emulate_help_lists_the_emulators_and_a_wrong_name_fails():
+    from imggen.emulators.cli import main
+
+    shown = subprocess.run([*IMGGEN, "emulate", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and [line.split()[0] for line in shown.stdout.splitlines()[1:3]] == ["openai", "replicate"]
+    assert main(["anthropic"]) == 2
+
+
 def test_emulate_serves_the_openai_api_until_stopped(tmp_path):
     import socket
 

@@ -38,6 +38,7 @@ def test_demo_runs_three_pipelines_offline_and_keys_change_nothing(tmp_path):
     assert len(list((out / "styles" / "images" / "by_style").rglob("*.png"))) == 40
     assert len(list((out / "instructions").rglob("img_*.png"))) == 3
     assert report.count("<img ") >= 24 + 3 + 20  # thumbnails: 24 at most per pipeline
+    assert "40 images in" in report and "(the first 24 shown)" in report  # the count says what is left out
     for dataset in ("asset", "onestop", "simpa", "wikipedia"):
         assert f"href='styles/images/sheets/{dataset}.html'" in report
         assert (out / "styles" / "images" / "sheets" / f"{dataset}.png").is_file()

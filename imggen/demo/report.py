@@ -57,10 +57,15 @@ def _section(root: Path, stage: Stage, notebook: Path) -> str:
     cost = sum(json.loads(p.read_text()).get("total_cost_usd", 0.0) for p in stats)
     return (
         f"<h2>{html.escape(stage.title)}</h2>"
-        f"<p>{len(images)} images in <code>{html.escape(str(folder))}</code>; cost ${cost:.2f}; "
+        f"<p>{len(images)} images in <code>{html.escape(str(folder))}</code>{_shown(len(images))}; cost ${cost:.2f}; "
         f"executed notebook <code>{html.escape(str(notebook))}</code></p>{_sheet_links(root, folder)}{thumbs}"
         f"{_captioned(root, folder)}{stats_html}"
     )
+
+
+def _shown(count: int) -> str:
+    """`` (the first 24 shown)`` when the thumbnails leave some out."""
+    return f" (the first {THUMBNAILS_PER_PIPELINE} shown)" if count > THUMBNAILS_PER_PIPELINE else ""
 
 
 def _sheet_links(root: Path, folder: Path) -> str:
