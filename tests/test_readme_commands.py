@@ -81,9 +81,6 @@ SHRUNK = {
         "three latencies of 25 round trips take two minutes; two latencies of 5 are measured the same way"),
     r"^\.venv/bin/python benchmarks/instructions_overhead\.py$": (
         ["--images", "4"], "800 images on the CPU take minutes; 4 run the same code"),
-    r"^\.venv/bin/python benchmarks/gpu_klein\.py$": (
-        ["--batch_sizes", "2", "--images", "6"],
-        "without a GPU it runs the tiny checkpoint; one batch size of three batches runs the same code"),
     r"^\.venv/bin/python benchmarks/trainset_wall\.py$": (
         ["--k", "300", "--target", "6"],
         "the seed's sequential flow takes a minute at k=30; faster emulators, fewer images"),
