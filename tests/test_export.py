@@ -95,6 +95,14 @@ def test_export_replaces_an_earlier_export_and_refuses_other_folders(tmp_path, m
     export(out, target, capsys)  # again into the same folder: the earlier export is replaced whole
     assert len(list((target / "train").glob("*.png"))) == 6
 
+    (tmp_path / "other").mkdir()
+    other = styles_output(tmp_path / "other", monkeypatch)  # an export of another folder is kept unless forced
+    assert imggen(["export", str(other), "--to", "hf", str(target)]) == 2
+    assert "holds an export of another output folder (styles); add --force" in capsys.readouterr().err
+    assert len(list((target / "train").glob("*.png"))) == 6
+    assert imggen(["export", str(other), "--to", "hf", str(target), "--force"]) == 0
+    assert str(tmp_path) not in (target / ".imggen-export.json").read_text()  # a digest, not the path
+
     elsewhere = tmp_path / "notes"
     elsewhere.mkdir()
     (elsewhere / "keep.txt").write_text("mine")

@@ -1,7 +1,7 @@
 """``imggen export OUTPUT --to hf DIR``: any pipeline's output folder as a Hugging Face imagefolder.
 
 Reads only the ledger and the images; sends nothing. Exit codes: 0 exported; 2 the folder is not
-a pipeline output, or DIR holds something else.
+a pipeline output, or DIR holds something else (an export of another folder: only with --force).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", nargs=2, metavar=("FORMAT", "DIR"), required=True,
                         help="hf DIR: a datasets imagefolder (load_dataset('imagefolder', data_dir=DIR))")
     parser.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
+    parser.add_argument("--force", action="store_true", help="replace an earlier export of another output folder")
     return parser
 
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     console = command_console()
     try:
         reading = read_output(args.output)
-        metadata = write_imagefolder(reading, target, copy=args.copy)
+        metadata = write_imagefolder(reading, target, copy=args.copy, force=args.force)
     except CannotExport as exc:
         console.print(f"[red]cannot export:[/red] {escape(str(exc))}", soft_wrap=True)
         return EXIT_STOPPED

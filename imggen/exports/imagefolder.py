@@ -3,11 +3,15 @@
 The images sit flat in ``train/`` (one folder, named for the split, so ``load_dataset`` never reads
 a style or dataset called ``test`` or ``eval`` as a split of its own) and are hard links to the
 pipeline's files where the file system allows, else copies. The export is built beside ``DIR`` and
-renamed into place; an earlier export in ``DIR`` is replaced, any other non-empty ``DIR`` is refused.
+renamed into place. An earlier export of the same output folder in ``DIR`` is replaced; one of
+another folder (or of an unknown one) only with ``force``; any other non-empty ``DIR`` is refused.
+Which folder an export came from is kept in ``DIR/.imggen-export.json`` as a digest of its path
+(the path itself stays on this machine; ``datasets`` skips files whose name starts with a dot).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,18 +22,27 @@ from .rows import CannotExport, Reading
 
 SPLIT = "train"
 METADATA = "metadata.jsonl"
+MARKER = ".imggen-export.json"  # which output folder the export came from, and its pipeline
 
 
-def write_imagefolder(reading: Reading, target: str | os.PathLike, *, copy: bool = False) -> Path:
+def write_imagefolder(reading: Reading, target: str | os.PathLike, *, copy: bool = False,
+                      force: bool = False) -> Path:
     """Export ``reading`` into ``target``; returns the metadata file."""
     target = Path(target)
     earlier_export = (target / SPLIT / METADATA).is_file()
     if target.exists() and not earlier_export and (not target.is_dir() or any(target.iterdir())):
         raise CannotExport(f"{target} exists and is not an earlier export; choose an empty or new folder")
+    source = {"source": _digest(reading.root), "pipeline": reading.pipeline}
+    if earlier_export and not force and _marker(target).get("source") != source["source"]:
+        came_from = _marker(target).get("pipeline")
+        raise CannotExport(f"{target} holds an export of another output folder"
+                           f"{f' ({came_from})' if came_from else ''}; add --force to replace it, or choose "
+                           "another folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.{uuid.uuid4().hex}.building")
     try:
         _write(reading, building / SPLIT, copy=copy)
+        (building / MARKER).write_text(json.dumps(source) + "\n", encoding="utf-8")
         if target.exists():
             replaced = target.with_name(f".{target.name}.{uuid.uuid4().hex}.replaced")
             os.replace(target, replaced)
@@ -40,6 +53,17 @@ def write_imagefolder(reading: Reading, target: str | os.PathLike, *, copy: bool
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return target / SPLIT / METADATA
+
+
+def _digest(root: Path) -> str:
+    return hashlib.sha256(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:16]
+
+
+def _marker(target: Path) -> dict:
+    try:
+        return json.loads((target / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # an export made before the marker: its source is unknown
 
 
 def _write(reading: Reading, folder: Path, *, copy: bool) -> None:
