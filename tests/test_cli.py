@@ -201,3 +201,12 @@ def test_bad_input_or_a_missing_key_is_one_line_and_exit_2(tmp_path, monkeypatch
     err = capsys.readouterr().err
     (message,) = err.strip().splitlines()
     assert code == 2 and message.startswith(f"imggen {module.split('.')[2]}: cannot start: {why}"), err
+
+
+@pytest.mark.parametrize("args", [["--help"], ["engine", "--help"]])
+def test_demo_help_loads_neither_papermill_nor_jupyter(args):
+    code = ("import contextlib, io, sys\nfrom imggen.demo.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit): main({args!r})\n"
+            "print(sorted(name for name in ('papermill', 'nbformat', 'jupyterlab') if name in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
