@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
+import pytest
 from rich.console import Console
 
 from imggen.engine.events import Progress, RunFinished, RunStarted, StageChanged, TaskFinished, TaskRetrying
@@ -107,3 +109,11 @@ def test_at_80_columns_the_counts_and_the_money_stay_whole_and_the_details_wrap(
     assert "18/36 done  53% $12.46 1 failed" in shown
     assert "…" not in shown and "upscales: 3" in " ".join(shown.split())  # nothing cut, the details wrapped
     assert max(map(len, shown.splitlines())) <= 80
+
+
+def test_an_opening_burst_never_reads_as_a_rate_above_the_limit():
+    progress = Progress(total=120, done=60, state="running", limit_per_min=60, started_at=time.monotonic() - 27)
+    assert progress.rate_per_min == pytest.approx(60, abs=0.5)  # 60 finished in 27 s: 60 in the first minute
+    assert progress.eta_s == pytest.approx(27, abs=0.5)  # the time left still follows the pace so far
+    later = Progress(total=120, done=90, state="running", started_at=time.monotonic() - 120)
+    assert later.rate_per_min == pytest.approx(45, abs=0.5)

@@ -46,15 +46,19 @@ class Progress:
 
     @property
     def rate_per_min(self) -> float:
-        """Tasks finished per minute in this run."""
-        elapsed = time.monotonic() - self.started_at
-        finished = self.done + self.failed - self.done_at_start
-        return 60.0 * finished / elapsed if elapsed > 0 else 0.0
+        """Tasks finished per minute in this run, over a minute at least: a limit's first window is
+        allowed at once, and in the run's first seconds that burst would read as a rate far above the
+        limit (134/min beside "limit 60/min")."""
+        return 60.0 * self._finished / max(time.monotonic() - self.started_at, 60.0)
 
     @property
     def eta_s(self) -> float | None:
-        rate = self.rate_per_min
-        return 60.0 * self.remaining / rate if rate > 0 else None
+        elapsed = time.monotonic() - self.started_at
+        return self.remaining * elapsed / self._finished if self._finished and elapsed > 0 else None
+
+    @property
+    def _finished(self) -> int:
+        return self.done + self.failed - self.done_at_start
 
     @property
     def pace(self) -> str:
