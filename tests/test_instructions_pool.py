@@ -151,3 +151,19 @@ async def test_the_pool_says_when_the_first_worker_is_ready_and_when_all_are(sec
             await asyncio.sleep(0)
     last = "1 of 2 worker processes ready in " if second_fails else "2 worker processes ready in "
     assert len(said) == 3 and said[2].startswith(last), said
+
+
+async def test_workers_still_loading_long_after_the_first_are_said_once_with_why(monkeypatch):
+    monkeypatch.setattr(WorkerPool, "STILL_LOADING_NOTICE_S", 0.2)
+    gates = [asyncio.Event(), asyncio.Event(), asyncio.Event()]
+    said: list[str] = []
+    async with WorkerPool(lambda index: GatedWorker(index, gates[index]), 3, describe="Ray actor",
+                          on_status=said.append, slow_load_hint="no GPU free for it") as pool:
+        gates[0].set()
+        assert await pool.submit("a") == "a"
+        gates[1].set()
+        await asyncio.sleep(0.5)  # the third cannot be placed
+        notices = [line for line in said if "still not ready" in line]
+        assert len(notices) == 1 and notices[0].startswith("1 of 3 Ray actors still not ready after ")
+        assert notices[0].endswith(" s: no GPU free for it")
+        gates[2].set()

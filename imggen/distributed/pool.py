@@ -114,6 +114,7 @@ class WorkerPool:
     """``await pool.submit(payload, group)`` runs one item on some worker and returns its value."""
 
     PIPELINE_DEPTH = 2  # batches sent to a worker before its first one returns: it never waits for the parent
+    STILL_LOADING_NOTICE_S = 60.0  # said once when others still load this long (or twice the first's time) after it
 
     def __init__(
         self,
@@ -124,6 +125,7 @@ class WorkerPool:
         max_restarts: int | None = None,
         describe: str = "worker",
         on_status: Callable[[str], None] = lambda message: None,
+        slow_load_hint: str = "a big model on a slow disk takes a while; one that never loads is stuck",
     ) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one worker")
@@ -138,6 +140,7 @@ class WorkerPool:
         self._alive = 0
         self._last_error = "no worker started"
         self.on_status = on_status  # may be set until the first submit
+        self.slow_load_hint = slow_load_hint  # why workers may still be loading long after the first
         self._loading: dict[str, float | int] = {}  # while the first workers load: when it began, and how many did
         self._in_flight: dict[int, deque] = {}  # per slot: the batches sent to its worker, the one it draws first
 
@@ -171,6 +174,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         """Stop the slots and end every worker (a batch in flight is abandoned; its files stay atomic)."""
+        self._loading = {}  # no notice about workers that are gone
         for slot in self._slots:
             slot.cancel()
         await asyncio.gather(*self._slots, return_exceptions=True)
@@ -267,6 +271,16 @@ class WorkerPool:
             self._loading = {}
         elif ready and loading["ready"] == 1:
             self.on_status(f"1 of {workers} ready in {seconds:.1f} s; generating while the others load")
+            asyncio.get_running_loop().call_later(max(self.STILL_LOADING_NOTICE_S, 2 * seconds),
+                                                  self._still_loading, loading)
+
+    def _still_loading(self, loading: dict) -> None:
+        """The others still load long after the first: say so, and why that may be (once)."""
+        if self._loading is loading:
+            left = self.size - loading["ended"]
+            waited = time.monotonic() - loading["began"]
+            self.on_status(f"{left} of {_count(self.size, self.describe)} still not ready after {waited:.0f} s: "
+                           f"{self.slow_load_hint}")
 
     async def _fail_in_flight(self, in_flight: deque) -> None:
         """Every batch the dead worker held becomes a transient error, so the runner retries it."""

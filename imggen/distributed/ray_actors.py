@@ -114,7 +114,9 @@ async def ray_pool(
                              actor_device, threads)
 
         async with WorkerPool(launch, count, batch_size=batch_size, max_restarts=max_restarts,
-                              describe="Ray actor", on_status=on_status) as pool:
+                              describe="Ray actor", on_status=on_status,
+                              slow_load_hint="an actor waits until the cluster has a GPU free for it (see `ray status`); "
+                              "the others generate meanwhile") as pool:
             yield pool
     finally:
         if started_here:
