@@ -88,3 +88,10 @@ def test_the_plan_and_the_workers_loading_are_shown_before_the_first_image(tmp_p
     assert "images: 4 planned, 4 done earlier, 0 to make" in err
     assert "loading the model" not in err and "finished: 4/4 done" in err
 
+    # Images a killed run wrote but never recorded count as done too: the run heals them, makes none.
+    for record in (tmp_path / "generated_images").glob("ledger.sqlite*"):
+        record.unlink()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "images: 4 planned, 4 done earlier, 0 to make" in err and "finished: 4/4 done" in err
+

@@ -120,12 +120,14 @@ class InstructionsPlan:
 
 
 def done_earlier(plan: Plan) -> int:
-    """The plan's images already done in the ledger (an earlier run's), without taking the folder."""
-    if not (plan.root / LEDGER_NAME).is_file():
-        return 0
-    with Ledger(plan.root) as ledger:
-        done = set(ledger.keys(DONE))
-    return sum(key in done for entries in plan.groups.values() for entry in entries for key in entry.keys)
+    """The plan's images already made, without taking the folder: done in the ledger, or on disk where
+    a killed run wrote the image but not its record (the run heals those and makes only the rest)."""
+    done: set[str] = set()
+    if (plan.root / LEDGER_NAME).is_file():
+        with Ledger(plan.root) as ledger:
+            done = set(ledger.keys(DONE))
+    keys = (key for entries in plan.groups.values() for entry in entries for key in entry.keys)
+    return sum(key in done or (plan.root / key).is_file() for key in keys)  # a first round's key is its path
 
 
 def plan_instructions(options: InstructionsOptions) -> InstructionsPlan:
