@@ -9,10 +9,10 @@ import time
 import pytest
 
 from imggen.engine.control import RunControl
-
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
+from imggen.engine.pacing import Hold
 from imggen.engine.polling import PollDeadline, PollSchedule, poll_until
-from imggen.engine.retry import Hold, RetryPolicy, decide, retried
+from imggen.engine.retry import RetryPolicy, decide, retried
 
 POLICY = RetryPolicy(max_attempts=3, backoff_base_s=1.0, backoff_max_s=3.0, default_rate_limit_wait_s=10.0)
 

@@ -7,7 +7,7 @@ downloading (5xx, dropped connection, timeout, 429) is retried on the same id, w
 :func:`~imggen.engine.retry.decide` gives, until a deadline; only a prediction that is over
 without a usable output (failed, canceled, aborted, unknown to the server, or billed with its
 output expired) is settled and created anew, and the billed ones are recorded as wasted. Every
-create first waits out the shared :class:`~imggen.engine.retry.Hold` that a throttled create
+create first waits out the shared :class:`~imggen.engine.pacing.Hold` that a throttled create
 (429 with its ``Retry-After``) extends, so no caller sends one early, and then its turn at the run's
 create limiter (one for all models: Replicate counts an account's creates together), so creates are
 spaced at that limit, never a burst. When each key's create was sent is kept for the in-flight
@@ -32,12 +32,13 @@ from typing import TypeVar
 
 from imggen.backends.replicate_catalog import replicate_create_limit_per_min, replicate_models
 from imggen.backends.replicate_responses import PredictionEnded
+from imggen.engine.budget import Budget
 from imggen.engine.control import RunControl
 from imggen.engine.errors import ErrorKind, TaskError, Withdrawn
 from imggen.engine.limiter import RequestLimiter
+from imggen.engine.pacing import Hold
 from imggen.engine.paid_calls import UNBILLED, USED, WASTED, PaidCall, PaidCalls
-from imggen.engine.retry import Hold, RetryPolicy, decide, retried
-from imggen.engine.budget import Budget
+from imggen.engine.retry import RetryPolicy, decide, retried
 
 from .vision_calls import VisionCalls
 

@@ -1,6 +1,10 @@
 """When the next request of a run may start: the run's one request limiter, the hold every worker
 waits out after a rate limit, and the in-flight target (a number, or "auto": rate x latency).
 
+:class:`Hold` is that shared "not before" time, one kind for every caller: after a provider says
+"retry after N seconds", every request of the same account waits on it, not only the one that was
+told (the runner's workers here; the training set's Replicate creates in its book of predictions).
+
 The runner asks :meth:`Pacing.wait_turn` before each attempt and reports back what the provider
 said (:meth:`Pacing.follow_server`), how long an answer took (:meth:`Pacing.answered`) and a rate
 limit hit (:meth:`Pacing.rate_limited`); what to retry stays the runner's (:mod:`.retry`).
@@ -16,6 +20,24 @@ from .concurrency import InFlightGate, InFlightTarget
 from .control import RunControl
 from .errors import RateHint
 from .limiter import RequestLimiter
+
+
+class Hold:
+    """A shared "not before" moment (monotonic clock) that callers wait out before sending."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def extend(self, seconds: float) -> None:
+        self.until = max(self.until, time.monotonic() + seconds)
+
+    async def wait(self, sleep: Callable[[float], Awaitable[bool]]) -> bool:
+        """Once the hold has passed (it may be extended meanwhile), True; False when ``sleep`` (the run
+        control's) says the run is stopping."""
+        while (delay := self.until - time.monotonic()) > 0:
+            if not await sleep(delay):
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -43,7 +65,7 @@ class Pacing:
         self.gate = InFlightGate(target)
         self.control = control
         self.window_s = window_s
-        self._hold_until = 0.0
+        self.hold = Hold()
 
     @property
     def limit_per_min(self) -> float | None:
@@ -54,19 +76,16 @@ class Pacing:
         """Wait out any rate-limit hold and the limiter; False if the run stopped meanwhile."""
         sleep: Callable[[float], Awaitable[bool]] = self.control.sleep
         while True:
-            delay = self._hold_until - time.monotonic()
-            if delay > 0 and not await sleep(delay):
-                return False
-            if not await self.limiter.acquire(sleep):
+            if not await self.hold.wait(sleep) or not await self.limiter.acquire(sleep):
                 return False
             if not await self.control.proceed() or not still_running():
                 return False
-            if self._hold_until <= time.monotonic():
+            if self.hold.until <= time.monotonic():
                 return True
 
     def hold_all(self, seconds: float) -> None:
         """Every worker waits ``seconds`` before its next attempt."""
-        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+        self.hold.extend(seconds)
 
     def rate_limited(self, wait_s: float) -> None:
         self.hold_all(wait_s)

@@ -3,9 +3,8 @@
 Backends only classify (they raise :class:`~.errors.TaskError` with an :class:`~.errors.ErrorKind`);
 the runner, the training set's grid scheduling and its collection of paid predictions all ask
 :func:`decide`; :func:`retried` is the one loop for a call repeated in place (an image already paid
-for: downloading its file, polling its prediction again). :class:`Hold` is a shared "not before" time: after a provider says "retry after N
-seconds", every caller that would send the same kind of request waits on it, not only the one
-that was told.
+for: downloading its file, polling its prediction again). Waiting out a provider's "retry after N
+seconds" for every caller at once is :class:`~.pacing.Hold`'s.
 
 * rate limited: wait as the server says (``Retry-After``, else the window's reset but no longer than
   the default, else the default);
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
@@ -72,24 +70,6 @@ def rate_limit_wait(error: TaskError, policy: RetryPolicy, *, paced: bool = Fals
     if error.rate is not None and error.rate.reset_s:  # the window is full again by then: no need to wait longer
         return min(error.rate.reset_s, policy.default_rate_limit_wait_s)
     return policy.default_rate_limit_wait_s
-
-
-class Hold:
-    """A shared "not before" moment (monotonic clock) that callers wait out before sending."""
-
-    def __init__(self) -> None:
-        self.until = 0.0
-
-    def extend(self, seconds: float) -> None:
-        self.until = max(self.until, time.monotonic() + seconds)
-
-    async def wait(self, sleep: Callable[[float], Awaitable[bool]]) -> bool:
-        """Once the hold has passed (it may be extended meanwhile), True; False when ``sleep`` (the run
-        control's) says the run is stopping."""
-        while (delay := self.until - time.monotonic()) > 0:
-            if not await sleep(delay):
-                return False
-        return True
 
 
 async def retried(

@@ -14,7 +14,6 @@ from imggen.console import (
     parse_args, report_summary,
     start_or_explain,
 )
-from imggen.engine.errors import CannotStart
 from imggen.engine.reporters import RichReporter
 from imggen.literal import line
 

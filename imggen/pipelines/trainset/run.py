@@ -31,6 +31,7 @@ from typing import Sequence
 
 from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.engine.announcer import Announcer
+from imggen.engine.budget import Budget
 from imggen.engine.control import RunControl
 from imggen.engine.errors import CannotStart, starting
 from imggen.engine.events import Reporter
@@ -38,10 +39,9 @@ from imggen.engine.job import JobFiles, run_job
 from imggen.engine.lanes import Lane, LanesShown
 from imggen.engine.ledger import Ledger
 from imggen.engine.limiter import RequestLimiter
+from imggen.engine.pacing import Hold
 from imggen.engine.paid_calls import money as paid_money
-from imggen.engine.retry import Hold
 from imggen.engine.runner import RunnerConfig, RunSummary
-from imggen.engine.budget import Budget
 from imggen.engine.stages import StageWatch
 from imggen.engine.stats import money_spent
 from imggen.storage.lock import folder_lock
