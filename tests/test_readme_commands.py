@@ -59,7 +59,10 @@ NOT_RUN = {
     r"^source \.venv/bin/activate$": "changes only an interactive shell; here .venv/bin is first on PATH instead",
     r"^conda env create\b": "needs conda and a network; environment.yml is for other machines",
     r"^pip install\b": "installs into another machine's environment from PyPI",
-    r"^apt-get install\b": "installs a system package as root (CI's image has chromium already)",
+    r"^(sudo )?apt-get install\b": "installs a system package as root (CI installs chromium itself)",
+    r"^make test-quick$": "the suite without its slow tests: CI runs all of it through `make test`",
+    r"^(make lab|\.venv/bin/jupyter lab)$": "starts JupyterLab for a person's browser (tests/test_browser_widgets.py "
+                                            "drives one)",
     r"^ray start\b": "starts a node of a Ray cluster on a head or worker machine",
     r"^RAY_ADDRESS=HEAD_IP\S* imggen instructions .*--engine ray\b":
         "joins the cluster of the two `ray start` lines and reads /shared (tests/test_instructions_ray.py runs "
