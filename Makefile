@@ -23,7 +23,7 @@ demo: setup
 	$(VENV)/bin/imggen demo --output demo-output
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=10
 
 test-quick: setup
 	$(PY) -m pytest -m "not slow"

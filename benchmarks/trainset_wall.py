@@ -41,11 +41,12 @@ from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator
 from imggen.emulators.replicate_faults import ReplicateFaults
 from imggen.emulators.replicate_server import running_replicate_emulator
 from imggen.emulators.replicate_state import ReplicateEmulatorConfig
-from imggen.pipelines.trainset import DescriptionPool, DescriptionRotation, TrainingDataGenerator
 from imggen.backends.replicate_predictions import ReplicatePredictions
-from imggen.pipelines.trainset.judges import GptTileJudge, judge_grid
+from imggen.backends.tile_judges import GptTileJudge
+from imggen.images.tiles import tile_png
+from imggen.pipelines.trainset import DescriptionPool, DescriptionRotation, TrainingDataGenerator
+from imggen.pipelines.trainset.grids import judge_grid
 from imggen.pipelines.trainset.prompts import build_grid_prompt
-from imggen.pipelines.trainset.tiles import tile_png
 from imggen.storage.s3 import S3Store
 from imggen.storage.stores import owner_prefix
 
@@ -153,7 +154,7 @@ async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
     replicate, openai_backend = ReplicateBackend(), OpenAIImageBackend()
     judge = GptTileJudge(openai_backend)
     store = S3Store.from_settings(prefix=owner_prefix("bench", "seed"))
-    rotation = DescriptionRotation(DescriptionPool.builtin(), work_dir / "seed_rotation.json")
+    rotation = DescriptionRotation(DescriptionPool.builtin(), work_dir / "seed-flow")  # its place in a ledger there
     source = SOURCE.read_bytes()
     urls: list[str] = []
     book = ReplicatePredictions(work_dir / "seed")  # where the judge's paid answers are booked

@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 @dataclass(frozen=True)
 class AtTheKill:
     images: int  # images on disk
-    paid_calls: int  # paid calls the provider had received
+    paid_calls: int  # paid calls the provider received from the killed process
     recorded: tuple[tuple[str, str], ...]  # the paid calls the ledger held, (task key, state)
 
 
@@ -50,7 +50,7 @@ def in_flight(run: Run) -> bool:
 
 def kill_mid_run(process: subprocess.Popen, run: Run, timeout_s: float = 120) -> AtTheKill:
     """SIGKILL ``process`` at a moment ``in_flight`` holds while it is frozen and the provider has read
-    and answered what it sent; what was on disk and paid then."""
+    and answered what it sent; what was on disk then, and what the provider billed the process for."""
     deadline = time.monotonic() + timeout_s
     while True:
         assert process.poll() is None, "the command ended before the moment to kill it"
@@ -59,11 +59,13 @@ def kill_mid_run(process: subprocess.Popen, run: Run, timeout_s: float = 120) ->
             process.send_signal(signal.SIGSTOP)
             run.settle()
             if in_flight(run):
-                seen = AtTheKill(run.images(), run.paid_calls(),
-                                 tuple(run.recorded_calls()) if run.recorded_calls else ())
+                images, recorded = run.images(), tuple(run.recorded_calls()) if run.recorded_calls else ()
                 process.kill()
                 process.wait()
-                return seen
+                # What the provider bills after this came from the dead process, so it was in flight at
+                # the kill (a busy machine can leave a request unanswered past the settle above).
+                run.settle()
+                return AtTheKill(images, run.paid_calls(), recorded)
             process.send_signal(signal.SIGCONT)
         time.sleep(0.005)
 
