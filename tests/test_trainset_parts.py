@@ -95,6 +95,13 @@ def test_rotation_never_repeats_until_the_pool_is_used_and_continues_across_runs
     assert len(set(after)) == 9  # the next cycle starts over, still without a repeat inside a grid
 
 
+def test_the_place_is_read_at_the_first_draw_so_a_rotation_made_before_another_run_repeats_nothing(tmp_path):
+    pool = DescriptionPool.builtin()
+    made_first = DescriptionRotation(pool, tmp_path)  # e.g. made before the run waited for the folder lock
+    drawn_meanwhile = DescriptionRotation(pool, tmp_path).draw(9)
+    assert not set(made_first.draw(9)) & set(drawn_meanwhile)
+
+
 def test_the_place_an_earlier_version_kept_in_a_json_file_is_moved_into_the_ledger_once(tmp_path):
     pool = DescriptionPool.builtin()
     (tmp_path / "description_rotation.json").write_text(json.dumps({"cycle": 2, "used": list(range(60))}))

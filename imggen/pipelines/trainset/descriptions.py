@@ -97,22 +97,40 @@ class DescriptionRotation:
     def __init__(self, pool: DescriptionPool, root: str | os.PathLike) -> None:
         self.pool = pool
         self.root = Path(root)
-        self.cycle, self.used = self._read_state()
+        self._state: tuple[int, set[int]] | None = None  # read at the first draw, inside the run's folder lock
+
+    @property
+    def cycle(self) -> int:
+        """The cycle through the pool that the next draw starts in."""
+        return self._place()[0]
+
+    @property
+    def used(self) -> frozenset[int]:
+        """The subjects (indices in the pool) of that cycle already handed out."""
+        return frozenset(self._place()[1])
 
     def draw(self, count: int) -> list[Description]:
         """``count`` subjects, saved as used before they are returned."""
+        cycle, used = self._place()
+        used = set(used)  # the place moves on only once it is saved
         chosen: list[int] = []
         while len(chosen) < count:
-            fresh = [i for i in self._order(self.cycle) if i not in self.used]
+            fresh = [i for i in self._order(cycle) if i not in used]
             fresh = [i for i in fresh if i not in chosen] if len(self.pool) >= count else fresh
             if not fresh:
-                self.cycle, self.used = self.cycle + 1, set()
+                cycle, used = cycle + 1, set()
                 continue
-            pick = fresh[0]
-            chosen.append(pick)
-            self.used.add(pick)
-        self._save_state(self.cycle, self.used)
+            chosen.append(fresh[0])
+            used.add(fresh[0])
+        self._state = (cycle, used)
+        self._save_state(cycle, used)
         return [self.pool[i] for i in chosen]
+
+    def _place(self) -> tuple[int, set[int]]:
+        """The cycle and the subjects used in it, read from the ledger at the first draw."""
+        if self._state is None:
+            self._state = self._read_state()
+        return self._state
 
     def _order(self, cycle: int) -> list[int]:
         by_category: dict[str, list[int]] = {}
