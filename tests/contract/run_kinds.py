@@ -14,6 +14,7 @@ goes), and how to undo it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -213,6 +214,16 @@ def instructions_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
 
 
 @contextlib.contextmanager
+def instructions_ray(folder: Path, checkpoint: Path) -> Iterator[Run]:
+    """The same job on Ray: the command starts a Ray of its own on this machine (no RAY_ADDRESS), two
+    CPU actors each loading the checkpoint."""
+    with instructions_local(folder, checkpoint) as local:
+        env = {name: value for name, value in local.env.items() if name != "RAY_ADDRESS"}
+        yield dataclasses.replace(local, command=[*local.command, "--engine", "ray"],
+                                  bad_command=[*local.bad_command, "--engine", "ray"], env=env)
+
+
+@contextlib.contextmanager
 def trainset_replicate(folder: Path, checkpoint: Path) -> Iterator[Run]:
     source = folder / "source.png"
     source.write_bytes(source_image_bytes())
@@ -266,6 +277,7 @@ KINDS: dict[str, Callable[[Path, Path], contextlib.AbstractContextManager[Run]]]
     "styles-openai": styles_openai,
     "styles-flux2": styles_flux2,
     "instructions-local": instructions_local,
+    "instructions-ray": instructions_ray,
     "trainset-replicate": trainset_replicate,
     "trainset-local": trainset_local,
     "styles-batch": styles_batch,

@@ -20,7 +20,7 @@ from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-LOCAL_MODELS = ["styles-flux2", "instructions-local", "trainset-local"]
+LOCAL_MODELS = ["styles-flux2", "instructions-local", "instructions-ray", "trainset-local"]
 
 
 def start(run: Run, stderr: Path) -> subprocess.Popen:
