@@ -7,6 +7,7 @@ file up to date; pipelines, the demo and the notebook helper all start their wor
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -17,6 +18,7 @@ from .budget import Budget
 from .control import RunControl
 from .events import Reporter
 from .ledger import Ledger
+from .paid_calls import with_paid_calls
 from .reporters import LogReporter
 from .rounds import Round
 from .runner import Runner, RunnerConfig, RunSummary, View, Work
@@ -72,7 +74,8 @@ async def run_job(
     folder's lock, before the tasks are planned, so a run killed at any point leaves tasks only of a
     recorded round. ``announcer`` gets every reporter of the run, the log file's included, for the
     job's own messages. ``budget``: the run's (see :mod:`.budget`), where its paid calls reserve from it
-    too; by default one from ``config``. Raises :class:`~imggen.storage.lock.FolderBusy` if another run
+    too; by default one from ``config``. Where the folder keeps a book of paid calls (:mod:`.paid_calls`),
+    the summary's spend is what they billed in this run. Raises :class:`~imggen.storage.lock.FolderBusy` if another run
     holds the folder.
     """
     files = files if isinstance(files, JobFiles) else JobFiles(Path(files))
@@ -95,4 +98,6 @@ async def run_job(
             paid_for=paid_for,
             budget=budget,
         )
-        return await runner.run(tasks, handle_signals=handle_signals)
+        started = time.time()
+        summary = await runner.run(tasks, handle_signals=handle_signals)
+    return with_paid_calls(summary, ledger.path, since=started)

@@ -13,11 +13,14 @@ Each change is committed at once, on the caller's thread (a few milliseconds, no
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import RunSummary
 from .ledger import LEDGER_NAME
 
 OPEN, USED, WASTED, UNBILLED = "open", "used", "wasted", "unbilled"
@@ -157,3 +160,24 @@ def money(db: sqlite3.Connection, *, since: float | None = None) -> dict | None:
         "unpriced_models": [model for model, _ in unpriced],
         "unpriced_by_model": dict(unpriced),
     }
+
+
+def unpriced_note(money: dict, *, lead: str = "") -> str:
+    """``lead`` + ``20 topazlabs/image-upscale and 3 gpt-4.1-mini calls at an unknown price``, or "" when
+    every billed call of ``money`` (see :func:`money`) had a price."""
+    if not money.get("unpriced_calls"):
+        return ""
+    counted = " and ".join(f"{count} {model}" for model, count in money["unpriced_by_model"].items())
+    return f"{lead}{counted} calls at an unknown price"
+
+
+def with_paid_calls(summary: RunSummary, ledger_path: Path, *, since: float) -> RunSummary:
+    """``summary`` with the spend of the paid calls its run made, where the folder keeps a book of
+    them: everything created since ``since`` that was billed, the calls of failed tasks and of
+    sub-tasks included, and the billed calls whose price is unknown named; else ``summary`` as it is."""
+    with contextlib.closing(sqlite3.connect(ledger_path)) as db:
+        this_run = money(db, since=since)
+    if this_run is None:
+        return summary
+    return dataclasses.replace(summary, progress=summary.progress.evolve(spent=this_run["billed_cost_usd"]),
+                               unpriced=unpriced_note(this_run))

@@ -26,8 +26,6 @@ from imggen.engine.ledger import DONE, Ledger
 from imggen.storage.atomic import atomic_write_bytes
 from imggen.storage.stores import ImageStore
 
-from .layout import GRIDS
-
 log = logging.getLogger("imggen.trainset")
 
 METADATA = "metadata.jsonl"
@@ -54,30 +52,22 @@ class TrainingCaptions:
         self.trigger_word = trigger_word
         self.calls = calls  # where a paid caption is booked, and billed to its training image from
 
-    async def caption(self, tile_key: str, grid: int, tile: int, tile_png: bytes) -> str:
-        """The caption of tile ``tile`` of grid ``grid``, asked for at most once per run folder."""
+    async def caption(self, tile_key: str, subject: str, tile_png: bytes) -> str:
+        """The caption of tile ``tile_key``, whose grid asked it to show ``subject``; asked for at most
+        once per run folder."""
         saved = self.root / "captions" / self.captioner.name / f"{tile_key}.txt"
         if saved.is_file():
             return caption_text(self.trigger_word, saved.read_text(encoding="utf-8"))
-        subject = await asyncio.to_thread(self._subject, grid, tile)
         try:
-            described = await self.captioner.describe(tile_png, subject, key=tile_key, calls=self.calls)
-            described = described or subject or ""
+            described = await self.captioner.describe(tile_png, subject, key=tile_key, calls=self.calls) or subject
         except TaskError as error:
             if error.kind is not ErrorKind.PERMANENT:
                 raise  # the training image is tried again, its upscale kept
             log.warning("%s: no %s caption (%s); using its description", tile_key, self.captioner.name, error.message)
-            described = subject or ""
+            described = subject
         if self.captioner.name != DescriptionCaptioner.name:
             await asyncio.to_thread(atomic_write_bytes, saved, described.encode("utf-8"))
         return caption_text(self.trigger_word, described)
-
-    def _subject(self, grid: int, tile: int) -> str | None:
-        """What grid ``grid`` asked tile ``tile`` to show, from the grids' table of the ledger."""
-        with Ledger(self.root, table=GRIDS) as grids:
-            record = grids.task(f"grid-{grid}")
-        subjects = (record or {}).get("payload", {}).get("subjects") or []
-        return subjects[tile]["text"] if 0 <= tile < len(subjects) else None
 
     async def store_metadata(self, store: ImageStore, image_keys: list[str]) -> None:
         """Write ``metadata.jsonl`` for the finished training images among ``image_keys`` to ``store``."""

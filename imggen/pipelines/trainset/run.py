@@ -21,10 +21,7 @@ for with other settings; finished images go to the same stored names, replacing 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
-import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -40,7 +37,7 @@ from imggen.engine.lanes import Lane, LanesShown
 from imggen.engine.ledger import Ledger
 from imggen.engine.limiter import RequestLimiter
 from imggen.engine.pacing import Hold
-from imggen.engine.paid_calls import money as paid_money
+from imggen.engine.paid_calls import unpriced_note
 from imggen.engine.runner import RunnerConfig, RunSummary
 from imggen.engine.stages import StageWatch
 from imggen.engine.stats import money_spent
@@ -95,15 +92,6 @@ class TrainsetResult:
             "total_grids_generated": self.total_grids_generated,
             "total_training_images": len(self.images),
         }
-
-
-def unpriced_note(money: dict, *, lead: str) -> str:
-    """``lead`` + ``20 topazlabs/image-upscale and 3 gpt-4.1-mini calls at an unknown price``, or "" when
-    every call had a price."""
-    if not money.get("unpriced_calls"):
-        return ""
-    counted = " and ".join(f"{count} {model}" for model, count in money["unpriced_by_model"].items())
-    return f"{lead}{counted} calls at an unknown price"
 
 
 def output_settings(parts: TrainsetParts, options: TrainsetOptions) -> dict:
@@ -170,7 +158,6 @@ async def run_trainset(
                              drawer_queue=getattr(parts.drawer, "withdraw_waiting", None))
     shown = [LanesShown(reporter, [pool.lane, work.lane], predictions.creates) for reporter in reporters]
     summary: RunSummary | None = None
-    started = time.time()
     later_round = folder_lock(actor_root) if root != actor_root else contextlib.nullcontext()  # one run per actor
     with contextlib.closing(predictions), predictions.kept(), later_round, folder_lock(pool.root):
         pool.open()
@@ -183,12 +170,11 @@ async def run_trainset(
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
         await captions.store_metadata(parts.store, [task.key for task in plan.tasks])
-    return collect_result(root, options.target, summary, pool, started)
+    return collect_result(root, options.target, summary, pool)
 
 
-def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool, started: float) -> TrainsetResult:
-    """The finished training images of the run folder, in slot order. The summary's money is what
-    was billed since ``started`` (this run), failed tasks' grids and upscales included."""
+def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool) -> TrainsetResult:
+    """The finished training images of the run folder, in slot order."""
     images = []
     with Ledger(root) as ledger:
         for slot in range(1, target + 1):
@@ -199,9 +185,4 @@ def collect_result(root: Path, target: int, summary: RunSummary, pool: TilePool,
             images.append(TrainingImage(slot, found["grid"], found["tile"], found["url"], root / record["outputs"][0],
                                         found.get("caption")))
         money = money_spent(ledger)
-        with contextlib.closing(sqlite3.connect(ledger.path)) as db:
-            this_run = paid_money(db, since=started)
-    if this_run is not None:
-        summary = dataclasses.replace(summary, progress=summary.progress.evolve(spent=this_run["billed_cost_usd"]),
-                                      unpriced=unpriced_note(this_run, lead=""))
     return TrainsetResult(images, pool.grids_generated, summary, root, pool.drawn_grids(), money)

@@ -71,10 +71,12 @@ class TrainingImageWork:
                 self.pool.kept.forget(claimed.ref.key)
                 self.pool.reject(slot, claimed.ref)
         ref = claimed.ref
-        caption = await self.captions.caption(ref.key, ref.grid, ref.tile, claimed.image)
+        grid = self.pool.grid_record(ref.grid)
+        subject = grid["payload"]["subjects"][ref.tile]["text"]
+        caption = await self.captions.caption(ref.key, subject, claimed.image)
         extension = self.upscaler.output_format
         name = stored_name(task.key, extension)
-        data = self._stamped(data, task, ref, caption)
+        data = self._stamped(data, task, ref, grid, caption)
         stored = await self.store.put(name, data, CONTENT_TYPES[extension])
         await self.store.put(caption_name(name), caption.encode("utf-8"), TEXT_TYPE)
         if self.debug_dir is not None:
@@ -86,9 +88,9 @@ class TrainingImageWork:
                         "caption": caption},
         )
 
-    def _stamped(self, data: bytes, task: Task, ref: TileRef, caption: str) -> bytes:
-        """The stored image with its provenance: the tile's subject as its prompt, the grid's model and seed."""
-        grid = self.pool.grid_record(ref.grid)
+    def _stamped(self, data: bytes, task: Task, ref: TileRef, grid: dict, caption: str) -> bytes:
+        """The stored image with its provenance: the tile's subject as its prompt, the model and seed of
+        its grid (``grid``: the grid's ledger record)."""
         payload, drawn = grid["payload"], grid["provenance"] or {}
         subject = payload["subjects"][ref.tile]["text"]
         model = drawn.get("model") or drawn.get("drawer", "unknown")
