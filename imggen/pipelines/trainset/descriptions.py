@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from imggen.engine.ledger import LEDGER_NAME
+from imggen.storage.moved_in import move_in_once
 from imggen.storage.text_files import read_document
 
 OLD_ROTATION = "description_rotation.json"
@@ -155,22 +156,9 @@ class DescriptionRotation:
             db.execute("INSERT INTO description_rotation (cycle, used) VALUES (?, ?)", (cycle, json.dumps(sorted(used))))
 
     def _read_state(self) -> tuple[int, set[int]]:
+        move_in_once(self.root / OLD_ROTATION,  # where an earlier version kept the place
+                     lambda old: self._save_state(int(old["cycle"]), [int(i) for i in old["used"]]))
         with contextlib.closing(self._ledger()) as db:
             row = db.execute("SELECT cycle, used FROM description_rotation").fetchone()
-        cycle, used = (row[0], json.loads(row[1])) if row else self._adopt_old() or (0, [])
+        cycle, used = (row[0], json.loads(row[1])) if row else (0, [])
         return int(cycle), {int(i) for i in used if 0 <= int(i) < len(self.pool)}
-
-    def _adopt_old(self) -> tuple[int, list[int]] | None:
-        """The place an earlier version kept in ``description_rotation.json``, moved into the ledger once."""
-        path = self.root / OLD_ROTATION
-        if not path.is_file():
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            state = (int(data["cycle"]), [int(i) for i in data["used"]])
-        except (OSError, ValueError, KeyError, TypeError):
-            state = None  # unreadable: the rotation starts over
-        if state is not None:
-            self._save_state(*state)
-        path.rename(path.with_name(path.name + ".moved"))
-        return state

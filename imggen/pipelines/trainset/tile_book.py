@@ -9,12 +9,12 @@ actor; the image that had it takes another. Earlier versions kept these in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from imggen.engine.ledger import LEDGER_NAME
 from imggen.engine.sqlite_book import SqliteBook
+from imggen.storage.moved_in import move_in_once
 
 from .layout import GRIDS
 
@@ -52,8 +52,8 @@ class TileBook(SqliteBook):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root / LEDGER_NAME, _SCHEMA, pragmas=("journal_mode=WAL", "synchronous=NORMAL"))
-        self._adopt(root / OLD_ASSIGNMENTS)
-        self._adopt_kept(root / OLD_KEPT_TILES)
+        move_in_once(root / OLD_ASSIGNMENTS, self._move_in_assignments)
+        move_in_once(root / OLD_KEPT_TILES, self._move_in_kept)
 
     def read(self) -> tuple[dict[int, TileRef], set[TileRef]]:
         """Each image's tile, and the tiles refused."""
@@ -89,25 +89,11 @@ class TileBook(SqliteBook):
     def unkeep(self, key: str) -> None:
         self._db.execute("DELETE FROM kept_tiles WHERE key = ?", (key,))
 
-    def _adopt_kept(self, path: Path) -> None:
-        if not path.is_file():
-            return
-        try:
-            kept = json.loads(path.read_text(encoding="utf-8"))["tiles"]
-            for key, text in kept.items():
-                self.keep(str(key), str(text))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # unreadable: its tiles are compared again as they come
-        path.rename(path.with_name(path.name + ".moved"))
-
-    def _adopt(self, path: Path) -> None:
-        if not path.is_file():
-            return
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            state = {}
+    def _move_in_assignments(self, state: dict) -> None:
         self.assign([(int(slot), TileRef(*ref)) for slot, ref in state.get("assigned", {}).items()])
         for ref in state.get("rejected", []):
             self.refuse(TileRef(*ref))
-        path.rename(path.with_name(path.name + ".moved"))
+
+    def _move_in_kept(self, state: dict) -> None:
+        for key, text in state["tiles"].items():
+            self.keep(str(key), str(text))
