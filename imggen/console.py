@@ -173,11 +173,11 @@ def report_summary(summary: RunSummary, console: Console) -> int:
     return EXIT_OK if progress.failed == 0 else EXIT_FAILURES
 
 
-def report_skipped(skipped: int, code: int, console: Console) -> int:
-    """After the summary: how many input records were skipped (each was listed before the run), and
-    the exit code, 1 at least when some were, so a script sees that not every row was drawn."""
+def report_skipped(skipped: int, code: int, console: Console, *, listed: str = "before the run") -> int:
+    """After the summary: how many input records were skipped (each was listed: ``listed`` says
+    where), and the exit code, 1 at least when some were, so a script sees that not every row was drawn."""
     if not skipped:
         return code
-    console.print(f"skipped: {skipped} input record(s), listed before the run; fix them and rerun to draw them too",
+    console.print(f"skipped: {skipped} input record(s), listed {listed}; fix them and rerun to draw them too",
                   markup=False, soft_wrap=True)
     return max(code, EXIT_FAILURES)

@@ -211,6 +211,7 @@ def test_ids_and_paths_are_shown_and_logged_as_they_are(tmp_path, capsys):
                  "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 1, err  # bad records, no traceback
+    assert f"skipped: 2 input record(s), listed above and in {tmp_path / 'out' / 'run.log'}" in err  # as styles says it
     assert "image not found: pics/[/]a.png" in err
     assert "image not found: pics/nul\\x00\\x1b[31m\n2026-01-01" in err and "\x00" not in err and "\x1b[31m" not in err
     log = (tmp_path / "out" / "run.log").read_text()

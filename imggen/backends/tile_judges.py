@@ -74,3 +74,14 @@ class HashTileJudge:
             if not any(tile_hash.distance(hashes[k]) <= self.max_distance for k in kept):
                 kept.append(index)
         return kept
+
+
+def make_judge(choice: str, *, openai_backend=None, model: str | None = None) -> TileJudge:
+    """``gpt`` (which needs ``openai_backend``) or ``hash``."""
+    if choice == "gpt":
+        if openai_backend is None:
+            raise ValueError("the gpt judge needs an OpenAI backend")
+        return GptTileJudge(openai_backend, model=model)
+    if choice == "hash":
+        return HashTileJudge()
+    raise ValueError(f"unknown judge {choice!r}: choose gpt or hash")

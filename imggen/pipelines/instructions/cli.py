@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ...console import (
-    EXIT_FAILURES, NEW_ROUND_FLAGS, add_retry_failed, add_verbose, command_console, parse_args, report_summary,
+    NEW_ROUND_FLAGS, add_retry_failed, add_verbose, command_console, parse_args, report_skipped, report_summary,
     start_or_explain,
 )
 from ...engine.reporters import RichReporter
@@ -118,8 +118,6 @@ def run(planned: InstructionsPlan, console: Console) -> int:
                                           handle_signals=True))
     for record in result.bad_records:
         console.print(line(("bad record", "yellow"), " ", str(record)), soft_wrap=True)
-    if result.bad_records:
-        console.print(line(f"{len(result.bad_records)} bad record(s) skipped (listed in {options.output_root / 'run.log'})"))
     console.print(line(f"stats: {len(result.stats_files)} stats.json file(s) under {options.output_root}"))
-    code = report_summary(result.summary, console)
-    return code if code or not result.bad_records else EXIT_FAILURES
+    return report_skipped(len(result.bad_records), report_summary(result.summary, console), console,
+                          listed=f"above and in {options.output_root / 'run.log'}")

@@ -21,7 +21,7 @@ from imggen.backends.flux2_checkpoint import checkpoint_source
 from imggen.backends.grid_drawers import Flux2GridDrawer, GridDrawer, ReplicateGridDrawer
 from imggen.backends.openai_vision import price_known as vision_price_known
 from imggen.backends.replicate_catalog import replicate_models
-from imggen.backends.tile_judges import GptTileJudge, HashTileJudge, TileJudge
+from imggen.backends.tile_judges import TileJudge, make_judge
 from imggen.backends.upscalers import Upscaler, make_upscaler
 from imggen.engine.errors import CannotStart, starting
 from imggen.settings import credential, load_settings
@@ -134,12 +134,6 @@ async def _make_parts(stack: contextlib.AsyncExitStack, choices: TrainsetChoices
 
         openai_backend = OpenAIImageBackend(api_key=choices.openai_api_key)
         stack.push_async_callback(openai_backend.aclose)
-    if judge_name == "gpt":
-        judge = GptTileJudge(openai_backend, model=choices.vision_model)
-    elif judge_name == "hash":
-        judge = HashTileJudge()
-    else:
-        raise ValueError(f"unknown judge {judge_name!r}: choose gpt or hash")
     storage = choices.resolved_storage()
     log.info("training set: %s grids, %s judge, %s upscaler, %s storage",
              drawer.name, judge_name, choices.upscaler, storage)
@@ -147,7 +141,7 @@ async def _make_parts(stack: contextlib.AsyncExitStack, choices: TrainsetChoices
     await store.check()  # a missing or read-only bucket stops here, before any grid is paid for
     return TrainsetParts(
         drawer=drawer,
-        judge=judge,
+        judge=make_judge(judge_name, openai_backend=openai_backend, model=choices.vision_model),
         upscaler=make_upscaler(choices.upscaler, replicate_backend=replicate, output_format=choices.output_format),
         store=store,
         captioner=make_captioner(choices.caption, openai_backend=openai_backend, model=choices.vision_model),
