@@ -40,11 +40,12 @@ RERUN = "rerun the same command to continue where this run stopped"
 NOT_A_TERMINAL_WIDTH = 200  # wide enough for the progress bar's last line, with every column whole
 
 
-def command_console() -> Console:
-    """The console a command reports on: stderr, and lines never hard-wrapped at 80 columns when it
-    is a file or a pipe (a log, CI) rather than a terminal. There, unless ``COLUMNS`` says otherwise,
-    it is :data:`NOT_A_TERMINAL_WIDTH` wide, so the progress bar's last line is not cut to ``10/24 do…``."""
-    console = Console(stderr=True, soft_wrap=True)
+def command_console(*, stdout: bool = False) -> Console:
+    """The console a command reports on: stderr (``stdout`` for what is the command's output, such as
+    a dry run's plan), and lines never hard-wrapped at 80 columns when it is a file or a pipe (a log,
+    CI) rather than a terminal. There, unless ``COLUMNS`` says otherwise, it is
+    :data:`NOT_A_TERMINAL_WIDTH` wide, so the progress bar's last line is not cut to ``10/24 do…``."""
+    console = Console(stderr=not stdout, soft_wrap=True)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = NOT_A_TERMINAL_WIDTH
     return console

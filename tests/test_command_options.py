@@ -21,7 +21,7 @@ def test_both_spellings_of_an_option_mean_the_same(tmp_path, spelling):
     ran = imggen("styles", "--prompts", SAMPLE_PROMPTS, "--output", tmp_path / "out", spelling, "1",
                  "--flux_steps" if spelling == "--max_samples" else "--flux-steps", "2", "--dry-run")
     assert ran.returncode == 0, ran.stderr
-    assert "40 images: 4 samples" in ran.stderr
+    assert "40 images: 4 samples" in ran.stdout
 
 
 def test_instructions_and_trainset_take_dashes_too(tmp_path):

@@ -74,7 +74,7 @@ def test_the_dry_run_shows_both_prices_and_what_the_budget_lets_through(tmp_path
     budget = sum(batch_price(task) for task in plan.tasks[:20]) + batch_price(plan.tasks[20]) / 2
     assert main(["--prompts", str(prompts), "--output", str(out), *CHEAP, *BATCH, "--budget", f"{budget:.6f}",
                  "--dry-run"]) == 0
-    printed = capsys.readouterr().err
+    printed = capsys.readouterr().out
     assert f"estimated cost: at most ${synchronous:.2f} for all 40 images" in printed
     assert f"batch price: at most ${synchronous / 2:.2f} for all 40 images (0.5 x the synchronous price" in printed
     assert "20 of 40 images fit at the batch price" in printed

@@ -78,9 +78,11 @@ def test_metadata_loads_with_the_datasets_imagefolder_builder(tmp_path, monkeypa
 
 def test_dry_run_sends_nothing_and_prints_count_and_cost(tmp_path, monkeypatch, capsys):
     with emulator(monkeypatch) as server:
-        code, err = run(capsys, "--prompts", SAMPLE_PROMPTS, "--output", tmp_path / "out", "--dry-run", *CHEAP)
+        code = main([str(a) for a in ("--prompts", SAMPLE_PROMPTS, "--output", tmp_path / "out", "--dry-run", *CHEAP)])
+        printed = capsys.readouterr()
         assert code == 0
-        assert "120 images: 12 samples" in err and "estimated cost: at most $" in err
+        assert "120 images: 12 samples" in printed.out and "estimated cost: at most $" in printed.out  # its output
+        assert "estimated cost" not in printed.err and "dry run: nothing was sent" in printed.err
         assert server.requests == []
     assert not (tmp_path / "out").exists()
 

@@ -94,7 +94,8 @@ def plan(args: argparse.Namespace, console: Console) -> StylePlan:
     if request.backend == "openai" and not args.dry_run:
         openai_api_key()
     planned = plan_styles(request)
-    console.print(line(describe_plan(planned)), soft_wrap=True)
+    shown = command_console(stdout=True) if args.dry_run else console  # a dry run's plan is its output
+    shown.print(line(describe_plan(planned)), soft_wrap=True)
     return planned
 
 
