@@ -11,11 +11,16 @@ EXTRAS := local,ray,dev
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile tests/readers/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	# sd-prompt-reader, a reader the tests run on images, pins an old Pillow for its GUI; its reader
+	# needs only piexif (a dependency of imggen), so it comes without its own requirements.
+	$(PY) -m pip install --quiet --no-deps sd-prompt-reader==1.3.5
+	@if command -v npm > /dev/null; then npm ci --prefix tests/readers --silent --no-audit --no-fund; \
+	else echo "note: npm is missing; the tests that read images with exifr and ExifReader need Node.js and npm"; fi
 	touch $(STAMP)
 	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium is missing; the browser test needs it: sudo apt-get install chromium"
 

@@ -8,6 +8,7 @@ import os
 import pytest
 from styles_fixtures import by_style_images, png_text, provenance, records, write_records
 
+import imggen
 from imggen.backends.tiny_flux2 import build_tiny_checkpoint
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.styles.cli import main
@@ -39,8 +40,9 @@ def test_the_matrix_runs_on_a_local_checkpoint_without_a_key(tmp_path, monkeypat
     parameters = text["parameters"]
     assert text["model"] == "flux2-klein-tiny" and text["style"] == "cartoon" and "sample text number 0" in text["prompt"]
     assert parameters["steps"] == 2 and (parameters["width"], parameters["height"]) == (64, 64)
-    assert png_text(first)["parameters"] == (f"{text['prompt']}\nSteps: 2, Seed: {parameters['seed']}, Size: 64x64, "
-                                             "Model: flux2-klein-tiny")
+    assert png_text(first)["parameters"] == (
+        f"{text['prompt']}\nSteps: 2, Sampler: Euler, CFG scale: {parameters['guidance']}, Seed: {parameters['seed']}, "
+        f"Size: 64x64, Model: flux2-klein-tiny, Version: imggen {imggen.__version__}")
     seeds = {provenance(path)["parameters"]["seed"] for path in images}
     assert len(seeds) == 4, "each image has its own seed"
     metadata = [json.loads(line) for line in (out / "images/metadata.jsonl").read_text().splitlines()]

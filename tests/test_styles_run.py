@@ -13,6 +13,7 @@ from styles_fixtures import (
     successful_prompts, write_records,
 )
 
+import imggen
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.styles.cli import main
 from imggen.storage.atomic import is_valid_image
@@ -46,7 +47,8 @@ def test_every_sample_in_every_style_lands_in_both_places_with_provenance(tmp_pa
         with Image.open(first) as image:
             size = f"{image.width}x{image.height}"
         # what image browsers show: the prompt, then the A1111-style settings line
-        assert png_text(first)["parameters"] == f"{text['prompt']}\nSize: {size}, Model: gpt-image-2.6-sunburst"
+        assert png_text(first)["parameters"] == (f"{text['prompt']}\nSize: {size}, Model: gpt-image-2.6-sunburst, "
+                                                 f"Quality: low, Version: imggen {imggen.__version__}")
 
         state = json.loads((out / "code/generation_state.json").read_text())
         assert len(state["completed_samples"]) == 12 and "wikipedia_001_cartoon" in state["completed_samples"]

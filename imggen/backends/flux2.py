@@ -215,6 +215,7 @@ class Flux2Backend:
             "seed": seed,
             "steps": self.num_inference_steps,
             "guidance": self.guidance_scale,
+            "scheduler": type(self.pipeline.scheduler).__name__,
             "height": image.height,
             "width": image.width,
             "dtype": str(self.dtype).removeprefix("torch."),

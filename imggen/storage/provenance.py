@@ -3,14 +3,20 @@
 Every image imggen writes is stamped here (:func:`stamped`), the same way for every pipeline. A PNG
 carries, right after its header:
 
-- ``parameters``: A1111-style text, the prompt and then one line such as
-  ``Steps: 4, Seed: 12, Size: 1024x1024, Model: flux2-klein-4B`` (what Stable Diffusion web UI,
-  ComfyUI, Civitai and most image browsers show as an image's generation data);
+- ``parameters``: A1111-style text, the prompt and then one line of what made it, such as
+  ``Steps: 4, Sampler: Euler, CFG scale: 1.0, Seed: 12, Size: 1024x1024, Model: flux2-klein-4B, Version:
+  imggen 0.1.0`` (what Stable Diffusion web UI, ComfyUI, Civitai and most image browsers show as an image's
+  generation data). Only what is known is said: an API model's image has no steps or sampler, but its
+  size, model, quality and version, so the line has three fields or more and A1111's rule reads it as
+  settings, not as part of the prompt;
 - ``imggen``: the full provenance as JSON (:func:`read_provenance` reads it back);
 - ``Software: imggen``, and any plain fields a pipeline adds (the style matrix's ``cost_usd``).
 
-A JPEG carries the same ``parameters`` text as EXIF ``UserComment`` (UNICODE, as A1111 writes it),
-``Software: imggen``, and the provenance JSON as its comment; its compressed data is kept byte for byte.
+Each is a ``tEXt`` chunk when its text is Latin-1, as A1111 writes it (exifr and other readers read
+only ``tEXt``), else ``iTXt`` (UTF-8). A JPEG carries the same ``parameters`` text as EXIF
+``UserComment`` (UNICODE, as A1111 writes it), ``Software: imggen``, and the provenance JSON as EXIF
+``MakerNote`` (a JPEG comment would make readers such as sd-prompt-reader take the file for Fooocus's;
+an earlier version's comment is still read); its compressed data is kept byte for byte.
 
 An image is a file people share, so provenance written into it carries no absolute local path:
 each one is cut to its file name (the ledger keeps the full record). PNG bytes a provider
@@ -27,13 +33,14 @@ import zlib
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
+import piexif
 from PIL import Image
 
 PROVENANCE_KEY = "imggen"
 PARAMETERS_KEY = "parameters"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8"
-EXIF_SOFTWARE, EXIF_IFD, EXIF_USER_COMMENT = 0x0131, 0x8769, 0x9286
+EXIF_IFD, EXIF_MAKER_NOTE = 0x8769, 0x927C
 UNICODE_COMMENT = b"UNICODE\x00"  # a UserComment's character code
 
 
@@ -47,21 +54,44 @@ def as_png(data: bytes | Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def parameters_text(prompt: str, *, model: str, size: tuple[int, int], seed: int | None = None,
-                    steps: int | None = None) -> str:
-    """The A1111 ``parameters`` text: the prompt, then ``Steps: …, Seed: …, Size: WxH, Model: …``."""
-    settings = [("Steps", steps), ("Seed", seed), ("Size", f"{size[0]}x{size[1]}"), ("Model", model)]
-    return prompt + "\n" + ", ".join(f"{name}: {value}" for name, value in settings if value is not None)
+# What A1111 calls the sampler of a diffusers scheduler (FLUX.2's flow-matching Euler is its "Euler").
+A1111_SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler"}
+
+
+def parameters_text(prompt: str, *, model: str, size: tuple[int, int], settings: Mapping[str, Any] | None = None) -> str:
+    """The A1111 ``parameters`` text: the prompt, then the line of what made the image. ``settings`` is
+    what the backend reported (``steps``, ``scheduler``, ``guidance``, ``seed``, ``quality``, ``style``);
+    what it did not report is left out, never made up."""
+    settings = settings or {}
+    scheduler = settings.get("scheduler")
+    fields = [("Steps", settings.get("steps")), ("Sampler", A1111_SAMPLERS.get(scheduler, scheduler)),
+              ("CFG scale", settings.get("guidance")), ("Seed", settings.get("seed")),
+              ("Size", f"{size[0]}x{size[1]}"), ("Model", model), ("Quality", settings.get("quality")),
+              ("Style", settings.get("style")), ("Version", f"imggen {_version()}")]
+    return prompt + "\n" + ", ".join(f"{name}: {_quoted(value)}" for name, value in fields if value is not None)
+
+
+def _quoted(value: Any) -> str:
+    """A value as A1111 writes one into its settings line: quoted (JSON) when it holds a comma, colon or newline."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(mark in text for mark in ",:\n") else text
+
+
+def _version() -> str:
+    from imggen import __version__  # here: this module is imported while the package is
+
+    return __version__
 
 
 def png_with_provenance(
     image: bytes | Image.Image, provenance: Mapping[str, Any], *, prompt: str, model: str,
-    seed: int | None = None, steps: int | None = None, plain: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None, plain: Mapping[str, str] | None = None,
 ) -> bytes:
-    """``image`` as PNG bytes with its ``parameters`` text, its provenance JSON and ``plain`` fields."""
+    """``image`` as PNG bytes with its ``parameters`` text (see :func:`parameters_text` for ``settings``),
+    its provenance JSON and ``plain`` fields."""
     png = as_png(image)
     fields = {
-        PARAMETERS_KEY: parameters_text(prompt, model=model, size=png_size(png), seed=seed, steps=steps),
+        PARAMETERS_KEY: parameters_text(prompt, model=model, size=png_size(png), settings=settings),
         PROVENANCE_KEY: json.dumps(without_local_paths(provenance), ensure_ascii=False, sort_keys=True, default=str),
         "Software": "imggen",
         **(plain or {}),
@@ -69,36 +99,39 @@ def png_with_provenance(
     return _with_text_chunks(png, fields)
 
 
-def stamped(image: bytes, provenance: Mapping[str, Any], *, prompt: str, model: str, seed: int | None = None,
-            steps: int | None = None) -> bytes:
+def stamped(image: bytes, provenance: Mapping[str, Any], *, prompt: str, model: str,
+            settings: Mapping[str, Any] | None = None) -> bytes:
     """``image`` (PNG or JPEG bytes; anything else becomes PNG) with its provenance in the file."""
     if image.startswith(JPEG_SIGNATURE):
-        return jpeg_with_provenance(image, provenance, prompt=prompt, model=model, seed=seed, steps=steps)
-    return png_with_provenance(image, provenance, prompt=prompt, model=model, seed=seed, steps=steps)
+        return jpeg_with_provenance(image, provenance, prompt=prompt, model=model, settings=settings)
+    return png_with_provenance(image, provenance, prompt=prompt, model=model, settings=settings)
 
 
 def jpeg_with_provenance(jpeg: bytes, provenance: Mapping[str, Any], *, prompt: str, model: str,
-                         seed: int | None = None, steps: int | None = None) -> bytes:
-    """``jpeg`` with EXIF (``UserComment``: the ``parameters`` text; ``Software``) and the provenance JSON
-    as a comment segment, inserted after its header segments; the image data is not re-encoded."""
+                         settings: Mapping[str, Any] | None = None) -> bytes:
+    """``jpeg`` with EXIF (``UserComment``: the ``parameters`` text; ``Software``; ``MakerNote``: the
+    provenance JSON), inserted after its header segments; the image data is not re-encoded."""
     with Image.open(io.BytesIO(jpeg)) as image:
         size = image.size
-    exif = Image.Exif()
-    exif.endian = ">"  # UNICODE user comments are UTF-16 in the byte order of the EXIF data
-    exif[EXIF_SOFTWARE] = "imggen"
-    text = parameters_text(prompt, model=model, size=size, seed=seed, steps=steps)
-    exif.get_ifd(EXIF_IFD)[EXIF_USER_COMMENT] = UNICODE_COMMENT + text.encode("utf-16-be")
+    text = parameters_text(prompt, model=model, size=size, settings=settings)
     record = json.dumps(without_local_paths(provenance), ensure_ascii=True, sort_keys=True, default=str).encode()
-    segments = _segment(b"\xff\xe1", exif.tobytes()) + _segment(b"\xff\xfe", record)
+    exif = piexif.dump({  # big-endian: a UNICODE user comment is UTF-16 in the EXIF data's byte order
+        "0th": {piexif.ImageIFD.Software: b"imggen"},
+        "Exif": {piexif.ExifIFD.UserComment: UNICODE_COMMENT + text.encode("utf-16-be"),
+                 piexif.ExifIFD.MakerNote: record},
+    })
     at = _after_jfif_header(jpeg)
-    return jpeg[:at] + segments + jpeg[at:]
+    return jpeg[:at] + _segment(b"\xff\xe1", exif) + jpeg[at:]
 
 
 def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
     """The provenance JSON of an image imggen wrote, PNG or JPEG ({} for an image without one, or no image)."""
     try:
         with Image.open(path) as image:
-            text = image.info.get("comment") if image.format == "JPEG" else getattr(image, "text", {}).get(PROVENANCE_KEY)
+            if image.format == "JPEG":
+                text = image.getexif().get_ifd(EXIF_IFD).get(EXIF_MAKER_NOTE) or image.info.get("comment")
+            else:
+                text = getattr(image, "text", {}).get(PROVENANCE_KEY)
         found = json.loads(text or "{}")
     except (OSError, ValueError):
         return {}
@@ -144,14 +177,18 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _itxt(keyword: str, text: str) -> bytes:
-    # keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translated keyword NUL, UTF-8 text
-    return _chunk(b"iTXt", keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
+def _text_chunk(keyword: str, text: str) -> bytes:
+    """``tEXt`` when ``text`` is Latin-1 (what A1111 writes, and all some readers read), else ``iTXt``."""
+    try:
+        return _chunk(b"tEXt", keyword.encode("latin-1") + b"\x00" + text.encode("latin-1"))
+    except UnicodeEncodeError:
+        # keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translated keyword NUL, UTF-8
+        return _chunk(b"iTXt", keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
 
 
 def _with_text_chunks(png: bytes, fields: Mapping[str, str]) -> bytes:
     header_end = 8 + 12 + struct.unpack(">I", png[8:12])[0]  # signature, then IHDR's length, type, data and CRC
-    chunks = b"".join(_itxt(name, value) for name, value in fields.items())
+    chunks = b"".join(_text_chunk(name, value) for name, value in fields.items())
     return png[:header_end] + chunks + png[header_end:]
 
 

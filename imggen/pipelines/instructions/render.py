@@ -121,7 +121,7 @@ class InstructionRenderer:
                           "prompt": payload["prompt"],
                           "worker": self.worker, "pipeline_s": round(pipeline_s, 6)}
             png = png_with_provenance(image, provenance, prompt=payload["prompt"], model=provenance["model"],
-                                      seed=provenance.get("seed"), steps=provenance.get("steps"))
+                                      settings=provenance)
             atomic_write_bytes(payload["path"], png)
             results.append(provenance)
         return results

@@ -56,7 +56,7 @@ def store_picture(root: Path, task: Task, picture: Picture) -> Outcome:
     cost = picture.cost if picture.cost is not None else task.cost
     png = png_with_provenance(
         picture.png, {name: value for name, value in provenance.items() if value is not None},
-        prompt=payload["prompt"], model=provenance["model"], seed=parameters.get("seed"), steps=parameters.get("steps"),
+        prompt=payload["prompt"], model=provenance["model"], settings=parameters,
         # what it was billed, so a run killed before it booked the image still books what it paid, and
         # the key (with its round) it was made for
         plain={COST_FIELD: repr(float(cost)), KEY_FIELD: task.key},  # exact: a healed image books the same

@@ -97,7 +97,7 @@ class TrainingImageWork:
         provenance = {"key": task.key, "prompt": subject, "grid_prompt": payload["prompt"], "seed": payload["seed"],
                       "grid": ref.grid, "tile": ref.tile, "model": model, "drawer": drawn.get("drawer"),
                       "upscaler": self.upscaler.name, "caption": caption}
-        return stamped(data, provenance, prompt=subject, model=model, seed=payload["seed"])
+        return stamped(data, provenance, prompt=subject, model=model, settings={**drawn, "seed": payload["seed"]})
 
     async def _upscaled(self, claimed: ClaimedTile) -> tuple[str, bytes, float]:
         relative = upscale_file(claimed.ref.key, self.upscaler.output_format)
