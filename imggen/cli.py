@@ -28,7 +28,7 @@ SUBCOMMANDS = {
         "imggen.pipelines.styles.sheet_cli",
         "rebuild a style-matrix folder's comparison sheets (HTML and PNG) from its ledger",
     ),
-    "export": ("imggen.exports.cli", "export any pipeline's output folder as a Hugging Face imagefolder dataset"),
+    "export": ("imggen.exports.cli", "export any pipeline's output folder for datasets, kohya, DreamBooth or WebDataset"),
     "tiny-checkpoint": ("imggen.backends.tiny_flux2", "build a tiny random FLUX.2 klein checkpoint, offline"),
     "emulate": ("imggen.emulators.cli", "serve a local OpenAI or Replicate API emulator on 127.0.0.1"),
 }

@@ -1,19 +1,24 @@
-"""``imggen export OUTPUT --to hf DIR`` for the three pipelines, loaded back with the real ``datasets`` library.
+"""``imggen export OUTPUT --to FORMAT DIR`` for the three pipelines, loaded back as the tools read them:
+the real ``datasets`` and ``webdataset`` libraries, and sd-scripts' and diffusers' DreamBooth rules for
+a folder (``N_name/`` with ``{stem}.txt`` captions; every file an image).
 
 Each output folder is made by the real pipeline on a local backend (the OpenAI emulator, the tiny
 FLUX.2 klein checkpoint on the CPU, the no-key training set); every exported row is checked
-against the ledger it came from.
+against the ledger it came from, and no export holds a path of this machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import tarfile
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+import webdataset
 from instructions_fixtures import PLANNER, folder, klein, run, sample_inputs  # noqa: F401 - klein is a fixture
 from PIL import Image
 from styles_fixtures import CHEAP, emulator, records, write_records
@@ -31,6 +36,20 @@ COMMON = {"image", "prompt", "dataset", "model", "seed", "cost"}
 def export(output: Path, target: Path, capsys) -> str:
     assert imggen(["export", str(output), "--to", "hf", str(target)]) == 0
     return capsys.readouterr().err
+
+
+def no_local_path(target: Path, local: Path) -> None:
+    """No file of the export, tar members included, names a path of this machine or a file: URL."""
+    for path in target.rglob("*"):
+        if path.suffix == ".tar":
+            with tarfile.open(path) as shard:
+                texts = [shard.extractfile(m).read() for m in shard if m.name.endswith((".json", ".txt"))]
+        elif path.suffix in (".json", ".jsonl", ".txt"):
+            texts = [path.read_bytes()]
+        else:
+            continue
+        for text in texts:
+            assert str(local).encode() not in text and b"file:" not in text, (path, text[:300])
 
 
 def load(target: Path, tmp_path: Path, monkeypatch) -> list[dict]:
@@ -135,6 +154,7 @@ def test_instruction_images_export_has_question_and_instruction_columns(
     instructions = {(str(r["id"]), index): text for r in results for index, text in enumerate(r["instructions"])}
     assert COMMON | {"instruction", "planning_model", "question_id", "instruction_index", "references", "source",
                      "round"} <= set(rows[0])
+    no_local_path(target, tmp_path)
     assert {(row["question_id"], row["instruction_index"]) for row in rows} == set(instructions)
     for row in rows:
         image = f"{row['question_id']}/img_{row['instruction_index']}.png"
@@ -142,7 +162,10 @@ def test_instruction_images_export_has_question_and_instruction_columns(
         assert row["round"] == 1 and record["status"] == "done"
         assert row["prompt"] == row["instruction"] == instructions[row["question_id"], row["instruction_index"]]
         assert (row["dataset"], row["planning_model"], row["model"]) == ("spatial", PLANNER, "flux2-klein-tiny")
-        assert row["seed"] == record["payload"]["seed"] and row["references"] == record["payload"]["references"]
+        assert row["seed"] == record["payload"]["seed"] and re.fullmatch(rf"{PLANNER}/results\.jsonl:\d+", row["source"])
+        assert len(row["references"]) == len(record["payload"]["references"])
+        for bundled, original in zip(row["references"], record["payload"]["references"]):  # moved with the export
+            assert bundled.startswith("references/") and (target / bundled).read_bytes() == Path(original).read_bytes()
         assert same_pixels(row["image"], folder(tmp_path) / image)
 
 
@@ -179,3 +202,43 @@ def test_training_set_export_has_grid_tile_and_description_columns(
         assert same_pixels(row["image"], root / f"training-image{row['slot']}.jpg")
         assert row["text"] == (root / f"training-image{row['slot']}.txt").read_text(encoding="utf-8")
         assert row["text"] == row["description"]  # no trigger word: the caption is the tile's description
+        assert row["url"] is None  # stored in a local folder: the image itself is in the export
+    no_local_path(target, tmp_path)
+    captions = {f"training-image{row['slot']}": row["text"] for row in rows}
+    for kind in ("kohya", "dreambooth", "webdataset"):
+        assert imggen(["export", str(root), "--to", kind, str(tmp_path / kind)]) == 0, capsys.readouterr().err
+        no_local_path(tmp_path / kind, tmp_path)
+    assert kohya_captions(tmp_path / "kohya") == captions
+    assert dreambooth_images(tmp_path / "dreambooth") == set(captions)
+    assert {sample["__key__"]: sample["txt"] for sample in webdataset_samples(tmp_path / "webdataset")} == captions
+
+
+def kohya_captions(folder: Path) -> dict[str, str]:
+    """What sd-scripts' DreamBooth dataset reads: only folders named ``{repeats}_{name}``, and each image's
+    caption from the file of its name with the caption extension (here ``.txt``)."""
+    found = {}
+    for subset in folder.iterdir():
+        if subset.name.startswith(".") or not re.match(r"^\d+_", subset.name):
+            continue  # "ignore directory without repeats"
+        assert subset.name == "10_hero"
+        for image in subset.glob("*.jpg"):
+            found[image.stem] = image.with_suffix(".txt").read_text(encoding="utf-8")
+    return found
+
+
+def dreambooth_images(folder: Path) -> set[str]:
+    """diffusers' DreamBooth script opens every file of its instance folder as an image."""
+    names = set()
+    for path in (folder / "instance").iterdir():
+        with Image.open(path) as image:
+            image.verify()
+        names.add(path.stem)
+    return names
+
+
+def webdataset_samples(folder: Path) -> list[dict]:
+    shards = sorted(str(path) for path in folder.glob("*.tar"))
+    samples = list(webdataset.WebDataset(shards, shardshuffle=False).decode("pil"))
+    for sample in samples:
+        assert {"jpg", "txt", "json"} <= set(sample) and sample["json"]["text"] == sample["txt"]
+    return samples

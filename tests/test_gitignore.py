@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Output folders and files named by the README: --output X, -p output X, tiny-checkpoint X, --to hf X,
 # debug_dir="X", ...
 _WRITTEN = re.compile(
-    r"(?:--output(?:_root)?|-p output(?:_root)?|tiny-checkpoint|--to hf) +(?P<flag>[A-Za-z0-9_.-][A-Za-z0-9_./-]*)"
+    r"(?:--output(?:_root)?|-p output(?:_root)?|tiny-checkpoint|--to \w+) +(?P<flag>[A-Za-z0-9_.-][A-Za-z0-9_./-]*)"
     r"|debug_dir=\"(?P<debug>[^\"]+)\"|Path\(\"(?P<path>[^\"]+)\"\)|\b(?P<notebook>out\.ipynb)\b"
 )
 

@@ -64,6 +64,8 @@ NOT_RUN = {
     r"^(make lab|\.venv/bin/jupyter lab)$": "starts JupyterLab for a person's browser (tests/test_browser_widgets.py "
                                             "drives one)",
     r"^ray start\b": "starts a node of a Ray cluster on a head or worker machine",
+    r"^accelerate launch\b": "trains a LoRA: needs a GPU, the trainer's scripts and a model's weights "
+                             "(tests/test_export.py reads each export as its trainer does)",
     r"^RAY_ADDRESS=HEAD_IP\S* imggen instructions .*--engine ray\b":
         "joins the cluster of the two `ray start` lines and reads /shared (tests/test_instructions_ray.py runs "
         "--engine ray on a local Ray)",

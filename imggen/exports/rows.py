@@ -2,7 +2,7 @@
 
 Every pipeline's rows start with the same columns (``prompt``, ``dataset``, ``model``, ``seed``,
 ``cost``) and add their own; tasks that are not done, or whose file is gone, are counted, not
-exported.
+exported. A row holds no local path: an export is made to be moved to another machine.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable
 
 from imggen.engine.ledger import DONE, TASKS, Ledger, has_table
@@ -26,6 +26,8 @@ class ExportRow:
     source: str  # the image, relative to the output root as the ledger records it
     file_name: str  # its name in the export (no folders)
     columns: dict[str, Any]
+    caption: str | None = None  # the text a trainer reads beside the image (``{stem}.txt``)
+    references: tuple[str, ...] = ()  # files the image was made from, bundled with it (absolute paths)
 
 
 @dataclass
@@ -70,3 +72,12 @@ def common_columns(record: dict[str, Any], *, prompt: str | None, dataset: str |
                    seed: int | None) -> dict[str, Any]:
     """The columns every pipeline's rows start with; ``cost`` is what the ledger booked (US dollars)."""
     return {"prompt": prompt, "dataset": dataset, "model": model, "seed": seed, "cost": float(record["cost"])}
+
+
+def portable_source(source: str | None) -> str | None:
+    """``planner/results.jsonl:3`` for ``/home/me/predicted_instructions/planner/results.jsonl:3``: the
+    input line without the folders of this machine."""
+    if not source:
+        return source
+    path, colon, line = source.rpartition(":") if source.rpartition(":")[2].isdigit() else (source, "", "")
+    return "/".join(PurePath(path).parts[-2:]) + colon + line

@@ -22,6 +22,6 @@ def read(root: Path) -> Reading:
         columns.update(sample_id=payload["sample_id"], style=payload["style"], text=payload.get("text"),
                        revised_prompt=provenance.get("revised_prompt"),
                        parameters=json.dumps(parameters, sort_keys=True) if parameters else None)
-        return ExportRow(stored, PurePosixPath(stored).name, columns)
+        return ExportRow(stored, PurePosixPath(stored).name, columns, caption=payload["prompt"])
 
     return finished_rows("styles", root, ledger_records(root), to_row)

@@ -4,8 +4,8 @@ The image exported is the upscaled tile kept in the run folder (the same bytes t
 the local store). Columns besides the common ones (``prompt`` and ``seed`` are the grid's,
 ``model`` its drawer's, ``dataset`` is ``{user_id}/{actor_id}``): ``user_id``, ``actor_id``,
 ``slot``, ``grid``, ``tile``, the tile's ``description`` and ``category``, ``upscaler``,
-``drawer``, ``judge``, the stored ``url`` and ``text``, the image's caption (its ``training-imageN.txt``,
-the column caption trainers read).
+``drawer``, ``judge``, the stored ``url`` (None for a local folder: the image is in the export)
+and ``text``, the image's caption (its ``training-imageN.txt``, the column caption trainers read).
 """
 
 from __future__ import annotations
@@ -35,7 +35,13 @@ def read(root: Path) -> Reading:
         columns.update(user_id=user_id, actor_id=actor_id, slot=record["payload"].get("slot"), grid=found.get("grid"),
                        tile=tile, description=subject.get("text"), category=subject.get("category"),
                        upscaler=found.get("upscaler"), drawer=drawn.get("drawer"), judge=drawn.get("judge"),
-                       url=found.get("url"), text=found.get("caption"))
-        return ExportRow(source, f"{record['key']}{PurePosixPath(source).suffix}", columns)
+                       url=remote_url(found.get("url")), text=found.get("caption"))
+        return ExportRow(source, f"{record['key']}{PurePosixPath(source).suffix}", columns,
+                         caption=found.get("caption") or subject.get("text"))
 
     return finished_rows("trainset", root, ledger_records(root), to_row)
+
+
+def remote_url(url: str | None) -> str | None:
+    """Where the image is stored, when that is somewhere else than this machine's disk."""
+    return None if url is None or url.startswith("file:") else url
