@@ -2,7 +2,9 @@
 
 Serves ``POST /v1/models/{owner}/{name}/predictions`` (with ``Prefer: wait[=N]``),
 ``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel`` and the output files under
-``/files/``, which expire (404). Predictions run through starting → processing → a terminal status on
+``/files/``, which expire (404); models, versions, the predictions list and uploads are
+:mod:`.replicate_more_routes`. With ``tls`` it is served over HTTPS like the real service
+(:mod:`.tls`), so the SDK hands back ``FileOutput`` objects as it does live. Predictions run through starting → processing → a terminal status on
 a per-model latency; flux-kontext-pro draws a real grid derived from its input image and
 topazlabs/image-upscale really enlarges. Errors use the API's problem-JSON bodies; the faults a
 real server has (throttled creates, faulty polls, slow bodies) come from :mod:`.replicate_faults`.
@@ -16,9 +18,11 @@ import contextlib
 import json
 import re
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +33,7 @@ from imggen.emulators.rate_window import SlidingWindow
 from imggen.emulators.fault_plan import FaultRates
 from imggen.emulators.replicate_faults import FaultDesk, ReplicateFaults, problem
 from imggen.emulators.replicate_inputs import invalid_fields, validation_detail
+from imggen.emulators.replicate_more_routes import MoreRoutes
 from imggen.emulators.replicate_state import (
     OUTCOMES,
     EmulatedPrediction,
@@ -37,6 +42,7 @@ from imggen.emulators.replicate_state import (
     RequestRecord,
 )
 from imggen.emulators.replicate_worker import PredictionWorker
+from imggen.emulators.tls import local_certificate, server_context
 
 _PREFER = re.compile(r"^wait(=([1-9]|[1-9][0-9]|60))?$")
 _JSON_BODY = web.RequestKey("json_body", object)  # the parsed request body, None when not JSON
@@ -54,7 +60,11 @@ class ReplicateEmulator:
         self._worker = PredictionWorker(config, self.counts)
         self.grids = self._worker.grids  # how each grid was drawn, by prediction id
         self.files = self._worker.files  # output files, by path under /files/
-        self._models = {ref: model for ref, model in replicate_models().items() if ref in config.behaviours}
+        self.models = {ref: model for ref, model in replicate_models().items() if ref in config.behaviours}
+        self.more = MoreRoutes(self)
+        self._worker.local_files = self.more.uploaded  # an uploaded file is a model's input
+        self.certificate: Path | None = None  # with tls: the PEM a client trusts (SSL_CERT_FILE)
+        self._certificate_folder: tempfile.TemporaryDirectory | None = None
         limit = config.create_limit_per_min
         self._create_window = SlidingWindow(limit, config.create_window_s) if limit is not None else None
         self.faults = FaultDesk(config.faults)
@@ -83,20 +93,32 @@ class ReplicateEmulator:
                 web.get("/v1/predictions/{id}", self._get),
                 web.post("/v1/predictions/{id}/cancel", self._cancel),
                 web.get("/files/{path:.+}", self._file),
+                *self.more.routes(),
             ]
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        context = None
+        if self.config.tls:
+            self._certificate_folder = tempfile.TemporaryDirectory(prefix="imggen-emulator-")
+            self.certificate, key = local_certificate(Path(self._certificate_folder.name), self.config.host)
+            context = server_context(self.certificate, key)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=context)
         await site.start()
         port = self._runner.addresses[0][1]  # the bound port when 0 was asked for
-        self.base_url = f"http://{self.config.host}:{port}"
+        self.base_url = f"{'https' if context else 'http'}://{self.config.host}:{port}"
         self._worker.open(self.base_url)
 
     async def stop(self) -> None:
         await self._worker.close(self.predictions.values())
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._certificate_folder is not None:
+            self._certificate_folder.cleanup()
+
+    def json_body(self, request: web.Request) -> Any:
+        """The request's body as JSON (None when it is not), read once for the request log."""
+        return request[_JSON_BODY]
 
     @web.middleware
     async def _log_and_authorize(self, request: web.Request, handler) -> web.StreamResponse:
@@ -121,9 +143,13 @@ class ReplicateEmulator:
 
     async def _create(self, request: web.Request) -> web.Response:
         ref = f"{request.match_info['owner']}/{request.match_info['name']}"
-        model = self._models.get(ref)
-        if model is None:
+        if ref not in self.models:
             return problem(404, "Not found", "The requested resource could not be found.")
+        return await self.create(request, ref, request[_JSON_BODY])
+
+    async def create(self, request: web.Request, ref: str, body: Any) -> web.Response:
+        """Create a prediction of model ``ref`` from the request ``body`` (as the API checks it)."""
+        model = self.models[ref]
         prefer = request.headers.get("Prefer")
         if prefer is not None and not _PREFER.match(prefer):
             return problem(400, "Invalid Prefer header", f"Prefer must match {_PREFER.pattern}")
@@ -138,12 +164,10 @@ class ReplicateEmulator:
         if rejection is not None:
             self.counts.throttled += rejection.status == 429
             return rejection
-        problems = invalid_fields(model, request[_JSON_BODY])
+        problems = invalid_fields(model, body)
         if problems:
             return problem(422, "Input validation failed", validation_detail(problems), invalid_fields=problems)
-        prediction = EmulatedPrediction(
-            id=secrets.token_hex(13), model=ref, input=request[_JSON_BODY]["input"], created_at=time.time()
-        )
+        prediction = EmulatedPrediction(id=secrets.token_hex(13), model=ref, input=body["input"], created_at=time.time())
         self.predictions[prediction.id] = prediction
         self.counts.created[ref] += 1
         self._worker.start(prediction)
@@ -239,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll-error-rate", type=float, default=0.0, help="share of polls answered 500/503")
     parser.add_argument("--poll-drop-rate", type=float, default=0.0, help="share of polls whose connection drops")
     parser.add_argument("--throttle-rate", type=float, default=0.0, help="share of creates throttled with 429")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve HTTPS with a certificate made for this machine (trust it with SSL_CERT_FILE), "
+                        "so replicate.run returns FileOutput as the real service's https outputs do")
     args = parser.parse_args(argv)
     config = ReplicateEmulatorConfig(
         host=args.host,
@@ -250,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         file_ttl_s=args.file_ttl,
         near_duplicates=args.near_duplicates,
         repeated_tiles=args.repeated_tiles,
+        tls=args.tls,
         faults=ReplicateFaults(FaultRates(server_error=args.poll_error_rate, drop=args.poll_drop_rate),
                                throttle_rate=args.throttle_rate),
     )
@@ -261,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
 async def _serve_forever(config: ReplicateEmulatorConfig) -> None:
     server = await start_replicate_emulator(config)
     print(f"Replicate emulator at {server.base_url} (set REPLICATE_BASE_URL to this)", flush=True)
+    if server.certificate is not None:
+        print(f"its certificate: {server.certificate} (set SSL_CERT_FILE to this)", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -54,6 +54,7 @@ class ReplicateEmulatorConfig:
     random_seed: int = 0  # for the failure rate
     behaviours: dict[str, ModelBehaviour] = field(default_factory=dict)
     faults: ReplicateFaults = field(default_factory=ReplicateFaults)  # poll faults, random throttles, slow bodies
+    tls: bool = False  # serve HTTPS (a certificate made for this machine), as the real service is served
 
     def __post_init__(self) -> None:
         self.behaviours.setdefault(FLUX_KONTEXT_PRO, ModelBehaviour(latency_s=self.grid_latency_s))
@@ -134,7 +135,7 @@ class EmulatedPrediction:
             "error": self.error,
             "status": self.status,
             "source": "api",
-            "created_at": _iso(self.created_at),
+            "created_at": iso_time(self.created_at),
             "urls": {
                 "web": f"https://replicate.com/p/{self.id}",
                 "get": f"{base_url}/v1/predictions/{self.id}",
@@ -142,9 +143,9 @@ class EmulatedPrediction:
             },
         }
         if self.started_at is not None:
-            body["started_at"] = _iso(self.started_at)
+            body["started_at"] = iso_time(self.started_at)
         if self.completed_at is not None:
-            body["completed_at"] = _iso(self.completed_at)
+            body["completed_at"] = iso_time(self.completed_at)
             body["metrics"] = {
                 "predict_time": round(self.completed_at - (self.started_at or self.completed_at), 4),
                 "total_time": round(self.completed_at - self.created_at, 4),
@@ -152,5 +153,5 @@ class EmulatedPrediction:
         return body
 
 
-def _iso(timestamp: float) -> str:
+def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "Z")

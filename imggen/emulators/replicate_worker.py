@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from PIL import Image
@@ -44,6 +44,7 @@ class PredictionWorker:
         self._base_url = ""
         self._random = random.Random(config.random_seed)
         self._session: ClientSession | None = None
+        self.local_files: Callable[[str], bytes | None] = lambda uri: None  # an input uploaded to the emulator
 
     def open(self, base_url: str) -> None:
         """Begin work for an emulator serving at ``base_url``."""
@@ -133,7 +134,10 @@ class PredictionWorker:
 
     async def _load_image(self, uri: str) -> Image.Image:
         """The image a ``data:`` or http(s) input URI names; ``ValueError`` when it cannot be read."""
-        if uri.startswith("data:"):
+        uploaded = self.local_files(uri)
+        if uploaded is not None:
+            data = uploaded
+        elif uri.startswith("data:"):
             data = base64.b64decode(uri.partition(",")[2])
         else:
             try:
