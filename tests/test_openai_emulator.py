@@ -16,11 +16,12 @@ from pathlib import Path
 import aiohttp
 import jsonschema
 import openai
+import pydantic
 import pytest
 from PIL import Image
 
 from imggen.backends.openai_errors import parse_go_duration
-from imggen.backends.openai_models import load_registry
+from imggen.backends.openai_models import DEFAULT_MODEL, load_registry
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread, start_openai_emulator
 from imggen.emulators.prompt_pictures import draw_prompt_picture
 
@@ -370,6 +371,34 @@ async def test_vision_judge_takes_separate_tiles_urls_and_json_object_mode(start
     )
     # dall-e-3 pictures come from the prompt, so the two "sun" tiles are identical
     assert json.loads(completion.choices[0].message.content) == {"unique_tiles": [1, 3]}
+
+
+class UniqueTiles(pydantic.BaseModel):
+    unique_tiles: list[int]
+    reason: str
+
+
+async def test_parse_with_a_schema_and_the_calls_the_spec_makes_optional_or_the_emulator_leaves_out(start):
+    server = await start(allow_retired=False)  # as the service: retired models are gone
+    client = client_for(server)
+    prompts = ["cat", "dog", "cat", "owl"]
+    parsed = await client.chat.completions.parse(  # sends response_format json_schema
+        model="gpt-4.1-mini", response_format=UniqueTiles,
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "This is a 2x2 grid. Which tiles are unique?"},
+            {"type": "image_url", "image_url": {"url": data_uri(grid_image(prompts, 2))}}]}],
+    )
+    assert parsed.choices[0].message.parsed.unique_tiles == [1, 3]
+
+    made = await client.images.generate(prompt="a kite")  # model is optional in the spec
+    assert made.data and server.requests[-1].model == DEFAULT_MODEL
+
+    listed = {model.id async for model in client.models.list()}
+    assert {DEFAULT_MODEL, "gpt-4.1-mini"} <= listed and "gpt-image-1" not in listed  # no retired model
+    assert (await client.models.retrieve(DEFAULT_MODEL)).id == DEFAULT_MODEL
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.images.edit(model=DEFAULT_MODEL, image=("a.png", grid_image(prompts, 2)), prompt="x")
+    assert missing.value.code == "not_emulated" and "/v1/images/edits" in missing.value.message
 
 
 async def test_vision_rejects_an_unreadable_image(start):

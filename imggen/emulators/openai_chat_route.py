@@ -4,7 +4,8 @@ It accepts the vision input format (``text`` and ``image_url`` parts; the URL ma
 URI or an http(s) URL it fetches). When the question names an ``NxN`` grid and one image is
 attached, it splits the image and answers with the JSON list of unique tile indices (see
 :mod:`imggen.emulators.tile_judge`); with several images attached, each image is one tile. With
-``response_format={"type": "json_object"}`` the list comes as ``{"unique_tiles": [...]}``. One
+``response_format={"type": "json_object"}`` the list comes as ``{"unique_tiles": [...]}``; with a
+``json_schema`` (``chat.completions.parse``) the answer fills an object of that schema. One
 image with no grid named gets a one-sentence caption (:mod:`imggen.emulators.picture_caption`).
 Anything else gets a short text saying what it can answer. A refusal scripted with
 ``refuse_next`` answers 200 with ``content: null`` and the ``refusal`` text, billed like any answer.
@@ -95,7 +96,8 @@ async def _load_image(url: str) -> Image.Image:
     return picture
 
 
-def _answer(text: str, pictures: list[Image.Image], threshold: float, as_object: bool) -> str:
+def _answer(text: str, pictures: list[Image.Image], threshold: float) -> list[int] | str:
+    """The unique tiles' indices, or a caption or help text."""
     grid = grid_size_from_text(text)
     if len(pictures) == 1 and grid:
         tiles = split_grid(pictures[0], grid)
@@ -106,8 +108,31 @@ def _answer(text: str, pictures: list[Image.Image], threshold: float, as_object:
     else:
         return ("I can say which tiles of an NxN grid image are unique (attach one grid image and name its size, "
                 "for example 3x3, or attach the tiles as separate images), or caption one image.")
-    unique = unique_tiles(tiles, threshold)
-    return json.dumps({"unique_tiles": unique} if as_object else unique)
+    return unique_tiles(tiles, threshold)
+
+
+def _content(answer: list[int] | str, response_format: dict) -> str:
+    """The answer in the form asked for: as it is, ``json_object`` (``{"unique_tiles": [...]}``), or an
+    object of the ``json_schema`` given (what ``chat.completions.parse`` sends)."""
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        return json.dumps(_filled((response_format.get("json_schema") or {}).get("schema") or {}, answer))
+    if isinstance(answer, str):
+        return answer
+    return json.dumps({"unique_tiles": answer} if kind == "json_object" else answer)
+
+
+def _filled(schema: dict, answer: list[int] | str) -> Any:
+    """A value of ``schema`` that carries ``answer``: lists of integers get the tiles, strings the text."""
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {name: _filled(part, answer) for name, part in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        wants_numbers = (schema.get("items") or {}).get("type") in ("integer", "number")
+        return answer if isinstance(answer, list) and wants_numbers else []
+    if kind == "string":
+        return answer if isinstance(answer, str) else json.dumps(answer)
+    return {"integer": 0, "number": 0, "boolean": False}.get(kind)
 
 
 def image_tokens(picture: Image.Image, detail: str) -> int:
@@ -169,10 +194,9 @@ async def create_chat_completion(request: web.Request) -> web.Response:
         return error_response(
             400, "You uploaded an unsupported image. Please make sure your image is below 50 MB in size and is of "
             "one the following formats: ['png', 'jpeg', 'gif', 'webp'].", code="invalid_image_format")
-    as_object = (body.get("response_format") or {}).get("type") == "json_object"
     record.refused = state.take_refusal()
     refusal = REFUSAL if record.refused else None
-    content = refusal or _answer(text, pictures, state.config.tile_threshold, as_object)
+    content = refusal or _content(_answer(text, pictures, state.config.tile_threshold), body.get("response_format") or {})
     await asyncio.sleep(state.latency())
     record.usage = billed_usage(text, sum(image_tokens(p, d) for p, (_, d) in zip(pictures, urls)), content)
     reply = {

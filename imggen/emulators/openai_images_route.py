@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from imggen.backends.openai_models import (
-    ImageModelSpec, ModelUnavailableError, find_problem, get_model, output_tokens, parse_size,
+    DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, find_problem, get_model, output_tokens, parse_size,
 )
 from imggen.emulators.openai_replies import (
     apply_fault, content_refused, error_response, insufficient_quota, rate_limited, read_json,
@@ -54,9 +54,13 @@ def _problem_response(spec: ImageModelSpec, param: str, value: Any, allowed: tup
 
 
 def validate_image_request(body: dict[str, Any], state: EmulatorState) -> ImageModelSpec | web.Response:
-    for param in ("prompt", "model"):
-        if not isinstance(body.get(param), str) or not body[param]:
-            return _missing(param)
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        return _missing("prompt")
+    # ``model`` is optional: the spec's default (gpt-image-1.5) is retired in the registry, so an
+    # omitted model is the registry's current default
+    body.setdefault("model", DEFAULT_MODEL)
+    if not isinstance(body["model"], str) or not body["model"]:
+        return _missing("model")
     try:
         spec = get_model(body["model"], state.config.today, allow_retired=state.config.allow_retired)
     except ModelUnavailableError:
@@ -105,6 +109,7 @@ async def create_image(request: web.Request) -> web.Response:
     spec = validate_image_request(body, state)
     if isinstance(spec, web.Response):
         return spec
+    record.model = spec.id  # the model that drew it, when the request left it to the default
     n = body.get("n", 1)
     admitted, wait_s, window = state.image_window.try_admit(n)
     if not admitted:

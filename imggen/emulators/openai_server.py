@@ -28,6 +28,7 @@ from imggen.emulators.openai_batch_routes import add_batch_routes
 from imggen.emulators.openai_batch_store import BATCHES, DAY_S, BatchEmulatorConfig, BatchStore
 from imggen.emulators.openai_chat_route import create_chat_completion
 from imggen.emulators.openai_images_route import create_image, get_file
+from imggen.emulators.openai_models_route import add_model_routes
 from imggen.emulators.openai_header_forms import RATE_FORMS, RETRY_FORMS, shape_headers
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
 from imggen.emulators.openai_state import (
@@ -134,6 +135,7 @@ def build_app(config: OpenAIEmulatorConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", create_chat_completion)
     app.router.add_get("/files/{name}", get_file)
     add_batch_routes(app, config.batch)
+    add_model_routes(app)  # last: it answers every /v1 path not served above
     return app
 
 
