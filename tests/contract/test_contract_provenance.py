@@ -50,6 +50,8 @@ def test_every_image_carries_its_provenance(kind, tmp_path, klein):
             size = f"{image.width}x{image.height}"
         expected = (made["prompt"], made["model"], size)
         assert settings_of(text)[0] == made["prompt"], (path, text)
+        seed = settings_of(text)[1].get("Seed")
+        assert seed is None or int(seed) < 2**53, (path, seed)  # exact in a JavaScript number
         for reader, found in {"pillow": text, **js_readers(path)}.items():
             prompt, settings = settings_of(found or "")
             assert (prompt, settings.get("Model"), settings.get("Size")) == expected, (reader, path, found)
