@@ -1,10 +1,11 @@
-"""notebooks/01_style_matrix.ipynb in a real JupyterLab, clicked in Debian's Chromium through Playwright.
+"""The notebooks in a real JupyterLab, clicked in Debian's Chromium through Playwright.
 
 The only layer that exercises what a user's browser does: JupyterLab's comm routing (subshells),
 the widgets' rendering and the cell-returns-at-once pattern. The kernels talk to a local OpenAI
 emulator slow enough (0.3 s an image, two at a time) to click while the run goes on.
 Pause must stop new requests; Resume must finish the run; Stop must leave a consistent ledger that
-a headless rerun completes without drawing any image twice.
+a headless rerun completes without drawing any image twice. Run All of the instruction-image and
+training-set notebooks (on the tiny checkpoint, no key) ends with their stats table and gallery.
 
 Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``); without it the test fails unless
 ``IMGGEN_SKIP_BROWSER=1``. Screenshots and the server log go to ``test-artifacts/browser/`` (or
@@ -29,8 +30,10 @@ from browser_helpers import (
 from styles_fixtures import REPO, SAMPLE_PROMPTS, by_style_images, emulator, emulator_env, generations
 
 from imggen.engine.ledger import DONE, RUNNING, Ledger
+from instructions_fixtures import klein
 from imggen.pipelines.styles import StyleRequest, plan_styles, run_styles
 
+__all__ = ["klein"]  # a fixture
 NOTEBOOK = REPO / "notebooks" / "01_style_matrix.ipynb"
 LATENCY_S = 0.3
 CONCURRENCY = 2
@@ -211,3 +214,46 @@ def test_pause_resume_and_stop_in_jupyterlab(tmp_path, playwright, artifacts, mo
         assert len(drawn) == total + stop_total, "an image was drawn twice across the stop and the rerun"
     assert not errors, f"browser console errors: {errors}"
     (artifacts / "timing.txt").write_text(f"pause, resume, stop and rerun in {time.monotonic() - began:.1f}s\n")
+
+
+def test_run_all_of_the_instruction_and_training_set_notebooks_ends_with_stats_and_gallery(
+        tmp_path, playwright, artifacts, klein):
+    from playwright.sync_api import expect
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    copy_notebook_with_parameters(REPO / "notebooks" / "02_instruction_images.ipynb", root / "instructions.ipynb", {
+        "flux_ckpt": str(klein), "predicted_instructions_root": str(REPO / "data/instructions/predicted_instructions"),
+        "image_root": str(REPO / "data/instructions"), "output_root": str(tmp_path / "generated_images"),
+        "num_inference_steps": 2, "height": 64, "width": 64, "device": "cpu", "num_gpus": 1})
+    copy_notebook_with_parameters(REPO / "notebooks" / "03_training_set.ipynb", root / "trainset.ipynb", {
+        "source": str(REPO / "data/trainset/sample_source.png"), "user_id": "lab", "actor_id": "hero", "target": 3,
+        "local": True, "flux_ckpt": str(klein), "flux_size": 96, "output": str(tmp_path / "runs")})
+    keyless = {name: value for name, value in os.environ.items()
+               if name not in ("OPENAI_API_KEY", "REPLICATE_API_TOKEN", "AWS_USER_FILES_BUCKET")}
+    errors: list[str] = []
+    with (
+        running_jupyterlab(root, tmp_path / "jupyter", keyless, artifacts / "jupyterlab-02-03.log") as lab,
+        launched_chromium(playwright) as browser,
+    ):
+        # what each notebook's last cell shows once the run has ended: the stats, then the images
+        for name, stats in (("instructions.ipynb", '"number of 0 generation": 1'),
+                            ("trainset.ipynb", "'total_training_images': 3")):
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda message, name=name: message.type == "error" and errors.append(
+                f"{name}: {message.text} {message.location}"))
+            try:
+                open_and_run_all(page, lab, name)
+                last_cell = page.locator(".jp-Cell").last
+                expect(last_cell).to_contain_text(stats, timeout=120_000)
+                expect(page.locator(".imggen-stats")).to_contain_text("3/3 done", timeout=UI_TIMEOUT_MS)
+                assert last_cell.locator("img").count() >= 1, "the last cell shows no image"
+                shown = page.locator(".jp-Notebook").inner_text(timeout=UI_TIMEOUT_MS)
+                assert "still running" not in shown and "<NotebookJob" not in shown, shown[-2000:]
+                page.screenshot(path=artifacts / f"{name}.png", timeout=UI_TIMEOUT_MS)
+            except BaseException:
+                page.screenshot(path=artifacts / f"failed-{name}.png", timeout=UI_TIMEOUT_MS)
+                raise
+            shut_down_kernel(page)
+            page.close()
+    assert not errors, f"browser console errors: {errors}"

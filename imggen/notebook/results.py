@@ -9,6 +9,9 @@ its cell) already says why, once.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
 import logging
 from typing import Callable
 
@@ -35,19 +38,49 @@ def show_when_done(job: NotebookJob, show: Show) -> None:
 
 
 def _show_into(job: NotebookJob, show: Show, output: widgets.Output) -> None:
-    """Run ``show`` with its printing and displays captured, then put them in ``output`` (set on the
-    widget itself: it does not depend on which message the kernel is answering when the job ends)."""
-    from IPython.utils.capture import capture_output
-
+    """Run ``show`` with its printing and displays captured in order, then put them in ``output`` (set on
+    the widget itself: it does not depend on which message the kernel is answering when the job ends)."""
     if job.error is not None:
         return
-    with capture_output() as captured:
+    shown: list[dict] = []
+    with _captured(shown):
         try:
             show(job)
         except Exception as error:  # a broken display must not hide the results shown so far
             log.exception("showing the results failed")
             print(f"showing the results failed: {type(error).__name__}: {error}")
-    shown = [{"output_type": "stream", "name": "stdout", "text": captured.stdout}] if captured.stdout else []
-    shown += [{"output_type": "display_data", "data": item.data, "metadata": item.metadata}
-              for item in captured.outputs]
     output.outputs = (*output.outputs, *shown)
+
+
+@contextlib.contextmanager
+def _captured(shown: list[dict]):
+    """Printing and displays while the block runs, appended to ``shown`` as notebook outputs, in the
+    order they came. Binary data (a PIL image's PNG) is base64, as the kernel would send it: the
+    widget's state carries it to the browser as JSON."""
+    from IPython import get_ipython
+    from IPython.core.displaypub import CapturingDisplayPublisher
+
+    class Printed(io.TextIOBase):
+        def write(self, text: str) -> int:
+            if shown and shown[-1]["output_type"] == "stream":
+                shown[-1]["text"] += text
+            elif text:
+                shown.append({"output_type": "stream", "name": "stdout", "text": text})
+            return len(text)
+
+    class Displayed(CapturingDisplayPublisher):
+        def publish(self, data, metadata=None, *args, **kwargs) -> None:
+            encoded = {kind: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+                       for kind, value in data.items()}
+            shown.append({"output_type": "display_data", "data": encoded, "metadata": metadata or {}})
+
+    shell = get_ipython()
+    publisher = getattr(shell, "display_pub", None)
+    if shell is not None:
+        shell.display_pub = Displayed()
+    try:
+        with contextlib.redirect_stdout(Printed()):
+            yield
+    finally:
+        if shell is not None:
+            shell.display_pub = publisher
