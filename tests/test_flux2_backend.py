@@ -249,6 +249,7 @@ def test_text_to_image_gives_the_requested_size_and_provenance(backend, klein):
         "seed": 5,
         "steps": STEPS,
         "guidance": 1.0,
+        "scheduler": "FlowMatchEulerDiscreteScheduler",  # the pipeline's sampler (A1111's "Euler")
         "height": 32,
         "width": 64,
         "dtype": "float32" if backend.device.type == "cpu" else "bfloat16",

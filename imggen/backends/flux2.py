@@ -167,6 +167,7 @@ class Flux2Backend:
                 offload=offload,
             )
         self.pipeline.set_progress_bar_config(disable=True)
+        self.scheduler = type(self.pipeline.scheduler).__name__  # the sampler, as the provenance names it
         log.info(
             "loaded %s on %s (%s) in %.2f s",
             self.checkpoint.name,
@@ -215,7 +216,7 @@ class Flux2Backend:
             "seed": seed,
             "steps": self.num_inference_steps,
             "guidance": self.guidance_scale,
-            "scheduler": type(self.pipeline.scheduler).__name__,
+            "scheduler": self.scheduler,
             "height": image.height,
             "width": image.width,
             "dtype": str(self.dtype).removeprefix("torch."),
