@@ -11,15 +11,19 @@ seed's beside the tuned one:
   of ``--latencies`` (default 1, 5 and 20 s, +- 25% jitter);
 * tuned: ``--rpm R`` with enough requests in flight for R x (latency + jitter), at the middle latency;
 * the seed's: chunks of 5 requests with ``asyncio.gather`` and a 2 s (scaled) sleep after each chunk,
-  at the middle latency, over ``--seed-images`` images (its rate is steady, so a short sample measures it).
+  at the middle latency, over ``--seed-images`` images (its rate is steady, so a short sample measures it);
+* token-bound: the defaults at quality high against an emulator that also limits tokens per minute
+  (``--tpm``, default 250,000: at 4,160 tokens an image that is about 60 images a minute, far under R),
+  at the middle latency; its ratio is to the tokens ceiling, ``tpm / tokens per image``.
 
 A run lasts ``--windows`` windows or ``--latency-multiple`` latencies, whichever is longer. Sustained
 images/min is counted from one latency after the first finished image to the last one and given as a
 share of R: until the first answer nothing is known, so 4 requests are in flight; the pipe fills in the
 latency after it. That ramp is not throughput; each run's line also prints the rate from the first
 finished image, ramp included. late_429 counts 429s after each run's first window in
-the default and tuned runs. Last line: ``RESULT default_ratio_min=<min over the latencies>
-tuned_ratio=<x> seed_ratio=<y> late_429=<n>``. Target: default_ratio_min >= 0.95 and late_429 = 0.
+the default, tuned and token-bound runs. Last line: ``RESULT default_ratio_min=<min over the latencies>
+tuned_ratio=<x> seed_ratio=<y> token_ratio=<z> late_429=<n>``. Target: default_ratio_min >= 0.95,
+token_ratio >= 0.95 and late_429 = 0.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import time
 from pathlib import Path
 
 from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_models import get_model
+from imggen.emulators.openai_images_route import request_tokens
 from imggen.emulators.openai_server import RunningOpenAIEmulator, start_openai_emulator
 from imggen.emulators.openai_state import OpenAIEmulatorConfig
 from imggen.engine.errors import ErrorKind, TaskError
@@ -74,8 +80,8 @@ async def styles_run(server: RunningOpenAIEmulator, folder: Path, images: int, w
         if isinstance(event, TaskFinished) and event.status == "done":
             finished.append(time.monotonic())
 
-    request = StyleRequest(prompts=write_prompts(folder, images), output=folder / "out", model=MODEL, size=SIZE,
-                           quality=QUALITY, limit_window_s=window_s, **tuning)
+    request = StyleRequest(**{"prompts": write_prompts(folder, images), "output": folder / "out", "model": MODEL,
+                              "size": SIZE, "quality": QUALITY, "limit_window_s": window_s, **tuning})
     os.environ["OPENAI_BASE_URL"] = server.base_url  # read when the run opens its backend, before any await
     summary = (await run_styles(request, reporters=[record], on_problem=print)).summary
     assert summary.state == "finished", summary
@@ -120,10 +126,10 @@ async def measure(args: argparse.Namespace) -> None:
     middle = sorted(latencies)[len(latencies) // 2]
     per_s = args.rpm / window_s
 
-    def emulator(latency: float):
+    def emulator(latency: float, **limits: int):
         return start_openai_emulator(OpenAIEmulatorConfig(
             images_per_minute=args.rpm, window_s=window_s, latency_s=latency, jitter_s=JITTER_SHARE * latency,
-            render_max_side=16, seed=1))
+            render_max_side=16, seed=1, **limits))
 
     def images_for(latency: float) -> int:
         return math.ceil(per_s * max(args.windows * window_s, args.latency_multiple * latency))
@@ -131,6 +137,10 @@ async def measure(args: argparse.Namespace) -> None:
     os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-local")
     default_servers = [await emulator(latency) for latency in latencies]
     tuned_server, seed_server = await emulator(middle), await emulator(middle)
+    token_server = await emulator(middle, tokens_per_minute=args.tpm)
+    # what a benchmark image will count (its prompt's tokens included), to size the token-bound run
+    each = request_tokens({"prompt": "x" * 200, "size": SIZE, "quality": "high"}, get_model(MODEL))
+    token_ceiling = args.tpm / each
     tuned_concurrency = math.ceil(per_s * middle * (1 + JITTER_SHARE) * 1.5) + 2
     began = time.monotonic()
     try:
@@ -142,13 +152,20 @@ async def measure(args: argparse.Namespace) -> None:
                 styles_run(tuned_server, root / "tuned", images_for(middle), window_s, rpm=args.rpm * args.scale,
                            concurrency=tuned_concurrency),
                 seed_schedule(seed_server, root / "seed", args.seed_images, SEED_SLEEP_S / args.scale))
+            token_times = await styles_run(token_server, root / "tokens", math.ceil(
+                token_ceiling / window_s * max(args.windows * window_s, args.latency_multiple * middle)), window_s,
+                quality="high")
     finally:
-        for server in (*default_servers, tuned_server, seed_server):
+        for server in (*default_servers, tuned_server, seed_server, token_server):
             await server.stop()
     wall = time.monotonic() - began
     ratio = [sustained_per_min(times, window_s, latency) / args.rpm
              for times, latency in zip(default_times, latencies)]
-    late = sum(late_429s(server, window_s) for server in (*default_servers, tuned_server))
+    late = sum(late_429s(server, window_s) for server in (*default_servers, tuned_server, token_server))
+    counted = [r.usage["total_tokens"] for r in token_server.requests if r.status == 200 and r.usage]
+    each = sum(counted) / len(counted)  # what its images counted, as the server billed them
+    token_ceiling = args.tpm / each
+    token_ratio = sustained_per_min(token_times, window_s, middle) / token_ceiling
     for latency, times, share, server in zip(latencies, default_times, ratio, default_servers):
         with_ramp = sustained_per_min(times, window_s) / args.rpm
         print(f"default at {latency * args.scale:g} s (scaled {latency:.3g} s): {len(times)} images, ratio {share:.3f} "
@@ -157,7 +174,11 @@ async def measure(args: argparse.Namespace) -> None:
     tuned, seed = (sustained_per_min(times, window_s, middle) / args.rpm for times in (tuned_times, seed_times))
     print(f"tuned (--rpm, --concurrency {tuned_concurrency}): {len(tuned_times)} images; seed: {len(seed_times)} "
           f"images; window {window_s:g} s, {wall:.1f} s in all")
-    print(f"RESULT default_ratio_min={min(ratio):.3f} tuned_ratio={tuned:.3f} seed_ratio={seed:.3f} late_429={late}")
+    print(f"token-bound ({args.tpm} tokens/min, {each:.0f} an image: {token_ceiling:.1f} images/min): {len(token_times)} "
+          f"images, ratio {token_ratio:.3f}, 429s {sum(r.status == 429 for r in token_server.requests)} "
+          f"({late_429s(token_server, window_s)} late)")
+    print(f"RESULT default_ratio_min={min(ratio):.3f} tuned_ratio={tuned:.3f} seed_ratio={seed:.3f} "
+          f"token_ratio={token_ratio:.3f} late_429={late}")
 
 
 def main() -> None:
@@ -170,6 +191,7 @@ def main() -> None:
     add("--latency-multiple", type=float, default=25.0,
         help="...and at least this many latencies (default: %(default)s)")
     add("--seed-images", type=int, default=40, help="images the seed's schedule draws (default: %(default)s)")
+    add("--tpm", type=int, default=250_000, help="the token-bound run's tokens per minute (default: %(default)s)")
     asyncio.run(measure(parser.parse_args()))
 
 

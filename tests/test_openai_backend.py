@@ -216,9 +216,19 @@ async def test_rate_headers_are_read_as_far_as_they_go(start, form, limit, remai
 
 @pytest.mark.parametrize("form", ["none", "malformed"])
 async def test_a_response_without_readable_rate_headers_has_no_hint(start, form):
-    _, backend = await start(rate_header_form=form)
+    _, backend = await start(rate_header_form=form, tokens_per_minute=100_000)
     result = await backend.generate("x", model="gpt-image-2")
-    assert result.data and result.rate is None
+    # no budget is read from headers that cannot be read; what the answer counted comes from its usage
+    assert result.data and result.rate == RateHint(tokens_used=result.usage["total_tokens"])
+
+
+async def test_the_tokens_budget_and_the_answers_tokens_are_read(start):
+    _, backend = await start(tokens_per_minute=100_000)
+    result = await backend.generate("x", model="gpt-image-2", size="1024x1024", quality="low")
+    used = result.usage["total_tokens"]
+    assert (result.rate.tokens_limit_per_min, result.rate.tokens_remaining, result.rate.tokens_used) == (
+        100_000, 100_000 - used, used)
+    assert result.rate.limit_per_min is not None  # the requests budget beside it
 
 
 @pytest.mark.parametrize(("headers", "seconds"), [

@@ -1,4 +1,5 @@
-"""Pacing against a strict-window OpenAI emulator: the advertised limit used, never exceeded.
+"""Pacing against a strict-window OpenAI emulator: the advertised limit used, never exceeded, whether
+it counts images or, for GPT image models, tokens too.
 
 The runner with the real ``openai`` client (through the OpenAI backend) against the emulator's
 sliding window, with its window shortened to a few seconds (``limit_window_s`` tells the runner).
@@ -12,6 +13,8 @@ import statistics
 import pytest
 
 from imggen.backends.openai_images import OpenAIImageBackend
+from imggen.backends.openai_models import get_model
+from imggen.emulators.openai_images_route import request_tokens
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, start_openai_emulator
 from imggen.engine.ledger import Ledger
 from imggen.engine.runner import RateLimit, Runner, RunnerConfig
@@ -117,4 +120,33 @@ async def test_absent_or_malformed_rate_headers_still_finish_the_run(strict_serv
                                  rate_header_form=rate_header_form)
     summary = await run_through(server, out, 12, concurrency=8, limit_window_s=1.0)
     assert summary.state == "finished" and summary.progress.done == 12 and summary.progress.failed == 0
+    assert busiest(admitted(server), 1.0) <= 5
+
+
+def tokens_of_one_image() -> int:
+    """What one of ``run_through``'s images counts against a tokens limit (its answer's usage)."""
+    return request_tokens({"prompt": "image t000", "size": "1024x1024", "quality": "low"}, get_model("gpt-image-2"))
+
+
+@pytest.mark.slow
+async def test_a_tokens_limit_sets_the_pace_from_the_headers_and_the_answers_usage(strict_server, out):
+    each = tokens_of_one_image()
+    # images would allow ten times more: the tokens limit binds at LIMIT images a window
+    server = await strict_server(images_per_minute=10 * LIMIT, tokens_per_minute=LIMIT * each)
+    summary = await run_through(server, out, 3 * LIMIT, concurrency=32)
+    assert summary.state == "finished" and summary.progress.done == 3 * LIMIT
+    assert summary.progress.limit_by == "tokens"
+    assert summary.progress.limit_per_min == pytest.approx(LIMIT * 60 / WINDOW_S, rel=0.02)
+    assert late_429s(server) == 0
+    assert_paced_at_the_limit(admitted(server))
+
+
+async def test_tpm_paces_an_account_whose_headers_say_nothing(strict_server, out):
+    each = tokens_of_one_image()
+    server = await strict_server(images_per_minute=100, tokens_per_minute=5 * each, window_s=1.0, latency_s=0.05,
+                                 jitter_s=0.0, rate_header_form="none")
+    summary = await run_through(server, out, 12, concurrency=8, limit_window_s=1.0,
+                                tokens_per_min=5 * each * 60, tokens_each=each)
+    assert summary.state == "finished" and summary.progress.done == 12
+    assert [r.status for r in server.requests].count(429) == 0  # paced by --tpm from the first request
     assert busiest(admitted(server), 1.0) <= 5

@@ -117,3 +117,9 @@ def test_an_opening_burst_never_reads_as_a_rate_above_the_limit():
     assert progress.eta_s == pytest.approx(27, abs=0.5)  # the time left still follows the pace so far
     later = Progress(total=120, done=90, state="running", started_at=time.monotonic() - 120)
     assert later.rate_per_min == pytest.approx(45, abs=0.5)
+
+
+def test_the_pace_names_the_tokens_limit_when_it_binds():
+    assert Progress(total=10, running=2, in_flight_target=4, limit_per_min=60).pace == "in flight 2/4, limit 60/min"
+    assert Progress(total=10, running=2, in_flight_target=4, limit_per_min=60, limit_by="tokens").pace == (
+        "in flight 2/4, limit 60/min by tokens")

@@ -48,19 +48,24 @@ def _finite(text: str | None) -> float | None:
 
 
 def rate_hint(headers: Mapping[str, str]) -> RateHint | None:
-    """The requests budget the ``x-ratelimit-*-requests`` headers report, or None if absent.
+    """The requests and tokens budgets the ``x-ratelimit-*-requests`` and ``x-ratelimit-*-tokens``
+    headers report, or None if absent.
 
     Each header may be missing or malformed on its own (the API does not always send them); what
     cannot be read is left unknown rather than failing the request."""
-    limit = _finite(headers.get("x-ratelimit-limit-requests"))
-    remaining = _finite(headers.get("x-ratelimit-remaining-requests"))
-    reset = headers.get("x-ratelimit-reset-requests")
-    hint = RateHint(
-        limit_per_min=limit if limit is not None and limit >= 1 else None,
-        remaining=int(remaining) if remaining is not None and remaining >= 0 and remaining == int(remaining) else None,
-        reset_s=parse_go_duration(reset) if reset is not None else None,
-    )
+    requests, tokens = _budget(headers, "requests"), _budget(headers, "tokens")
+    hint = RateHint(*requests, tokens_limit_per_min=tokens[0], tokens_remaining=tokens[1], tokens_reset_s=tokens[2])
     return hint if hint != RateHint() else None
+
+
+def _budget(headers: Mapping[str, str], unit: str) -> tuple[float | None, int | None, float | None]:
+    """The limit, what remains and the seconds until the window refills, of one ``x-ratelimit`` unit."""
+    limit = _finite(headers.get(f"x-ratelimit-limit-{unit}"))
+    remaining = _finite(headers.get(f"x-ratelimit-remaining-{unit}"))
+    reset = headers.get(f"x-ratelimit-reset-{unit}")
+    return (limit if limit is not None and limit >= 1 else None,
+            int(remaining) if remaining is not None and remaining >= 0 and remaining == int(remaining) else None,
+            parse_go_duration(reset) if reset is not None else None)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

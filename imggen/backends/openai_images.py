@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import io
 import uuid
@@ -131,6 +132,8 @@ class OpenAIImageBackend:
         except TaskError as error:  # the answer was billed all the same: the run books it as wasted
             error.billed = cost or 0.0
             raise
+        if usage and usage.get("total_tokens"):  # what the answer counted against a tokens-per-minute limit
+            rate = dataclasses.replace(rate or RateHint(), tokens_used=float(usage["total_tokens"]))
         return GeneratedImage(
             data=data, model=params["model"], params={**params, "resolved": resolved} if resolved else params,
             revised_prompt=item.revised_prompt, usage=usage, cost=cost, rate=rate,

@@ -224,6 +224,16 @@ def output_tokens(quality: str, width: int, height: int) -> int:
     return by_size.get(f"{width}x{height}") or round(by_size["1024x1024"] * width * height / (1024 * 1024))
 
 
+def tokens_per_image(spec: ImageModelSpec, size: str | None, quality: str | None) -> int | None:
+    """The tokens one image of a GPT image model counts (its output, by the published table; ``auto``
+    and unset as the dearest), None for a model not billed in tokens."""
+    if not spec.is_gpt_image:
+        return None
+    quality = "high" if quality in (None, "auto") else quality
+    sizes = load_registry()["standard_sizes"] if size in (None, "auto") else [size]
+    return max(output_tokens(quality, *parse_size(each)) for each in sizes)
+
+
 def estimate_cost(model: str | ImageModelSpec, size: str, quality: str) -> float | None:
     """US dollars one image will probably cost, for budgets: the published price when there is
     one, else the model's output-token price times gpt-image-1's token count for the size and

@@ -19,9 +19,12 @@ from typing import MutableMapping
 RATE_FORMS = ("all", "no_remaining", "none", "malformed")
 # on a 429: seconds and milliseconds; seconds only; an HTTP date; nothing; unreadable values
 RETRY_FORMS = ("seconds_and_ms", "seconds", "date", "none", "malformed")
-RATE_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
-MALFORMED = {"x-ratelimit-limit-requests": "unlimited", "x-ratelimit-remaining-requests": "",
-             "x-ratelimit-reset-requests": "soon", "retry-after": "in a moment", "retry-after-ms": "NaN"}
+RATE_HEADERS = tuple(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens")
+                     for what in ("limit", "remaining", "reset"))
+MALFORMED = {**{f"x-ratelimit-limit-{unit}": "unlimited" for unit in ("requests", "tokens")},
+             **{f"x-ratelimit-remaining-{unit}": "" for unit in ("requests", "tokens")},
+             **{f"x-ratelimit-reset-{unit}": "soon" for unit in ("requests", "tokens")},
+             "retry-after": "in a moment", "retry-after-ms": "NaN"}
 
 
 def check_forms(rate_form: str, retry_form: str) -> None:
@@ -37,8 +40,10 @@ def shape_headers(headers: MutableMapping[str, str], rate_form: str, retry_form:
     if rate_form == "none":
         for name in present:
             del headers[name]
-    elif rate_form == "no_remaining" and "x-ratelimit-remaining-requests" in headers:
-        del headers["x-ratelimit-remaining-requests"]
+    elif rate_form == "no_remaining":
+        for name in present:
+            if "-remaining-" in name:
+                del headers[name]
     elif rate_form == "malformed":
         headers.update({name: MALFORMED[name] for name in present})
     if "retry-after" not in headers:

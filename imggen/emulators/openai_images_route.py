@@ -111,9 +111,16 @@ async def create_image(request: web.Request) -> web.Response:
         return spec
     record.model = spec.id  # the model that drew it, when the request left it to the default
     n = body.get("n", 1)
-    admitted, wait_s, window = state.image_window.try_admit(n)
-    if not admitted:
+    tokens = request_tokens(body, spec) if state.token_window is not None and spec.is_gpt_image else 0
+    wait_s, window = state.image_window.wait_for(n)
+    tokens_wait_s, tokens_window = state.token_window.wait_for(tokens) if tokens else (0.0, None)
+    if tokens_wait_s > 0:
+        return rate_limited(spec.id, "tokens per min (TPM)", tokens_window, tokens_wait_s, tokens, kind="tokens")
+    if wait_s > 0:
         return rate_limited(spec.id, "images per minute (IPM)", window, wait_s, n)
+    state.image_window.admit(n)
+    if tokens:
+        state.token_window.admit(tokens)
     record.admitted = time.time()
     fault = await apply_fault(state.faults.next_fault(), state.config.slow_s)
     if fault is not None:
@@ -124,15 +131,27 @@ async def create_image(request: web.Request) -> web.Response:
         return insufficient_quota()
     await asyncio.sleep(state.latency())
     record.images = n
-    return web.json_response(render_image_response(str(request.url.origin()), state, spec, body))
+    answer = render_image_response(str(request.url.origin()), state, spec, body)
+    record.usage = answer.get("usage")  # what it was billed, in tokens (GPT image models)
+    return web.json_response(answer)
+
+
+def _size_and_quality(body: dict[str, Any], spec: ImageModelSpec) -> tuple[str, str]:
+    """The size and quality a request is drawn at (``auto`` resolved as the emulator resolves it)."""
+    size = body.get("size", spec.default_size)
+    quality = body.get("quality", spec.default_quality)
+    return ("1024x1024" if size == "auto" else size), ("medium" if quality == "auto" else quality)
+
+
+def request_tokens(body: dict[str, Any], spec: ImageModelSpec) -> int:
+    """What a request counts against a tokens-per-minute limit: its answer's usage tokens."""
+    size, quality = _size_and_quality(body, spec)
+    return _usage(body["prompt"], quality, *parse_size(size), body.get("n", 1))["total_tokens"]
 
 
 def render_image_response(origin: str, state: EmulatorState, spec: ImageModelSpec, body: dict[str, Any]) -> dict:
     """The API's success body for a valid request; URLs (dall-e-3) are served from ``origin``."""
-    size = body.get("size", spec.default_size)
-    size = "1024x1024" if size == "auto" else size
-    quality = body.get("quality", spec.default_quality)
-    quality = "medium" if quality == "auto" else quality
+    size, quality = _size_and_quality(body, spec)
     width, height = parse_size(size)
     draw_w, draw_h = render_dimensions(width, height, scale=state.config.render_scale,
                                        max_side=state.config.render_max_side)

@@ -50,11 +50,11 @@ def go_duration(seconds: float) -> str:
     return f"{int(minutes)}m{round(rest, 3):g}s"
 
 
-def rate_headers(state: WindowState) -> dict[str, str]:
+def rate_headers(state: WindowState, unit: str = "requests") -> dict[str, str]:
     return {
-        "x-ratelimit-limit-requests": str(state.limit),
-        "x-ratelimit-remaining-requests": str(state.remaining),
-        "x-ratelimit-reset-requests": go_duration(state.reset_s),
+        f"x-ratelimit-limit-{unit}": str(state.limit),
+        f"x-ratelimit-remaining-{unit}": str(state.remaining),
+        f"x-ratelimit-reset-{unit}": go_duration(state.reset_s),
     }
 
 
@@ -63,15 +63,16 @@ def retry_headers(wait_s: float) -> dict[str, str]:
     return {"retry-after": str(max(math.ceil(wait_s), 1)), "retry-after-ms": str(max(math.ceil(wait_s * 1000), 1))}
 
 
-def rate_limited(model: str, unit: str, state: WindowState, wait_s: float, requested: int) -> web.Response:
-    """429 ``rate_limit_exceeded`` as the API words it, with when to come back."""
+def rate_limited(model: str, unit: str, state: WindowState, wait_s: float, requested: int,
+                 kind: str = "requests") -> web.Response:
+    """429 ``rate_limit_exceeded`` as the API words it (``type`` ``requests`` or ``tokens``), with when to come back."""
     wait_text = f"Please try again in {wait_s:.3g}s." if math.isfinite(wait_s) else "The request can never fit."
     message = (
         f"Rate limit reached for {model} in organization org-emulator on {unit}: Limit {state.limit}, "
         f"Used {state.limit - state.remaining}, Requested {requested}. {wait_text}"
     )
     headers = retry_headers(wait_s) if math.isfinite(wait_s) else {}
-    return error_response(429, message, type="requests", code="rate_limit_exceeded", headers=headers)
+    return error_response(429, message, type=kind, code="rate_limit_exceeded", headers=headers)
 
 
 def insufficient_quota() -> web.Response:

@@ -76,6 +76,8 @@ async def _stamp_and_log(request: web.Request, handler) -> web.StreamResponse:
         response = error_response(exc.status, f"Invalid URL ({request.method} {request.path})")
     window = state.chat_window if request.path.startswith("/v1/chat/") else state.image_window
     response.headers.update(rate_headers(window.state()))
+    if state.token_window is not None and request.path.startswith("/v1/images/"):
+        response.headers.update(rate_headers(state.token_window.state(), "tokens"))
     shape_headers(response.headers, state.config.rate_header_form, state.config.retry_after_form)
     response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
     response.headers["openai-processing-ms"] = str(round((time.monotonic() - started) * 1000))
@@ -176,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8011)
     add("--rpm", type=int, default=60, help="images per minute before 429 rate_limit_exceeded")
+    add("--tpm", type=int, default=None, help="image tokens per minute (the answers' usage) before 429 type tokens")
     add("--chat-rpm", type=int, default=500, help="chat completions per minute")
     add("--window", type=float, default=60.0, help="rate window in seconds")
     add("--latency", type=float, default=0.0, help="seconds added to each answer")
@@ -203,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     """Serve until interrupted (Ctrl-C)."""
     args = _parser().parse_args(argv)
     config = OpenAIEmulatorConfig(
-        host=args.host, port=args.port, images_per_minute=args.rpm, chat_requests_per_minute=args.chat_rpm,
+        host=args.host, port=args.port, images_per_minute=args.rpm, tokens_per_minute=args.tpm,
+        chat_requests_per_minute=args.chat_rpm,
         window_s=args.window, latency_s=args.latency, jitter_s=args.jitter, error_rate=args.error_rate,
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,
         quota_images=args.quota_images, render_scale=args.render_scale, render_max_side=args.render_max_side,

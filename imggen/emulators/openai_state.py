@@ -36,6 +36,7 @@ class OpenAIEmulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port
     images_per_minute: int = 60  # counted in images (n per request), as the API's IPM limit
+    tokens_per_minute: int | None = None  # a GPT image model's TPM limit, counted in each answer's usage tokens
     chat_requests_per_minute: int = 500
     window_s: float = 60.0  # the rate window; tests shorten it
     latency_s: float = 0.0  # added before each successful generation or chat answer
@@ -73,7 +74,7 @@ class RequestRecord:
     images: int = 0  # images generated (0 unless a generation succeeded)
     admitted: float | None = None  # wall-clock time the rate window let it through, if it did
     status: int | None = None
-    usage: dict | None = None  # a chat answer's full usage, as billed (also when the form sent less or none)
+    usage: dict | None = None  # an answer's full usage as billed (chat: also when the form sent less or none)
     refused: bool = False  # the chat answer was a scripted refusal
 
 
@@ -94,6 +95,7 @@ class EmulatorState:
         self._refusals = 0  # chat answers still to be refusals
         self._refusals_lock = threading.Lock()
         self.image_window = SlidingWindow(config.images_per_minute, config.window_s)
+        self.token_window = SlidingWindow(config.tokens_per_minute, config.window_s) if config.tokens_per_minute else None
         self.chat_window = SlidingWindow(config.chat_requests_per_minute, config.window_s)
         self.faults = FaultPlan(
             FaultRates(server_error=config.error_rate, drop=config.drop_rate, slow=config.slow_rate),

@@ -1,7 +1,7 @@
 """A sliding-window counter: at most ``limit`` units (images or requests) in any ``window_s``.
 
 The emulators use it to hold a provider's per-minute limit exactly as a strict server would:
-every admitted unit is timestamped, a request that would push the last ``window_s`` seconds over
+every admission is timestamped with its units, a request that would push the last ``window_s`` seconds over
 the limit is refused, and the refusal says how long until enough units leave the window. The state
 it reports follows the OpenAI headers' meaning: the reset is when the window is full again.
 """
@@ -25,7 +25,8 @@ class WindowState:
 
 
 class SlidingWindow:
-    """Admits units while fewer than ``limit`` were admitted in the last ``window_s`` seconds."""
+    """Admits units while fewer than ``limit`` were admitted in the last ``window_s`` seconds; a request
+    may take many units at once (``n`` images, or the tokens an image counts)."""
 
     def __init__(self, limit: int, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         if limit < 1 or window_s <= 0:
@@ -33,16 +34,43 @@ class SlidingWindow:
         self.limit = limit
         self.window_s = window_s
         self._clock = clock
-        self._admitted: collections.deque[float] = collections.deque()
+        self._admitted: collections.deque[tuple[float, int]] = collections.deque()  # (when, units), oldest first
+        self._count = 0
         self._lock = threading.Lock()
 
     def _expire(self, now: float) -> None:
-        while self._admitted and self._admitted[0] <= now - self.window_s:
-            self._admitted.popleft()
+        while self._admitted and self._admitted[0][0] <= now - self.window_s:
+            self._count -= self._admitted.popleft()[1]
 
     def _state(self, now: float) -> WindowState:
-        reset = self._admitted[-1] + self.window_s - now if self._admitted else 0.0
-        return WindowState(self.limit, self.limit - len(self._admitted), max(reset, 0.0))
+        reset = self._admitted[-1][0] + self.window_s - now if self._admitted else 0.0
+        return WindowState(self.limit, self.limit - self._count, max(reset, 0.0))
+
+    def _wait(self, now: float, units: int) -> float:
+        """0 when ``units`` fit now, else how long until enough leave the window (infinite: never)."""
+        free = self.limit - self._count
+        if units <= free:
+            return 0.0
+        if units > self.limit:
+            return float("inf")
+        for when, count in self._admitted:  # the oldest admissions leave first
+            free += count
+            if free >= units:
+                return max(when + self.window_s - now, 0.001)
+        return float("inf")
+
+    def wait_for(self, units: int = 1) -> tuple[float, WindowState]:
+        """How long until ``units`` would fit (0: now), admitting nothing."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            return self._wait(now, units), self._state(now)
+
+    def admit(self, units: int = 1) -> None:
+        """Count ``units`` now (after :meth:`wait_for` said they fit)."""
+        with self._lock:
+            self._admitted.append((self._clock(), units))
+            self._count += units
 
     def try_admit(self, units: int = 1) -> tuple[bool, float, WindowState]:
         """Admit ``units`` now if they fit: ``(admitted, wait_s, state)``; ``wait_s`` is how long
@@ -50,15 +78,11 @@ class SlidingWindow:
         with self._lock:
             now = self._clock()
             self._expire(now)
-            free = self.limit - len(self._admitted)
-            if units <= free:
-                self._admitted.extend([now] * units)
-                return True, 0.0, self._state(now)
-            if units > self.limit:
-                return False, float("inf"), self._state(now)
-            # the oldest (units - free) admissions must leave the window first
-            wait = self._admitted[units - free - 1] + self.window_s - now
-            return False, max(wait, 0.001), self._state(now)
+            wait = self._wait(now, units)
+            if wait == 0:
+                self._admitted.append((now, units))
+                self._count += units
+            return wait == 0, wait, self._state(now)
 
     def state(self) -> WindowState:
         with self._lock:

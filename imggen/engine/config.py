@@ -22,6 +22,8 @@ class RunnerConfig:
     backoff_max_s: float = 60.0
     default_rate_limit_wait_s: float = 10.0  # a 429 without a Retry-After or a count the limiter can use
     limit_window_s: float = 60.0  # the window a provider's limit header counts over (OpenAI: a minute)
+    tokens_per_min: float | None = None  # the user's tokens limit (--tpm), for accounts whose headers say none
+    tokens_each: float | None = None  # tokens one task will probably count, until answers say (e.g. a model's table)
     budget: float | None = None  # hard cap on money spent in this run
     estimate_basis: str = "its estimate"  # what the tasks' costs rest on, for the budget's message
     retry_failed: bool = False  # also retry tasks that failed permanently before
@@ -38,6 +40,9 @@ class RunnerConfig:
             raise ValueError("budget cannot be negative")
         if self.limit_window_s <= 0:
             raise ValueError("limit_window_s must be positive")
+        for name in ("tokens_per_min", "tokens_each"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
 
     def limiter(self) -> RequestLimiter:
         """A run's limiter: the user's limit if any, over its period (else the provider's window)."""

@@ -27,11 +27,16 @@ class ErrorKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class RateHint:
-    """What a provider's rate-limit headers said about the requests budget."""
+    """What a provider's rate-limit headers said about its budgets (requests, and tokens where the
+    provider limits those too), and what the answer counted against the tokens budget."""
 
     limit_per_min: float | None = None  # the server's requests-per-minute limit
     remaining: int | None = None  # requests left in the current window
     reset_s: float | None = None  # seconds until the window refills
+    tokens_limit_per_min: float | None = None  # the server's tokens-per-minute limit
+    tokens_remaining: int | None = None  # tokens left in the current window
+    tokens_reset_s: float | None = None  # seconds until the tokens window refills
+    tokens_used: float | None = None  # tokens this answer counted (its usage), when it said
 
 
 class TaskError(Exception):

@@ -36,6 +36,7 @@ class Progress:
     rate_limit_hits: int = 0
     in_flight_target: int | None = None  # tasks the runner keeps in flight now
     limit_per_min: float | None = None  # the requests limit in use (--rpm or the provider's), if any
+    limit_by: str | None = None  # "tokens" when the tokens limit sets it
     parts: tuple[InFlight, ...] = ()  # the kinds of work inside the tasks, when a pipeline has them
     state: str = "running"
     started_at: float = field(default_factory=time.monotonic)
@@ -62,9 +63,10 @@ class Progress:
 
     @property
     def pace(self) -> str:
-        """``in flight 3/12, limit 173/min`` (the limit only when one is in use); with parts
-        ``in flight 20/20, grids 2/3, upscales 9/21, limit 600/min``."""
-        limit = f", limit {self.limit_per_min:.0f}/min" if self.limit_per_min else ""
+        """``in flight 3/12, limit 173/min`` (the limit only when one is in use; ``limit 60/min by tokens``
+        when the tokens limit sets it); with parts ``in flight 20/20, grids 2/3, upscales 9/21, limit 600/min``."""
+        by = f" by {self.limit_by}" if self.limit_by else ""
+        limit = f", limit {self.limit_per_min:.0f}/min{by}" if self.limit_per_min else ""
         target = f"/{self.in_flight_target}" if self.in_flight_target else ""
         parts = "".join(f", {part.name} {part.running}/{part.target}" for part in self.parts)
         return f"in flight {self.running}{target}{parts}{limit}"

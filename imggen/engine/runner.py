@@ -107,7 +107,8 @@ class Runner:
         loop = asyncio.get_running_loop()
         self._in_flight: set[asyncio.Task] = set()
         target = InFlightTarget(self.config.concurrency, ceiling=self.config.max_concurrency)
-        self._pacing = Pacing(self.config.limiter(), target, self.control, window_s=self.config.limit_window_s)
+        self._pacing = Pacing(self.config.limiter(), target, self.control, window_s=self.config.limit_window_s,
+                              tokens_per_min=self.config.tokens_per_min, tokens_each=self.config.tokens_each)
         self._record = RunRecord(self.ledger, reporters=self.reporters, views=self.views,
                                  view_interval_s=self.config.view_interval_s, paid_for=self.paid_for)
         token = _THIS_RUN.set(self)  # the run's tasks ask it for sub-tasks (run_subtask)
@@ -276,7 +277,7 @@ class Runner:
         record = self._record
         record.progress = record.progress.evolve(
             running=record.progress.running + delta, in_flight_target=self._pacing.target.value,
-            limit_per_min=self._pacing.limit_per_min)
+            limit_per_min=self._pacing.limit_per_min, limit_by=self._pacing.binding)
 
     def _cancel_in_flight(self) -> None:
         for job in list(self._in_flight):

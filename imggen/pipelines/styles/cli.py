@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--flux_ckpt", "--flux-ckpt", dest="flux_ckpt", type=Path, help="FLUX.2 klein checkpoint folder (flux2)")
     add("--flux-steps", type=int, help="denoising steps (flux2; default: the checkpoint's preset)")
     add("--rpm", type=at_least(0, float, exclusive=True), help="requests per minute (default: follow the server's rate-limit headers)")
+    add("--tpm", type=at_least(0, float, exclusive=True),
+        help="tokens per minute of your account, for GPT image models when its headers say none "
+        "(default: follow the server's headers)")
     add("--concurrency", type=concurrency, default=DEFAULTS.concurrency,
         help="requests in flight, or auto: the rate limit x the observed latency (default: %(default)s)")
     add("--request-timeout", type=float, metavar="SECONDS",
@@ -74,7 +77,7 @@ def request_from(args: argparse.Namespace) -> StyleRequest:
         prompts=args.prompts, output=args.output, styles_file=args.styles_file, styles=args.style_names,
         datasets=args.datasets, max_samples=args.max_samples, backend=args.backend, model=args.model,
         size=args.size, quality=args.quality, dalle_style=args.dalle_style, allow_retired=args.allow_retired,
-        flux_ckpt=args.flux_ckpt, flux_steps=args.flux_steps, rpm=args.rpm, concurrency=args.concurrency,
+        flux_ckpt=args.flux_ckpt, flux_steps=args.flux_steps, rpm=args.rpm, tpm=args.tpm, concurrency=args.concurrency,
         request_timeout_s=args.request_timeout, budget=args.budget, allow_unpriced=args.allow_unpriced,
         retry_failed=args.retry_failed, mode=args.mode,
         batch_size=args.batch_size, poll_s=args.poll_seconds, cancel_batches=args.cancel_batches,

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from imggen.backends.flux2 import parse_flux_size, size_problem
 from imggen.backends.openai_models import (
-    DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, find_problem, get_model,
+    DEFAULT_MODEL, ImageModelSpec, ModelUnavailableError, find_problem, get_model, tokens_per_image,
 )
 from imggen.engine.concurrency import AUTO
 from imggen.engine.errors import CannotStart
@@ -57,6 +57,7 @@ class StyleRequest:
     flux_ckpt: str | os.PathLike | None = None
     flux_steps: int | None = None
     rpm: float | None = None  # requests per minute (None: follow the server's rate-limit headers)
+    tpm: float | None = None  # the account's tokens per minute, where its headers say none (GPT image models)
     concurrency: int | str = DEFAULT_CONCURRENCY  # requests in flight: a number, or "auto"
     request_timeout_s: float | None = None  # a stalled request is retried after this (None: the model's)
     limit_window_s: float = 60.0  # what the limits count over: a minute (shorter only against an emulator)
@@ -96,6 +97,13 @@ class StylePlan:
         return sum(task.cost for task in self.tasks) if self.cost_known else None
 
     @property
+    def tokens_each(self) -> float | None:
+        """Tokens one image will probably count against a tokens-per-minute limit, until answers say."""
+        if self.spec is None:
+            return None
+        return tokens_per_image(self.spec, self.image_params.get("size"), self.image_params.get("quality"))
+
+    @property
     def model_name(self) -> str:
         return self.spec.id if self.spec else f"FLUX.2 klein ({Path(self.request.flux_ckpt).name})"
 
@@ -133,6 +141,8 @@ def _check_request(request: StyleRequest) -> None:
         raise CannotStart("max-samples must be at least 1")
     if request.rpm is not None and not request.rpm > 0:
         raise CannotStart("rpm must be more than 0 (leave it out to follow the server's rate-limit headers)")
+    if request.tpm is not None and not request.tpm > 0:
+        raise CannotStart("tpm must be more than 0 (leave it out to follow the server's rate-limit headers)")
     if request.budget is not None and not request.budget >= 0:
         raise CannotStart("budget must be 0 or more US dollars")
     if request.mode not in MODES:

@@ -115,6 +115,7 @@ async def _run_plan(plan: StylePlan, control: RunControl | None, reporters: Sequ
         concurrency=draw.capacity or request.concurrency, budget=request.budget, estimate_basis=plan.estimate_basis,
         limit_window_s=window,
         rate_limit=RateLimit(request.rpm * window / 60, window) if request.rpm else None,
+        tokens_per_min=request.tpm, tokens_each=plan.tokens_each,
         retry_failed=request.retry_failed,
     )
     try:
