@@ -12,6 +12,9 @@ seed's beside the tuned one:
 * tuned: ``--rpm R`` with enough requests in flight for R x (latency + jitter), at the middle latency;
 * the seed's: chunks of 5 requests with ``asyncio.gather`` and a 2 s (scaled) sleep after each chunk,
   at the middle latency, over ``--seed-images`` images (its rate is steady, so a short sample measures it);
+* each way a server may count its limit (``--window-kinds``: a strict sliding window whose reset is
+  when it is full again, the same read as when the next slot frees, fixed windows, a token bucket):
+  the defaults at the middle latency;
 * token-bound: the defaults at quality high against an emulator that also limits tokens per minute
   (``--tpm``, default 250,000: at 4,160 tokens an image that is about 60 images a minute, far under R),
   at the middle latency; its ratio is to the tokens ceiling, ``tpm / tokens per image``.
@@ -22,8 +25,8 @@ share of R: until the first answer nothing is known, so 4 requests are in flight
 latency after it. That ramp is not throughput; each run's line also prints the rate from the first
 finished image, ramp included. late_429 counts 429s after each run's first window in
 the default, tuned and token-bound runs. Last line: ``RESULT default_ratio_min=<min over the latencies>
-tuned_ratio=<x> seed_ratio=<y> token_ratio=<z> late_429=<n>``. Target: default_ratio_min >= 0.95,
-token_ratio >= 0.95 and late_429 = 0.
+tuned_ratio=<x> seed_ratio=<y> kinds_ratio_min=<k> token_ratio=<z> late_429=<n>``. Target:
+default_ratio_min >= 0.95, kinds_ratio_min >= 0.95, token_ratio >= 0.95 and late_429 = 0.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ async def measure(args: argparse.Namespace) -> None:
     middle = sorted(latencies)[len(latencies) // 2]
     per_s = args.rpm / window_s
 
-    def emulator(latency: float, **limits: int):
+    def emulator(latency: float, **limits: object):
         return start_openai_emulator(OpenAIEmulatorConfig(
             images_per_minute=args.rpm, window_s=window_s, latency_s=latency, jitter_s=JITTER_SHARE * latency,
             render_max_side=16, seed=1, **limits))
@@ -138,6 +141,8 @@ async def measure(args: argparse.Namespace) -> None:
     default_servers = [await emulator(latency) for latency in latencies]
     tuned_server, seed_server = await emulator(middle), await emulator(middle)
     token_server = await emulator(middle, tokens_per_minute=args.tpm)
+    kinds = args.window_kinds.split(",") if args.window_kinds else []
+    kind_servers = [await emulator(middle, window_kind=kind) for kind in kinds]
     # what a benchmark image will count (its prompt's tokens included), to size the token-bound run
     each = request_tokens({"prompt": "x" * 200, "size": SIZE, "quality": "high"}, get_model(MODEL))
     token_ceiling = args.tpm / each
@@ -152,16 +157,22 @@ async def measure(args: argparse.Namespace) -> None:
                 styles_run(tuned_server, root / "tuned", images_for(middle), window_s, rpm=args.rpm * args.scale,
                            concurrency=tuned_concurrency),
                 seed_schedule(seed_server, root / "seed", args.seed_images, SEED_SLEEP_S / args.scale))
+            kind_times = [await styles_run(server, root / f"kind-{kind}", images_for(middle), window_s)
+                          for kind, server in zip(kinds, kind_servers)]
             token_times = await styles_run(token_server, root / "tokens", math.ceil(
                 token_ceiling / window_s * max(args.windows * window_s, args.latency_multiple * middle)), window_s,
                 quality="high")
     finally:
-        for server in (*default_servers, tuned_server, seed_server, token_server):
+        for server in (*default_servers, tuned_server, seed_server, token_server, *kind_servers):
             await server.stop()
     wall = time.monotonic() - began
     ratio = [sustained_per_min(times, window_s, latency) / args.rpm
              for times, latency in zip(default_times, latencies)]
-    late = sum(late_429s(server, window_s) for server in (*default_servers, tuned_server, token_server))
+    late = sum(late_429s(server, window_s) for server in (*default_servers, tuned_server, token_server, *kind_servers))
+    kind_ratios = [sustained_per_min(times, window_s, middle) / args.rpm for times in kind_times]
+    for kind, share, server in zip(kinds, kind_ratios, kind_servers):
+        print(f"{kind} window at {middle * args.scale:g} s: ratio {share:.3f}, "
+              f"429s {sum(r.status == 429 for r in server.requests)} ({late_429s(server, window_s)} late)")
     counted = [r.usage["total_tokens"] for r in token_server.requests if r.status == 200 and r.usage]
     each = sum(counted) / len(counted)  # what its images counted, as the server billed them
     token_ceiling = args.tpm / each
@@ -177,7 +188,8 @@ async def measure(args: argparse.Namespace) -> None:
     print(f"token-bound ({args.tpm} tokens/min, {each:.0f} an image: {token_ceiling:.1f} images/min): {len(token_times)} "
           f"images, ratio {token_ratio:.3f}, 429s {sum(r.status == 429 for r in token_server.requests)} "
           f"({late_429s(token_server, window_s)} late)")
-    print(f"RESULT default_ratio_min={min(ratio):.3f} tuned_ratio={tuned:.3f} seed_ratio={seed:.3f} "
+    kinds_min = f" kinds_ratio_min={min(kind_ratios):.3f}" if kind_ratios else ""
+    print(f"RESULT default_ratio_min={min(ratio):.3f} tuned_ratio={tuned:.3f} seed_ratio={seed:.3f}{kinds_min} "
           f"token_ratio={token_ratio:.3f} late_429={late}")
 
 
@@ -192,6 +204,9 @@ def main() -> None:
         help="...and at least this many latencies (default: %(default)s)")
     add("--seed-images", type=int, default=40, help="images the seed's schedule draws (default: %(default)s)")
     add("--tpm", type=int, default=250_000, help="the token-bound run's tokens per minute (default: %(default)s)")
+    add("--window-kinds", default="sliding_next,fixed,bucket",
+        help="other ways the server counts its limit, each run at the middle latency; empty for none "
+        "(default: %(default)s)")
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -193,6 +193,19 @@ async def test_the_reset_header_is_the_time_until_the_window_is_full_again(start
     assert 1.8 <= parse_go_duration(raw.headers["x-ratelimit-reset-requests"]) <= 2.0
 
 
+@pytest.mark.parametrize("kind", ["sliding_next", "fixed", "bucket"])
+async def test_each_way_of_counting_the_limit_serves_the_real_client(start, kind):
+    server = await start(images_per_minute=2, window_s=30.0, window_kind=kind)
+    client = client_for(server)
+    for prompt in ("one", "two"):
+        await client.images.generate(model="gpt-image-2", prompt=prompt)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.images.generate(model="gpt-image-2", prompt="three")
+    assert 0 < float(caught.value.response.headers["retry-after-ms"]) <= 30_000
+    with pytest.raises(ValueError, match="unknown window kind"):
+        await start(window_kind="leaky")
+
+
 async def refusal(server) -> openai.RateLimitError:
     client = client_for(server)
     await client.images.generate(model="gpt-image-2", prompt="fills the window")

@@ -82,8 +82,9 @@ SHRUNK = {
         ["--tasks", "20000"], "a million no-op tasks take over a minute; the printed RESULT line is the same"),
     r"^\.venv/bin/python benchmarks/styles_throughput\.py$": (
         ["--scale", "20", "--rpm", "60", "--latencies", "1,5", "--windows", "3", "--latency-multiple", "5",
-         "--seed-images", "10"],
-        "three latencies of 25 round trips take two minutes; two latencies of 5 are measured the same way"),
+         "--seed-images", "10", "--window-kinds", "bucket"],
+        "three latencies and three ways of counting, 25 round trips each, take three minutes; two latencies and "
+        "one way of counting, of 5, are measured the same way"),
     r"^\.venv/bin/python benchmarks/instructions_overhead\.py$": (
         ["--images", "4"], "800 images on the CPU take minutes; 4 run the same code"),
     r"^\.venv/bin/python benchmarks/trainset_wall\.py$": (

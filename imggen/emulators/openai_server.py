@@ -31,6 +31,7 @@ from imggen.emulators.openai_images_route import create_image, get_file
 from imggen.emulators.openai_models_route import add_model_routes
 from imggen.emulators.openai_header_forms import RATE_FORMS, RETRY_FORMS, shape_headers
 from imggen.emulators.openai_replies import DroppedConnection, error_response, rate_headers
+from imggen.emulators.rate_window import WINDOWS
 from imggen.emulators.openai_state import (
     RECORD, STATE, USAGE_FORMS, EmulatorState, OpenAIEmulatorConfig, RequestRecord, checked_usage_form,
 )
@@ -181,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--tpm", type=int, default=None, help="image tokens per minute (the answers' usage) before 429 type tokens")
     add("--chat-rpm", type=int, default=500, help="chat completions per minute")
     add("--window", type=float, default=60.0, help="rate window in seconds")
+    add("--window-kind", choices=sorted(WINDOWS), default="sliding",
+        help="how the limits are counted: sliding (reset: until the window is full again), sliding_next "
+        "(reset: until the next slot frees), fixed windows, or a token bucket")
     add("--latency", type=float, default=0.0, help="seconds added to each answer")
     add("--jitter", type=float, default=0.0, help="latency varies by +- this many seconds")
     add("--error-rate", type=float, default=0.0, help="share of requests answered 500/503")
@@ -207,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     config = OpenAIEmulatorConfig(
         host=args.host, port=args.port, images_per_minute=args.rpm, tokens_per_minute=args.tpm,
+        window_kind=args.window_kind,
         chat_requests_per_minute=args.chat_rpm,
         window_s=args.window, latency_s=args.latency, jitter_s=args.jitter, error_rate=args.error_rate,
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,

@@ -19,7 +19,7 @@ from aiohttp import web
 from imggen.emulators.fault_plan import FaultPlan, FaultRates
 from imggen.emulators.openai_batch_store import BatchEmulatorConfig
 from imggen.emulators.openai_header_forms import check_forms
-from imggen.emulators.rate_window import SlidingWindow
+from imggen.emulators.rate_window import WINDOWS, SlidingWindow
 
 USAGE_FORMS = ("full", "counts", "none")  # a chat answer's usage as sent: with its details, the counts only, or none
 
@@ -37,6 +37,7 @@ class OpenAIEmulatorConfig:
     port: int = 0  # 0: a free port
     images_per_minute: int = 60  # counted in images (n per request), as the API's IPM limit
     tokens_per_minute: int | None = None  # a GPT image model's TPM limit, counted in each answer's usage tokens
+    window_kind: str = "sliding"  # how the images and tokens limits are counted (see rate_window.WINDOWS)
     chat_requests_per_minute: int = 500
     window_s: float = 60.0  # the rate window; tests shorten it
     latency_s: float = 0.0  # added before each successful generation or chat answer
@@ -94,8 +95,11 @@ class EmulatorState:
         self.chat_usage_form = checked_usage_form(config.chat_usage_form)
         self._refusals = 0  # chat answers still to be refusals
         self._refusals_lock = threading.Lock()
-        self.image_window = SlidingWindow(config.images_per_minute, config.window_s)
-        self.token_window = SlidingWindow(config.tokens_per_minute, config.window_s) if config.tokens_per_minute else None
+        if config.window_kind not in WINDOWS:
+            raise ValueError(f"unknown window kind {config.window_kind!r}; choose from {', '.join(sorted(WINDOWS))}")
+        counted = WINDOWS[config.window_kind]
+        self.image_window = counted(config.images_per_minute, config.window_s)
+        self.token_window = counted(config.tokens_per_minute, config.window_s) if config.tokens_per_minute else None
         self.chat_window = SlidingWindow(config.chat_requests_per_minute, config.window_s)
         self.faults = FaultPlan(
             FaultRates(server_error=config.error_rate, drop=config.drop_rate, slow=config.slow_rate),
