@@ -37,9 +37,10 @@ from imggen.backends.replicate_responses import (
     call_for_prediction,
     failed_prediction,
     note_response,
+    run_time,
 )
 from imggen.engine.errors import ErrorKind, TaskError
-from imggen.engine.polling import PollDeadline, PollSchedule, poll_until
+from imggen.engine.polling import Durations, PollDeadline, PollSchedule, poll_until
 from imggen.settings import credential, load_settings
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
@@ -101,6 +102,7 @@ class ReplicateBackend:
         self._polls = PollSchedule(least_s=poll_interval_s, most_s=max_poll_interval_s, deadline_s=deadline_s)
         self._max_download_bytes = max_download_bytes
         self._began: dict[str, float] = {}  # when each prediction still being polled was first seen
+        self._durations = Durations()  # how long each model's predictions took lately: when to poll
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # for Replicate's hosts (with the token) and others
 
     async def generate_grid(
@@ -181,7 +183,8 @@ class ReplicateBackend:
         began = self._began.setdefault(prediction_id, asyncio.get_running_loop().time())  # kept when a poll fails
         try:
             prediction = await poll_until(lambda: self._get(prediction_id), lambda p: p["status"] in _TERMINAL,
-                                          prediction, began=began, schedule=self._polls)
+                                          prediction, began=began, schedule=self._polls,
+                                          expected_s=self._durations.expected(model))
         except PollDeadline:
             del self._began[prediction_id]
             await self._cancel_quietly(prediction_id)
@@ -191,6 +194,7 @@ class ReplicateBackend:
         self._began.pop(prediction_id, None)
         if prediction["status"] != "succeeded":
             raise failed_prediction(prediction)
+        self._durations.add(model, run_time(prediction) or asyncio.get_running_loop().time() - began)
         url = _output_url(prediction)
         try:
             data = await self._download(url)

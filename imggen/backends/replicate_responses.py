@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -98,6 +99,15 @@ def failed_prediction(prediction: dict[str, Any]) -> PredictionEnded:
     if status == "failed" and _SAFETY_ERROR.search(error):
         return PredictionEnded(ErrorKind.PERMANENT, message, billed=False)  # the filter answers the same every time
     return PredictionEnded(ErrorKind.TRANSIENT, message, billed=False)  # failed, canceled, or aborted before it started
+
+
+def run_time(prediction: dict[str, Any]) -> float | None:
+    """Seconds from the prediction's creation to its end by the server's own clock, when it says both."""
+    try:
+        created, completed = (datetime.fromisoformat(prediction[name]) for name in ("created_at", "completed_at"))
+        return (completed - created).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _api_error(what: str, error: ReplicateError, note: _ResponseNote, secret: str) -> TaskError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import logging
 import threading
@@ -33,6 +34,16 @@ log = logging.getLogger("imggen.storage")
 _FATAL_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
                 "AllAccessDisabled", "AccountProblem", "InvalidBucketName", "ExpiredToken"}
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "BadDigest"}
+
+# One boto3 session for the process: its first client reads the S3 service's model (a good part of
+# a second), later ones (the next run in a notebook or a benchmark) take milliseconds. Sessions are
+# not thread-safe, so clients are made under a lock.
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,8 @@ class S3Store:
         with self._client_lock:
             if self._client is None:
                 config = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3})
-                self._client = boto3.session.Session().client("s3", config=config, **self._client_options)
+                with _SESSION_LOCK:
+                    self._client = _session().client("s3", config=config, **self._client_options)
             return self._client
 
     @classmethod
