@@ -48,8 +48,8 @@ class VisionCaptioner:
         self.vision_model = model or DEFAULT_VISION_MODEL
 
     async def describe(self, tile_png: bytes, subject: str | None, *, key: str, calls: VisionCalls) -> str:
-        answer = await self._backend.ask_about_image(tile_png, CAPTION_QUESTION, model=self.vision_model,
-                                                     what="captioning")
+        answer = await calls.ask(lambda: self._backend.ask_about_image(
+            tile_png, CAPTION_QUESTION, model=self.vision_model, what="captioning"))
         return calls.take(key, answer, lambda text: " ".join(text.split()).strip("\"'"))
 
 

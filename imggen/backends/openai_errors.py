@@ -8,12 +8,13 @@ the API key removed; the client's own ``str(exc)`` is never used.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import math
 import re
 import time
-from typing import Mapping
+from typing import Any, Mapping
 
 import openai
 
@@ -56,6 +57,13 @@ def rate_hint(headers: Mapping[str, str]) -> RateHint | None:
     requests, tokens = _budget(headers, "requests"), _budget(headers, "tokens")
     hint = RateHint(*requests, tokens_limit_per_min=tokens[0], tokens_remaining=tokens[1], tokens_reset_s=tokens[2])
     return hint if hint != RateHint() else None
+
+
+def with_tokens_used(rate: RateHint | None, usage: Mapping[str, Any] | None) -> RateHint | None:
+    """``rate`` with the tokens an answer's ``usage`` counted against a tokens-per-minute limit."""
+    if not usage or not usage.get("total_tokens"):
+        return rate
+    return dataclasses.replace(rate or RateHint(), tokens_used=float(usage["total_tokens"]))
 
 
 def _budget(headers: Mapping[str, str], unit: str) -> tuple[float | None, int | None, float | None]:

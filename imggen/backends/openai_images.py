@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import datetime as dt
 import io
 import uuid
@@ -24,7 +23,7 @@ from openai.types import ImagesResponse
 from PIL import Image
 
 from imggen.backends.image_download import MAX_IMAGE_BYTES, check_image, download_image
-from imggen.backends.openai_errors import rate_hint, task_error
+from imggen.backends.openai_errors import rate_hint, task_error, with_tokens_used
 from imggen.backends.openai_models import (
     DEFAULT_MODEL, DEFAULT_VISION_MODEL, ImageModelSpec, ModelUnavailableError, cost_from_usage, find_problem,
     get_model, price,
@@ -132,11 +131,9 @@ class OpenAIImageBackend:
         except TaskError as error:  # the answer was billed all the same: the run books it as wasted
             error.billed = cost or 0.0
             raise
-        if usage and usage.get("total_tokens"):  # what the answer counted against a tokens-per-minute limit
-            rate = dataclasses.replace(rate or RateHint(), tokens_used=float(usage["total_tokens"]))
         return GeneratedImage(
             data=data, model=params["model"], params={**params, "resolved": resolved} if resolved else params,
-            revised_prompt=item.revised_prompt, usage=usage, cost=cost, rate=rate,
+            revised_prompt=item.revised_prompt, usage=usage, cost=cost, rate=with_tokens_used(rate, usage),
         )
 
     async def _image_bytes(self, b64_json: str | None, url: str | None) -> bytes:
@@ -166,9 +163,10 @@ class OpenAIImageBackend:
             {"type": "image_url", "image_url": {"url": data_uri, "detail": "high"}},
         ]
         try:
-            completion = await self._openai().chat.completions.create(
+            raw = await self._openai().chat.completions.with_raw_response.create(
                 model=model, messages=[{"role": "user", "content": content}]
             )
+            completion = raw.parse()
         except openai.APIError as exc:
             raise self._failure(exc, what) from None
         message = completion.choices[0].message if completion.choices else None
@@ -177,6 +175,7 @@ class OpenAIImageBackend:
             text=(message.content if message else None) or "", model=model,
             call_id=completion.id or f"chatcmpl-unnamed-{uuid.uuid4().hex}", usage=usage,
             cost=answer_cost(model, usage), refusal=message.refusal if message else None,
+            rate=with_tokens_used(rate_hint(raw.headers), usage),
         )
 
     async def aclose(self) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from imggen.backends.openai_models import UNKNOWN_PRICE, load_registry
-from imggen.engine.errors import ErrorKind, TaskError
+from imggen.engine.errors import ErrorKind, RateHint, TaskError
 
 JUDGE_QUESTION = (
     "This image is a {grid}x{grid} grid of tiles, numbered 0 to {last} row by row from the top left. "
@@ -61,6 +61,7 @@ class VisionAnswer:
     usage: dict[str, Any] | None  # as the API reported it; None when the response had none
     cost: float | None  # US dollars; None where unknown (no usage, or no token prices for the model)
     refusal: str | None = None  # the model's refusal, when it gave one instead of an answer
+    rate: RateHint | None = None  # the account's chat limits as the answer's headers (and usage) said them
 
 
 def token_prices(model: str) -> Mapping[str, float] | None:

@@ -64,7 +64,7 @@ class ReplicatePredictions:
         self._calls = PaidCalls(Path(root))
         self.cap = cap or Budget(None)
         self._created: set[str] = set()  # the ids of the predictions this run created (their prices are committed)
-        self.answers = VisionCalls(self._calls, self.cap)  # the judge's and the captions' paid answers
+        self.answers = VisionCalls(self._calls, self.cap, self.control)  # the judge's and the captions' paid answers
         self._hold = hold or Hold()
         self.creates = creates or RequestLimiter(replicate_create_limit_per_min())
         self._sent: dict[str, float] = {}  # key -> when its latest create was sent (monotonic clock)

@@ -42,8 +42,8 @@ class GptTileJudge:
         self.settings = {"judge": self.name, "vision model": model}
 
     async def unique_tiles(self, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> list[int]:
-        answer = await self._backend.ask_about_image(grid_image, tile_question(grid), model=self.vision_model,
-                                                     what="tile judging")
+        answer = await calls.ask(lambda: self._backend.ask_about_image(
+            grid_image, tile_question(grid), model=self.vision_model, what="tile judging"))
         return calls.take(key, answer, lambda text: parse_tile_answer(text, grid * grid))
 
 

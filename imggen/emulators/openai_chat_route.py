@@ -17,6 +17,11 @@ each image's tokens: 85 at ``detail: low``, else 85 + 170 per 512-pixel tile of 
 and ``prompt_tokens_details`` with ``cached_tokens``, ``text_tokens`` and ``image_tokens``. The
 schema makes ``usage`` optional and its details more so: ``chat_usage_form`` ``counts`` sends only
 the three counts, ``none`` no usage at all. What each answer was billed is kept on its request record.
+
+Chat completions are limited per minute in requests (``chat_requests_per_minute``) and, when
+``chat_tokens_per_minute`` is set, in tokens: an answer's tokens count at admission, a request that
+would pass the limit gets a 429 ``type: tokens``, and every answer carries the ``x-ratelimit-*-tokens``
+headers.
 """
 
 from __future__ import annotations
@@ -181,24 +186,34 @@ async def create_chat_completion(request: web.Request) -> web.Response:
                               param=missing)
     text, urls = _parts(body["messages"])
     record.prompt = text
-    admitted, wait_s, window = state.chat_window.try_admit(1)
-    if not admitted:
-        return rate_limited(body["model"], "requests per min (RPM)", window, wait_s, 1)
-    record.admitted = time.time()
-    fault = await apply_fault(state.faults.next_fault(), state.config.slow_s)
-    if fault is not None:
-        return fault
     try:
         pictures = [await _load_image(url) for url, _ in urls]
     except _BadImage:
         return error_response(
             400, "You uploaded an unsupported image. Please make sure your image is below 50 MB in size and is of "
             "one the following formats: ['png', 'jpeg', 'gif', 'webp'].", code="invalid_image_format")
+    answer = _content(_answer(text, pictures, state.config.tile_threshold), body.get("response_format") or {})
+    picture_tokens = sum(image_tokens(p, d) for p, (_, d) in zip(pictures, urls))
+    tokens = billed_usage(text, picture_tokens, answer)["total_tokens"]  # what the request counts at admission
+    if state.chat_token_window is not None:
+        tokens_wait_s, tokens_window = state.chat_token_window.wait_for(tokens)
+        if tokens_wait_s > 0:
+            return rate_limited(body["model"], "tokens per min (TPM)", tokens_window, tokens_wait_s, tokens,
+                                kind="tokens")
+    admitted, wait_s, window = state.chat_window.try_admit(1)
+    if not admitted:
+        return rate_limited(body["model"], "requests per min (RPM)", window, wait_s, 1)
+    if state.chat_token_window is not None:
+        state.chat_token_window.admit(tokens)
+    record.admitted = time.time()
+    fault = await apply_fault(state.faults.next_fault(), state.config.slow_s)
+    if fault is not None:
+        return fault
     record.refused = state.take_refusal()
     refusal = REFUSAL if record.refused else None
-    content = refusal or _content(_answer(text, pictures, state.config.tile_threshold), body.get("response_format") or {})
+    content = refusal or answer
     await asyncio.sleep(state.latency())
-    record.usage = billed_usage(text, sum(image_tokens(p, d) for p, (_, d) in zip(pictures, urls)), content)
+    record.usage = billed_usage(text, picture_tokens, content)
     reply = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": body["model"], "service_tier": "default",

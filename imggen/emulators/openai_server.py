@@ -77,8 +77,9 @@ async def _stamp_and_log(request: web.Request, handler) -> web.StreamResponse:
         response = error_response(exc.status, f"Invalid URL ({request.method} {request.path})")
     window = state.chat_window if request.path.startswith("/v1/chat/") else state.image_window
     response.headers.update(rate_headers(window.state()))
-    if state.token_window is not None and request.path.startswith("/v1/images/"):
-        response.headers.update(rate_headers(state.token_window.state(), "tokens"))
+    tokens = state.chat_token_window if request.path.startswith("/v1/chat/") else state.token_window
+    if tokens is not None and request.path.startswith(("/v1/images/", "/v1/chat/")):
+        response.headers.update(rate_headers(tokens.state(), "tokens"))
     shape_headers(response.headers, state.config.rate_header_form, state.config.retry_after_form)
     response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
     response.headers["openai-processing-ms"] = str(round((time.monotonic() - started) * 1000))
@@ -181,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--rpm", type=int, default=60, help="images per minute before 429 rate_limit_exceeded")
     add("--tpm", type=int, default=None, help="image tokens per minute (the answers' usage) before 429 type tokens")
     add("--chat-rpm", type=int, default=500, help="chat completions per minute")
+    add("--chat-tpm", type=int, default=None, help="chat tokens per minute (the answers' usage) before 429 type tokens")
     add("--window", type=float, default=60.0, help="rate window in seconds")
     add("--window-kind", choices=sorted(WINDOWS), default="sliding",
         help="how the limits are counted: sliding (reset: until the window is full again), sliding_next "
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     config = OpenAIEmulatorConfig(
         host=args.host, port=args.port, images_per_minute=args.rpm, tokens_per_minute=args.tpm,
         window_kind=args.window_kind,
-        chat_requests_per_minute=args.chat_rpm,
+        chat_requests_per_minute=args.chat_rpm, chat_tokens_per_minute=args.chat_tpm,
         window_s=args.window, latency_s=args.latency, jitter_s=args.jitter, error_rate=args.error_rate,
         drop_rate=args.drop_rate, slow_rate=args.slow_rate, slow_s=args.slow_seconds, blocked_word=args.blocked_word,
         quota_images=args.quota_images, render_scale=args.render_scale, render_max_side=args.render_max_side,

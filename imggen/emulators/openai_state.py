@@ -39,6 +39,7 @@ class OpenAIEmulatorConfig:
     tokens_per_minute: int | None = None  # a GPT image model's TPM limit, counted in each answer's usage tokens
     window_kind: str = "sliding"  # how the images and tokens limits are counted (see rate_window.WINDOWS)
     chat_requests_per_minute: int = 500
+    chat_tokens_per_minute: int | None = None  # counted in each chat answer's usage tokens
     window_s: float = 60.0  # the rate window; tests shorten it
     latency_s: float = 0.0  # added before each successful generation or chat answer
     jitter_s: float = 0.0  # latency varies uniformly by +- this much
@@ -101,6 +102,8 @@ class EmulatorState:
         self.image_window = counted(config.images_per_minute, config.window_s)
         self.token_window = counted(config.tokens_per_minute, config.window_s) if config.tokens_per_minute else None
         self.chat_window = SlidingWindow(config.chat_requests_per_minute, config.window_s)
+        self.chat_token_window = (SlidingWindow(config.chat_tokens_per_minute, config.window_s)
+                                  if config.chat_tokens_per_minute else None)
         self.faults = FaultPlan(
             FaultRates(server_error=config.error_rate, drop=config.drop_rate, slow=config.slow_rate),
             quota_images=config.quota_images, seed=config.seed,
