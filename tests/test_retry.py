@@ -11,7 +11,7 @@ import pytest
 from imggen.engine.control import RunControl
 from imggen.engine.errors import ErrorKind, RateHint, TaskError
 from imggen.engine.pacing import Hold
-from imggen.engine.polling import Durations, PollDeadline, PollSchedule, poll_until
+from imggen.engine.polling import Durations, Expected, PollDeadline, PollSchedule, poll_until
 from imggen.engine.retry import RetryPolicy, decide, retried
 
 POLICY = RetryPolicy(max_attempts=3, backoff_base_s=1.0, backoff_max_s=3.0, default_rate_limit_wait_s=10.0)
@@ -129,13 +129,18 @@ async def test_polls_come_at_a_share_of_the_time_run_until_the_deadline():
     assert 0.3 <= loop.time() - began < 0.5
 
 
-def test_polls_land_when_work_of_the_kind_ended_before_and_come_close_after():
+def test_polls_land_when_work_of_the_kind_ended_before_and_come_close_while_it_is_due():
     durations = Durations(keep=2)
     assert durations.expected("grid") is None
-    for seconds in (30.0, 31.0, 29.0):  # the shortest of the latest two is the expectation
+    for seconds in (20.0, 30.0, 29.0):  # the latest two: ended between 29 and 30 s
         durations.add("grid", seconds)
-    assert durations.expected("grid") == 29.0 and durations.expected("upscale") is None
-    schedule = PollSchedule(least_s=0.25, most_s=1.0, share=0.1, deadline_s=600.0, due_share=0.02, least_due_s=0.05)
-    assert schedule.delay(28.5, None) == 1.0 and schedule.delay(28.5, 29.0) == 0.5  # on time for the expected end
-    assert schedule.delay(29.0, 29.0) == pytest.approx(0.58)  # then at 2% of it, not the usual second
-    assert schedule.delay(0.5, 1.0) == 0.25 and schedule.delay(1.2, 1.0) == 0.05  # never closer than least_due_s
+    assert durations.expected("grid") == Expected(29.0, 30.0) and durations.expected("upscale") is None
+    schedule = PollSchedule(least_s=0.25, most_s=1.0, share=0.1, deadline_s=600.0, due_share=0.02, due_polls=8,
+                            least_due_s=0.05, due_slack=0.1)
+    expected = durations.expected("grid")
+    assert schedule.delay(28.5) == 1.0 and schedule.delay(28.5, expected) == 0.5  # on time for the expected end
+    assert schedule.delay(29.0, expected) == pytest.approx(0.58)  # then at 2% of it, not the usual second
+    assert schedule.delay(32.9, expected) == pytest.approx(0.58) and schedule.delay(33.1, expected) == 1.0  # slack
+    spread = Expected(0.75, 1.25)  # widely spread run times: about 8 polls cover them, not 1/2% of it
+    assert schedule.delay(0.8, spread) == pytest.approx(0.0625)
+    assert schedule.delay(0.5, Expected(1.0, 1.0)) == 0.25 and schedule.delay(1.0, Expected(1.0, 1.0)) == 0.05

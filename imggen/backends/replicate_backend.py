@@ -184,7 +184,7 @@ class ReplicateBackend:
         try:
             prediction = await poll_until(lambda: self._get(prediction_id), lambda p: p["status"] in _TERMINAL,
                                           prediction, began=began, schedule=self._polls,
-                                          expected_s=self._durations.expected(model))
+                                          expected=self._durations.expected(model))
         except PollDeadline:
             del self._began[prediction_id]
             await self._cancel_quietly(prediction_id)

@@ -47,7 +47,7 @@ OnCreated = Callable[[str], None]
 
 # Polls are cheap (3000/min allowed) and the prediction is already paid for: retry them quickly and
 # for as long as the deadline allows rather than for a fixed number of attempts.
-POLL_RETRY = RetryPolicy(max_attempts=10**9, backoff_base_s=0.1, backoff_max_s=2.0)
+POLL_RETRY = RetryPolicy(max_attempts=10**9, backoff_base_s=0.02, backoff_max_s=2.0)
 COLLECT_DEADLINE_S = 900.0
 
 
