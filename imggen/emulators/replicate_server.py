@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="imggen emulate replicate", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--latency-jitter", type=float, default=0.0,
+                        help="each prediction's latency varies by +- this share (0.25: +-25%%)")
     parser.add_argument("--grid-latency", type=float, default=5.0, help="seconds per flux-kontext-pro grid")
     parser.add_argument("--upscale-latency", type=float, default=3.0, help="seconds per Topaz upscale")
     parser.add_argument("--token", default=None, help="require this bearer token (default: accept any)")
@@ -273,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         api_token=args.token,
         grid_latency_s=args.grid_latency,
         upscale_latency_s=args.upscale_latency,
+        latency_jitter=args.latency_jitter,
         create_limit_per_min=args.create_limit,
         file_ttl_s=args.file_ttl,
         near_duplicates=args.near_duplicates,

@@ -42,6 +42,7 @@ class ReplicateEmulatorConfig:
     api_token: str | None = None  # when set, /v1 requests must send "Authorization: Bearer <token>"
     grid_latency_s: float = 0.5
     upscale_latency_s: float = 0.3
+    latency_jitter: float = 0.0  # each prediction's latency varies uniformly by +- this share of its model's
     create_limit_per_min: int | None = 600  # the documented create-prediction limit; None: unlimited
     create_window_s: float = 60.0  # the window that limit counts over (shorter: a low-credit account's "1 per second")
     file_ttl_s: float = 3600.0  # output files answer 404 after this

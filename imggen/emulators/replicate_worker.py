@@ -92,7 +92,9 @@ class PredictionWorker:
                 output = await self._render(prediction, expired=outcome == "expired")
             except ValueError as failure:
                 error = str(failure)
-        await asyncio.sleep(max(0.0, prediction.started_at + behaviour.latency_s - behaviour.starting_s - time.time()))
+        jitter = self.config.latency_jitter
+        latency = behaviour.latency_s * (1 + self._random.uniform(-jitter, jitter)) if jitter else behaviour.latency_s
+        await asyncio.sleep(max(0.0, prediction.started_at + latency - behaviour.starting_s - time.time()))
         status = "canceled" if outcome == "canceled" else "failed" if error else "succeeded"
         self._finish(prediction, status, output=output, error=error)
 
