@@ -8,13 +8,13 @@ The runs follow one another (sharing one event loop would make them slow each ot
 seed's beside the tuned one:
 
 * default: ``run_styles`` with the request's defaults (no ``--rpm``, ``--concurrency auto``) at each
-  of ``--latencies`` (default 1, 5 and 20 s, +- 25% jitter);
+  of ``--latencies`` (default 1, 4 and 20 s, +- 25% jitter);
 * tuned: ``--rpm R`` with enough requests in flight for R x (latency + jitter), at the middle latency;
 * the seed's: chunks of 5 requests with ``asyncio.gather`` and a 2 s (scaled) sleep after each chunk,
   at the middle latency, over ``--seed-images`` images (its rate is steady, so a short sample measures it);
-* each way a server may count its limit (``--window-kinds``: a strict sliding window whose reset is
-  when it is full again, the same read as when the next slot frees, fixed windows, a token bucket):
-  the defaults at the middle latency;
+* each other way a server may count its limit (``--window-kinds``: a strict sliding window whose
+  reset says when the next slot frees, fixed windows, a token bucket; the default runs use a strict
+  sliding window whose reset is when it is full again): the defaults at each latency;
 * token-bound: the defaults at quality high against an emulator that also limits tokens per minute
   (``--tpm``, default 250,000: at 4,160 tokens an image that is about 60 images a minute, far under R),
   at the middle latency; its ratio is to the tokens ceiling, ``tpm / tokens per image``.
@@ -142,7 +142,7 @@ async def measure(args: argparse.Namespace) -> None:
     tuned_server, seed_server = await emulator(middle), await emulator(middle)
     token_server = await emulator(middle, tokens_per_minute=args.tpm)
     kinds = args.window_kinds.split(",") if args.window_kinds else []
-    kind_servers = [await emulator(middle, window_kind=kind) for kind in kinds]
+    kind_servers = {(kind, latency): await emulator(latency, window_kind=kind) for kind in kinds for latency in latencies}
     # what a benchmark image will count (its prompt's tokens included), to size the token-bound run
     each = request_tokens({"prompt": "x" * 200, "size": SIZE, "quality": "high"}, get_model(MODEL))
     token_ceiling = args.tpm / each
@@ -157,21 +157,24 @@ async def measure(args: argparse.Namespace) -> None:
                 styles_run(tuned_server, root / "tuned", images_for(middle), window_s, rpm=args.rpm * args.scale,
                            concurrency=tuned_concurrency),
                 seed_schedule(seed_server, root / "seed", args.seed_images, SEED_SLEEP_S / args.scale))
-            kind_times = [await styles_run(server, root / f"kind-{kind}", images_for(middle), window_s)
-                          for kind, server in zip(kinds, kind_servers)]
+            kind_times = {(kind, latency): await styles_run(server, root / f"kind-{kind}-{latency:g}",
+                                                            images_for(latency), window_s)
+                          for (kind, latency), server in kind_servers.items()}
             token_times = await styles_run(token_server, root / "tokens", math.ceil(
                 token_ceiling / window_s * max(args.windows * window_s, args.latency_multiple * middle)), window_s,
                 quality="high")
     finally:
-        for server in (*default_servers, tuned_server, seed_server, token_server, *kind_servers):
+        for server in (*default_servers, tuned_server, seed_server, token_server, *kind_servers.values()):
             await server.stop()
     wall = time.monotonic() - began
     ratio = [sustained_per_min(times, window_s, latency) / args.rpm
              for times, latency in zip(default_times, latencies)]
-    late = sum(late_429s(server, window_s) for server in (*default_servers, tuned_server, token_server, *kind_servers))
-    kind_ratios = [sustained_per_min(times, window_s, middle) / args.rpm for times in kind_times]
-    for kind, share, server in zip(kinds, kind_ratios, kind_servers):
-        print(f"{kind} window at {middle * args.scale:g} s: ratio {share:.3f}, "
+    late = sum(late_429s(server, window_s)
+               for server in (*default_servers, tuned_server, token_server, *kind_servers.values()))
+    kind_ratios = []
+    for (kind, latency), server in kind_servers.items():
+        kind_ratios.append(sustained_per_min(kind_times[kind, latency], window_s, latency) / args.rpm)
+        print(f"{kind} window at {latency * args.scale:g} s: ratio {kind_ratios[-1]:.3f}, "
               f"429s {sum(r.status == 429 for r in server.requests)} ({late_429s(server, window_s)} late)")
     counted = [r.usage["total_tokens"] for r in token_server.requests if r.status == 200 and r.usage]
     each = sum(counted) / len(counted)  # what its images counted, as the server billed them
@@ -197,7 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--rpm", type=int, default=173, help="the emulators' images per minute, R (default: %(default)s)")
-    add("--latencies", default="1,5,20", help="seconds per image, unscaled, comma-separated (default: %(default)s)")
+    add("--latencies", default="1,4,20", help="seconds per image, unscaled, comma-separated (default: %(default)s)")
     add("--scale", type=float, default=10.0, help="time runs this many times faster (default: %(default)s)")
     add("--windows", type=float, default=3.0, help="each run lasts at least this many windows (default: %(default)s)")
     add("--latency-multiple", type=float, default=25.0,
@@ -205,7 +208,7 @@ def main() -> None:
     add("--seed-images", type=int, default=40, help="images the seed's schedule draws (default: %(default)s)")
     add("--tpm", type=int, default=250_000, help="the token-bound run's tokens per minute (default: %(default)s)")
     add("--window-kinds", default="sliding_next,fixed,bucket",
-        help="other ways the server counts its limit, each run at the middle latency; empty for none "
+        help="other ways the server counts its limit, each run at every latency; empty for none "
         "(default: %(default)s)")
     asyncio.run(measure(parser.parse_args()))
 

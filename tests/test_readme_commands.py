@@ -81,14 +81,14 @@ SHRUNK = {
     r"^\.venv/bin/python benchmarks/engine_scale\.py$": (
         ["--tasks", "20000"], "a million no-op tasks take over a minute; the printed RESULT line is the same"),
     r"^\.venv/bin/python benchmarks/styles_throughput\.py$": (
-        ["--scale", "20", "--rpm", "60", "--latencies", "1,5", "--windows", "3", "--latency-multiple", "5",
+        ["--scale", "20", "--rpm", "60", "--latencies", "1,4", "--windows", "3", "--latency-multiple", "5",
          "--seed-images", "10", "--window-kinds", "bucket"],
-        "three latencies and three ways of counting, 25 round trips each, take three minutes; two latencies and "
-        "one way of counting, of 5, are measured the same way"),
+        "three latencies under four ways of counting, 25 round trips each, take seven minutes; two latencies "
+        "under two ways of counting, of 5, are measured the same way"),
     r"^\.venv/bin/python benchmarks/instructions_overhead\.py$": (
         ["--images", "4"], "800 images on the CPU take minutes; 4 run the same code"),
     r"^\.venv/bin/python benchmarks/trainset_wall\.py$": (
-        ["--k", "300", "--target", "6"],
+        ["--k", "300", "--target", "6", "--repeats", "1"],
         "the seed's sequential flow takes a minute at k=30; faster emulators, fewer images"),
     r"^\.venv/bin/python benchmarks/trainset_kill_repay\.py$": (
         ["--k", "300", "--kills", "1"], "four runs per wait take a minute at k=30; faster emulators, one kill"),
