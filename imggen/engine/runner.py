@@ -296,9 +296,18 @@ class Runner:
 _THIS_RUN: ContextVar[Runner | None] = ContextVar("runner", default=None)
 
 
-async def run_subtask(task: Task, work: Work, ledger: Ledger) -> Outcome:
-    """``task`` run for a task in flight by the runner of this run (see :meth:`Runner.subtask`)."""
+def _this_runner() -> Runner:
     runner = _THIS_RUN.get()
     if runner is None:
-        raise RuntimeError(f"{task.key} is a sub-task, run only within a run of the engine's runner")
-    return await runner.subtask(task, work, ledger)
+        raise RuntimeError("this runs only within a run of the engine's runner")
+    return runner
+
+
+async def run_subtask(task: Task, work: Work, ledger: Ledger) -> Outcome:
+    """``task`` run for a task in flight by the runner of this run (see :meth:`Runner.subtask`)."""
+    return await _this_runner().subtask(task, work, ledger)
+
+
+def this_runs_ledger() -> Ledger:
+    """The ledger of the run this code runs in: work reads its tasks' records through it."""
+    return _this_runner().ledger

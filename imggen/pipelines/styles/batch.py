@@ -41,8 +41,7 @@ from imggen.engine.control import ControlState, RunControl
 from imggen.engine.errors import ErrorKind, NotThisRun, TaskError, Withdrawn
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
-from imggen.engine.ledger import Ledger
-from imggen.engine.runner import RunnerConfig, RunSummary
+from imggen.engine.runner import RunnerConfig, RunSummary, this_runs_ledger
 from imggen.engine.tasks import Outcome, Task
 
 from .batch_collect import Collector
@@ -117,13 +116,12 @@ class BatchWork:
             await asyncio.gather(self._loop, return_exceptions=True)
         if self.book is not None:
             self.book.close()
-            self.ledger.close()
 
     # -- the folder ---------------------------------------------------------------------------
     def _open(self) -> None:
         if self.book is not None:
             return
-        self.ledger = Ledger(self.root)
+        self.ledger = this_runs_ledger()
         self.book = BatchBook(self.ledger.path)
         params = self.plan.image_params
         self.sender = Sender(self.plan, self.ledger, self.book, self.api, self.book.folder_tag(), say=self._say,
