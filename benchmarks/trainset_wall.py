@@ -97,7 +97,7 @@ def services(k: float, faults: ReplicateFaults | None = None, jitter: float = 0.
 
 
 @contextlib.contextmanager
-def provider_process(k: float, poll_faults: float, throttle: float, jitter: float):
+def provider_process(k: float, poll_faults: float, throttle: float, jitter: float = 0.0):
     """Serve the three services from a child process; point this process's environment at them.
 
     Yields a function that reads the Replicate emulator's counts (as a line of text) from the child."""

@@ -14,7 +14,8 @@ later item fails with a fatal error that carries the last worker's message, and 
 
 Pause and Stop hold within what the workers draw: :meth:`WorkerPool.withdraw_waiting` gives back
 the items queued here and the batches waiting in a worker's inbox (a process worker skips those
-it has not begun), each as :class:`~imggen.engine.errors.Withdrawn`.
+it has not begun; a Ray actor is sent one batch at a time, since Ray cannot take back a queued
+call), each as :class:`~imggen.engine.errors.Withdrawn`.
 
 Every worker sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` before its handler is built,
 unless the user set the allocator's configuration: the varying batch shapes of a long run then do
@@ -113,7 +114,6 @@ def _from_wire(result: tuple) -> tuple[Any, TaskError | None]:
 class WorkerPool:
     """``await pool.submit(payload, group)`` runs one item on some worker and returns its value."""
 
-    PIPELINE_DEPTH = 2  # batches sent to a worker before its first one returns: it never waits for the parent
     STILL_LOADING_NOTICE_S = 60.0  # said once when others still load this long (or twice the first's time) after it
 
     def __init__(
@@ -122,6 +122,7 @@ class WorkerPool:
         size: int,
         *,
         batch_size: int = 1,
+        pipeline_depth: int = 2,
         max_restarts: int | None = None,
         describe: str = "worker",
         on_status: Callable[[str], None] = lambda message: None,
@@ -131,6 +132,7 @@ class WorkerPool:
             raise ValueError("a pool needs at least one worker")
         self.size = size
         self.batch_size = batch_size
+        self.pipeline_depth = pipeline_depth  # batches sent before the first returns (2: no wait for the parent)
         self.describe = describe
         self._launch = launch
         self._restarts_left = size if max_restarts is None else max_restarts
@@ -147,7 +149,7 @@ class WorkerPool:
     @property
     def capacity(self) -> int:
         """Items worth keeping in flight: per worker, a batch running, one in its inbox, one queued here."""
-        return (self.PIPELINE_DEPTH + 1) * self.size * self.batch_size
+        return (self.pipeline_depth + 1) * self.size * self.batch_size
 
     async def submit(self, payload: Any, group: Hashable = None) -> Any:
         if self._dispatcher is None:
@@ -231,7 +233,7 @@ class WorkerPool:
         self._in_flight[index] = in_flight
         try:
             while True:
-                while len(in_flight) < self.PIPELINE_DEPTH:
+                while len(in_flight) < self.pipeline_depth:
                     batch = self._dispatcher.take_batch() if in_flight else await self._dispatcher.next_batch()
                     if not batch:
                         break

@@ -113,7 +113,10 @@ async def ray_pool(
             return RayWorker(actor_class, f"Ray actor {index} ({actor_device}) #{next(serial)}", factory,
                              actor_device, threads)
 
-        async with WorkerPool(launch, count, batch_size=batch_size, max_restarts=max_restarts,
+        # One batch at a time per actor: Ray runs an actor call it has queued even when ray.cancel
+        # reports it cancelled (Ray 2.60), so a batch waiting in an actor's inbox could not be given
+        # back on Pause or Stop. The actor waits a round trip between batches instead.
+        async with WorkerPool(launch, count, batch_size=batch_size, pipeline_depth=1, max_restarts=max_restarts,
                               describe="Ray actor", on_status=on_status,
                               slow_load_hint="an actor waits until the cluster has a GPU free for it (see `ray status`); "
                               "the others generate meanwhile") as pool:
