@@ -81,10 +81,10 @@ SHRUNK = {
     r"^\.venv/bin/python benchmarks/engine_scale\.py$": (
         ["--tasks", "20000"], "a million no-op tasks take over a minute; the printed RESULT line is the same"),
     r"^\.venv/bin/python benchmarks/styles_throughput\.py$": (
-        ["--scale", "20", "--rpm", "60", "--latencies", "1,4", "--windows", "3", "--latency-multiple", "5",
+        ["--scale", "20", "--rpm", "60", "--latencies", "1,4", "--windows", "2", "--latency-multiple", "4",
          "--seed-images", "10", "--window-kinds", "bucket"],
         "three latencies under four ways of counting, 25 round trips each, take seven minutes; two latencies "
-        "under two ways of counting, of 5, are measured the same way"),
+        "under two ways of counting, for two windows, are measured the same way"),
     r"^\.venv/bin/python benchmarks/instructions_overhead\.py$": (
         ["--images", "4"], "800 images on the CPU take minutes; 4 run the same code"),
     r"^\.venv/bin/python benchmarks/trainset_wall\.py$": (
