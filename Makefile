@@ -27,11 +27,17 @@ $(STAMP): pyproject.toml Makefile tests/readers/package-lock.json
 demo: setup
 	$(VENV)/bin/imggen demo --output demo-output
 
+# Most tests wait on emulators and child processes, so they run on TEST_WORKERS processes at once; the
+# few that start a Ray cluster or hold a rate to the clock (marked serial) run after them, alone.
+TEST_WORKERS ?= 4
+
 test: setup
-	$(PY) -m pytest --durations=10
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" --durations=10
+	$(PY) -m pytest -m serial --durations=5
 
 test-quick: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not serial"
+	$(PY) -m pytest -m "serial and not slow"
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

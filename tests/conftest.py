@@ -80,3 +80,11 @@ def recorder() -> Recorder:
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "out"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The contract battery's Ray kind starts a Ray cluster: it runs alone, after the parallel tests."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("kind") == "instructions-ray":
+            item.add_marker(pytest.mark.serial)

@@ -11,6 +11,8 @@ from test_flux2_backend import assert_nearly_identical
 
 from instructions_fixtures import PLANNER, call_log, calls, images_under, klein, run, sample_inputs
 
+pytestmark = pytest.mark.serial  # starts a Ray cluster
+
 __all__ = ["call_log", "klein"]
 ray = pytest.importorskip("ray")
 

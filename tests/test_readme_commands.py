@@ -54,8 +54,8 @@ COMMANDS = parse_readme(README.read_text(encoding="utf-8"))
 NOT_RUN = {
     r"^make demo$": "sets up .venv, then runs the demo: CI runs `make demo` itself",
     r"^make test$": "the whole test suite, this file included: CI runs `make test` itself",
-    r"^\.venv/bin/python -m pytest\b": "the test suite itself (CI runs it through `make test`)",
-    r"^\.venv/bin/imggen demo --output demo-output$": "the body of `make demo` (CI runs it; tests/test_demo.py)",
+    r"^\.venv/bin/imggen demo --output demo-output$": "the body of `make demo` (CI runs it; tests/test_wheel.py "
+                                                      "runs it from the wheel)",
     r"^source \.venv/bin/activate$": "changes only an interactive shell; here .venv/bin is first on PATH instead",
     r"^conda env create\b": "needs conda and a network; environment.yml is for other machines",
     r"^pip install\b": "installs into another machine's environment from PyPI",
@@ -202,8 +202,9 @@ def repo_folder(tmp_path: Path, klein: Path) -> Path:  # noqa: F811 - the fixtur
     return folder
 
 
-# Commands that read a folder an earlier README command writes (``--output FOLDER``): that command
-# runs first, in the same folder, as a reader following the README would have run it.
+# Commands that read a folder an earlier README command writes (``--output FOLDER``) find it in their
+# folder, as a reader following the README would: that command's output, copied from its run in this
+# test process, or made by running it first.
 READS_OUTPUT = re.compile(r"^imggen (?:sheet|export) (\S+)")
 
 
@@ -226,8 +227,26 @@ def prepared_text(command: ReadmeCommand, folder: Path, checkpoint: Path) -> str
     for name in named_checkpoints(text):
         if not (folder / name).exists():
             shutil.copytree(checkpoint, folder / name)
-    writer = writer_of(command)
-    return text if writer is None else f"{prepared_text(writer, folder, checkpoint)} && {text}"
+    return text
+
+
+WRITERS = {c.line: writer for c in RUN if (writer := writer_of(c)) is not None}  # reader's line -> its writer
+WRITTEN: dict[int, Path] = {}  # a writer's line -> the folder its run wrote, in this test process
+
+
+def written_by(command: ReadmeCommand) -> str:
+    return re.search(r"--output (\S+)", command.text).group(1)
+
+
+def lay_in_output_of(writer: ReadmeCommand, folder: Path, started: Started, checkpoint: Path) -> None:
+    """What the README command ``writer`` wrote, in ``folder``: a copy of its run's in this process,
+    or its run now, as a reader following the README would have run it first."""
+    if writer.line in WRITTEN:
+        shutil.copytree(WRITTEN[writer.line], folder / written_by(writer), symlinks=True)
+        return
+    _, run = run_readme_command(writer, folder, started, checkpoint)
+    assert run.returncode == 0, f"README line {writer.line}, run first, exited {run.returncode}:\n{run.stderr[-5000:]}"
+    WRITTEN[writer.line] = folder / written_by(writer)
 
 
 # -- what a command must leave behind (the README's promises) -----------------------------------
@@ -347,18 +366,10 @@ def test_every_readme_command_is_run_or_listed():
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("command", RUN, ids=[c.id for c in RUN])
 def test_readme_command_runs(command: ReadmeCommand, repo_folder: Path, started: Started, klein: Path):  # noqa: F811
-    environment = base_environment()
-    environment.update(started.services.environment())
-    for line in command.exports:
-        apply_environment(environment, line, {})
-    text = prepared_text(command, repo_folder, klein)
-    if command.kind == "python":
-        (repo_folder / "readme_example.py").write_text(text, encoding="utf-8")
-        argv = ["python", "readme_example.py"]
-    else:
-        argv = ["bash", "-c", text]
+    if command.line in WRITERS:
+        lay_in_output_of(WRITERS[command.line], repo_folder, started, klein)
     before = started.requests()
-    run = subprocess.run(argv, cwd=repo_folder, env=environment, capture_output=True, text=True, timeout=280)
+    text, run = run_readme_command(command, repo_folder, started, klein)
     assert run.returncode == 0, (
         f"README line {command.line} ({command.where}) exited {run.returncode}:\n{text}\n"
         f"--- stdout\n{run.stdout[-3000:]}\n--- stderr\n{run.stderr[-5000:]}"
@@ -367,6 +378,25 @@ def test_readme_command_runs(command: ReadmeCommand, repo_folder: Path, started:
         assert started.requests() == before, f"README line {command.line} is offline but called a provider"
     for check in outputs_of(command):
         check(repo_folder, run, started.services)
+    if command in WRITERS.values():
+        WRITTEN[command.line] = repo_folder / written_by(command)
+
+
+def run_readme_command(command: ReadmeCommand, folder: Path, started: Started,
+                       checkpoint: Path) -> tuple[str, subprocess.CompletedProcess]:
+    """``command`` run in ``folder`` as the README gives it, every provider one of ``started``: the text
+    run, and how it ended."""
+    environment = base_environment()
+    environment.update(started.services.environment())
+    for line in command.exports:
+        apply_environment(environment, line, {})
+    text = prepared_text(command, folder, checkpoint)
+    if command.kind == "python":
+        (folder / "readme_example.py").write_text(text, encoding="utf-8")
+        argv = ["python", "readme_example.py"]
+    else:
+        argv = ["bash", "-c", text]
+    return text, subprocess.run(argv, cwd=folder, env=environment, capture_output=True, text=True, timeout=280)
 
 
 def probe_openai(environment: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import pytest
 from PIL import Image
 
 from imggen.backends.openai_images import OpenAIImageBackend
@@ -47,6 +48,7 @@ def late_429s(server) -> int:
     return sum(r.status == 429 for r in server.requests if r.time > first + WINDOW_S)
 
 
+@pytest.mark.serial  # the pace is timed against the clock
 async def test_questions_keep_to_the_chat_tokens_per_minute_after_the_first_window(tmp_path):
     probe = await start_openai_emulator(OpenAIEmulatorConfig())
     try:
