@@ -50,6 +50,16 @@ async def test_state_and_stats_files_have_the_seed_shapes(out):
     assert "retry t003" in log and "run finished: 11 done, 1 failed" in log
 
 
+async def test_a_run_that_ends_before_any_task_finishes_still_writes_its_state_and_stats(out):
+    def no_worker_left(task, call):  # as a local model whose every worker failed to load answers
+        raise TaskError(ErrorKind.FATAL, "no worker process left to generate images")
+
+    summary = await run_job(out, make_tasks(3), Recorder(script=no_worker_left))
+    assert summary.state == "fatal" and "no worker" in summary.message
+    assert json.loads((out / "processing_stats.json").read_text())["successful_downloads"] == 0
+    assert json.loads((out / "generation_state.json").read_text())["completed_samples"] == []
+
+
 async def test_rich_display_shows_counts_failures_and_money(out):
     buffer = io.StringIO()
     console = Console(file=buffer, width=160, force_terminal=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from styles_fixtures import by_style_images, png_text, provenance, records, write_records
@@ -63,3 +64,20 @@ def test_a_size_the_model_cannot_take_stops_at_start(tmp_path, capsys, tiny_klei
     assert code == 2 and "not a positive multiple of 16" in capsys.readouterr().err
     assert main(["--prompts", str(prompts), "--output", str(tmp_path / "out"), "--backend", "flux2"]) == 2
     assert "needs a checkpoint folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_checkpoint_no_worker_can_load_ends_the_run_with_the_reason(tmp_path, capsys, tiny_klein):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_klein, damaged)
+    (weights,) = (damaged / "transformer").glob("*.safetensors")
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short, as an interrupted download leaves it
+    out = tmp_path / "out"
+    prompts = write_records(tmp_path / "p.json", records(2))
+    args = ["--prompts", str(prompts), "--output", str(out), "--backend", "flux2", "--flux_ckpt", str(damaged),
+            "--size", "64x64", "--flux-steps", "2", "--style", "cartoon"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "fatal: 0/2 done" in err and "could not load the model" in err.splitlines()[-2]
+    assert "No such file" not in err  # the reason, not a file the failed run did not write
+    assert json.loads((out / "images" / "processing_stats.json").read_text())["successful_downloads"] == 0

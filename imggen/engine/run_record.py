@@ -102,7 +102,7 @@ class RunRecord:
         """Close the run as ``state`` (a stop's own state and reason win), write the views, and sum it up."""
         state, message = self.end_state or state, self.end_message or message
         self.ledger.end_run(self.run_id, state, message)
-        self.write_views(force=self._changed_since_view)
+        self.write_views(force=True)  # also for a run that ended before any task did: its files say how
         self.progress = self.progress.evolve(state=state, running=0)
         self.emit(RunFinished(self.progress, message))
         return RunSummary(state, self.progress, message, tuple(self.ledger.failure_kinds(self.run_id)))
