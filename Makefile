@@ -28,12 +28,12 @@ demo: setup
 	$(VENV)/bin/imggen demo --output demo-output
 
 # Most tests wait on emulators and child processes, so they run on TEST_WORKERS processes at once; the
-# few that start a Ray cluster or hold a rate to the clock (marked serial) run after them, alone.
+# ones marked serial (a Ray cluster, a rate held to the clock, what a stop lets finish) run after, alone.
 TEST_WORKERS ?= 4
 
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" --durations=10
-	$(PY) -m pytest -m serial --durations=5
+	$(PY) -m pytest -m serial --durations=10
 
 test-quick: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not serial"

@@ -53,7 +53,7 @@ COMMANDS = parse_readme(README.read_text(encoding="utf-8"))
 # Commands this test does not run, and why. Everything else in the README is run.
 NOT_RUN = {
     r"^make demo$": "sets up .venv, then runs the demo: CI runs `make demo` itself",
-    r"^make test$": "the whole test suite, this file included: CI runs `make test` itself",
+    r"^make test( TEST_WORKERS=\d+)?$": "the whole test suite, this file included: CI runs `make test` itself",
     r"^\.venv/bin/imggen demo --output demo-output$": "the body of `make demo` (CI runs it; tests/test_wheel.py "
                                                       "runs it from the wheel)",
     r"^source \.venv/bin/activate$": "changes only an interactive shell; here .venv/bin is first on PATH instead",

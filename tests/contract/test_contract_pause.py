@@ -32,7 +32,9 @@ from imggen.storage.atomic import is_valid_image
 from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# serial: what a local model may still finish is counted from outside while its workers run on, which
+# other tests' load skews (a worker's last image still being saved is counted as made after the stop)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.serial]
 QUIET_S = 1.0  # a paused run is at rest once nothing was made, sent or started for this long...
 IDLE_CPU_S = 0.25  # ...while its processes used at most this much CPU time (a model drawing uses the CPU)
 HOLD_S = 1.5  # then it stays paused this long, and nothing more may come

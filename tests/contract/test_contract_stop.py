@@ -19,7 +19,9 @@ from run_kinds import KINDS, Run, running_tasks
 from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# serial: what a local model may still finish is counted from outside while its workers run on, which
+# other tests' load skews (a worker's last image still being saved is counted as made after the stop)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.serial]
 LOCAL_MODELS = ["styles-flux2", "instructions-local", "instructions-ray", "trainset-local"]
 
 
