@@ -8,6 +8,7 @@ What is asserted is what the server saw: when it admitted each request and what 
 
 from __future__ import annotations
 
+import gc
 import statistics
 
 import pytest
@@ -37,6 +38,7 @@ async def strict_server():
                   "render_max_side": 16, "seed": 3, **settings}
         server = await start_openai_emulator(OpenAIEmulatorConfig(**config))
         servers.append(server)
+        gc.collect()  # the garbage of earlier tests is not collected between a start and its request
         return server
 
     yield _start
