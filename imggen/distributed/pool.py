@@ -148,7 +148,8 @@ class WorkerPool:
 
     @property
     def capacity(self) -> int:
-        """Items worth keeping in flight: per worker, a batch running, one in its inbox, one queued here."""
+        """Items worth keeping in flight: per worker, the batches sent to it (``pipeline_depth``) and one
+        queued here."""
         return (self.pipeline_depth + 1) * self.size * self.batch_size
 
     async def submit(self, payload: Any, group: Hashable = None) -> Any:
