@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import colorsys
-import io
-import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw
 from rich.console import Console
 
 from ..console import report_summary
-from ..engine.errors import ErrorKind, TaskError
+from ..emulators.placeholder_provider import PlaceholderProvider
 from ..engine.job import JobFiles, run_job
 from ..engine.reporters import RichReporter
 from ..engine.runner import RateLimit, RunnerConfig
@@ -38,31 +34,16 @@ def demo_tasks(count: int) -> list[Task]:
     return tasks
 
 
-def draw_placeholder(index: int, subject: str, size: int = 128) -> bytes:
-    """A PNG with a colour derived from the index and the subject written on it."""
-    red, green, blue = colorsys.hsv_to_rgb((index * 0.137) % 1.0, 0.55, 0.9)
-    image = Image.new("RGB", (size, size), (int(red * 255), int(green * 255), int(blue * 255)))
-    ImageDraw.Draw(image).text((8, size // 2 - 6), f"{index}: {subject}", fill=(20, 20, 20))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 class DemoWork:
-    """The work function: wait like a remote call, fail once on every fifth image, then draw and save."""
+    """The work function: ask the placeholder provider for the image, then save it."""
 
     def __init__(self, root: Path, latency_s: float = 0.2) -> None:
         self.root = Path(root)
-        self.latency_s = latency_s
-        self._failed_once: set[str] = set()
+        self.provider = PlaceholderProvider(latency_s)
 
     async def __call__(self, task: Task) -> Outcome:
-        await asyncio.sleep(self.latency_s * random.uniform(0.5, 1.5))
-        index = task.payload["index"]
-        if index % 5 == 4 and task.key not in self._failed_once:
-            self._failed_once.add(task.key)
-            raise TaskError(ErrorKind.TRANSIENT, "simulated timeout (the demo fails every fifth image once)")
-        atomic_write_bytes(self.root / task.outputs[0], draw_placeholder(index, task.payload["subject"]))
+        data = await self.provider.draw(task.key, task.payload["index"], task.payload["subject"])
+        atomic_write_bytes(self.root / task.outputs[0], data)
         return Outcome(outputs=task.outputs, provenance={"backend": "demo placeholder"})
 
 
