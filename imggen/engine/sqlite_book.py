@@ -13,8 +13,8 @@ from typing import Sequence
 
 
 class SqliteBook:
-    """The connection, schema and context-manager plumbing that :class:`~.ledger.Ledger` and
-    :class:`~.batch_book.BatchBook` share; each adds its tables' reads and writes."""
+    """The connection, schema and context-manager plumbing that :class:`~.ledger.Ledger`,
+    :class:`~.batch_book.BatchBook` and a pipeline's own tables share; each adds its tables' reads and writes."""
 
     def __init__(self, path: str | Path, schema: str, *, pragmas: Sequence[str] = ()) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

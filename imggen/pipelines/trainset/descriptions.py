@@ -10,17 +10,16 @@ moved in once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 from imggen.engine.ledger import LEDGER_NAME
+from imggen.engine.sqlite_book import SqliteBook
 from imggen.storage.moved_in import move_in_once
 from imggen.storage.text_files import read_document
 
@@ -142,23 +141,33 @@ class DescriptionRotation:
         lanes = list(by_category.values())
         return [lane[row] for row in range(max(map(len, lanes))) for lane in lanes if row < len(lane)]
 
-    def _ledger(self) -> sqlite3.Connection:
-        self.root.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.root / LEDGER_NAME, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute(_TABLE)
-        return db
-
     def _save_state(self, cycle: int, used: set[int] | list[int]) -> None:
-        with contextlib.closing(self._ledger()) as db, db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM description_rotation")
-            db.execute("INSERT INTO description_rotation (cycle, used) VALUES (?, ?)", (cycle, json.dumps(sorted(used))))
+        with RotationBook(self.root) as book:
+            book.save(cycle, used)
 
     def _read_state(self) -> tuple[int, set[int]]:
         move_in_once(self.root / OLD_ROTATION,  # where an earlier version kept the place
                      lambda old: self._save_state(int(old["cycle"]), [int(i) for i in old["used"]]))
-        with contextlib.closing(self._ledger()) as db:
-            row = db.execute("SELECT cycle, used FROM description_rotation").fetchone()
-        cycle, used = (row[0], json.loads(row[1])) if row else (0, [])
-        return int(cycle), {int(i) for i in used if 0 <= int(i) < len(self.pool)}
+        with RotationBook(self.root) as book:
+            cycle, used = book.read()
+        return cycle, {i for i in used if 0 <= i < len(self.pool)}
+
+
+class RotationBook(SqliteBook):
+    """The rotation's place in the ledger of the run folder ``root``: one row, the cycle and the
+    subjects used in it."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        super().__init__(root / LEDGER_NAME, _TABLE)
+
+    def read(self) -> tuple[int, list[int]]:
+        row = self._db.execute("SELECT cycle, used FROM description_rotation").fetchone()
+        return (int(row[0]), [int(i) for i in json.loads(row[1])]) if row else (0, [])
+
+    def save(self, cycle: int, used: set[int] | list[int]) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM description_rotation")
+            self._db.execute("INSERT INTO description_rotation (cycle, used) VALUES (?, ?)",
+                             (cycle, json.dumps(sorted(used))))
