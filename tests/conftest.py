@@ -1,4 +1,4 @@
-"""Shared test helpers: a recording work function and small image files."""
+"""Shared test helpers: a recording work function, small image files and the tiny checkpoint."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imggen.backends.tiny_flux2 import build_tiny_checkpoint
 from imggen.engine.ledger import LEDGER_NAME
 from imggen.engine.tasks import Outcome, Task
 
@@ -80,6 +81,13 @@ def recorder() -> Recorder:
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "out"
+
+
+@pytest.fixture(scope="session")
+def klein(tmp_path_factory) -> Path:
+    """The tiny FLUX.2 klein checkpoint (random weights, built offline), built once per test process
+    and shared by every test that only reads it."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "flux2-klein-tiny")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

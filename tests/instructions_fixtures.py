@@ -1,4 +1,4 @@
-"""Shared pieces for the instruction-image tests: the tiny checkpoint, input folders in the seed's
+"""Shared pieces for the instruction-image tests: input folders in the seed's
 layout, running the job, and reading images and the pipeline call log."""
 
 from __future__ import annotations
@@ -12,21 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imggen.backends.tiny_flux2 import build_tiny_checkpoint
 from imggen.pipelines.instructions import InstructionsOptions, run_instructions
 from imggen.pipelines.instructions.render import CALL_LOG_ENV
 
 PLANNER = "Planner-7B"
 SIZE, STEPS = 64, 2  # tiny images, 2 denoising steps: milliseconds per image on a CPU
-
-
-@pytest.fixture
-def klein(tmp_path_factory) -> Path:
-    """The tiny checkpoint, built once per test session and shared by every module."""
-    path = tmp_path_factory.getbasetemp() / "checkpoints" / "flux2-klein-tiny"
-    if not (path / "model_index.json").is_file():
-        build_tiny_checkpoint(path)
-    return path
 
 
 def noise_image(path: Path, seed: int, size: int = 64) -> Path:

@@ -30,10 +30,8 @@ from browser_helpers import (
 from styles_fixtures import REPO, SAMPLE_PROMPTS, by_style_images, emulator, emulator_env, generations
 
 from imggen.engine.ledger import DONE, RUNNING, Ledger
-from instructions_fixtures import klein
 from imggen.pipelines.styles import StyleRequest, plan_styles, run_styles
 
-__all__ = ["klein"]  # a fixture
 NOTEBOOK = REPO / "notebooks" / "01_style_matrix.ipynb"
 LATENCY_S = 0.3
 CONCURRENCY = 2

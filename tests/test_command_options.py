@@ -54,12 +54,9 @@ def test_messages_are_not_hard_wrapped_into_a_pipe(tmp_path):
 
 
 @pytest.mark.slow
-def test_model_loading_is_quiet_unless_verbose(tmp_path):
-    from imggen.backends.tiny_flux2 import build_tiny_checkpoint
-
-    checkpoint = build_tiny_checkpoint(tmp_path / "klein")
+def test_model_loading_is_quiet_unless_verbose(tmp_path, klein):
     args = ["styles", "--prompts", SAMPLE_PROMPTS, "--output", tmp_path / "out", "--backend", "flux2", "--flux_ckpt",
-            checkpoint, "--size", "64x64", "--flux-steps", "1", "--max-samples", "1", "--style", "cartoon"]
+            klein, "--size", "64x64", "--flux-steps", "1", "--max-samples", "1", "--style", "cartoon"]
     quiet = imggen(*args)
     args[args.index("--output") + 1] = tmp_path / "verbose"  # a folder of its own: a finished one loads no model
     verbose = imggen(*args, "--verbose")

@@ -19,7 +19,7 @@ import datasets
 import numpy as np
 import pytest
 import webdataset
-from instructions_fixtures import PLANNER, folder, klein, run, sample_inputs  # noqa: F401 - klein is a fixture
+from instructions_fixtures import PLANNER, folder, run, sample_inputs  # noqa: F401 - fixtures
 from PIL import Image
 from styles_fixtures import CHEAP, emulator, records, write_records
 from trainset_fixtures import source_file  # noqa: F401 - fixture

@@ -28,11 +28,6 @@ STEPS = 2
 
 
 @pytest.fixture(scope="session")
-def klein(tmp_path_factory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "flux2-klein-tiny")
-
-
-@pytest.fixture(scope="session")
 def klein_base(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "flux2-klein-base-tiny"
     assert main([str(path), "--base"]) == 0

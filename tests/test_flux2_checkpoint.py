@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from instructions_fixtures import PLANNER, SIZE, STEPS, klein, sample_inputs  # noqa: F401 (klein is a fixture)
+from instructions_fixtures import PLANNER, SIZE, STEPS, sample_inputs  # noqa: F401 - fixtures
 
 from imggen.backends.flux2_checkpoint import checkpoint_source
 

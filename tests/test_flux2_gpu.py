@@ -9,7 +9,7 @@ import torch
 
 from imggen.backends.flux2 import Flux2Backend
 
-from test_flux2_backend import STEPS, klein, pixels, reference  # noqa: F401
+from test_flux2_backend import STEPS, pixels, reference
 
 pytestmark = [
     pytest.mark.gpu,

@@ -16,7 +16,7 @@ from imggen.distributed.processes import local_pool
 from imggen.pipelines.instructions.cli import main as instructions_main
 
 from instructions_fixtures import PLANNER, EnvironmentHandler, sample_inputs
-from test_flux2_backend import STEPS, assert_nearly_identical, klein, klein_base, pixels, reference  # noqa: F401
+from test_flux2_backend import STEPS, assert_nearly_identical, klein_base, pixels, reference  # noqa: F401 - klein_base is a fixture
 
 SIZE = 32
 PROMPTS, SEEDS = ["a cat", "a dog on a skateboard", "a cat"], [11, 12, 13]

@@ -20,9 +20,9 @@ from imggen.engine.ledger import Ledger
 from imggen.pipelines.instructions.render import CALL_LOG_ENV
 from imggen.storage.atomic import is_valid_image
 
-from instructions_fixtures import PLANNER, call_log, calls, folder, klein, run, sample_inputs
+from instructions_fixtures import PLANNER, call_log, calls, folder, run, sample_inputs
 
-__all__ = ["call_log", "klein"]
+__all__ = ["call_log"]
 
 
 def start(root, klein, log) -> subprocess.Popen:

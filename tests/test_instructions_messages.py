@@ -11,9 +11,8 @@ import pytest
 
 from imggen.pipelines.instructions.cli import main
 
-from instructions_fixtures import PLANNER, SIZE, STEPS, folder, klein, sample_inputs
+from instructions_fixtures import PLANNER, SIZE, STEPS, folder, sample_inputs
 
-__all__ = ["klein"]  # a fixture
 
 
 def command(root: Path, klein: Path, *extra: str) -> list[str]:

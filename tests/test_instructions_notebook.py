@@ -11,9 +11,7 @@ import pytest
 
 from imggen.notebook.headless import execute_notebook
 
-from instructions_fixtures import klein
 
-__all__ = ["klein"]
 REPO = Path(__file__).parents[1]
 NOTEBOOK = REPO / "notebooks" / "02_instruction_images.ipynb"
 

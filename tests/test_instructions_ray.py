@@ -9,11 +9,11 @@ import pytest
 
 from test_flux2_backend import assert_nearly_identical
 
-from instructions_fixtures import PLANNER, call_log, calls, images_under, klein, run, sample_inputs
+from instructions_fixtures import PLANNER, call_log, calls, images_under, run, sample_inputs
 
 pytestmark = pytest.mark.serial  # starts a Ray cluster
 
-__all__ = ["call_log", "klein"]
+__all__ = ["call_log"]
 ray = pytest.importorskip("ray")
 
 

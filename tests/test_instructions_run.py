@@ -16,11 +16,11 @@ from imggen.engine.ledger import Ledger
 from test_flux2_backend import assert_nearly_identical
 
 from instructions_fixtures import (
-    PLANNER, call_log, calls, folder, images_under, klein, noise_image, run, sample_inputs, write_results,
+    PLANNER, call_log, calls, folder, images_under, noise_image, run, sample_inputs, write_results,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-__all__ = ["call_log", "klein"]  # fixtures
+__all__ = ["call_log"]  # fixtures
 
 
 def with_bad_records(root: Path) -> Path:

@@ -35,7 +35,6 @@ from typing import Callable
 
 import pytest
 from browser_helpers import free_port
-from instructions_fixtures import klein  # noqa: F401 - the tiny checkpoint, built once per session
 from PIL import Image
 from readme_commands import ReadmeCommand, parse_readme
 from trainset_fixtures import BUCKET, OPENAI_KEY, REPLICATE_TOKEN, Services, moto_s3, s3_client

@@ -18,7 +18,7 @@ from imggen.pipelines.instructions.cli import main as instructions_main
 from imggen.pipelines.styles.cli import main as styles_main
 from imggen.pipelines.trainset import job_root
 from imggen.pipelines.trainset.cli import main as trainset_main
-from instructions_fixtures import PLANNER, SIZE, STEPS, call_log, calls, folder, klein, sample_inputs  # noqa: F401
+from instructions_fixtures import PLANNER, SIZE, STEPS, call_log, calls, folder, sample_inputs  # noqa: F401
 from styles_fixtures import SAMPLE_PROMPTS, emulator, generations, png_text
 from trainset_fixtures import BUCKET, services, source_file  # noqa: F401 - fixtures
 
@@ -153,15 +153,12 @@ def test_trainset_the_same_actor_stored_elsewhere_is_refused_and_a_new_round_mak
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_trainset_the_readmes_s3_then_local_commands_on_one_actor(services, source_file, tmp_path, capsys):
-    from imggen.backends.tiny_flux2 import build_tiny_checkpoint
-
-    checkpoint = build_tiny_checkpoint(tmp_path / "klein-tiny")
+def test_trainset_the_readmes_s3_then_local_commands_on_one_actor(services, source_file, tmp_path, capsys, klein):
     output = tmp_path / "trainset-output"
     remote = [str(a) for a in ["--source", source_file, "--user-id", "me", "--actor-id", "hero", "--target", 3,
                                "--grid", 3, "--storage", "s3", "--output", output]]
     local = [str(a) for a in ["--source", source_file, "--user-id", "me", "--actor-id", "hero", "--target", 3,
-                              "--local", "--flux_ckpt", checkpoint, "--flux-size", 96, "--flux-steps", 2,
+                              "--local", "--flux_ckpt", klein, "--flux-size", 96, "--flux-steps", 2,
                               "--output", output]]
     assert trainset_main(remote) == 0
     s3_urls = capsys.readouterr().out.split()

@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 
 import pytest
 from aiohttp import web
-from instructions_fixtures import klein, noise_image, write_results  # noqa: F401 - the tiny checkpoint fixture
+from instructions_fixtures import noise_image, write_results  # noqa: F401 - the tiny checkpoint fixture
 from PIL import Image
 from styles_fixtures import API_KEY, SAMPLE_PROMPTS, emulator, generations, write_records
 from trainset_fixtures import (

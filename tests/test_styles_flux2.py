@@ -10,25 +10,19 @@ import pytest
 from styles_fixtures import by_style_images, png_text, provenance, records, write_records
 
 import imggen
-from imggen.backends.tiny_flux2 import build_tiny_checkpoint
 from imggen.engine.ledger import Ledger
 from imggen.pipelines.styles.cli import main
 
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def tiny_klein(tmp_path_factory):
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "flux2-klein-tiny")
-
-
 @pytest.mark.slow
-def test_the_matrix_runs_on_a_local_checkpoint_without_a_key(tmp_path, monkeypatch, capsys, tiny_klein):
+def test_the_matrix_runs_on_a_local_checkpoint_without_a_key(tmp_path, monkeypatch, capsys, klein):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "out"
     prompts = write_records(tmp_path / "p.json", records(2, dataset="simpa"))
-    args = ["--prompts", str(prompts), "--output", str(out), "--backend", "flux2", "--flux_ckpt", str(tiny_klein),
+    args = ["--prompts", str(prompts), "--output", str(out), "--backend", "flux2", "--flux_ckpt", str(klein),
             "--size", "64x64", "--flux-steps", "2", "--style", "cartoon", "realistic"]
     assert main(args) == 0, capsys.readouterr().err
     assert "finished: 4/4 done" in capsys.readouterr().err
@@ -57,19 +51,19 @@ def test_the_matrix_runs_on_a_local_checkpoint_without_a_key(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_a_size_the_model_cannot_take_stops_at_start(tmp_path, capsys, tiny_klein):
+def test_a_size_the_model_cannot_take_stops_at_start(tmp_path, capsys, klein):
     prompts = write_records(tmp_path / "p.json", records(1))
     code = main(["--prompts", str(prompts), "--output", str(tmp_path / "out"), "--backend", "flux2",
-                 "--flux_ckpt", str(tiny_klein), "--size", "60x60"])
+                 "--flux_ckpt", str(klein), "--size", "60x60"])
     assert code == 2 and "not a positive multiple of 16" in capsys.readouterr().err
     assert main(["--prompts", str(prompts), "--output", str(tmp_path / "out"), "--backend", "flux2"]) == 2
     assert "needs a checkpoint folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_a_checkpoint_no_worker_can_load_ends_the_run_with_the_reason(tmp_path, capsys, tiny_klein):
+def test_a_checkpoint_no_worker_can_load_ends_the_run_with_the_reason(tmp_path, capsys, klein):
     damaged = tmp_path / "damaged"
-    shutil.copytree(tiny_klein, damaged)
+    shutil.copytree(klein, damaged)
     (weights,) = (damaged / "transformer").glob("*.safetensors")
     weights.write_bytes(weights.read_bytes()[:100])  # cut short, as an interrupted download leaves it
     out = tmp_path / "out"

@@ -8,7 +8,6 @@ import json
 import pytest
 from PIL import Image
 
-from imggen.backends.tiny_flux2 import build_tiny_checkpoint
 from imggen.pipelines.trainset import job_root
 from imggen.pipelines.trainset.cli import main as trainset_main
 from trainset_fixtures import source_file  # noqa: F401 - fixture
@@ -16,14 +15,13 @@ from trainset_fixtures import source_file  # noqa: F401 - fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-def test_local_mode_end_to_end_with_no_keys(tmp_path, source_file, monkeypatch, capsys):
+def test_local_mode_end_to_end_with_no_keys(tmp_path, klein, source_file, monkeypatch, capsys):
     for name in ("REPLICATE_API_TOKEN", "OPENAI_API_KEY", "AWS_ACCESS_KEY", "AWS_USER_FILES_BUCKET",
                  "REPLICATE_BASE_URL", "OPENAI_BASE_URL", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    checkpoint = build_tiny_checkpoint(tmp_path / "klein-tiny")
     arguments = ["--source", str(source_file), "--user-id", "me", "--actor-id", "hero", "--target", "6",
-                 "--local", "--flux_ckpt", str(checkpoint), "--flux-size", "96", "--flux-steps", "2",
+                 "--local", "--flux_ckpt", str(klein), "--flux-size", "96", "--flux-steps", "2",
                  "--output", str(tmp_path / "runs"), "--debug-dir", str(tmp_path / "debug")]
     assert trainset_main(arguments) == 0
 
@@ -43,13 +41,12 @@ def test_local_mode_end_to_end_with_no_keys(tmp_path, source_file, monkeypatch, 
     assert {p: p.stat().st_mtime_ns for p in (folder / "grids").glob("grid*.jpg")} == drawn
 
 
-def test_a_failed_training_image_is_explained_and_made_with_retry_failed(tmp_path, source_file, monkeypatch, capsys):
+def test_a_failed_training_image_is_explained_and_made_with_retry_failed(tmp_path, klein, source_file, monkeypatch, capsys):
     for name in ("REPLICATE_API_TOKEN", "OPENAI_API_KEY", "AWS_USER_FILES_BUCKET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    checkpoint = build_tiny_checkpoint(tmp_path / "klein-tiny")
     arguments = ["--source", str(source_file), "--user-id", "me", "--actor-id", "hero", "--target", "2",
-                 "--local", "--flux_ckpt", str(checkpoint), "--flux-size", "96", "--flux-steps", "2",
+                 "--local", "--flux_ckpt", str(klein), "--flux-size", "96", "--flux-steps", "2",
                  "--output", str(tmp_path / "runs")]
     folder = job_root(tmp_path / "runs", "me", "hero")
     blocker = folder / "training-image1.jpg"

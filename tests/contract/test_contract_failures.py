@@ -19,7 +19,6 @@ import pytest
 from run_kinds import KINDS, Run
 
 from imggen.storage.atomic import is_valid_image
-from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

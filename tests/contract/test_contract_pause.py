@@ -29,7 +29,6 @@ from run_kinds import KINDS, Run, in_ledger, running_tasks
 
 from imggen.engine.paid_calls import OPEN
 from imggen.storage.atomic import is_valid_image
-from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
 # serial: what a local model may still finish is counted from outside while its workers run on, which

@@ -10,7 +10,6 @@ import time
 import pytest
 from run_kinds import KINDS
 
-from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

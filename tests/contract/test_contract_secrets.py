@@ -8,7 +8,6 @@ import subprocess
 import pytest
 from run_kinds import KINDS
 
-from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from run_kinds import KINDS, Run, running_tasks
 
-from instructions_fixtures import klein
 
 __all__ = ["klein"]  # a fixture
 # serial: what a local model may still finish is counted from outside while its workers run on, which
