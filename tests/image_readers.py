@@ -62,7 +62,11 @@ def settings_of(parameters: str) -> tuple[str, dict[str, str]]:
 def sd_parsers_read(path: Path) -> dict[str, str] | None:
     """What sd-parsers reads: prompt, model and size, or None where it recognises no generator."""
     from sd_parsers import ParserManager
+    from sd_parsers.extractors import _jpeg_usercomment, _png_stenographic_alpha
 
+    # sd-parsers 0.6 keeps the last image's metadata under id(image); once that image is freed, the
+    # next one opened may get the same id and be read as the last one. Each read starts afresh.
+    _jpeg_usercomment._image_id = _png_stenographic_alpha._image_id = None
     info = ParserManager().parse(path)
     if info is None or not info.samplers:
         return None
