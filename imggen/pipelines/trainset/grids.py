@@ -6,7 +6,8 @@ training image that waits for it (:func:`~imggen.engine.runner.run_subtask`): re
 and controlled by the runner's own rules, each attempt in flight counted by the grids'
 :class:`~imggen.engine.lanes.Lane`. Its prompt and subjects are fixed when first planned
 (:func:`~.plan.grid_payload`), the image is saved before the judge runs, and the judge's verdict is
-the record's provenance, so a rerun pays for no grid twice; :mod:`.tile_pool` acts on how a grid ended.
+the record's provenance, so a rerun pays for no grid twice; the engine's :mod:`~imggen.engine.supply` acts on
+how a grid ended.
 """
 
 from __future__ import annotations
