@@ -185,8 +185,7 @@ async def run_instructions(
                          stats=Path(STATE_FOLDER, "processing_stats.json"), log=Path(RUN_LOG))
         summary = await run_job(
             files, plan.tasks(), InstructionWork(pool),
-            config=RunnerConfig(concurrency=pool.capacity, max_attempts=3, backoff_base_s=1.0,
-                                retry_failed=options.retry_failed),
+            config=RunnerConfig(concurrency=pool.capacity, retry_failed=options.retry_failed),
             control=control, reporters=reporters, handle_signals=handle_signals,
             outputs_valid=lambda task: made_for(root, task), rounds=plan.rounds, announcer=announcer,
         )

@@ -39,8 +39,6 @@ class TrainsetOptions:
     trigger_word: str | None = None  # starts every caption
     dup_threshold: int = DEFAULT_DUP_THRESHOLD  # hash bits within which a tile repeats a kept one
     new_round: bool = False  # make the set again, also with other settings than the actor's (a new round)
-    max_attempts: int = 3  # per training image per run, for transient errors
-    backoff_base_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.target < 1:

@@ -127,13 +127,7 @@ async def run_trainset(
         source_bytes = await load_source(source)
     debug = Path(debug_dir) if debug_dir is not None else None
     control = control or RunControl()
-    config = RunnerConfig(
-        concurrency=options.slots,
-        max_attempts=options.max_attempts,
-        backoff_base_s=options.backoff_base_s,
-        budget=options.budget,
-        retry_failed=options.retry_failed,
-    )
+    config = RunnerConfig(concurrency=options.slots, budget=options.budget, retry_failed=options.retry_failed)
     budget = Budget(options.budget)  # the runner's, and every paid call's
     predictions = ReplicatePredictions(root, hold=Hold(), creates=RequestLimiter(options.creates_per_min),
                                 create_retry=config.retry_policy, cap=budget, control=control)
