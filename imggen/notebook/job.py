@@ -194,10 +194,10 @@ class NotebookJob:
         progress = event.progress
         self.bar.max = max(progress.total, 1)
         self.bar.value = progress.done + progress.failed
-        self.status.value = progress.state
+        self.stats.value = f"<code>{_describe(progress)}</code>"
         self.stage_label.value, self.notice_label.value = self.stage, self.notice
         self._enable_buttons(progress.state if not isinstance(event, RunFinished) else "ended")
-        self.stats.value = f"<code>{_describe(progress)}</code>"
+        self.status.value = progress.state  # last: once it says finished, the counts shown are final
         if self.latest and (force or time.monotonic() - self._gallery_drawn >= 1.0 / GALLERY_UPDATES_PER_S):
             self._gallery_drawn = time.monotonic()
             self.gallery.value = gallery_html(self.latest)
