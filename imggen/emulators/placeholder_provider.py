@@ -32,7 +32,7 @@ class PlaceholderProvider:
         self._timed_out: set[str] = set()
 
     async def draw(self, key: str, index: int, subject: str) -> bytes:
-        """Image ``key``'s PNG; its first call times out when ``index`` is the fifth of five."""
+        """Image ``key``'s PNG; the first call for every fifth image (index 4, 9, 14, ...) times out."""
         await asyncio.sleep(self.latency_s * random.uniform(0.5, 1.5))  # the request in flight
         if index % 5 == 4 and key not in self._timed_out:
             self._timed_out.add(key)
