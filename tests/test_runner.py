@@ -144,7 +144,7 @@ async def test_requests_the_server_counted_elsewhere_are_waited_for():
     await limiter.acquire()  # the one left
     second = time.monotonic()
     await limiter.acquire()  # only after the others have left the window
-    assert second - began < 0.2 and time.monotonic() - began >= 0.5
+    assert second - began < 0.4 and time.monotonic() - began >= 0.5  # no wait, then one until the window ends
 
 
 async def test_the_limit_is_lowered_and_raised_in_place():
@@ -159,7 +159,7 @@ async def test_the_limit_is_lowered_and_raised_in_place():
     began = time.monotonic()
     for _ in range(5):
         await limiter.acquire()
-    assert time.monotonic() - began < 0.3 and limiter.limit == 50
+    assert time.monotonic() - began < 0.6 and limiter.limit == 50  # no wait; at the old limit, 0.9 s or more
 
 
 async def test_permanent_error_is_attempted_once_and_recorded(out):

@@ -86,10 +86,12 @@ def _trial(server, tmp_path, name: str) -> dict:
             continue
         tripwire = KillAt(step, nth)
         server.batches.tripwire = tripwire
-        tripwire.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        tripwire.process.wait(timeout=60)
+        tripwire.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                            text=True)
+        _, stderr = tripwire.process.communicate(timeout=60)
         server.batches.tripwire = None
         killed.append(tripwire.killed)
+        assert tripwire.killed, f"{name}: the run ended before {step} #{nth} (exit {tripwire.process.returncode}): {stderr}"
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert f"finished: {TASKS}/{TASKS} done" in rerun.stderr
