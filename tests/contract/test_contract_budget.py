@@ -10,7 +10,6 @@ import pytest
 from run_kinds import KINDS
 
 
-__all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PAID = ["styles-openai", "trainset-replicate"]
 

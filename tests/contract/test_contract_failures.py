@@ -20,7 +20,6 @@ from run_kinds import KINDS, Run
 
 from imggen.storage.atomic import is_valid_image
 
-__all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 # the kinds whose images can be made to fail for good from outside (Run.fail_some): all of them so far; a
 # kind that cannot (a local model that refuses nothing, storing where nothing can block it) is left out here

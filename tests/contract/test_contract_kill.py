@@ -28,7 +28,6 @@ from run_kinds import KINDS, Run, running_tasks
 from imggen.engine.paid_calls import OPEN, USED
 from imggen.storage.atomic import is_valid_image
 
-__all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 

@@ -30,7 +30,6 @@ from run_kinds import KINDS, Run, in_ledger, running_tasks
 from imggen.engine.paid_calls import OPEN
 from imggen.storage.atomic import is_valid_image
 
-__all__ = ["klein"]  # a fixture
 # serial: what a local model may still finish is counted from outside while its workers run on, which
 # other tests' load skews (a worker's last image still being saved is counted as made after the stop)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.serial]

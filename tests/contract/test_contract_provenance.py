@@ -16,7 +16,6 @@ from run_kinds import KINDS
 from image_readers import js_readers, needs_js_readers, sd_parsers_read, sd_prompt_reader_read, settings_of
 from imggen.storage.provenance import read_provenance
 
-__all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 

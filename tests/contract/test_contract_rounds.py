@@ -11,7 +11,6 @@ import pytest
 from run_kinds import KINDS
 
 
-__all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SEEDED = ["styles-flux2", "instructions-local", "trainset-replicate"]
 

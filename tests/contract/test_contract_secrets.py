@@ -9,7 +9,6 @@ import pytest
 from run_kinds import KINDS
 
 
-__all__ = ["klein"]  # a fixture
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SECRET_VARIABLES = ("OPENAI_API_KEY", "REPLICATE_API_TOKEN", "AWS_ACCESS_SECRET", "AWS_SECRET_ACCESS_KEY")
 WITH_SECRETS = ["styles-openai", "styles-batch", "trainset-replicate"]

@@ -17,7 +17,6 @@ import pytest
 from run_kinds import KINDS, Run, running_tasks
 
 
-__all__ = ["klein"]  # a fixture
 # serial: what a local model may still finish is counted from outside while its workers run on, which
 # other tests' load skews (a worker's last image still being saved is counted as made after the stop)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.serial]
