@@ -1,13 +1,16 @@
 """The contract, start-up: one kind of start-up error. Whatever goes wrong while a command plans (a
 missing file, a bad value, no GPU) is one "cannot start" line and exit 2; an error after the run
-began is said as a run failure, never as "cannot start" (money may have been spent by then)."""
+began is said as a run failure, never as "cannot start" (money may have been spent by then). On every
+kind of run (see run_kinds), an input that cannot be used is one line, exit 2, and nothing is sent or made."""
 
 from __future__ import annotations
 
 import io
+import subprocess
 
 import pytest
 from rich.console import Console
+from run_kinds import KINDS
 
 from imggen.console import start_or_explain
 from imggen.engine.errors import CannotStart, TaskError, ErrorKind
@@ -46,3 +49,16 @@ def test_an_error_after_the_run_began_is_a_run_failure(error):
 def test_the_run_may_still_refuse_to_start_before_it_sends_anything():
     code, text = said(lambda: "planned", fail(CannotStart("the folder is in use by a running job")))
     assert code == 2 and text.startswith("imggen test: cannot start: the folder is in use")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_an_unusable_input_is_one_line_exit_2_and_nothing_is_sent(kind, tmp_path, klein):
+    with KINDS[kind](tmp_path, klein) as run:
+        result = subprocess.run(run.bad_command, env=run.env, capture_output=True, text=True, timeout=120)
+        run.settle()
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert "cannot start" in lines[0]
+        assert run.paid_calls() == 0 and run.images() == 0
