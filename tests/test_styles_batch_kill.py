@@ -90,7 +90,6 @@ def _trial(server, tmp_path, name: str) -> dict:
                                             text=True)
         _, stderr = tripwire.process.communicate(timeout=60)
         server.batches.tripwire = None
-        killed.append(tripwire.killed)
         assert tripwire.killed, f"{name}: the run ended before {step} #{nth} (exit {tripwire.process.returncode}): {stderr}"
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
