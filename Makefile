@@ -28,12 +28,13 @@ demo: setup
 	$(VENV)/bin/imggen demo --output demo-output
 
 # Most tests wait on emulators and child processes, so they run on TEST_WORKERS processes at once; the
-# ones marked serial (a Ray cluster, a rate held to the clock, what a stop lets finish) run after, alone.
+# ones marked serial (a Ray cluster, a rate held to the clock, what a stop lets finish) run after, on
+# two processes: one takes the Ray group one test after another, the other the rest (conftest.RAY).
 TEST_WORKERS ?= 4
 
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" --durations=10
-	$(PY) -m pytest -m serial --durations=10
+	$(PY) -m pytest -n 2 --dist loadgroup -m serial --durations=10
 
 test-quick: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not serial"

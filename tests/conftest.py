@@ -96,9 +96,13 @@ def klein(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "flux2-klein-tiny")
 
 
+RAY = pytest.mark.xdist_group("ray")  # the serial tests that start a Ray cluster: one after another, on one process
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The contract battery's Ray kind starts a Ray cluster: it runs alone, after the parallel tests."""
+    """The contract battery's Ray kind starts a Ray cluster: it runs with the serial tests, in the Ray group."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("kind") == "instructions-ray":
             item.add_marker(pytest.mark.serial)
+            item.add_marker(RAY)
