@@ -126,6 +126,24 @@ class ScriptedHandler:
         return [{"device": device, "pid": os.getpid(), "batch": len(payloads), "payload": p} for p in payloads]
 
 
+class ProgressBarLoading:
+    """A handler factory whose load makes a progress bar, as diffusers does, then leaves a file named
+    ``loaded_mark`` and loads for a minute, so that a pool closed meanwhile kills the worker."""
+
+    def __init__(self, loaded_mark: str) -> None:
+        self.loaded_mark = loaded_mark
+
+    def __call__(self, *, device: str, threads: int | None):
+        import time
+
+        from tqdm import tqdm
+
+        tqdm(total=1, disable=True).close()
+        Path(self.loaded_mark).touch()
+        time.sleep(60)
+        return lambda payloads: payloads
+
+
 class EnvironmentHandler:
     """A handler factory that answers every item with the worker's value of one environment variable."""
 

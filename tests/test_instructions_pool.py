@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +98,31 @@ async def test_batches_take_only_items_of_the_same_group_up_to_the_batch_size():
         dispatcher.submit(index, group)
     batches = [[item.payload for item in await dispatcher.next_batch()] for _ in range(3)]
     assert batches == [[0, 1, 3], [2, 6], [4, 5]]
+
+
+def test_a_worker_killed_while_it_loads_leaves_no_leaked_semaphore_warning(tmp_path):
+    # A progress bar takes tqdm's lock; its default is a process lock, whose semaphore a killed worker
+    # never gives back, and Python's resource tracker then warns on the user's terminal at exit.
+    script = f"""
+import asyncio, pathlib, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from imggen.distributed.processes import local_pool
+from instructions_fixtures import ProgressBarLoading
+
+async def main():
+    mark = pathlib.Path({str(tmp_path / "loaded")!r})
+    async with local_pool(ProgressBarLoading(str(mark)), ["cpu"]) as pool:
+        item = asyncio.ensure_future(pool.submit("x"))  # starts the worker
+        while not mark.exists():
+            await asyncio.sleep(0.05)
+        item.cancel()
+    print("closed")  # the pool killed the worker, still loading
+
+asyncio.run(main())
+"""
+    ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert ended.returncode == 0 and ended.stdout.strip() == "closed", ended.stderr
+    assert "leaked" not in ended.stderr, ended.stderr
 
 
 def test_devices_one_worker_per_visible_gpu_or_n_cpu_workers(monkeypatch):

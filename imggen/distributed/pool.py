@@ -19,7 +19,9 @@ call), each as :class:`~imggen.engine.errors.Withdrawn`.
 
 Every worker sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` before its handler is built,
 unless the user set the allocator's configuration: the varying batch shapes of a long run then do
-not fragment GPU memory into out-of-memory errors.
+not fragment GPU memory into out-of-memory errors. It gives tqdm a thread lock: diffusers' bars,
+even hidden ones, take tqdm's lock, whose default is a semaphore that a worker killed at a stop
+leaks, and Python then warns of the leak on the user's terminal.
 
 Loading a model can take minutes, so the pool says what it does through ``on_status`` (one line
 each): ``loading the model on 2 worker processes`` when the first item arrives, ``1 of 2 worker
@@ -38,9 +40,12 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import threading
 import time
 from collections import deque
 from typing import Any, Callable, Hashable, Protocol
+
+from tqdm import tqdm
 
 from ..engine.errors import ErrorKind, TaskError, Withdrawn, as_task_error
 from .dispatch import Dispatcher
@@ -77,9 +82,10 @@ class Worker(Protocol):
 
 
 def prepare_worker_environment() -> None:
-    """The worker's environment defaults, where the user has not set them (before CUDA starts)."""
+    """The worker's environment defaults, where the user has not set them (before CUDA starts), and tqdm's lock."""
     if "PYTORCH_ALLOC_CONF" not in os.environ:  # torch's newer name for the same setting
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    tqdm.set_lock(threading.RLock())
 
 
 def call_handler(handler: Handler, payloads: list, reply: Callable[[list[tuple]], None]) -> None:

@@ -18,7 +18,6 @@ import functools
 import io
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +76,8 @@ class InstructionRenderer:
             import torch
 
             torch.set_num_threads(threads)
-        from tqdm import tqdm
-
         from ...backends.flux2 import Flux2Backend
 
-        tqdm.set_lock(threading.RLock())  # not tqdm's default process lock, which a worker would leak at exit
         self.spec = spec
         self.worker = f"{socket.gethostname()}:{os.getpid()}"  # which process made an image, for the ledger
         self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imggen-save")
