@@ -65,6 +65,12 @@ def test_model_loading_is_quiet_unless_verbose(tmp_path, klein):
     assert "Loading pipeline components" not in quiet.stderr and "it/s]" not in quiet.stderr
 
 
+def test_building_a_tiny_checkpoint_draws_no_progress_bar(tmp_path):
+    built = imggen("tiny-checkpoint", tmp_path / "klein")
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == str(tmp_path / "klein") and "it/s]" not in built.stderr, built.stderr
+
+
 def test_every_command_takes_its_defaults_from_its_options_class():
     from pathlib import Path
 

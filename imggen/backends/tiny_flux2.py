@@ -232,6 +232,9 @@ def build_tiny_checkpoint(
     """
     from diffusers import Flux2KleinPipeline
 
+    from .flux2 import quiet_libraries
+
+    quiet_libraries()  # no "Writing model shards" bar, unless IMGGEN_VERBOSE is set
     changes = overrides or {}
     unknown = set(changes) - {"transformer", "text_encoder", "vae"}
     if unknown:
