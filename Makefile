@@ -28,13 +28,15 @@ demo: setup
 	$(VENV)/bin/imggen demo --output demo-output
 
 # Most tests wait on emulators and child processes, so they run on TEST_WORKERS processes at once; the
-# ones marked serial (a Ray cluster, a rate held to the clock, what a stop lets finish) run after, on
-# two processes: one takes the Ray group one test after another, the other the rest (conftest.RAY).
+# ones marked serial (a Ray cluster, what a stop lets finish, a rate held to the clock) run after: on
+# two processes, one taking the Ray group one test after another (conftest.RAY), the other the rest;
+# then those marked clock, alone.
 TEST_WORKERS ?= 4
 
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not serial" --durations=10
-	$(PY) -m pytest -n 2 --dist loadgroup -m serial --durations=10
+	$(PY) -m pytest -n 2 --dist loadgroup -m "serial and not clock" --durations=10
+	$(PY) -m pytest -m clock --durations=5
 
 test-quick: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not serial"

@@ -80,7 +80,8 @@ async def run(out, work, tasks, **config):
     return summary, targets
 
 
-@pytest.mark.serial  # the starts are timed against the clock
+@pytest.mark.serial
+@pytest.mark.clock  # the starts are timed against the clock
 @pytest.mark.parametrize("delay", [0.1, 0.4])
 async def test_in_flight_grows_with_latency_to_use_the_limit(out, delay):
     work = Recorder(delay=delay)

@@ -23,7 +23,7 @@ from imggen.engine.tasks import Outcome
 
 from conftest import make_tasks
 
-pytestmark = pytest.mark.serial  # pacing at the limit is timed against the clock
+pytestmark = [pytest.mark.serial, pytest.mark.clock]  # pacing at the limit is timed against the clock
 
 KEY = "sk-pacing-test-0123456789abcdef"
 LIMIT, WINDOW_S = 20, 4.0  # 20 images per 4 s: 300/min, a strict window

@@ -48,7 +48,8 @@ def late_429s(server) -> int:
     return sum(r.status == 429 for r in server.requests if r.time > first + WINDOW_S)
 
 
-@pytest.mark.serial  # the pace is timed against the clock
+@pytest.mark.serial
+@pytest.mark.clock  # the pace is timed against the clock
 async def test_questions_keep_to_the_chat_tokens_per_minute_after_the_first_window(tmp_path):
     probe = await start_openai_emulator(OpenAIEmulatorConfig())
     try:
