@@ -258,11 +258,12 @@ def trainset_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
     source.write_bytes(source_image_bytes())
     out = folder / "runs"
     command = [*TRAINSET, "--source", str(source), "--user-id", "u1", "--actor-id", "a1",
-               "--target", str(TRAINSET_TARGET), "--output", str(out), "--local", "--flux_ckpt", str(checkpoint), "--flux-size", str(3 * SIZE),
-               "--flux-steps", str(GRID_STEPS)]
+               "--target", str(TRAINSET_TARGET), "--output", str(out), "--local", "--flux_ckpt", str(checkpoint),
+               "--flux-size", str(3 * SIZE), "--flux-steps", str(GRID_STEPS)]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "REPLICATE_", "AWS_"))}
     yield Run(command, replaced(command, "--source", str(folder / "no-such-source.png")),
-              files(out, "training-image*.jpg"), TRAINSET_TARGET, drawing=None, loads_a_model=True, ledger_root=out / "u1" / "a1",
+              files(out, "training-image*.jpg"), TRAINSET_TARGET, drawing=None, loads_a_model=True,
+              ledger_root=out / "u1" / "a1",
               fail_some=a_folder_at(out / "u1" / "a1" / "training-image5.jpg"), env=env)
 
 
