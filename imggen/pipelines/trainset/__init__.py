@@ -17,7 +17,7 @@ from imggen.backends.replicate_service import ReplicateService
 from .descriptions import Description, DescriptionPool, DescriptionRotation
 from .layout import job_root
 from .parts import TrainsetChoices, TrainsetParts, open_parts
-from .plan import TrainsetOptions, TrainsetPlan, plan_trainset
+from .plan import TrainsetOptions, plan_trainset
 from .preview import grids_with_chosen_tiles, training_images
 from .run import TrainingImage, TrainsetResult, run_trainset
 from .service import TrainingDataGenerator
@@ -32,7 +32,6 @@ __all__ = [
     "TrainsetChoices",
     "TrainsetOptions",
     "TrainsetParts",
-    "TrainsetPlan",
     "TrainsetResult",
     "grids_with_chosen_tiles",
     "job_root",

@@ -92,7 +92,7 @@ class GridMaker:
         self._drawer = drawer
         self._judge = judge
         self._rotation = rotation
-        self._grid = grid
+        self.grid = grid  # tiles per side
         self._predictions = predictions
         self._debug_dir = debug_dir
         self._drawn_cost: dict[int, float] = {}  # grid number -> the price of a draw whose judge has not answered
@@ -121,7 +121,7 @@ class GridMaker:
         :meth:`~imggen.engine.runner.Runner.subtask`)."""
         key = grid_key(number)
         record = self._ledger.task(key)
-        payload = record["payload"] if record else grid_payload(number, self._grid, self._rotation, self._round_number)
+        payload = record["payload"] if record else grid_payload(number, self.grid, self._rotation, self._round_number)
         task = Task(key, payload, (grid_file(number, self._drawer.output_format),))
         self._ledger.plan([task], PLANNED_BY_NO_RUN)
         outcome = await run_subtask(task, self._attempt, self._ledger)

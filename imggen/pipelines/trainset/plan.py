@@ -1,5 +1,5 @@
 """What a training set is to make, before anything is sent: the options (every default of the job,
-defined here once), the training-image tasks with their stable keys, and the plan of the grids.
+defined here once), the training-image tasks with their stable keys, and each grid's payload.
 
 The run's tasks are the training images ``training-image1`` ... ``training-imageN``; the grids behind
 them are drawn on demand (:mod:`.tile_pool`), each ``grid-{n}`` with its subjects, prompt and seed
@@ -69,25 +69,9 @@ class TrainsetOptions:
 DEFAULTS = TrainsetOptions()
 
 
-@dataclass(frozen=True)
-class GridPlan:
-    grid: int  # tiles per side
-    max_grids: int  # grid attempts per run (the seed's max_generation_attempts)
-    grid_concurrency: int | str  # grids drawn at once: a number, or "auto" (see .lanes)
-
-
-@dataclass(frozen=True)
-class TrainsetPlan:
-    """The run's training-image tasks, in slot order, and how its grids are drawn."""
-
-    options: TrainsetOptions
-    tasks: list[Task]
-    grids: GridPlan
-
-
-def plan_trainset(options: TrainsetOptions) -> TrainsetPlan:
-    tasks = [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
-    return TrainsetPlan(options, tasks, GridPlan(options.grid, options.max_grids, options.grid_concurrency))
+def plan_trainset(options: TrainsetOptions) -> list[Task]:
+    """The training-image tasks, in slot order (their grids are planned when first needed)."""
+    return [Task(slot_key(slot), {"slot": slot}) for slot in range(1, options.target + 1)]
 
 
 def slot_key(slot: int) -> str:

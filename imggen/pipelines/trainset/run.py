@@ -121,7 +121,7 @@ async def run_trainset(
         raise CannotStart(f"{', '.join(unpriced)} has no known price, so --budget cannot cap it; add --allow-unpriced "
                           "to cap only the priced calls, or choose free parts (e.g. --upscaler lanczos, --judge hash)")
     with starting():  # nothing is sent before these: a problem here is a start-up error
-        plan = plan_trainset(options)
+        tasks = plan_trainset(options)
         actor_root = job_root(work_dir, user_id, actor_id)
         root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
         source_bytes = await load_source(source)
@@ -139,10 +139,10 @@ async def run_trainset(
         root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"),
         judge=stages.counted(parts.judge, "unique_tiles", "judge"),
         rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root),
-        grid=plan.grids.grid, predictions=predictions, debug_dir=debug, round_number=this_round.number,
-        lane=Lane("grids", plan.grids.grid_concurrency, predictions, paced=parts.drawer.paid_model is not None),
+        grid=options.grid, predictions=predictions, debug_dir=debug, round_number=this_round.number,
+        lane=Lane("grids", options.grid_concurrency, predictions, paced=parts.drawer.paid_model is not None),
     )
-    pool = TilePool(maker, plan.grids, dup_threshold=options.dup_threshold)
+    pool = TilePool(maker, max_grids=options.max_grids, dup_threshold=options.dup_threshold)
     captions = TrainingCaptions(root, parts.captioner, options.trigger_word, calls=predictions.answers)
     work = TrainingImageWork(root, pool, stages.counted(parts.upscaler, "upscale", "upscale"),
                              stages.counted(parts.store, "put", "upload"), predictions, debug,
@@ -156,14 +156,14 @@ async def run_trainset(
     with contextlib.closing(predictions), predictions.kept(), later_round, folder_lock(pool.root):
         pool.open()
         try:
-            summary = await run_job(JobFiles(root, stats_extra=with_grid_attempts), plan.tasks, work,
+            summary = await run_job(JobFiles(root, stats_extra=with_grid_attempts), tasks, work,
                                     config=config, control=control, reporters=[pool, *shown],
                                     handle_signals=handle_signals, rounds={SCOPE: this_round}, announcer=announcer,
                                     budget=budget)
         finally:
             abandon = summary is None or summary.state == "fatal" or control.immediate
             await pool.close(cancel=abandon)
-        await captions.store_metadata(parts.store, [task.key for task in plan.tasks])
+        await captions.store_metadata(parts.store, [task.key for task in tasks])
     return collect_result(root, options.target, summary, pool)
 
 

@@ -25,7 +25,7 @@ from imggen.images.tiles import tile_pngs
 
 from .duplicates import KeptTiles
 from .grids import DrawnGrid, GridMaker
-from .plan import GridPlan, grid_key
+from .plan import grid_key
 from .tile_book import TileBook, TileRef
 
 
@@ -36,11 +36,11 @@ class ClaimedTile:
 
 
 class TilePool:
-    def __init__(self, maker: GridMaker, plan: GridPlan, *, dup_threshold: int = DEFAULT_DUP_THRESHOLD) -> None:
+    def __init__(self, maker: GridMaker, *, max_grids: int, dup_threshold: int = DEFAULT_DUP_THRESHOLD) -> None:
         self.root = maker.root
         self._dup_threshold = dup_threshold
         self._maker = maker
-        self._plan = plan
+        self._max_grids = max_grids  # grid attempts per run (the seed's max_generation_attempts)
         self.lane = maker.lane  # the grids in flight
         self._grids: dict[int, DrawnGrid] = {}  # drawn and judged, in any run
         self._tile_images: dict[int, asyncio.Future[list[bytes]]] = {}  # grid number -> its tiles as PNG
@@ -55,7 +55,7 @@ class TilePool:
         self.kept = KeptTiles(self._book, threshold=self._dup_threshold)  # tiles made into images, by hash
         drawn, failed = self._maker.open()
         self._supply: Supply[TileRef] = Supply(
-            self._grid, lane=self.lane, batch_size=self._plan.grid**2, max_batches=self._plan.max_grids,
+            self._grid, lane=self.lane, batch_size=self._maker.grid**2, max_batches=self._max_grids,
             used={grid.number for grid in drawn} | failed, on_serve=self._served, describe=grid_key,
             exhausted=lambda attempts: f"no unique tile left after {attempts} grid attempts in this run "
             "(max_generation_attempts); raise it and rerun to continue")
