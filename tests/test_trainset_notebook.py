@@ -67,7 +67,9 @@ def test_papermill_builds_the_set_in_s3_and_shows_grids_and_results(services, so
     assert "'total_training_images': 6" in text and "'total_grids_generated': 1" in text
     assert "cost: billed $0.04 (used $0.04, wasted $0.00)" in text  # one grid; Topaz has no confirmed price
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pictures) == 2  # the grid with its chosen tiles, and the training images
+    assert len(pictures) == 1  # the grid with its chosen tiles
+    gallery = "".join(o["data"].get("text/html", "") for o in outputs if "data" in o)
+    assert gallery.count("<figure") == 6 and "training-image1: nbx, " in gallery  # each image and its caption
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ are the seed's API; ``run_trainset`` with ``open_parts`` is the same job for asy
 ``tile_pool`` serves unique tiles to it from the grids ``grids`` makes, ``layout`` owns where every
 file goes, ``run`` runs a plan, ``parts`` picks the drawer, tile judge, upscaler and captioner (all
 providers, in :mod:`imggen.backends`) and the store, ``captions`` writes the captions, ``preview``
-draws a finished set for notebooks and ``cli`` is ``imggen trainset``.
+shows a finished set in notebooks and ``cli`` is ``imggen trainset``.
 """
 
 from imggen.backends.replicate_service import ReplicateService
@@ -18,7 +18,7 @@ from .descriptions import Description, DescriptionPool, DescriptionRotation
 from .layout import job_root
 from .parts import TrainsetChoices, TrainsetParts, open_parts
 from .plan import TrainsetOptions, plan_trainset
-from .preview import grids_with_chosen_tiles, training_images
+from .preview import captioned_images, grids_with_chosen_tiles
 from .run import TrainingImage, TrainsetResult, run_trainset
 from .service import TrainingDataGenerator
 
@@ -33,10 +33,10 @@ __all__ = [
     "TrainsetOptions",
     "TrainsetParts",
     "TrainsetResult",
+    "captioned_images",
     "grids_with_chosen_tiles",
     "job_root",
     "open_parts",
     "plan_trainset",
     "run_trainset",
-    "training_images",
 ]

@@ -1,6 +1,9 @@
-"""Pictures of a finished training set for notebooks: the grids with the chosen tiles outlined, and the results."""
+"""What notebooks show of a finished training set: the grids with the chosen tiles outlined, and the
+images with their captions."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
@@ -38,16 +41,7 @@ def grids_with_chosen_tiles(result: TrainsetResult, height: int = 320) -> Image.
     return _row(pictures, height) if pictures else None
 
 
-def training_images(result: TrainsetResult, height: int = 128, per_row: int = 10) -> Image.Image | None:
-    """The finished training images as a contact sheet, in slot order."""
-    pictures = []
-    for image in result.images:
-        with Image.open(image.path) as opened:
-            pictures.append(opened.convert("RGB"))
-    if not pictures:
-        return None
-    rows = [_row(pictures[i:i + per_row], height) for i in range(0, len(pictures), per_row)]
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
-    for index, row in enumerate(rows):
-        sheet.paste(row, (0, index * (height + 6)))
-    return sheet
+def captioned_images(result: TrainsetResult) -> list[tuple[Path, str]]:
+    """The finished training images with their captions, in slot order, for
+    :func:`imggen.notebook.gallery_html`."""
+    return [(image.path, f"training-image{image.slot}: {image.caption or ''}") for image in result.images]
