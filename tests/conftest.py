@@ -9,6 +9,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from PIL import Image
@@ -96,13 +97,38 @@ def klein(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "flux2-klein-tiny")
 
 
-RAY = pytest.mark.xdist_group("ray")  # the serial tests that start a Ray cluster: one after another, on one process
+RAY = pytest.mark.xdist_group("ray")  # the serial tests that run a Ray cluster: one after another, on one process
+
+
+def is_the_ray_kind(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("kind") == "instructions-ray"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The contract battery's Ray kind starts a Ray cluster: it runs with the serial tests, in the Ray group."""
+    """The contract battery's Ray kind runs on a Ray cluster: it runs with the serial tests, in the Ray group."""
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("kind") == "instructions-ray":
+        if is_the_ray_kind(item):
             item.add_marker(pytest.mark.serial)
             item.add_marker(RAY)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory) -> Iterator[str]:
+    """A Ray head node (see ray_head), started once per test process for the jobs that join one: its address."""
+    from ray_head import ray_head
+
+    with ray_head(tmp_path_factory.mktemp("ray") / "head.log") as address:
+        yield address
+
+
+@pytest.fixture(autouse=True)
+def joins_the_ray_cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract battery's Ray kind joins the tests' Ray cluster as a job on a cluster does:
+    RAY_ADDRESS, and a token (run_kinds.instructions_ray)."""
+    if is_the_ray_kind(request.node):
+        from ray_head import TOKEN_AUTH
+
+        monkeypatch.setenv("RAY_ADDRESS", request.getfixturevalue("ray_cluster"))
+        for name, value in TOKEN_AUTH.items():
+            monkeypatch.setenv(name, value)

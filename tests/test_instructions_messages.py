@@ -1,6 +1,6 @@
 """What ``imggen instructions`` says before and while it starts, through the real command on the tiny
 checkpoint: a planning model that is not there, an image root under which the source images are
-missing, the plan it is about to run, and the workers loading their model."""
+missing, a Ray cluster that does not answer, the plan it is about to run, and the workers loading their model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from imggen.pipelines.instructions.cli import main
 
+from browser_helpers import free_port
 from instructions_fixtures import PLANNER, SIZE, STEPS, folder, sample_inputs
-
 
 
 def command(root: Path, klein: Path, *extra: str) -> list[str]:
@@ -94,3 +94,17 @@ def test_the_plan_and_the_workers_loading_are_shown_before_the_first_image(tmp_p
     err = capsys.readouterr().err
     assert "images: 4 planned, 4 done earlier, 0 to make" in err and "finished: 4/4 done" in err
 
+
+
+def test_a_ray_address_where_no_cluster_answers_is_one_start_up_line(tmp_path, klein, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    sample_inputs(tmp_path)
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there: Ray itself would wait on it for many minutes
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    code = main(command(tmp_path, klein, "--planning_model", PLANNER, "--engine", "ray"))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith(
+        f"imggen instructions: cannot start: no Ray cluster answers at RAY_ADDRESS={address} (")
+    assert "start its head with `ray start --head`, or unset RAY_ADDRESS" in err
+    assert not list((tmp_path / "generated_images").rglob("*.png"))

@@ -63,11 +63,13 @@ NOT_RUN = {
     r"^(make lab|\.venv/bin/jupyter lab)$": "starts JupyterLab for a person's browser (tests/test_browser_widgets.py "
                                             "drives one)",
     r"^ray start\b": "starts a node of a Ray cluster on a head or worker machine",
+    r"^ray get-auth-token\b": "writes a Ray cluster's token into ~/.ray of the head machine (tests/ray_head.py "
+                               "gives its head a token of its own)",
     r"^accelerate launch\b": "trains a LoRA: needs a GPU, the trainer's scripts and a model's weights "
                              "(tests/test_export.py reads each export as its trainer does)",
     r"^RAY_ADDRESS=HEAD_IP\S* imggen instructions .*--engine ray\b":
-        "joins the cluster of the two `ray start` lines and reads /shared (tests/test_instructions_ray.py runs "
-        "--engine ray on a local Ray)",
+        "joins the cluster of the two `ray start` lines and reads /shared (the contract's instructions-ray kind "
+        "joins a head started with `ray start --head` and RAY_AUTH_MODE=token, tests/ray_head.py)",
     r"^PYTORCH_CUDA_ALLOC_CONF=": "a CUDA allocator setting against GPU out-of-memory; nothing to run without a GPU",
 }
 

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 from typing import AsyncIterator, Callable
 
 from ..engine.errors import CannotStart
@@ -77,9 +78,33 @@ def _connect(ray) -> bool:
     if ray.is_initialized():
         return False
     address = os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address is not None:
+        _check_answers(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError) as error:
+        if address is None:
+            raise
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+            "; a cluster started with `ray start` asks jobs for its token: set RAY_AUTH_MODE=token here, with "
+            "the head's token (RAY_AUTH_TOKEN, or its ~/.ray/auth_token)")
+        raise CannotStart(f"cannot join the Ray cluster at RAY_ADDRESS={address}: {first_line}{hint}") from error
     log.info("joined Ray at %s", address or "a new local instance")
     return True
+
+
+def _check_answers(address: str, timeout_s: float = 10) -> None:
+    """A ``host:port`` address must answer before Ray is asked to join it: Ray waits on one that does
+    not for many minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():  # auto, or a ray:// client address: Ray's to resolve
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise CannotStart(f"no Ray cluster answers at RAY_ADDRESS={address} ({error}): start its head with "
+                          "`ray start --head`, or unset RAY_ADDRESS to start a Ray on this machine") from None
 
 
 @contextlib.asynccontextmanager

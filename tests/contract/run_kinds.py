@@ -215,12 +215,12 @@ def instructions_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
 
 @contextlib.contextmanager
 def instructions_ray(folder: Path, checkpoint: Path) -> Iterator[Run]:
-    """The same job on Ray: the command starts a Ray of its own on this machine (no RAY_ADDRESS), two
-    CPU actors each loading the checkpoint."""
+    """The same job on Ray: the command joins the tests' Ray cluster (RAY_ADDRESS and its token, set by
+    conftest.joins_the_ray_cluster), two CPU actors each loading the checkpoint."""
+    assert "RAY_ADDRESS" in os.environ, "the Ray kind joins the tests' cluster (conftest.ray_cluster)"
     with instructions_local(folder, checkpoint) as local:
-        env = {name: value for name, value in local.env.items() if name != "RAY_ADDRESS"}
         yield dataclasses.replace(local, command=[*local.command, "--engine", "ray"],
-                                  bad_command=[*local.bad_command, "--engine", "ray"], env=env)
+                                  bad_command=[*local.bad_command, "--engine", "ray"])
 
 
 @contextlib.contextmanager
