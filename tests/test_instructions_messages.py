@@ -1,10 +1,14 @@
 """What ``imggen instructions`` says before and while it starts, through the real command on the tiny
 checkpoint: a planning model that is not there, an image root under which the source images are
-missing, a Ray cluster that does not answer, the plan it is about to run, and the workers loading their model."""
+missing, a Ray cluster that does not answer or asks for a token, the plan it is about to run, and
+the workers loading their model."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,4 +111,24 @@ def test_a_ray_address_where_no_cluster_answers_is_one_start_up_line(tmp_path, k
     assert err.strip().splitlines()[-1].startswith(
         f"imggen instructions: cannot start: no Ray cluster answers at RAY_ADDRESS={address} (")
     assert "start its head with `ray start --head`, or unset RAY_ADDRESS" in err
+    assert not list((tmp_path / "generated_images").rglob("*.png"))
+
+
+@pytest.mark.timeout(180)
+def test_a_job_without_the_clusters_token_stops_at_start_with_the_hint(tmp_path, klein):
+    pytest.importorskip("ray")
+    from ray_head import ray_head
+
+    sample_inputs(tmp_path)
+    command_line = [str(Path(sys.executable).with_name("imggen")), "instructions", "--planning_model", PLANNER,
+                    "--engine", "ray", *command(tmp_path, klein)]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
+    with ray_head(tmp_path / "head.log", cpus=1) as address:  # it asks for a token, which the job lacks
+        joined = subprocess.run(command_line, env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True,
+                                timeout=150)
+    assert joined.returncode == 2, joined.stderr
+    last = joined.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"imggen instructions: cannot start: cannot join the Ray cluster at RAY_ADDRESS={address}")
+    assert last.endswith("set RAY_AUTH_MODE=token here, with the head's token "
+                         "(RAY_AUTH_TOKEN, or its ~/.ray/auth_token)")
     assert not list((tmp_path / "generated_images").rglob("*.png"))
