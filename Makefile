@@ -28,9 +28,8 @@ demo: setup
 	$(VENV)/bin/imggen demo --output demo-output
 
 # Most tests wait on emulators and child processes, so they run on TEST_WORKERS processes at once; the
-# ones marked serial (a Ray cluster, what a stop lets finish, a rate held to the clock) run after: on
-# two processes, one taking the Ray group one test after another (conftest.RAY), the other the rest;
-# then those marked clock, which mostly sleep, on four processes with nothing else running.
+# ones marked serial (a Ray cluster, what a stop lets finish, a rate held to the clock) run after, on
+# two processes; then those marked clock, which mostly sleep, on four processes with nothing else running.
 TEST_WORKERS ?= 4
 # Every test process and the commands they start read compiled modules, also where the machine asks
 # Python not to write them (PYTHONDONTWRITEBYTECODE): pytest rewrites and compiles each test module
@@ -39,7 +38,7 @@ PYTEST := env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
 
 test: setup
 	$(PYTEST) -n $(TEST_WORKERS) -m "not serial" --durations=10
-	$(PYTEST) -n 2 --dist loadgroup -m "serial and not clock" --durations=10
+	$(PYTEST) -n 2 -m "serial and not clock" --durations=10
 	$(PYTEST) -n 4 -m clock --durations=5
 
 test-quick: setup

@@ -97,20 +97,16 @@ def klein(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "flux2-klein-tiny")
 
 
-RAY = pytest.mark.xdist_group("ray")  # the serial tests that run a Ray cluster: one after another, on one process
-
-
 def is_the_ray_kind(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     return callspec is not None and callspec.params.get("kind") == "instructions-ray"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The contract battery's Ray kind runs on a Ray cluster: it runs with the serial tests, in the Ray group."""
+    """The contract battery's Ray kind runs a Ray cluster beside its job: it runs with the serial tests."""
     for item in items:
         if is_the_ray_kind(item):
             item.add_marker(pytest.mark.serial)
-            item.add_marker(RAY)
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,11 @@ import json
 
 import pytest
 
-from conftest import RAY
 from test_flux2_backend import assert_nearly_identical
 
 from instructions_fixtures import PLANNER, call_log, calls, images_under, run, sample_inputs
 
-pytestmark = [pytest.mark.serial, RAY]  # starts a Ray cluster
+pytestmark = pytest.mark.serial  # starts a Ray cluster
 
 __all__ = ["call_log"]
 ray = pytest.importorskip("ray")
