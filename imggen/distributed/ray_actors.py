@@ -87,8 +87,8 @@ def _connect(ray) -> bool:
             raise
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
-            "; a cluster started with `ray start` asks jobs for its token: set RAY_AUTH_MODE=token here, with "
-            "the head's token (RAY_AUTH_TOKEN, or its ~/.ray/auth_token)")
+            "; if it asks jobs for a token (`ray start` does where ~/.ray/auth_token exists), set "
+            "RAY_AUTH_MODE=token here, with the head's token (RAY_AUTH_TOKEN, or its ~/.ray/auth_token)")
         raise CannotStart(f"cannot join the Ray cluster at RAY_ADDRESS={address}: {first_line}{hint}") from error
     log.info("joined Ray at %s", address or "a new local instance")
     return True
