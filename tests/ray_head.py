@@ -17,11 +17,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
-from browser_helpers import free_port
+from browser_helpers import free_port, wait_for
 
 RAY = str(Path(sys.executable).with_name("ray"))
 TOKEN_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # what a job needs to join
@@ -52,11 +51,11 @@ def ray_head(log: Path, *, cpus: int = 4) -> Iterator[str]:
              f"--temp-dir={files}"],
             env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_ended_with_its_parent)
     try:
-        deadline = time.monotonic() + 120
-        while STARTED not in log.read_text():
+        def started() -> bool:
             assert head.poll() is None, f"ray start ended: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"the Ray head did not start: {log.read_text()[-2000:]}"
-            time.sleep(0.1)
+            return STARTED in log.read_text()
+
+        wait_for(started, 120, f"the Ray head to start (its output: {log})")
         yield f"127.0.0.1:{port}"
     finally:
         head.terminate()  # --block stops the node's processes when it ends
