@@ -15,13 +15,8 @@ later item fails with a fatal error that carries the last worker's message, and 
 Pause and Stop hold within what the workers draw: :meth:`WorkerPool.withdraw_waiting` gives back
 the items queued here and the batches waiting in a worker's inbox (a process worker skips those
 it has not begun; a Ray actor is sent one batch at a time, since Ray cannot take back a queued
-call), each as :class:`~imggen.engine.errors.Withdrawn`.
-
-Every worker sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` before its handler is built,
-unless the user set the allocator's configuration: the varying batch shapes of a long run then do
-not fragment GPU memory into out-of-memory errors. It gives tqdm a thread lock: diffusers' bars,
-even hidden ones, take tqdm's lock, whose default is a semaphore that a worker killed at a stop
-leaks, and Python then warns of the leak on the user's terminal.
+call), each as :class:`~imggen.engine.errors.Withdrawn`. What runs inside a worker is
+:mod:`.worker_side`.
 
 Loading a model can take minutes, so the pool says what it does through ``on_status`` (one line
 each): ``loading the model on 2 worker processes`` when the first item arrives, ``1 of 2 worker
@@ -29,34 +24,21 @@ processes ready in 38 s; generating while the others load`` when the first of se
 start then, so this line always comes before the first one), then ``2 worker processes ready in
 41 s`` (or how many of them could load) once every first worker has loaded or failed to. A run that
 ends while some still load never says that last line: they were not needed.
-
-The wire format of results is plain tuples, because exceptions with keyword-only arguments do not
-survive pickling: ``("ok", value)`` or ``("error", kind, message)``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import os
-import threading
 import time
 from collections import deque
 from typing import Any, Callable, Hashable, Protocol
 
-from tqdm import tqdm
-
-from ..engine.errors import ErrorKind, TaskError, Withdrawn, as_task_error
+from ..engine.errors import ErrorKind, TaskError, Withdrawn
 from .dispatch import Dispatcher
+from .worker_side import from_wire
 
 log = logging.getLogger("imggen.distributed")
-
-# payloads -> one value or TaskError per payload, or a concurrent Future of that list (results that are
-# still being saved while the worker starts its next batch)
-Handler = Callable[[list], "list | concurrent.futures.Future"]
-# factory(device=..., threads=...) -> handler, run in the worker; a handler may have close() to finish deferred work
-HandlerFactory = Callable[..., Handler]
 
 
 class WorkerDied(RuntimeError):
@@ -79,42 +61,6 @@ class Worker(Protocol):
 
     async def close(self) -> None:
         """Ask the worker to finish and end it."""
-
-
-def prepare_worker_environment() -> None:
-    """The worker's environment defaults, where the user has not set them (before CUDA starts), and tqdm's lock."""
-    if "PYTORCH_ALLOC_CONF" not in os.environ:  # torch's newer name for the same setting
-        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    tqdm.set_lock(threading.RLock())
-
-
-def call_handler(handler: Handler, payloads: list, reply: Callable[[list[tuple]], None]) -> None:
-    """Run ``handler`` on a batch inside a worker; ``reply`` gets the wire results, at once or, for
-    deferred results, from the thread that completes them."""
-    try:
-        results = handler(payloads)
-    except Exception as error:
-        reply(_to_wire(error, payloads))
-        return
-    if isinstance(results, concurrent.futures.Future):
-        results.add_done_callback(lambda done: reply(_to_wire(done.exception() or done.result(), payloads)))
-    else:
-        reply(_to_wire(results, payloads))
-
-
-def _to_wire(results: list | BaseException, payloads: list) -> list[tuple]:
-    if isinstance(results, BaseException):
-        results = [as_task_error(results)] * len(payloads)
-    return [
-        ("error", result.kind.value, result.message) if isinstance(result, TaskError) else ("ok", result)
-        for result in results
-    ]
-
-
-def _from_wire(result: tuple) -> tuple[Any, TaskError | None]:
-    if result[0] == "ok":
-        return result[1], None
-    return None, TaskError(ErrorKind(result[1]), result[2])
 
 
 class WorkerPool:
@@ -161,7 +107,7 @@ class WorkerPool:
     async def submit(self, payload: Any, group: Hashable = None) -> Any:
         if self._dispatcher is None:
             self._start()
-        value, error = _from_wire(await self._dispatcher.submit(payload, group))
+        value, error = from_wire(await self._dispatcher.submit(payload, group))
         if error is not None:
             raise error
         return value

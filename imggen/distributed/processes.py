@@ -24,7 +24,8 @@ import sys
 import threading
 from typing import Any, Callable
 
-from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler, prepare_worker_environment
+from .pool import WorkerDied, WorkerPool
+from .worker_side import HandlerFactory, call_handler, prepare_worker_environment
 
 _CLOSE_TIMEOUT_S = 10.0
 

@@ -20,7 +20,8 @@ import socket
 from typing import AsyncIterator, Callable
 
 from ..engine.errors import CannotStart
-from .pool import HandlerFactory, WorkerDied, WorkerPool, call_handler, prepare_worker_environment
+from .pool import WorkerDied, WorkerPool
+from .worker_side import HandlerFactory, call_handler, prepare_worker_environment
 
 log = logging.getLogger("imggen.distributed")
 
