@@ -80,23 +80,14 @@ def check_references(references: Sequence[Any]) -> list[Image.Image]:
     checked = []
     for index, reference in enumerate(references):
         if not isinstance(reference, Image.Image):
-            raise TaskError(
-                ErrorKind.PERMANENT,
-                f"reference image {index} is a {type(reference).__name__}, not a PIL image",
-            )
+            raise TaskError(ErrorKind.PERMANENT,
+                            f"reference image {index} is a {type(reference).__name__}, not a PIL image")
         width, height = reference.size
-        if min(width, height) < MIN_REFERENCE_SIDE:
-            raise TaskError(
-                ErrorKind.PERMANENT,
-                f"reference image {index} is {width}x{height}; each side must be at least "
-                f"{MIN_REFERENCE_SIDE} px",
-            )
-        if max(width, height) > MAX_REFERENCE_ASPECT * min(width, height):
-            raise TaskError(
-                ErrorKind.PERMANENT,
-                f"reference image {index} is {width}x{height}; the aspect ratio must be at most "
-                f"{MAX_REFERENCE_ASPECT}:1",
-            )
+        problem = (f"each side must be at least {MIN_REFERENCE_SIDE} px" if min(width, height) < MIN_REFERENCE_SIDE
+                   else f"the aspect ratio must be at most {MAX_REFERENCE_ASPECT}:1"
+                   if max(width, height) > MAX_REFERENCE_ASPECT * min(width, height) else None)
+        if problem:
+            raise TaskError(ErrorKind.PERMANENT, f"reference image {index} is {width}x{height}; {problem}")
         checked.append(reference)
     return checked
 
