@@ -128,8 +128,3 @@ class BatchBook(SqliteBook):
             "WHERE batch_submissions.collected_at IS NULL")
         return {key for (key,) in rows}
 
-    def collected_since(self, since: float) -> int:
-        """Submissions collected since ``since`` (seconds since the epoch)."""
-        (count,) = self._db.execute("SELECT COUNT(*) FROM batch_submissions WHERE collected_at >= ?",
-                                    (since,)).fetchone()
-        return count

@@ -20,8 +20,8 @@ what the tasks in flight hold; a job whose tasks cannot estimate their cost rese
 from the same budget, and a task stopped there ends the run as a budget stop the same way.
 
 A task may need another piece of work first (a training image, its grid): it asks the runner for a
-sub-task (:func:`run_subtask`), which runs by the same rules and is recorded in the ledger the
-caller names, without counting in the run's progress.
+sub-task (:func:`~.this_run.run_subtask`), which runs by the same rules and is recorded in the
+ledger the caller names, without counting in the run's progress.
 
 Pause and Stop hold within what is being drawn: work that keeps tasks waiting (a local model's
 queue, a batch's lines) has a ``withdraw_waiting()`` the runner calls; each task given back raises
@@ -35,10 +35,9 @@ import contextlib
 import dataclasses
 import logging
 import time
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..settings import redact, secret_values
 from ..storage.atomic import is_valid_image
@@ -52,11 +51,10 @@ from .ledger import Ledger, LedgerRow
 from .pacing import Pacing, RateLimit
 from .retry import Decision, decide
 from .run_record import RunRecord, View
-from .tasks import Outcome, Task
+from .tasks import Outcome, Task, Work
+from .this_run import CURRENT_RUN, ThisRun
 
 log = logging.getLogger("imggen.engine")
-
-Work = Callable[[Task], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -111,12 +109,12 @@ class Runner:
                               tokens_per_min=self.config.tokens_per_min, tokens_each=self.config.tokens_each)
         self._record = RunRecord(self.ledger, reporters=self.reporters, views=self.views,
                                  view_interval_s=self.config.view_interval_s, paid_for=self.paid_for)
-        token = _THIS_RUN.set(self)  # the run's tasks ask it for sub-tasks (run_subtask)
+        token = CURRENT_RUN.set(ThisRun(self.ledger, self.subtask))  # for the run's tasks (run_subtask)
         try:
             with SignalHandlers(self.control, loop, self._record.say) if handle_signals else contextlib.nullcontext():
                 return await self._plan_and_run(loop, tasks)
         finally:
-            _THIS_RUN.reset(token)
+            CURRENT_RUN.reset(token)
 
     async def _plan_and_run(self, loop: asyncio.AbstractEventLoop, tasks: Iterable[Task]) -> RunSummary:
         record = self._record
@@ -291,23 +289,3 @@ class Runner:
 
     def _outputs_are_images(self, task: Task) -> bool:
         return all(is_valid_image(Path(self.ledger.root) / path) for path in task.outputs)
-
-
-_THIS_RUN: ContextVar[Runner | None] = ContextVar("runner", default=None)
-
-
-def _this_runner() -> Runner:
-    runner = _THIS_RUN.get()
-    if runner is None:
-        raise RuntimeError("this runs only within a run of the engine's runner")
-    return runner
-
-
-async def run_subtask(task: Task, work: Work, ledger: Ledger) -> Outcome:
-    """``task`` run for a task in flight by the runner of this run (see :meth:`Runner.subtask`)."""
-    return await _this_runner().subtask(task, work, ledger)
-
-
-def this_runs_ledger() -> Ledger:
-    """The ledger of the run this code runs in: work reads its tasks' records through it."""
-    return _this_runner().ledger

@@ -2,7 +2,7 @@
 than the waiting tasks need (a training set's tiles, made by its grids).
 
 A task that needs an item awaits :meth:`Supply.claim`. The supply starts batches (numbered 1, 2, ...;
-each made by ``produce``, normally a sub-task of the runner, :func:`~.runner.run_subtask`, so it
+each made by ``produce``, normally a sub-task of the runner, :func:`~.this_run.run_subtask`, so it
 is paced, retried, budgeted and controlled by the runner's rules) only while the waiting claims
 outnumber the items available plus the most the batches in flight can still yield, never more at
 once than its :class:`~.lanes.Lane`'s target, and at most ``max_batches`` per run.

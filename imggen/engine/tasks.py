@@ -1,9 +1,9 @@
-"""A task (one image, or one grid, with a stable key) and the outcome of running it."""
+"""A task (one image, or one grid, with a stable key), the outcome of running it, and the work that runs it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from .errors import RateHint
 
@@ -33,3 +33,6 @@ class Outcome:
     cost: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
     rate: RateHint | None = None
+
+
+Work = Callable[[Task], Awaitable[Outcome]]  # what runs a task: a call, a model's workers, a batch line

@@ -41,7 +41,8 @@ from imggen.engine.control import ControlState, RunControl
 from imggen.engine.errors import ErrorKind, NotThisRun, TaskError, Withdrawn
 from imggen.engine.events import Reporter
 from imggen.engine.job import JobFiles, run_job
-from imggen.engine.runner import RunnerConfig, RunSummary, this_runs_ledger
+from imggen.engine.runner import RunnerConfig, RunSummary
+from imggen.engine.this_run import this_runs_ledger
 from imggen.engine.tasks import Outcome, Task
 
 from .batch_collect import Collector

@@ -2,7 +2,7 @@
 the grid ledger of ``grids/``.
 
 Every grid is a task ``grid-{n}`` in the ``grids`` table of the run folder's ledger, run as a sub-task of the
-training image that waits for it (:func:`~imggen.engine.runner.run_subtask`): retried, paced, held
+training image that waits for it (:func:`~imggen.engine.this_run.run_subtask`): retried, paced, held
 and controlled by the runner's own rules, each attempt in flight counted by the grids'
 :class:`~imggen.engine.lanes.Lane`. Its prompt and subjects are fixed when first planned
 (:func:`~.plan.grid_payload`), the image is saved before the judge runs, and the judge's verdict is
@@ -24,7 +24,7 @@ from imggen.backends.vision_calls import VisionCalls
 from imggen.engine.errors import ErrorKind
 from imggen.engine.lanes import Lane
 from imggen.engine.ledger import Ledger
-from imggen.engine.runner import run_subtask
+from imggen.engine.this_run import run_subtask
 from imggen.engine.tasks import Outcome, Task
 from imggen.images.tiles import tile_pngs
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
