@@ -46,10 +46,9 @@ from imggen.emulators.replicate_faults import ReplicateFaults
 from imggen.emulators.replicate_server import running_replicate_emulator
 from imggen.emulators.replicate_state import ReplicateEmulatorConfig
 from imggen.backends.replicate_predictions import ReplicatePredictions
-from imggen.backends.tile_judges import GptTileJudge
+from imggen.backends.tile_judges import GptTileJudge, judge_grid
 from imggen.images.tiles import tile_png
-from imggen.pipelines.trainset import DescriptionPool, DescriptionRotation, TrainingDataGenerator
-from imggen.pipelines.trainset.grids import judge_grid
+from imggen.pipelines.trainset import DescriptionPool, TrainingDataGenerator, grid_subjects
 from imggen.pipelines.trainset.prompts import build_grid_prompt
 from imggen.storage.s3 import S3Store
 from imggen.storage.stores import owner_prefix
@@ -160,14 +159,16 @@ async def seed_flow(target: int, work_dir: Path, batch_size: int = 3) -> float:
     replicate, openai_backend = ReplicateBackend(), OpenAIImageBackend()
     judge = GptTileJudge(openai_backend)
     store = S3Store.from_settings(prefix=owner_prefix("bench", "seed"))
-    rotation = DescriptionRotation(DescriptionPool.builtin(), work_dir / "seed-flow")  # its place in a ledger there
+    pool = DescriptionPool.builtin()
     source = SOURCE.read_bytes()
     urls: list[str] = []
+    grids = 0
     book = ReplicatePredictions(work_dir / "seed")  # where the judge's paid answers are booked
     began = time.perf_counter()
     try:
         while len(urls) < target:
-            prompt = build_grid_prompt(rotation.draw(9), 3)
+            grids += 1
+            prompt = build_grid_prompt(grid_subjects(pool, grids, 9), 3)
             grid = await again_on_failure(lambda: replicate.generate_grid(prompt, source))
             verdict = await judge_grid(judge, grid.data, 3, key="seed-grid", calls=book.answers)
             tiles = [tile_png(grid.data, 3, index) for index in verdict.tiles][: target - len(urls)]

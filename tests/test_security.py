@@ -39,12 +39,12 @@ from trainset_fixtures import (
     AWS_KEY, AWS_SECRET, BUCKET, OPENAI_KEY, REPLICATE_TOKEN, running_services, source_image_bytes, use_services,
 )
 
+from imggen.backends.image_download import read_image_source
 from imggen.engine.ledger import Ledger
 from imggen.notebook.headless import execute_notebook
 from imggen.pipelines.instructions import InstructionsOptions, run_instructions
 from imggen.pipelines.instructions.plan import build_plan
 from imggen.pipelines.trainset import TrainingDataGenerator
-from imggen.pipelines.trainset.inputs import load_source
 
 REPO = Path(__file__).resolve().parents[1]
 STYLES_NOTEBOOK = REPO / "notebooks" / "01_style_matrix.ipynb"
@@ -468,7 +468,7 @@ def test_a_large_source_image_sent_in_many_chunks_is_read_whole():
         return await streamed(request, [png[start:start + 65536] for start in range(0, len(png), 65536)])
 
     with serving([web.get("/large.png", chunked)]) as base_url:
-        assert asyncio.run(load_source(f"{base_url}/large.png")) == png
+        assert asyncio.run(read_image_source(f"{base_url}/large.png")) == png
 
 
 @pytest.mark.slow

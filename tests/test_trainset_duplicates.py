@@ -18,8 +18,7 @@ from imggen.images.hashes import TileHash
 from imggen.images.tiles import tile_pngs
 from imggen.pipelines.trainset import TrainingDataGenerator, job_root
 from imggen.pipelines.trainset.cli import build_parser
-from imggen.pipelines.trainset.duplicates import KeptTiles
-from imggen.pipelines.trainset.tile_book import TileBook
+from imggen.pipelines.trainset.tile_book import KeptTiles, TileBook
 from trainset_fixtures import running_services, source_file, source_image_bytes, use_services  # noqa: F401 - fixture
 
 USER, ACTOR = "me", "hero"

@@ -15,20 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 
+from imggen.backends.image_download import read_image_source
 from imggen.backends.openai_images import OpenAIImageBackend
 from imggen.backends.openai_models import DEFAULT_VISION_MODEL
 from imggen.backends.replicate_catalog import FLUX_KONTEXT_PRO
 from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.backends.replicate_responses import PredictionEnded
-from imggen.backends.tile_judges import GptTileJudge, HashTileJudge
+from imggen.backends.tile_judges import GptTileJudge, HashTileJudge, fallback_tiles, judge_grid
 from imggen.backends.upscalers import LanczosUpscaler, make_upscaler
 from imggen.emulators.openai_server import OpenAIEmulatorConfig, openai_emulator_in_thread
 from imggen.engine.errors import ErrorKind, TaskError
 from imggen.engine.ledger import LEDGER_NAME
 from imggen.images.tiles import split_tiles, tile_boxes
-from imggen.pipelines.trainset.descriptions import DescriptionPool, DescriptionRotation
-from imggen.pipelines.trainset.grids import fallback_tiles, judge_grid
-from imggen.pipelines.trainset.inputs import load_source
+from imggen.pipelines.trainset.descriptions import DescriptionPool, grid_subjects
 from imggen.pipelines.trainset.prompts import build_grid_prompt
 from imggen.engine.sync_call import run_sync
 from imggen.storage.s3 import S3Store
@@ -82,41 +81,20 @@ def test_the_builtin_pool_has_63_subjects_in_7_categories_of_9():
     assert all(sum(item.category == c for item in pool) == 9 for c in pool.categories)
 
 
-def test_rotation_never_repeats_until_the_pool_is_used_and_continues_across_runs(tmp_path):
+def test_grids_never_repeat_a_subject_until_the_pool_is_used():
     pool = DescriptionPool.builtin()
-    state = tmp_path  # the run folder, whose ledger keeps the place
-    first = DescriptionRotation(pool, state).draw(9)
+    first = grid_subjects(pool, 1, 9)
     assert len({item.category for item in first}) == 7  # a grid mixes every category
-    rest = []
-    for _ in range(6):  # a new object per grid: the place is read back from the ledger each time
-        rest += DescriptionRotation(pool, state).draw(9)
+    rest = [item for number in range(2, 8) for item in grid_subjects(pool, number, 9)]
     assert sorted(map(str, first + rest)) == sorted(map(str, pool))  # 7 grids of 9 use each subject once
-    after = DescriptionRotation(pool, state).draw(9)
+    after = grid_subjects(pool, 8, 9)
     assert len(set(after)) == 9  # the next cycle starts over, still without a repeat inside a grid
+    assert grid_subjects(pool, 8, 9) == after  # a grid's subjects depend on its number alone
 
 
-def test_the_place_is_read_at_the_first_draw_so_a_rotation_made_before_another_run_repeats_nothing(tmp_path):
-    pool = DescriptionPool.builtin()
-    made_first = DescriptionRotation(pool, tmp_path)  # e.g. made before the run waited for the folder lock
-    drawn_meanwhile = DescriptionRotation(pool, tmp_path).draw(9)
-    assert not set(made_first.draw(9)) & set(drawn_meanwhile)
-
-
-def test_the_place_an_earlier_version_kept_in_a_json_file_is_moved_into_the_ledger_once(tmp_path):
-    pool = DescriptionPool.builtin()
-    (tmp_path / "description_rotation.json").write_text(json.dumps({"cycle": 2, "used": list(range(60))}))
-    rotation = DescriptionRotation(pool, tmp_path)
-    assert (rotation.cycle, len(rotation.used)) == (2, 60)
-    assert (tmp_path / "description_rotation.json.moved").exists()
-    assert len({*rotation.draw(3)} & {pool[i] for i in range(60)}) == 0  # the three left in cycle 2
-    assert DescriptionRotation(pool, tmp_path).cycle == 2
-
-
-def test_a_draw_across_the_end_of_the_pool_has_no_repeats(tmp_path):
+def test_a_grid_across_the_end_of_the_pool_has_no_repeats():
     pool = DescriptionPool.from_mapping({"a": ["1", "2", "3"], "b": ["4", "5", "6", "7"]})
-    rotation = DescriptionRotation(pool, tmp_path)
-    rotation.draw(4)
-    straddling = rotation.draw(4)  # 3 left in this cycle, one from the next
+    straddling = grid_subjects(pool, 2, 4)  # 3 left in this cycle, one from the next
     assert len(set(straddling)) == 4
 
 
@@ -133,8 +111,8 @@ def test_a_custom_pool_replaces_the_builtin_one(tmp_path):
 
 
 @pytest.mark.parametrize("grid", [3, 4, 5])
-def test_the_prompt_names_the_grid_and_every_subject_in_order(grid, tmp_path):
-    subjects = DescriptionRotation(DescriptionPool.builtin(), tmp_path).draw(grid * grid)
+def test_the_prompt_names_the_grid_and_every_subject_in_order(grid):
+    subjects = grid_subjects(DescriptionPool.builtin(), 1, grid * grid)
     prompt = build_grid_prompt(subjects, grid)
     assert f"{grid}x{grid} grid of {grid * grid}" in prompt
     positions = [prompt.index(item.text) for item in subjects]
@@ -216,11 +194,11 @@ def test_a_model_file_upscaler_without_spandrel_says_how_to_install_it(tmp_path,
 async def test_sources_from_a_path_a_data_uri_and_bad_input(tmp_path):
     data = source_image_bytes(64)
     (tmp_path / "s.png").write_bytes(data)
-    assert await load_source(tmp_path / "s.png") == data
-    assert await load_source("data:image/png;base64," + base64.b64encode(data).decode()) == data
+    assert await read_image_source(tmp_path / "s.png") == data
+    assert await read_image_source("data:image/png;base64," + base64.b64encode(data).decode()) == data
     for bad in (tmp_path / "missing.png", "data:image/png;base64,bm90IGFuIGltYWdl"):
         with pytest.raises(TaskError) as caught:
-            await load_source(bad)
+            await read_image_source(bad)
         assert caught.value.kind is ErrorKind.FATAL
 
 

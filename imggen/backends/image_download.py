@@ -1,4 +1,5 @@
-"""Fetching a generated image from the URL a provider returned, safely.
+"""Fetching a generated image from the URL a provider returned, safely; and reading the image a user
+names (:func:`read_image_source`: an http(s) URL, a local path or a data URI).
 
 The image is already paid for, so the download alone is retried in place a few times (connection
 errors, timeouts, 5xx: the engine's :func:`~imggen.engine.retry.retried`) before giving up; it is refused when it is larger than a cap or not an image.
@@ -9,6 +10,9 @@ fetch kept failing (a rerun regenerates), PERMANENT when the server sent somethi
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+from pathlib import Path
 
 import aiohttp
 
@@ -77,3 +81,25 @@ async def download_image(
     except DownloadFailed as failed:
         raise TaskError(ErrorKind.TRANSIENT, f"downloading the image failed {attempts} times ({failed.message})",
                         connection_error=failed.connection_error) from None
+
+
+async def read_image_source(source: str | Path, what: str = "the source image") -> bytes:
+    """The bytes of the image ``source`` names (http(s) URL, path or data URI); a FATAL
+    :class:`TaskError` when it cannot be read (nothing can run without it)."""
+    text = str(source)
+    try:
+        if text.startswith("data:"):
+            header, _, payload = text.partition(",")
+            if ";base64" not in header:
+                raise TaskError(ErrorKind.FATAL, f"{what}'s data URI is not base64-encoded")
+            data = base64.b64decode(payload, validate=True)
+        elif text.startswith(("http://", "https://")):
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+                data = await download_image(session, text)
+        else:
+            data = Path(text).expanduser().read_bytes()
+        return check_image(data, what)
+    except TaskError as error:
+        raise TaskError(ErrorKind.FATAL, f"cannot use {what}: {error.message}") from None
+    except (OSError, binascii.Error, ValueError) as error:
+        raise TaskError(ErrorKind.FATAL, f"cannot read {what} {text[:80]!r}: {error}") from None

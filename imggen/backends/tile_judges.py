@@ -1,7 +1,7 @@
 """Judges that pick the unique tiles of a grid: GPT vision through the OpenAI backend, or perceptual hashing.
 
-A judge answers the 0-based, row-major indices of the tiles worth keeping (the training set adds
-the seed's rule when it finds none). The GPT judge's answers are paid: each is booked in the run
+A judge answers the 0-based, row-major indices of the tiles worth keeping; :func:`judge_grid` adds
+the seed's rule when it finds none (the corners and the centre). The GPT judge's answers are paid: each is booked in the run
 folder's ledger under the grid's key (:mod:`.vision_calls`) before it is used.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import dataclass
 from typing import Protocol
 
 from PIL import Image
@@ -74,6 +75,30 @@ class HashTileJudge:
             if not any(tile_hash.distance(hashes[k]) <= self.max_distance for k in kept):
                 kept.append(index)
         return kept
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's answer on one grid: the tiles to keep."""
+
+    tiles: list[int]
+    fallback: bool  # the judge found none; corners and centre were taken
+    cost: float = 0.0  # US dollars of the priced answers it took (earlier unreadable ones included)
+
+
+async def judge_grid(judge: TileJudge, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> Verdict:
+    """The verdict on grid ``key``: the tiles its judge kept, or (the seed's rule) corners and centre."""
+    tiles = await judge.unique_tiles(grid_image, grid, key=key, calls=calls)
+    cost = calls.bill(key)
+    return Verdict(tiles, False, cost) if tiles else Verdict(fallback_tiles(grid), True, cost)
+
+
+def fallback_tiles(grid: int) -> list[int]:
+    """The four corners and the centre tile (distinct indices), used when a judge finds no unique tile."""
+    last = grid - 1
+    corners = [0, last, last * grid, grid * grid - 1]
+    centre = (grid // 2) * grid + grid // 2
+    return sorted(set(corners + [centre]))
 
 
 def make_judge(choice: str, *, openai_backend=None, model: str | None = None) -> TileJudge:

@@ -81,14 +81,18 @@ class Ledger(SqliteBook):
                         raise
 
     def adopt(self, path: Path) -> None:
-        """Copy every task of the ledger file ``path`` into this table, keeping those already here
-        (tasks an earlier layout kept in a file of their own)."""
+        """Move the tasks an earlier layout kept in a ledger file of their own, ``path``, into this table
+        once, keeping those already here; the file (with its -wal and -shm) is renamed ``*.moved``."""
+        if not path.is_file():
+            return
         self._db.execute("ATTACH DATABASE ? AS adopted", (str(path),))
         try:
             columns = ", ".join(row[1] for row in self._db.execute(f"PRAGMA adopted.table_info({TASKS})"))
             self._db.execute(f"INSERT OR IGNORE INTO {self._table} ({columns}) SELECT {columns} FROM adopted.{TASKS}")
         finally:
             self._db.execute("DETACH DATABASE adopted")
+        for leftover in path.parent.glob(f"{path.name}*"):
+            leftover.rename(leftover.with_name(leftover.name.replace(path.name, f"{path.name}.moved")))
 
     # -- runs -----------------------------------------------------------------------------
     def begin_run(self) -> int:

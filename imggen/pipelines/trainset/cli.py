@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import fields
 from pathlib import Path
 
 from rich.console import Console
@@ -90,12 +91,8 @@ def choices_from(args: argparse.Namespace) -> TrainsetChoices:
 
 
 def plan(args: argparse.Namespace) -> tuple[TrainsetOptions, TrainsetChoices]:
-    options = TrainsetOptions(
-        target=args.target, grid=args.grid, max_grids=args.max_grids, grid_concurrency=args.grid_concurrency,
-        upscale_concurrency=args.upscale_concurrency, rpm=args.rpm, descriptions=args.descriptions,
-        budget=args.budget, retry_failed=args.retry_failed, trigger_word=args.trigger_word,
-        dup_threshold=args.dup_threshold, new_round=args.new_round, allow_unpriced=args.allow_unpriced,
-    )
+    """The options (each a flag of the same name) and the parts the flags choose."""
+    options = TrainsetOptions(**{option.name: getattr(args, option.name) for option in fields(TrainsetOptions)})
     return options, choices_from(args)
 
 

@@ -1,11 +1,8 @@
-"""Tile subjects for training-set grids: the description pool and the per-actor rotation through it.
+"""Tile subjects for training-set grids: the description pool and each grid's turn through it.
 
 The built-in pool (``imggen/data/tile_descriptions.json``) holds 63 subjects in 7 categories of 9;
-a user's own file of the same shape replaces it. :class:`DescriptionRotation` hands out subjects
-so that none repeats until the whole pool has been used, mixing categories within a grid, and
-keeps its place in the run folder's ledger (table ``description_rotation``) so the rotation
-continues across runs for the same actor. An earlier version's ``description_rotation.json`` is
-moved in once.
+a user's own file of the same shape replaces it. :func:`grid_subjects` gives a grid its subjects
+so that none repeats until the whole pool has been used, mixing categories within a grid.
 """
 
 from __future__ import annotations
@@ -18,13 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from imggen.engine.ledger import LEDGER_NAME
-from imggen.engine.sqlite_book import SqliteBook
-from imggen.storage.moved_in import move_in_once
 from imggen.storage.text_files import read_document
-
-OLD_ROTATION = "description_rotation.json"
-_TABLE = "CREATE TABLE IF NOT EXISTS description_rotation (cycle INTEGER NOT NULL, used TEXT NOT NULL)"
 
 
 @dataclass(frozen=True)
@@ -85,89 +76,37 @@ class DescriptionPool(tuple):
         return list(dict.fromkeys(item.category for item in self))
 
 
-class DescriptionRotation:
-    """Draws subjects without repeats until the pool is used up, remembering its place in the ledger
-    of the run folder ``root``.
+def grid_subjects(pool: DescriptionPool, number: int, per_grid: int) -> list[Description]:
+    """The ``per_grid`` subjects of grid ``number`` (1-based) of a run folder.
 
-    Each cycle walks the pool in an order that alternates categories (shuffled within each
-    category, differently every cycle). A draw that runs past the end of a cycle continues in the
-    next one without repeating a subject already in the same draw, while the pool is big enough.
+    The grids walk the pool in turn, so no subject repeats until the whole pool has been used: each
+    cycle through it alternates categories (shuffled within each category, differently every cycle),
+    and a grid that runs past the end of a cycle goes on in the next one without repeating a subject
+    of its own, while the pool is big enough. The walk is replayed from grid 1, so a grid's subjects
+    depend only on its number: a rerun or a bigger target goes on where the earlier grids stopped.
     """
-
-    def __init__(self, pool: DescriptionPool, root: str | os.PathLike) -> None:
-        self.pool = pool
-        self.root = Path(root)
-        self._state: tuple[int, set[int]] | None = None  # read at the first draw, inside the run's folder lock
-
-    @property
-    def cycle(self) -> int:
-        """The cycle through the pool that the next draw starts in."""
-        return self._place()[0]
-
-    @property
-    def used(self) -> frozenset[int]:
-        """The subjects (indices in the pool) of that cycle already handed out."""
-        return frozenset(self._place()[1])
-
-    def draw(self, count: int) -> list[Description]:
-        """``count`` subjects, saved as used before they are returned."""
-        cycle, used = self._place()
-        used = set(used)  # the place moves on only once it is saved
-        chosen: list[int] = []
-        while len(chosen) < count:
-            fresh = [i for i in self._order(cycle) if i not in used]
-            fresh = [i for i in fresh if i not in chosen] if len(self.pool) >= count else fresh
+    orders: dict[int, list[int]] = {}
+    cycle, used, chosen = 0, set(), []
+    for _ in range(number):
+        chosen = []
+        while len(chosen) < per_grid:
+            if cycle not in orders:
+                orders[cycle] = _order(pool, cycle)
+            fresh = [i for i in orders[cycle] if i not in used and (i not in chosen or len(pool) < per_grid)]
             if not fresh:
                 cycle, used = cycle + 1, set()
                 continue
             chosen.append(fresh[0])
             used.add(fresh[0])
-        self._state = (cycle, used)
-        self._save_state(cycle, used)
-        return [self.pool[i] for i in chosen]
-
-    def _place(self) -> tuple[int, set[int]]:
-        """The cycle and the subjects used in it, read from the ledger at the first draw."""
-        if self._state is None:
-            self._state = self._read_state()
-        return self._state
-
-    def _order(self, cycle: int) -> list[int]:
-        by_category: dict[str, list[int]] = {}
-        for index, item in enumerate(self.pool):
-            by_category.setdefault(item.category, []).append(index)
-        for category, indices in by_category.items():
-            random.Random(f"{cycle}|{category}").shuffle(indices)
-        lanes = list(by_category.values())
-        return [lane[row] for row in range(max(map(len, lanes))) for lane in lanes if row < len(lane)]
-
-    def _save_state(self, cycle: int, used: set[int] | list[int]) -> None:
-        with RotationBook(self.root) as book:
-            book.save(cycle, used)
-
-    def _read_state(self) -> tuple[int, set[int]]:
-        move_in_once(self.root / OLD_ROTATION,  # where an earlier version kept the place
-                     lambda old: self._save_state(int(old["cycle"]), [int(i) for i in old["used"]]))
-        with RotationBook(self.root) as book:
-            cycle, used = book.read()
-        return cycle, {i for i in used if 0 <= i < len(self.pool)}
+    return [pool[i] for i in chosen]
 
 
-class RotationBook(SqliteBook):
-    """The rotation's place in the ledger of the run folder ``root``: one row, the cycle and the
-    subjects used in it."""
-
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        super().__init__(root / LEDGER_NAME, _TABLE)
-
-    def read(self) -> tuple[int, list[int]]:
-        row = self._db.execute("SELECT cycle, used FROM description_rotation").fetchone()
-        return (int(row[0]), [int(i) for i in json.loads(row[1])]) if row else (0, [])
-
-    def save(self, cycle: int, used: set[int] | list[int]) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM description_rotation")
-            self._db.execute("INSERT INTO description_rotation (cycle, used) VALUES (?, ?)",
-                             (cycle, json.dumps(sorted(used))))
+def _order(pool: DescriptionPool, cycle: int) -> list[int]:
+    """The pool's indices in the order of ``cycle``: one subject of each category in turn."""
+    by_category: dict[str, list[int]] = {}
+    for index, item in enumerate(pool):
+        by_category.setdefault(item.category, []).append(index)
+    for category, indices in by_category.items():
+        random.Random(f"{cycle}|{category}").shuffle(indices)
+    lanes = list(by_category.values())
+    return [lane[row] for row in range(max(map(len, lanes))) for lane in lanes if row < len(lane)]

@@ -1,13 +1,10 @@
-"""Making the grids of a training set: drawing one, saving it, judging its tiles, and its record in
-the grid ledger of ``grids/``.
+"""Making the grids of a training set: drawing one, saving it, judging its tiles.
 
-Every grid is a task ``grid-{n}`` in the ``grids`` table of the run folder's ledger, run as a sub-task of the
-training image that waits for it (:func:`~imggen.engine.this_run.run_subtask`): retried, paced, held
-and controlled by the runner's own rules, each attempt in flight counted by the grids'
-:class:`~imggen.engine.lanes.Lane`. Its prompt and subjects are fixed when first planned
-(:func:`~.plan.grid_payload`), the image is saved before the judge runs, and the judge's verdict is
-the record's provenance, so a rerun pays for no grid twice; the engine's :mod:`~imggen.engine.supply` acts on
-how a grid ended.
+Every grid is a task ``grid-{n}`` in the ``grids`` table of the run folder's ledger, run as a
+sub-task of the training image that waits for it (:func:`~imggen.engine.this_run.run_subtask`), so
+the runner retries, paces, holds and controls it. Its prompt and subjects are fixed when first
+planned (:func:`~.plan.grid_payload`), the image is saved before the judge runs, and the judge's
+verdict is the record's provenance, so a rerun pays for no grid twice.
 """
 
 from __future__ import annotations
@@ -19,8 +16,7 @@ from pathlib import Path
 
 from imggen.backends.grid_drawers import GridDrawer
 from imggen.backends.replicate_predictions import ReplicatePredictions
-from imggen.backends.tile_judges import TileJudge
-from imggen.backends.vision_calls import VisionCalls
+from imggen.backends.tile_judges import TileJudge, judge_grid
 from imggen.engine.errors import ErrorKind
 from imggen.engine.lanes import Lane
 from imggen.engine.ledger import Ledger
@@ -29,7 +25,7 @@ from imggen.engine.tasks import Outcome, Task
 from imggen.images.tiles import tile_pngs
 from imggen.storage.atomic import atomic_write_bytes, is_valid_image
 
-from .descriptions import DescriptionRotation
+from .descriptions import DescriptionPool
 from .layout import GRIDS, OLD_GRID_LEDGER, grid_file
 from .plan import grid_key, grid_number, grid_payload
 
@@ -56,34 +52,12 @@ class MadeGrid:
     tiles: asyncio.Future | None = None  # None: split them from the file when first claimed
 
 
-@dataclass(frozen=True)
-class Verdict:
-    tiles: list[int]
-    fallback: bool  # the judge found none; corners and centre were taken
-    cost: float = 0.0  # US dollars of the priced answers it took (earlier unreadable ones included)
-
-
-async def judge_grid(judge: TileJudge, grid_image: bytes, grid: int, *, key: str, calls: VisionCalls) -> Verdict:
-    """The verdict on grid ``key``: the tiles its judge kept, or (the seed's rule) corners and centre."""
-    tiles = await judge.unique_tiles(grid_image, grid, key=key, calls=calls)
-    cost = calls.bill(key)
-    return Verdict(tiles, False, cost) if tiles else Verdict(fallback_tiles(grid), True, cost)
-
-
-def fallback_tiles(grid: int) -> list[int]:
-    """The four corners and the centre tile (distinct indices), used when a judge finds no unique tile."""
-    last = grid - 1
-    corners = [0, last, last * grid, grid * grid - 1]
-    centre = (grid // 2) * grid + grid // 2
-    return sorted(set(corners + [centre]))
-
-
 class GridMaker:
     """Draws, saves and judges grids of ``grid`` tiles per side from ``source`` into ``root`` (the
     grids folder), each a task of the ``grids`` table of its run folder's ledger."""
 
     def __init__(self, root: Path, source: bytes, *, drawer: GridDrawer, judge: TileJudge,
-                 rotation: DescriptionRotation, grid: int, predictions: ReplicatePredictions, lane: Lane,
+                 descriptions: DescriptionPool, grid: int, predictions: ReplicatePredictions, lane: Lane,
                  debug_dir: Path | None = None, round_number: int = 0) -> None:
         self.root = Path(root)
         self.lane = lane  # the grids in flight
@@ -91,7 +65,7 @@ class GridMaker:
         self._source = source
         self._drawer = drawer
         self._judge = judge
-        self._rotation = rotation
+        self._descriptions = descriptions
         self.grid = grid  # tiles per side
         self._predictions = predictions
         self._debug_dir = debug_dir
@@ -102,7 +76,8 @@ class GridMaker:
     # -- life cycle (open inside the run's folder lock) -------------------------------------
     def open(self) -> tuple[list[DrawnGrid], set[int]]:
         """Open the grids' table for this run: the grids finished in any run, and the numbers refused for good."""
-        self._ledger = open_grid_table(self.root.parent)
+        self._ledger = Ledger(self.root.parent, table=GRIDS)
+        self._ledger.adopt(self.root.parent / OLD_GRID_LEDGER)  # where an earlier layout kept the grids
         failed = {grid_number(f["key"]) for f in self._ledger.failures() if f["error_kind"] == ErrorKind.PERMANENT.value}
         drawn = []
         for key in self._ledger.keys("done"):
@@ -121,7 +96,7 @@ class GridMaker:
         :meth:`~imggen.engine.runner.Runner.subtask`)."""
         key = grid_key(number)
         record = self._ledger.task(key)
-        payload = record["payload"] if record else grid_payload(number, self.grid, self._rotation, self._round_number)
+        payload = record["payload"] if record else grid_payload(number, self.grid, self._descriptions, self._round_number)
         task = Task(key, payload, (grid_file(number, self._drawer.output_format),))
         self._ledger.plan([task], PLANNED_BY_NO_RUN)
         outcome = await run_subtask(task, self._attempt, self._ledger)
@@ -163,18 +138,6 @@ class GridMaker:
     def record(self, number: int) -> dict:
         """Grid ``number``'s ledger record: its payload (prompt, seed, subjects) and what drew it."""
         return self._ledger.task(grid_key(number))
-
-
-def open_grid_table(root: Path) -> Ledger:
-    """The ``grids`` table of the ledger of run folder ``root``; grids an earlier layout kept in a
-    ledger of their own (``grids/ledger.sqlite``) are moved into it once."""
-    grids = Ledger(root, table=GRIDS)
-    old = root / OLD_GRID_LEDGER
-    if old.is_file():
-        grids.adopt(old)
-        for leftover in old.parent.glob(f"{old.name}*"):  # with its -wal and -shm
-            leftover.rename(leftover.with_name(leftover.name.replace(old.name, f"{old.name}.moved")))
-    return grids
 
 
 def with_grid_attempts(ledger: Ledger) -> dict:

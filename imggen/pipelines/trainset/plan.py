@@ -18,7 +18,7 @@ from imggen.engine.seeds import image_seed
 from imggen.engine.tasks import Task
 from imggen.images.hashes import DEFAULT_DUP_THRESHOLD
 
-from .descriptions import DescriptionPool, DescriptionRotation
+from .descriptions import DescriptionPool, grid_subjects
 from .prompts import build_grid_prompt
 
 
@@ -86,9 +86,9 @@ def grid_number(key: str) -> int:
     return int(key.removeprefix("grid-"))
 
 
-def grid_payload(number: int, shape: int, rotation: DescriptionRotation, round_number: int = 0) -> dict:
-    """A new grid's task payload: ``shape`` tiles per side, the next subjects of the rotation, the prompt, the seed."""
-    subjects = rotation.draw(shape * shape)
+def grid_payload(number: int, shape: int, pool: DescriptionPool, round_number: int = 0) -> dict:
+    """A new grid's task payload: ``shape`` tiles per side, its subjects from ``pool``, the prompt, the seed."""
+    subjects = grid_subjects(pool, number, shape * shape)
     return {
         "grid": shape,
         "seed": grid_seed(number, round_number),

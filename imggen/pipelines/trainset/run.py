@@ -1,15 +1,11 @@
 """The training-set job: N unique, upscaled tiles of generated grids, stored under ``{user_id}/{actor_id}/``.
 
 :func:`~.plan.plan_trainset` turns the options into the training-image tasks; :func:`run_trainset`
-runs them on the engine runner (which decides every retry and wait: :mod:`imggen.engine.retry`;
-budget, pause/stop, progress, the ledger and its views). One task (:mod:`.work`) claims a unique
-tile from the :class:`~.tile_pool.TilePool`, which has grids requested and judged by
-:mod:`.grids` (the drawers: :mod:`imggen.backends.grid_drawers`) only as many as needed, then
-upscales it (:mod:`imggen.backends.upscalers`) and stores it (:mod:`imggen.storage.stores`). Grids
-and upscales in flight each follow their own target (:mod:`imggen.engine.lanes`: a number, or
-``auto``: the create pace x the observed latency);
-the progress line shows both. Every paid result is kept on disk before the ledger is marked, so a
-rerun for the same actor pays for nothing twice; where every file goes is :mod:`.layout`.
+runs them on the engine runner. One task (:mod:`.work`) claims a unique tile from the
+:class:`~.tile_pool.TilePool`, which has grids drawn and judged by :mod:`.grids` only as many as
+needed, then upscales it and stores it. Grids and upscales in flight each follow their own target
+(:mod:`imggen.engine.lanes`), and the progress line shows both. Every paid result is kept on disk
+before the ledger is marked, so a rerun for the same actor pays for nothing twice.
 
 The actor's training set is one scope of :mod:`~imggen.engine.rounds`: its ledger keeps the settings
 it is made with (grid drawer, judge, upscaler, storage, grid), and a rerun with other settings
@@ -26,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from imggen.backends.image_download import read_image_source
 from imggen.backends.replicate_predictions import ReplicatePredictions
 from imggen.engine.announcer import Announcer
 from imggen.engine.budget import Budget
@@ -44,9 +41,8 @@ from imggen.engine.stats import money_spent
 from imggen.storage.lock import folder_lock
 
 from .captions import TrainingCaptions
-from .descriptions import DescriptionPool, DescriptionRotation
+from .descriptions import DescriptionPool
 from .grids import DrawnGrid, GridMaker, with_grid_attempts
-from .inputs import load_source
 from .layout import GRIDS, SCOPE, STAGES, choose_run_folder, job_root
 from .parts import TrainsetParts
 from .plan import TrainsetOptions, plan_trainset, slot_key
@@ -124,7 +120,7 @@ async def run_trainset(
         tasks = plan_trainset(options)
         actor_root = job_root(work_dir, user_id, actor_id)
         root, this_round = choose_run_folder(actor_root, output_settings(parts, options), new_round=options.new_round)
-        source_bytes = await load_source(source)
+        source_bytes = await read_image_source(source)
     debug = Path(debug_dir) if debug_dir is not None else None
     control = control or RunControl()
     config = RunnerConfig(concurrency=options.slots, budget=options.budget, retry_failed=options.retry_failed)
@@ -138,7 +134,7 @@ async def run_trainset(
     maker = GridMaker(
         root / GRIDS, source_bytes, drawer=stages.counted(parts.drawer, "draw", "draw"),
         judge=stages.counted(parts.judge, "unique_tiles", "judge"),
-        rotation=DescriptionRotation(DescriptionPool.load(options.descriptions), root),
+        descriptions=DescriptionPool.load(options.descriptions),
         grid=options.grid, predictions=predictions, debug_dir=debug, round_number=this_round.number,
         lane=Lane("grids", options.grid_concurrency, predictions, paced=parts.drawer.paid_model is not None),
     )
@@ -150,10 +146,10 @@ async def run_trainset(
                                   paced=parts.upscaler.paid_model is not None),  # Replicate creates are paced
                              captions=captions,
                              drawer_queue=getattr(parts.drawer, "withdraw_waiting", None))
-    shown = [LanesShown(reporter, [pool.lane, work.lane], predictions.creates) for reporter in reporters]
+    shown = [LanesShown(reporter, [maker.lane, work.lane], predictions.creates) for reporter in reporters]
     summary: RunSummary | None = None
     later_round = folder_lock(actor_root) if root != actor_root else contextlib.nullcontext()  # one run per actor
-    with contextlib.closing(predictions), predictions.kept(), later_round, folder_lock(pool.root):
+    with contextlib.closing(predictions), predictions.kept(), later_round, folder_lock(maker.root):
         pool.open()
         try:
             summary = await run_job(JobFiles(root, stats_extra=with_grid_attempts), tasks, work,

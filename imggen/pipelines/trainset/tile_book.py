@@ -1,19 +1,25 @@
-"""Which training image got which tile, which tiles are never used again, and the perceptual hash of
-every tile kept, in the run folder's ledger (tables ``tiles`` and ``kept_tiles``), each change
-committed before the image goes on with its tile.
+"""Which training image got which tile, which tiles are never used again, and the tiles made into
+training images, by perceptual hash (:class:`KeptTiles`), in the run folder's ledger (tables
+``tiles`` and ``kept_tiles``), each change committed before the image goes on with its tile.
 
 A tile is refused when its upscale was refused for good or it repeats a tile already kept for the
-actor; the image that had it takes another. Earlier versions kept these in
-``grids/tile_assignments.json`` and ``kept_tiles.json``: a run folder that has them has them moved in once.
+actor; the image that had it takes another. Two tiles look alike when both their structure and
+their colours are within a threshold of bits (:class:`~imggen.images.hashes.TileHash`): the rule the
+hash judge applies inside one grid, here applied to every tile about to become a training image,
+against the tiles kept for the actor in any grid of any run, before its upscale, so a duplicate is
+never upscaled or paid for. Earlier versions kept these in ``grids/tile_assignments.json`` and
+``kept_tiles.json``: a run folder that has them has them moved in once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 from imggen.engine.ledger import LEDGER_NAME
 from imggen.engine.sqlite_book import SqliteBook
+from imggen.images.hashes import DEFAULT_DUP_THRESHOLD, TileHash
 from imggen.storage.moved_in import move_in_once
 
 from .layout import GRIDS
@@ -97,3 +103,32 @@ class TileBook(SqliteBook):
     def _move_in_kept(self, state: dict) -> None:
         for key, text in state["tiles"].items():
             self.keep(str(key), str(text))
+
+
+class KeptTiles:
+    """The tiles made (or being made) into training images of one actor, by hash, kept in ``book``."""
+
+    def __init__(self, book: TileBook, *, threshold: int = DEFAULT_DUP_THRESHOLD) -> None:
+        if threshold < 0:
+            raise ValueError("the duplicate threshold is a number of bits, at least 0")
+        self._book = book
+        self.threshold = threshold
+        self._hashes = {key: TileHash.from_text(text) for key, text in book.kept().items()}
+
+    async def admit(self, key: str, tile_png: bytes) -> str | None:
+        """Keep tile ``key`` unless it looks like a kept one; returns the key of the kept look-alike, else None."""
+        if key in self._hashes:
+            return None
+        tile_hash = await asyncio.to_thread(TileHash.of_png, tile_png)
+        # no await from here to the write: two tiles admitted at once cannot both pass as unique
+        twin = next((kept for kept, other in self._hashes.items() if tile_hash.distance(other) <= self.threshold),
+                    None)
+        if twin is None:
+            self._hashes[key] = tile_hash
+            self._book.keep(key, str(tile_hash))
+        return twin
+
+    def forget(self, key: str) -> None:
+        """Tile ``key`` will not be a training image after all (its upscale was refused)."""
+        if self._hashes.pop(key, None) is not None:
+            self._book.unkeep(key)

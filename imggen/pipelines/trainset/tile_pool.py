@@ -2,15 +2,12 @@
 
 Each slot of the run asks for a tile with :meth:`TilePool.claim`. The tiles are the items of an
 engine :class:`~imggen.engine.supply.Supply` whose batches are the grids (made by
-:class:`~.grids.GridMaker`, each a sub-task of the runner): the supply decides when a grid starts
-(only while the waiting slots outnumber the tiles available plus the most the grids in flight can
-still yield, ``max_grids`` attempts per run, the grids' :class:`~imggen.engine.lanes.Lane` target
-in flight: ``grid_concurrency``, a number, or ``auto``) and what follows how a grid ended (the
-budget, Pause and Stop, a grid refused for good or failed). This module keeps what is the training
-set's own: a grid's tiles are the ones its judge kept, less those taken; which slot got which tile,
-and which tiles were refused, is kept in the ledger's ``tiles`` table (:mod:`.tile_book`), so a
-rerun keeps each slot's tile and reuses the unclaimed tiles of earlier runs' grids; and a grid's
-price is billed to the first of its training images that is finished.
+:class:`~.grids.GridMaker`): the supply decides when a grid starts (``max_grids`` attempts per run,
+``grid_concurrency`` in flight) and what follows how it ended. This module keeps what is the
+training set's own: a grid's tiles are the ones its judge kept, less those taken or refused (kept
+in the ledger by :mod:`.tile_book`, so a rerun keeps each slot's tile and reuses the unclaimed
+tiles of earlier runs' grids); and a grid's price is billed to the first of its training images
+that is finished.
 """
 
 from __future__ import annotations
@@ -23,10 +20,9 @@ from imggen.engine.supply import Supply
 from imggen.images.hashes import DEFAULT_DUP_THRESHOLD
 from imggen.images.tiles import tile_pngs
 
-from .duplicates import KeptTiles
 from .grids import DrawnGrid, GridMaker
 from .plan import grid_key
-from .tile_book import TileBook, TileRef
+from .tile_book import KeptTiles, TileBook, TileRef
 
 
 @dataclass(frozen=True)
@@ -37,11 +33,9 @@ class ClaimedTile:
 
 class TilePool:
     def __init__(self, maker: GridMaker, *, max_grids: int, dup_threshold: int = DEFAULT_DUP_THRESHOLD) -> None:
-        self.root = maker.root
         self._dup_threshold = dup_threshold
-        self._maker = maker
+        self.maker = maker  # draws the grids; its records hold each grid's subjects and drawer
         self._max_grids = max_grids  # grid attempts per run (the seed's max_generation_attempts)
-        self.lane = maker.lane  # the grids in flight
         self._grids: dict[int, DrawnGrid] = {}  # drawn and judged, in any run
         self._tile_images: dict[int, asyncio.Future[list[bytes]]] = {}  # grid number -> its tiles as PNG
         self._unbilled: dict[int, float] = {}
@@ -50,12 +44,12 @@ class TilePool:
 
     # -- life cycle (open inside the run's folder lock) -------------------------------------
     def open(self) -> None:
-        self._book = TileBook(self.root.parent)
+        self._book = TileBook(self.maker.root.parent)
         self._assigned, self._rejected = self._book.read()
         self.kept = KeptTiles(self._book, threshold=self._dup_threshold)  # tiles made into images, by hash
-        drawn, failed = self._maker.open()
+        drawn, failed = self.maker.open()
         self._supply: Supply[TileRef] = Supply(
-            self._grid, lane=self.lane, batch_size=self._maker.grid**2, max_batches=self._max_grids,
+            self._grid, lane=self.maker.lane, batch_size=self.maker.grid**2, max_batches=self._max_grids,
             used={grid.number for grid in drawn} | failed, on_serve=self._served, describe=grid_key,
             exhausted=lambda attempts: f"no unique tile left after {attempts} grid attempts in this run "
             "(max_generation_attempts); raise it and rerun to continue")
@@ -68,7 +62,7 @@ class TilePool:
         Abandoned Replicate grids stay in the run's book of predictions and are collected by the next run.
         """
         await self._supply.close(cancel=cancel)
-        self._maker.close()
+        self.maker.close()
         self._book.close()
 
     @property
@@ -99,10 +93,6 @@ class TilePool:
                 asyncio.to_thread(lambda: tile_pngs(drawn.path.read_bytes(), drawn.grid)))
         return ClaimedTile(ref, (await tiles)[ref.tile])
 
-    def grid_record(self, number: int) -> dict:
-        """Grid ``number``'s ledger record (see :meth:`~.grids.GridMaker.record`)."""
-        return self._maker.record(number)
-
     def bill(self, ref: TileRef) -> float:
         """The price of ``ref``'s grid the first time one of its tiles is finished, else 0."""
         return self._unbilled.pop(ref.grid, 0.0)
@@ -116,7 +106,7 @@ class TilePool:
     # -- the supply's batches -----------------------------------------------------------------
     async def _grid(self, number: int) -> list[TileRef]:
         """Grid ``number``, drawn (or read) and judged: the tiles it adds."""
-        made = await self._maker.make(number)
+        made = await self.maker.make(number)
         self._unbilled[number] = made.cost
         if made.tiles is not None:
             self._tile_images[number] = made.tiles

@@ -71,12 +71,12 @@ class TrainingImageWork:
                 self.pool.kept.forget(claimed.ref.key)
                 self.pool.reject(slot, claimed.ref)
         ref = claimed.ref
-        grid = self.pool.grid_record(ref.grid)
+        grid = self.pool.maker.record(ref.grid)
         subject = grid["payload"]["subjects"][ref.tile]["text"]
         caption = await self.captions.caption(ref.key, subject, claimed.image)
         extension = self.upscaler.output_format
         name = stored_name(task.key, extension)
-        data = self._stamped(data, task, ref, grid, caption)
+        data = self._stamped(data, task, ref, grid, subject, caption)
         stored = await self.store.put(name, data, CONTENT_TYPES[extension])
         await self.store.put(caption_name(name), caption.encode("utf-8"), TEXT_TYPE)
         if self.debug_dir is not None:
@@ -88,11 +88,10 @@ class TrainingImageWork:
                         "caption": caption},
         )
 
-    def _stamped(self, data: bytes, task: Task, ref: TileRef, grid: dict, caption: str) -> bytes:
+    def _stamped(self, data: bytes, task: Task, ref: TileRef, grid: dict, subject: str, caption: str) -> bytes:
         """The stored image with its provenance: the tile's subject as its prompt, the model and seed of
         its grid (``grid``: the grid's ledger record)."""
         payload, drawn = grid["payload"], grid["provenance"] or {}
-        subject = payload["subjects"][ref.tile]["text"]
         model = drawn.get("model") or drawn.get("drawer", "unknown")
         provenance = {"key": task.key, "prompt": subject, "grid_prompt": payload["prompt"], "seed": payload["seed"],
                       "grid": ref.grid, "tile": ref.tile, "model": model, "drawer": drawn.get("drawer"),
