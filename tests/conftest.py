@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
 import sqlite3
@@ -91,10 +92,18 @@ def out(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def klein(tmp_path_factory) -> Path:
-    """The tiny FLUX.2 klein checkpoint (random weights, built offline), built once per test process
-    and shared by every test that only reads it."""
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "flux2-klein-tiny")
+def klein(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The tiny FLUX.2 klein checkpoint (random weights, built offline), shared by every test that
+    only reads it. It is built once per pytest run: the first of the xdist processes that needs it
+    builds it (4 to 5 s of CPU) while the others wait on a lock, then all read the same folder."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the folder of this run, above each process's
+    path = shared / "flux2-klein-tiny"
+    with open(shared / "flux2-klein-tiny.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_dir():  # the build renames a finished checkpoint into place
+            build_tiny_checkpoint(path)
+    return path
 
 
 def is_the_ray_kind(item: pytest.Item) -> bool:

@@ -131,17 +131,3 @@ def test_all_planning_models_and_the_shell_script(tmp_path, klein):
     assert json.loads((out / "spatial/PlannerA/flux2-klein-tiny/stats.json").read_text())["2 generation"] == [0]
     assert (out / "other/PlannerB/flux2-klein-tiny/q-1/img_2.png").is_file()
     assert "PlannerA" not in (out / "other/PlannerB/flux2-klein-tiny/run.log").read_text()
-
-
-def test_an_unreadable_image_fixed_later_is_tried_again_with_retry_failed(tmp_path, klein, call_log):
-    with_bad_records(tmp_path)
-    first = run(tmp_path, klein)
-    ((kind, count, why),) = first.summary.failures  # the summary says what failed and why
-    assert (kind, count) == ("permanent", 1) and "broken.png is unreadable" in why
-    key = "spatial/Planner-7B/flux2-klein-tiny/92/img_0.png"
-    noise_image(tmp_path / "datasets" / "eval" / "spatial" / "images" / "broken.png", 9)  # the user fixes it
-    assert run(tmp_path, klein).summary.progress.failed == 1 and calls(call_log)[key] == 0  # not without asking
-    retried = run(tmp_path, klein, retry_failed=True)
-    assert retried.summary.progress.failed == 0 and retried.summary.failures == ()
-    assert calls(call_log)[key] == 1 and sum(calls(call_log).values()) == 5
-    assert (folder(tmp_path) / "92" / "img_0.png").is_file()
