@@ -15,10 +15,8 @@ import re
 import tarfile
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pytest
-import webdataset
 from instructions_fixtures import PLANNER, folder, run, sample_inputs  # noqa: F401 - fixtures
 from PIL import Image
 from styles_fixtures import CHEAP, emulator, records, write_records
@@ -53,6 +51,8 @@ def no_local_path(target: Path, local: Path) -> None:
 
 
 def load(target: Path, tmp_path: Path, monkeypatch) -> list[dict]:
+    import datasets  # here, not at collection, which every test process does
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     loaded = datasets.load_dataset("imagefolder", data_dir=str(target), cache_dir=str(tmp_path / "hf-cache"))
     assert list(loaded) == ["train"]
@@ -237,6 +237,8 @@ def dreambooth_images(folder: Path) -> set[str]:
 
 
 def webdataset_samples(folder: Path) -> list[dict]:
+    import webdataset  # here, not at collection: it imports torch
+
     shards = sorted(str(path) for path in folder.glob("*.tar"))
     samples = list(webdataset.WebDataset(shards, shardshuffle=False).decode("pil"))
     for sample in samples:

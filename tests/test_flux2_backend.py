@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from imggen.backends.flux2 import Flux2Backend
@@ -22,6 +21,8 @@ from imggen.backends.tiny_flux2 import build_tiny_checkpoint, main
 from imggen.engine.errors import ErrorKind, TaskError
 
 pytestmark = pytest.mark.timeout(120)
+# torch is imported by the tests that use it, not at collection: every test process collects this
+# module (and those that take its helpers), and most never need torch in the process itself.
 
 SIZE = 32
 STEPS = 2
@@ -166,6 +167,8 @@ def test_loading_opens_no_socket(klein, monkeypatch):
 
 
 def test_device_and_dtype_defaults_and_choices(klein, backend):
+    import torch
+
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert backend.device.type == expected
     assert backend.dtype == (torch.bfloat16 if expected == "cuda" else torch.float32)
@@ -218,6 +221,8 @@ def test_same_seed_same_pixels_other_seed_other_pixels(backend):
 
 
 def test_a_batch_gives_each_seed_the_noise_and_pixels_it_gets_alone(backend, monkeypatch):
+    import torch
+
     monkeypatch.setattr(backend, "pipeline", StepCountingPipeline(backend.pipeline))
     prompts = ["a cat", "a dog on a skateboard", "a cat"]
     seeds = [11, 12, 13]
@@ -294,6 +299,8 @@ def test_sizes_must_be_multiples_of_16(backend):
 
 
 def test_out_of_memory_retries_at_half_the_batch(klein, backend):
+    import torch
+
     oom = Flux2Backend(klein, num_inference_steps=STEPS)
     oom.pipeline = recorder = StepCountingPipeline(
         oom.pipeline, fail_above=2, error=torch.cuda.OutOfMemoryError("CUDA out of memory.")

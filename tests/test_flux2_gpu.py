@@ -5,27 +5,29 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from imggen.backends.flux2 import Flux2Backend
 
 from test_flux2_backend import STEPS, pixels, reference
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none is visible)"),
-]
+pytestmark = pytest.mark.gpu
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
 def gpu_backend(klein):
+    import torch  # here, not at collection (see test_flux2_backend)
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (none is visible)")
     backend = Flux2Backend(klein, device="cuda", num_inference_steps=STEPS)
     assert backend.dtype is torch.bfloat16
     return backend
 
 
 def test_bfloat16_output_is_finite(gpu_backend):
+    import torch
+
     pipeline = gpu_backend.pipeline
     with torch.inference_mode():
         latents = pipeline(prompt_embeds=gpu_backend.prompt_embeddings(["a lighthouse", "a cat"]),

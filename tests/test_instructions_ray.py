@@ -14,14 +14,16 @@ from instructions_fixtures import PLANNER, call_log, calls, images_under, run, s
 pytestmark = pytest.mark.serial  # starts a Ray cluster
 
 __all__ = ["call_log"]
-ray = pytest.importorskip("ray")
 
 
 @pytest.fixture
 def local_ray(monkeypatch):
+    """A local Ray the test starts (imported here, not at collection: most test processes never need it)."""
+    import ray
+
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
+    yield ray
     ray.shutdown()
 
 
@@ -32,7 +34,7 @@ def test_ray_actors_make_the_same_images_as_local_workers(tmp_path, klein, local
     on_ray = run(inputs, klein, output_root=tmp_path / "ray", engine="ray", num_gpus=2)
     assert on_ray.summary.state == "finished" and on_ray.summary.progress.done == 6
     assert sum(calls(call_log).values()) == 6
-    assert ray.is_initialized()  # a Ray the caller started is left running
+    assert local_ray.is_initialized()  # a Ray the caller started is left running
 
     run(inputs, klein, output_root=tmp_path / "local", num_gpus=2)
     from_ray, from_processes = images_under(tmp_path / "ray"), images_under(tmp_path / "local")

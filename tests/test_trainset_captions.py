@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import datasets
 import numpy as np
 from bs4 import BeautifulSoup
 from PIL import Image
@@ -26,6 +25,8 @@ def load_imagefolder(folder: Path, tmp_path: Path, monkeypatch) -> list[dict]:
     """The folder's images with their ``metadata.jsonl`` columns, as the README loads them. ``data_files="*"``
     is needed: the names ``training-image*`` make ``datasets`` take the folder for a split named by its files,
     and a split's files must include ``metadata.jsonl``."""
+    import datasets  # here, not at collection, which every test process does
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     loaded = datasets.load_dataset("imagefolder", data_dir=str(folder), data_files="*",
                                    cache_dir=str(tmp_path / f"hf-cache-{folder.name}"))
