@@ -3,7 +3,8 @@
 A kind starts what its run needs (a provider emulator, a local S3, a tiny checkpoint), lays its
 inputs in a folder, and says how to run it as a user would (the real command in a child process),
 how many images it has made, how many paid calls its provider has received, and how many images a
-stop may still let finish: what a local model is drawing (workers x batch), or the requests in flight.
+stop may still let finish: what a local model holds (workers x batch, and images it is still writing), or
+the requests in flight.
 The same job also runs as a notebook runs it (``Run.in_a_notebook``: the pipeline's Python API with a
 run control, see notebook_job.py), for what only a notebook can do: pause and resume.
 Where it can, a kind also says how to make some of its images fail for good from outside, as a user's
@@ -48,7 +49,8 @@ class Run:
     bad_command: list[str]  # the same run with an input that cannot be used: it must not start
     image_files: Callable[[], list[Path]]  # the images made so far
     expected: int  # the images of the whole job
-    drawing: int | None  # images a stop may still let finish (None: bounded by the paid calls in flight)
+    drawing: int | None  # images a stop may still let finish: being drawn or written (None: bounded by the paid
+    # calls in flight)
     paid_calls: Callable[[], int] = lambda: 0  # paid requests the provider has received (a local model: none)
     ledger_root: Path | None = None  # where the run's ledger is (its running tasks were started before a stop)
     calls_per_task: int = 1  # paid calls one task may still send once started
@@ -209,7 +211,9 @@ def instructions_local(folder: Path, checkpoint: Path) -> Iterator[Run]:
                "--device", "cpu", "--num_gpus", "2", "--height", str(SIZE), "--width", str(SIZE),
                "--num_inference_steps", str(STEPS), "--planning_model", PLANNER]
     bad = replaced(command, "--planning_model", "Planer-7B")  # a typo
-    yield Run(command, bad, files(out, "*.png"), 21, drawing=2, loads_a_model=True,  # 2 workers x batch 1
+    # 2 workers x batch 1, and the image each may still be writing: a worker writes a batch's images
+    # while it draws the next batch (imggen.pipelines.instructions.render)
+    yield Run(command, bad, files(out, "*.png"), 21, drawing=4, loads_a_model=True,
               ledger_root=out, fail_some=unreadable(folder / "datasets" / "eval" / "spatial" / "images" / "b.png"))
 
 

@@ -5,7 +5,7 @@ pipeline's Python API with a run control, the panel's buttons clicked from anoth
 or a training set's grid), while most of the job is still to do.
 
 - Pause holds within what is being drawn: after it no task starts (nor a sub-task, such as a training
-  set's grid, nor a retry), a local model finishes at most what it was drawing (workers x batch), other
+  set's grid, nor a retry), a local model finishes at most what it held (workers x batch, and what it was still writing), other
   runs at most the tasks they had started (one image each), and no paid call reaches the provider beyond
   those of the tasks in flight at the pause.
 - Pause ends no process of the run: its model workers stay up, their models loaded.
